@@ -1,0 +1,117 @@
+package org.qcow4j.cli;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Qcow2Image;
+import org.qcow4j.format.Bitmap;
+import org.qcow4j.format.Feature;
+import org.qcow4j.format.Header;
+import org.qcow4j.format.Snapshot;
+
+/**
+ * What {@code qemu-img info} reports about one image, as an ordered tree of maps, lists, strings, numbers and
+ * booleans with qemu-img's field names, in qemu-img 7.2's order. Rendered as JSON by {@link QemuJson} and as
+ * text by {@link InfoCommand}.
+ */
+final class ImageInfo {
+    private ImageInfo() {
+    }
+
+    static Map<String, Object> of(DiskImage image) throws IOException {
+        Map<String, Object> m = new LinkedHashMap<>();
+        Qcow2Image q = image instanceof Qcow2Image qi ? qi : null;
+        Header h = q == null ? null : q.header();
+        if (h != null && h.backingFile() != null && h.backingFormat() != null) {
+            m.put("backing-filename-format", h.backingFormat());
+        }
+        if (q != null && !q.snapshots().isEmpty()) {
+            List<Object> list = new ArrayList<>();
+            for (Snapshot s : q.snapshots()) {
+                list.add(snapshot(s));
+            }
+            m.put("snapshots", list);
+        }
+        m.put("virtual-size", image.size());
+        m.put("filename", image.filename());
+        if (h != null) {
+            m.put("cluster-size", h.clusterSize());
+        }
+        m.put("format", image.format());
+        long actual = DiskUsage.allocatedBytes(Path.of(image.filename()));
+        if (actual >= 0) {
+            m.put("actual-size", actual);
+        }
+        if (h != null) {
+            Map<String, Object> fs = new LinkedHashMap<>();
+            fs.put("type", "qcow2");
+            fs.put("data", qcow2Specific(q));
+            m.put("format-specific", fs);
+            if (h.backingFile() != null) {
+                m.put("full-backing-filename", q.fullBackingFilename());
+                m.put("backing-filename", h.backingFile());
+            }
+        }
+        m.put("dirty-flag", h != null && h.has(Feature.DIRTY));
+        return m;
+    }
+
+    private static Map<String, Object> snapshot(Snapshot s) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        if (s.icount() != -1) {
+            m.put("icount", s.icount());
+        }
+        m.put("vm-clock-nsec", Long.remainderUnsigned(s.vmClockNsec(), 1_000_000_000L));
+        m.put("name", s.name());
+        m.put("date-sec", s.dateSec());
+        m.put("date-nsec", s.dateNsec());
+        m.put("vm-clock-sec", Long.divideUnsigned(s.vmClockNsec(), 1_000_000_000L));
+        m.put("id", s.id());
+        m.put("vm-state-size", s.vmStateSize());
+        return m;
+    }
+
+    private static Map<String, Object> qcow2Specific(Qcow2Image q) {
+        Header h = q.header();
+        Map<String, Object> d = new LinkedHashMap<>();
+        if (h.version() == 2) {
+            d.put("compat", "0.10");
+            d.put("compression-type", h.compressionTypeName());
+            d.put("refcount-bits", h.refcountBits());
+            return d;
+        }
+        d.put("compat", "1.1");
+        d.put("compression-type", h.compressionTypeName());
+        d.put("lazy-refcounts", h.has(Feature.LAZY_REFCOUNTS));
+        if (!q.bitmaps().isEmpty()) {
+            List<Object> list = new ArrayList<>();
+            for (Bitmap b : q.bitmaps()) {
+                Map<String, Object> bm = new LinkedHashMap<>();
+                List<Object> flags = new ArrayList<>();
+                if ((b.flags() & Bitmap.FLAG_IN_USE) != 0) {
+                    flags.add("in-use");
+                }
+                if ((b.flags() & Bitmap.FLAG_AUTO) != 0) {
+                    flags.add("auto");
+                }
+                bm.put("flags", flags);
+                bm.put("name", b.name());
+                bm.put("granularity", 1L << b.granularityBits());
+                list.add(bm);
+            }
+            d.put("bitmaps", list);
+        }
+        d.put("refcount-bits", h.refcountBits());
+        if (q.dataFile() != null) {
+            d.put("data-file", q.dataFile());
+            d.put("data-file-raw", h.has(Feature.RAW_EXTERNAL_DATA));
+        }
+        d.put("corrupt", h.has(Feature.CORRUPT));
+        d.put("extended-l2", h.has(Feature.EXTENDED_L2));
+        return d;
+    }
+}

@@ -1,0 +1,128 @@
+package org.qcow4j.cli;
+
+import java.io.PrintWriter;
+import java.time.Instant;
+import java.time.ZoneId;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+import org.qcow4j.DiskImage;
+
+/** {@code info}: what qemu-img info prints, field for field. */
+@Command(name = "info", description = "Show an image's format, size, backing file and format-specific details.")
+final class InfoCommand implements Callable<Integer> {
+    private static final DateTimeFormatter DATE = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss");
+
+    @Option(names = "-f", paramLabel = "FMT", description = "Image format (qcow2 or raw); probed if omitted.")
+    String format;
+
+    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human")
+    String output;
+
+    @Option(names = "--backing-chain", description = "Show every image of the backing chain.")
+    boolean backingChain;
+
+    @Parameters(paramLabel = "IMAGE")
+    String image;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        boolean json = ImageArgs.json(output);
+        List<Map<String, Object>> infos = new ArrayList<>();
+        try (DiskImage top = ImageArgs.open(image, format)) {
+            for (DiskImage d = top; d != null; d = backingChain ? d.backing() : null) {
+                infos.add(ImageInfo.of(d));
+            }
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        if (json) {
+            out.println(QemuJson.render(backingChain ? infos : infos.get(0)));
+        } else {
+            for (int i = 0; i < infos.size(); i++) {
+                if (i > 0) {
+                    out.println();
+                }
+                printHuman(out, infos.get(i));
+            }
+        }
+        out.flush();
+        return ExitCodes.OK;
+    }
+
+    /** qemu-img's {@code bdrv_image_info_dump}. */
+    @SuppressWarnings("unchecked")
+    private static void printHuman(PrintWriter out, Map<String, Object> m) {
+        out.println("image: " + m.get("filename"));
+        out.println("file format: " + m.get("format"));
+        long size = (Long) m.get("virtual-size");
+        out.println("virtual size: " + Sizes.human(size) + " (" + size + " bytes)");
+        Object actual = m.get("actual-size");
+        out.println("disk size: " + (actual == null ? "unavailable" : Sizes.human((Long) actual)));
+        if (m.containsKey("cluster-size")) {
+            out.println("cluster_size: " + m.get("cluster-size"));
+        }
+        if (Boolean.TRUE.equals(m.get("dirty-flag"))) {
+            out.println("cleanly shut down: no");
+        }
+        if (m.containsKey("backing-filename")) {
+            String b = (String) m.get("backing-filename");
+            String full = (String) m.get("full-backing-filename");
+            out.println("backing file: " + b + (full != null && !full.equals(b) ? " (actual path: " + full + ")" : ""));
+        }
+        if (m.containsKey("backing-filename-format")) {
+            out.println("backing file format: " + m.get("backing-filename-format"));
+        }
+        if (m.containsKey("snapshots")) {
+            out.println("Snapshot list:");
+            out.println(String.format("%-10s%-17s%8s%20s%13s%11s", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT"));
+            for (Object o : (List<Object>) m.get("snapshots")) {
+                Map<String, Object> s = (Map<String, Object>) o;
+                long secs = (Long) s.get("vm-clock-sec");
+                long nsec = (Long) s.get("vm-clock-nsec");
+                String clock = String.format("%02d:%02d:%02d.%03d", secs / 3600, (secs / 60) % 60, secs % 60, nsec / 1_000_000);
+                String date = DATE.format(Instant.ofEpochSecond((Long) s.get("date-sec")).atZone(ZoneId.systemDefault()));
+                Object icount = s.get("icount");
+                out.println(String.format("%-9s %-16s %8s%20s%13s%11s", s.get("id"), s.get("name"),
+                        Sizes.human((Long) s.get("vm-state-size")), date, clock, icount == null ? "" : icount.toString()));
+            }
+        }
+        if (m.containsKey("format-specific")) {
+            out.println("Format specific information:");
+            dumpTree(out, ((Map<String, Object>) m.get("format-specific")).get("data"), 1);
+        }
+    }
+
+    /** qemu's {@code dump_qobject}: nested maps and lists, keys with '-' shown as ' '. */
+    @SuppressWarnings("unchecked")
+    private static void dumpTree(PrintWriter out, Object v, int level) {
+        String pad = "    ".repeat(level);
+        if (v instanceof Map<?, ?> map) {
+            for (Map.Entry<String, Object> e : ((Map<String, Object>) map).entrySet()) {
+                dumpEntry(out, e.getKey().replace('-', ' '), e.getValue(), pad, level);
+            }
+        } else if (v instanceof List<?> list) {
+            for (int i = 0; i < list.size(); i++) {
+                dumpEntry(out, "[" + i + "]", list.get(i), pad, level);
+            }
+        }
+    }
+
+    private static void dumpEntry(PrintWriter out, String key, Object value, String pad, int level) {
+        if (value instanceof Map<?, ?> || value instanceof List<?>) {
+            out.println(pad + key + ":");
+            dumpTree(out, value, level + 1);
+        } else {
+            out.println(pad + key + ": " + value);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+package org.qcow4j.cli;
+
+import java.io.PrintWriter;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
+import org.qcow4j.QcowException;
+
+/** {@code map}: the allocation of every guest byte, as qemu-img map prints it. */
+@Command(name = "map", description = "Show which layer of the backing chain holds each range of the disk.")
+final class MapCommand implements Callable<Integer> {
+    @Option(names = "-f", paramLabel = "FMT", description = "Image format (qcow2 or raw); probed if omitted.")
+    String format;
+
+    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human")
+    String output;
+
+    @Option(names = {"-s", "--start-offset"}, paramLabel = "OFFSET", defaultValue = "0")
+    long startOffset;
+
+    @Option(names = {"-l", "--max-length"}, paramLabel = "LENGTH", defaultValue = "-1")
+    long maxLength;
+
+    @Parameters(paramLabel = "IMAGE")
+    String image;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        boolean json = ImageArgs.json(output);
+        PrintWriter out = spec.commandLine().getOut();
+        try (DiskImage d = ImageArgs.open(image, format)) {
+            long end = maxLength < 0 ? d.size() : Math.min(d.size(), startOffset + maxLength);
+            if (json) {
+                out.print('[');
+            } else {
+                out.printf("%-16s%-16s%-16s%s%n", "Offset", "Length", "Mapped to", "File");
+            }
+            Extent run = null;
+            boolean first = true;
+            for (long pos = Math.max(0, startOffset); pos < end; ) {
+                Extent e = d.extentAt(pos, end - pos);
+                pos = e.end();
+                if (run != null && run.mergeableWith(e) && sameFile(d, run, e)) {
+                    run = run.mergedWith(e);
+                    continue;
+                }
+                if (run != null) {
+                    first = print(out, d, run, json, first);
+                }
+                run = e;
+            }
+            if (run != null) {
+                print(out, d, run, json, first);
+            }
+            if (json) {
+                out.println(']');
+            }
+        }
+        out.flush();
+        return ExitCodes.OK;
+    }
+
+    private static boolean sameFile(DiskImage d, Extent a, Extent b) {
+        return !a.hasHostOffset() || layerFile(d, a.depth()).equals(layerFile(d, b.depth()));
+    }
+
+    /** The file holding the data of layer {@code depth}: the image, or its external data file. */
+    private static String layerFile(DiskImage d, int depth) {
+        DiskImage layer = d;
+        for (int i = 0; i < depth && layer.backing() != null; i++) {
+            layer = layer.backing();
+        }
+        if (layer instanceof org.qcow4j.Qcow2Image q && q.dataFile() != null) {
+            return q.dataFile();
+        }
+        return layer.filename();
+    }
+
+    private static boolean print(PrintWriter out, DiskImage d, Extent e, boolean json, boolean first) throws QcowException {
+        if (json) {
+            out.printf("%s{ \"start\": %d, \"length\": %d, \"depth\": %d, \"present\": %b, \"zero\": %b, \"data\": %b",
+                    first ? "" : ",\n", e.start(), e.length(), e.depth(), e.present(), e.zero(), e.data());
+            if (e.hasHostOffset()) {
+                out.printf(", \"offset\": %d", e.hostOffset());
+            }
+            out.print('}');
+        } else {
+            if (e.data() && !e.hasHostOffset()) {
+                throw new QcowException(d.filename(), "File contains external, encrypted or compressed clusters.");
+            }
+            if (e.data() && !e.zero()) {
+                out.printf("%-16s%-16s%-16s%s%n", hex(e.start()), hex(e.length()), hex(e.hostOffset()), layerFile(d, e.depth()));
+            }
+        }
+        return false;
+    }
+
+    /** C's {@code %#x}: no prefix for zero. */
+    private static String hex(long v) {
+        return v == 0 ? "0" : "0x" + Long.toHexString(v);
+    }
+}

@@ -1,0 +1,106 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.qcow4j.format.Header;
+
+/**
+ * Opens an image and, recursively, its backing chain: probes formats, resolves relative names against the
+ * overlay's directory like QEMU's {@code path_combine}, and refuses loops and chains deeper than the limit
+ * (qemu-img would hang on a loop).
+ */
+final class ChainOpener {
+    private final OpenOptions options;
+    private final List<Path> chain = new ArrayList<>();
+    private final List<String> names = new ArrayList<>();
+
+    ChainOpener(OpenOptions options) {
+        this.options = options;
+    }
+
+    OpenOptions options() {
+        return options;
+    }
+
+    /**
+     * Opens {@code filename} as layer {@code depth} of the chain.
+     *
+     * @param format  "qcow2", "raw" or null to probe
+     * @param overlay the image naming this one as its backing file, or null for the top image
+     */
+    DiskImage open(String filename, String format, int depth, String overlay) throws IOException {
+        if (depth > options.maxChainDepth()) {
+            throw new QcowException(overlay, "backing chain deeper than " + options.maxChainDepth() + " images");
+        }
+        Path path = Path.of(filename);
+        Path real = realPath(path, filename, overlay == null ? null : "backing file of " + overlay);
+        int seen = chain.indexOf(real);
+        if (seen >= 0) {
+            throw new QcowException(overlay, "backing file loop: " + String.join(" -> ", names.subList(seen, names.size()))
+                    + " -> " + filename);
+        }
+        chain.add(real);
+        names.add(filename);
+        FileStorage storage = FileStorage.openReadOnly(path);
+        try {
+            String fmt = format != null && !format.isEmpty() ? format : probe(storage);
+            return switch (fmt) {
+                case "qcow2" -> Qcow2Image.open(storage, filename, this, depth);
+                case "raw" -> new RawImage(filename, storage);
+                default -> throw new UnsupportedFeatureException(filename, "image format '" + fmt + "'");
+            };
+        } catch (IOException | RuntimeException e) {
+            storage.close();
+            throw e;
+        }
+    }
+
+    /** Opens an external data file (incompatible bit 2) for reading. */
+    FileStorage openDataFile(String filename, String image) throws IOException {
+        return FileStorage.openReadOnly(realPath(Path.of(filename), filename, "external data file of " + image));
+    }
+
+    private static Path realPath(Path path, String filename, String role) throws IOException {
+        try {
+            return path.toRealPath();
+        } catch (NoSuchFileException e) {
+            throw new QcowException(filename, "no such file" + (role == null ? "" : " (" + role + ")"));
+        } catch (AccessDeniedException e) {
+            throw new QcowException(filename, "permission denied" + (role == null ? "" : " (" + role + ")"));
+        }
+    }
+
+    /** qemu-img's probe, reduced to the formats qcow4j reads: the qcow2 magic, else raw. */
+    static String probe(FileStorage storage) throws IOException {
+        if (storage.length() < 4) {
+            return "raw";
+        }
+        ByteBuffer magic = storage.read(0, 4).order(ByteOrder.BIG_ENDIAN);
+        return magic.getInt(0) == Header.MAGIC ? "qcow2" : "raw";
+    }
+
+    /**
+     * Resolves a name written in an image against that image's name, as QEMU's {@code path_combine}:
+     * absolute names stay, relative ones are taken from the image's directory. Protocol names
+     * ({@code nbd:...}, {@code json:{...}}) are refused.
+     */
+    static String resolveRelative(String imageName, String name) throws UnsupportedFeatureException {
+        int colon = name.indexOf(':');
+        int slash = name.indexOf('/');
+        if (colon > 0 && (slash < 0 || colon < slash)) {
+            throw new UnsupportedFeatureException(imageName, "backing or data file protocol '" + name.substring(0, colon)
+                    + "' (only local files are supported)");
+        }
+        if (name.startsWith("/")) {
+            return name;
+        }
+        int dirEnd = imageName.lastIndexOf('/');
+        return dirEnd < 0 ? name : imageName.substring(0, dirEnd + 1) + name;
+    }
+}

@@ -1,0 +1,35 @@
+package org.qcow4j;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * A virtual disk opened read-only: a qcow2 image with its backing chain, or a raw file.
+ * Safe for concurrent use by several threads. Open one with {@link Images#open}.
+ */
+public interface DiskImage extends Closeable {
+    /** The name the image was opened by (as given by the user or written in the overlay). */
+    String filename();
+
+    /** "qcow2" or "raw", as qemu-img names formats. */
+    String format();
+
+    /** Virtual disk size in bytes. */
+    long size();
+
+    /** The backing image, or null. */
+    DiskImage backing();
+
+    /**
+     * Reads {@code dst.remaining()} guest bytes at {@code offset} into {@code dst}, advancing its position.
+     * The range must lie inside the virtual disk.
+     */
+    void read(ByteBuffer dst, long offset) throws IOException;
+
+    /**
+     * The status of the bytes starting at {@code offset}: one run of at most {@code maxLength} bytes (never
+     * empty) with one status across the whole backing chain, as QEMU's {@code bdrv_block_status} sees it.
+     */
+    Extent extentAt(long offset, long maxLength) throws IOException;
+}

@@ -1,0 +1,20 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+/** Entry point of the library: opens disk images read-only. */
+public final class Images {
+    private Images() {
+    }
+
+    /** Opens {@code path} (format probed) with its backing chain. */
+    public static DiskImage open(Path path) throws IOException {
+        return open(path, OpenOptions.defaults());
+    }
+
+    /** Opens {@code path} with its backing chain as {@code options} say. */
+    public static DiskImage open(Path path, OpenOptions options) throws IOException {
+        return new ChainOpener(options).open(path.toString(), options.format(), 0, null);
+    }
+}

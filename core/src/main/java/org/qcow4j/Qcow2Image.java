@@ -1,0 +1,371 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.List;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import org.qcow4j.format.Bitmap;
+import org.qcow4j.format.ClusterGeometry;
+import org.qcow4j.format.Feature;
+import org.qcow4j.format.Header;
+import org.qcow4j.format.L1Entry;
+import org.qcow4j.format.L2Entry;
+import org.qcow4j.format.Snapshot;
+import org.qcow4j.format.SubclusterType;
+
+/**
+ * A qcow2 image opened read-only: the header, the active L1 table (loaded whole, bounded by QEMU's 32 MiB
+ * limit and the file length), L2 tables through a bounded {@link TableCache}, and the backing chain.
+ * Everything read from the file is validated before it is used to size or address anything.
+ */
+public final class Qcow2Image implements DiskImage {
+    private final String filename;
+    private final FileStorage storage;
+    private final FileStorage dataStorage;
+    private final String dataFileName;
+    private final Header header;
+    private final ClusterGeometry geo;
+    private final long[] l1;
+    private final TableCache l2Cache;
+    private final List<Snapshot> snapshots;
+    private final List<Bitmap> bitmaps;
+    private final DiskImage backing;
+    private final String backingFilename;
+    private final ConcurrentLinkedQueue<CompressedReader> compressedReaders = new ConcurrentLinkedQueue<>();
+
+    /** The mapping of a run of guest bytes in this layer alone. */
+    private record Run(SubclusterType type, long hostOffset, long length, long entry) {
+    }
+
+    private Qcow2Image(String filename, FileStorage storage, Header header, long[] l1, List<Snapshot> snapshots,
+                       List<Bitmap> bitmaps, FileStorage dataStorage, String dataFileName, OpenOptions options,
+                       DiskImage backing, String backingFilename) {
+        this.filename = filename;
+        this.storage = storage;
+        this.header = header;
+        this.geo = header.geometry();
+        this.l1 = l1;
+        this.snapshots = snapshots;
+        this.bitmaps = bitmaps;
+        this.dataStorage = dataStorage;
+        this.dataFileName = dataFileName;
+        this.l2Cache = new TableCache((int) Math.min(Integer.MAX_VALUE, options.l2CacheBytes() / geo.clusterSize()), this::loadL2);
+        this.backing = backing;
+        this.backingFilename = backingFilename;
+    }
+
+    /**
+     * Opens the qcow2 image in {@code storage}; its data file and backing files are opened through {@code chain}.
+     * On failure the caller closes {@code storage}; anything opened here is closed here.
+     */
+    static Qcow2Image open(FileStorage storage, String filename, ChainOpener chain, int depth) throws IOException {
+        long length = storage.length();
+        ByteBuffer start = storage.read(0, (int) Math.min(length, Header.FIXED_PART));
+        int clusterBits = Header.peekClusterBits(start, filename, length);
+        ByteBuffer cluster0 = storage.read(0, (int) Math.min(length, 1L << clusterBits));
+        Header h = Header.parse(cluster0, filename, length);
+        long[] l1 = readL1(storage, h, filename);
+        List<Snapshot> snapshots = Snapshot.readTable(h, storage::read, filename, length);
+        List<Bitmap> bitmaps = h.bitmaps() != null && h.has(Feature.BITMAPS)
+                ? Bitmap.readDirectory(h.bitmaps(), storage::read, filename, length) : List.of();
+
+        FileStorage data = h.has(Feature.EXTERNAL_DATA_FILE)
+                ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename) : storage;
+        try {
+            String backingName = h.backingFile() == null ? null : ChainOpener.resolveRelative(filename, h.backingFile());
+            DiskImage backing = backingName == null ? null : chain.open(backingName, h.backingFormat(), depth + 1, filename);
+            return new Qcow2Image(filename, storage, h, l1, snapshots, bitmaps, data, data != storage ? h.dataFile() : null, chain.options(),
+                    backing, backingName);
+        } catch (IOException | RuntimeException e) {
+            if (data != storage) {
+                data.close();
+            }
+            throw e;
+        }
+    }
+
+    private static long[] readL1(FileStorage storage, Header h, String file) throws IOException {
+        int n = h.l1Size();
+        long[] l1 = new long[n];
+        storage.read(h.l1TableOffset(), n * 8).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(l1);
+        long clusterSize = h.clusterSize();
+        for (int i = 0; i < n; i++) {
+            long off = L1Entry.l2Offset(l1[i]);
+            if (off == 0) {
+                continue;
+            }
+            String field = "L1 entry " + i;
+            if (off < clusterSize) {
+                throw new FormatException(file, field, FormatException.hex(l1[i]), "L2 table offset points into the header cluster");
+            }
+            if ((off & (clusterSize - 1)) != 0) {
+                throw new FormatException(file, field, FormatException.hex(l1[i]), "L2 table offset not aligned to the cluster size " + clusterSize);
+            }
+            if (off > storage.length() - clusterSize) {
+                throw new FormatException(file, field, FormatException.hex(l1[i]), "L2 table past the end of the file ("
+                        + storage.length() + " bytes)");
+            }
+            String overlap = overlapsFixedMetadata(h, off, clusterSize);
+            if (overlap != null) {
+                throw new FormatException(file, field, FormatException.hex(l1[i]), "L2 table overlaps the " + overlap);
+            }
+        }
+        return l1;
+    }
+
+    /** QEMU's constant overlap checks: which fixed metadata structure {@code [off, off+len)} overlaps, or null. */
+    private static String overlapsFixedMetadata(Header h, long off, long len) {
+        if (overlaps(off, len, h.l1TableOffset(), h.l1Size() * 8L)) {
+            return "active L1 table";
+        }
+        if (overlaps(off, len, h.refcountTableOffset(), (long) h.refcountTableClusters() * h.clusterSize())) {
+            return "refcount table";
+        }
+        return null;
+    }
+
+    private static boolean overlaps(long a, long alen, long b, long blen) {
+        return alen > 0 && blen > 0 && a < b + blen && b < a + alen;
+    }
+
+    private long[] loadL2(long offset) throws IOException {
+        long[] table = new long[geo.l2Entries() * (geo.extendedL2() ? 2 : 1)];
+        storage.read(offset, (int) geo.clusterSize()).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(table);
+        return table;
+    }
+
+    @Override
+    public String filename() {
+        return filename;
+    }
+
+    @Override
+    public String format() {
+        return "qcow2";
+    }
+
+    @Override
+    public long size() {
+        return header.virtualSize();
+    }
+
+    @Override
+    public DiskImage backing() {
+        return backing;
+    }
+
+    /** The backing file name as resolved against this image's directory (qemu-img's full-backing-filename). */
+    public String fullBackingFilename() {
+        return backingFilename;
+    }
+
+    public Header header() {
+        return header;
+    }
+
+    public List<Snapshot> snapshots() {
+        return snapshots;
+    }
+
+    /** Persistent bitmaps, when the bitmaps extension is present and consistent. */
+    public List<Bitmap> bitmaps() {
+        return bitmaps;
+    }
+
+    /** The external data file name as written in the header, or null. */
+    public String dataFile() {
+        return dataFileName;
+    }
+
+    /** L2 table cache statistics: {hits, misses}. */
+    long[] l2CacheStats() {
+        return new long[] {l2Cache.hits(), l2Cache.misses()};
+    }
+
+    private Run lookup(long guest, long maxLen) throws IOException {
+        long l1Index = geo.l1Index(guest);
+        long limit = Math.min(guest + maxLen, (l1Index + 1) * geo.l2Coverage());
+        long l2Offset = l1Index < l1.length ? L1Entry.l2Offset(l1[(int) l1Index]) : 0;
+        if (l2Offset == 0) {
+            return new Run(SubclusterType.UNALLOCATED_PLAIN, -1, limit - guest, 0);
+        }
+        long[] table = l2Cache.get(l2Offset);
+        boolean ext = geo.extendedL2();
+        long unit = geo.subclusterSize();
+        int index = geo.l2Index(guest);
+        long entry = table[ext ? 2 * index : index];
+        SubclusterType type = classify(table, index, geo.subclusterIndex(guest), l2Offset);
+        long host = type.hasHostOffset() ? L2Entry.hostOffset(entry) + geo.offsetInCluster(guest) : -1;
+        long pos = (guest / unit + 1) * unit;
+        while (pos < limit) {
+            int i = geo.l2Index(pos);
+            if (classify(table, i, geo.subclusterIndex(pos), l2Offset) != type) {
+                break;
+            }
+            if (host >= 0 && L2Entry.hostOffset(table[ext ? 2 * i : i]) + geo.offsetInCluster(pos) != host + (pos - guest)) {
+                break;
+            }
+            pos += unit;
+        }
+        return new Run(type, host, Math.min(pos, limit) - guest, entry);
+    }
+
+    /** Classifies one subcluster and refuses entries QEMU would call corrupt. */
+    private SubclusterType classify(long[] table, int index, int sc, long l2Offset) throws FormatException {
+        boolean ext = geo.extendedL2();
+        long entry = table[ext ? 2 * index : index];
+        long bitmap = ext ? table[2 * index + 1] : 0;
+        SubclusterType t = L2Entry.classify(entry, bitmap, sc, ext, dataStorage != storage);
+        switch (t) {
+            case INVALID -> throw l2Error(l2Offset, index, entry, "invalid subcluster bitmap " + FormatException.hex(bitmap));
+            case ZERO_PLAIN, ZERO_ALLOC -> {
+                if (header.version() < 3) {
+                    throw l2Error(l2Offset, index, entry, "zero cluster entry in a version 2 image");
+                }
+            }
+            case COMPRESSED -> {
+                if (dataStorage != storage) {
+                    throw l2Error(l2Offset, index, entry, "compressed cluster in an image with an external data file");
+                }
+            }
+            default -> {
+            }
+        }
+        if ((t == SubclusterType.NORMAL || t == SubclusterType.ZERO_ALLOC || t == SubclusterType.UNALLOCATED_ALLOC)
+                && !geo.isClusterAligned(L2Entry.hostOffset(entry))) {
+            throw l2Error(l2Offset, index, entry, "host cluster offset not aligned to the cluster size " + geo.clusterSize());
+        }
+        return t;
+    }
+
+    private FormatException l2Error(long l2Offset, int index, long entry, String reason) {
+        return new FormatException(filename, "L2 entry " + index + " of table at " + FormatException.hex(l2Offset),
+                FormatException.hex(entry), reason);
+    }
+
+    @Override
+    public void read(ByteBuffer dst, long offset) throws IOException {
+        checkRange(offset, dst.remaining());
+        while (dst.hasRemaining()) {
+            Run run = lookup(offset, dst.remaining());
+            int n = (int) run.length();
+            if (run.type() == SubclusterType.COMPRESSED) {
+                n = (int) Math.min(n, geo.clusterSize() - geo.offsetInCluster(offset));
+            }
+            ByteBuffer part = dst.slice(dst.position(), n);
+            switch (run.type()) {
+                case NORMAL -> dataStorage.readFully(part, run.hostOffset());
+                case ZERO_PLAIN, ZERO_ALLOC -> Zeros.fill(part);
+                case UNALLOCATED_PLAIN, UNALLOCATED_ALLOC -> readBacking(part, offset);
+                case COMPRESSED -> readCompressed(part, offset, run.entry());
+                case INVALID -> throw new IllegalStateException("classify() refuses INVALID");
+            }
+            dst.position(dst.position() + n);
+            offset += n;
+        }
+    }
+
+    private void checkRange(long offset, long len) {
+        if (offset < 0 || len < 0 || offset > size() - len) {
+            throw new IndexOutOfBoundsException("read of " + len + " bytes at " + offset + " outside the virtual disk of "
+                    + size() + " bytes");
+        }
+    }
+
+    private void readBacking(ByteBuffer part, long offset) throws IOException {
+        if (backing != null && offset < backing.size()) {
+            int n = (int) Math.min(part.remaining(), backing.size() - offset);
+            backing.read(part.slice(part.position(), n), offset);
+            part.position(part.position() + n);
+        }
+        Zeros.fill(part);
+    }
+
+    private void readCompressed(ByteBuffer part, long guest, long entry) throws IOException {
+        CompressedReader reader = compressedReaders.poll();
+        if (reader == null) {
+            reader = new CompressedReader(header.compressionType(), (int) geo.clusterSize());
+        }
+        try {
+            byte[] cluster = reader.cluster(entry, guest);
+            part.put(cluster, (int) geo.offsetInCluster(guest), part.remaining());
+        } finally {
+            compressedReaders.offer(reader);
+        }
+    }
+
+    /** Reads and inflates compressed clusters, keeping the last one for small sequential reads. */
+    private final class CompressedReader implements AutoCloseable {
+        private final ClusterDecompressor decompressor;
+        private final byte[] out;
+        private ByteBuffer in;
+        private long cachedEntry;
+        private boolean cached;
+
+        CompressedReader(int compressionType, int clusterSize) {
+            this.decompressor = new ClusterDecompressor(compressionType, clusterSize);
+            this.out = new byte[clusterSize];
+        }
+
+        byte[] cluster(long entry, long guest) throws IOException {
+            if (cached && entry == cachedEntry) {
+                return out;
+            }
+            cached = false;
+            int bits = geo.clusterBits();
+            long offset = L2Entry.compressedOffset(entry, bits);
+            int size = L2Entry.compressedSize(entry, bits);
+            if (offset >= storage.length()) {
+                throw new FormatException(filename, "compressed cluster at guest offset " + geo.startOfCluster(guest),
+                        FormatException.hex(entry), "data offset past the end of the file (" + storage.length() + " bytes)");
+            }
+            if (in == null || in.capacity() < size) {
+                in = ByteBuffer.allocate(size);
+            }
+            in.clear().limit(size);
+            storage.readFully(in, offset);
+            in.flip();
+            if (!decompressor.decompress(in, out)) {
+                throw new FormatException(filename, "compressed cluster at guest offset " + geo.startOfCluster(guest),
+                        FormatException.hex(entry), "invalid " + header.compressionTypeName() + " data at host offset "
+                        + FormatException.hex(offset));
+            }
+            cachedEntry = entry;
+            cached = true;
+            return out;
+        }
+
+        @Override
+        public void close() {
+            decompressor.close();
+        }
+    }
+
+    @Override
+    public Extent extentAt(long offset, long maxLength) throws IOException {
+        checkRange(offset, 1);
+        Run run = lookup(offset, Math.min(maxLength, size() - offset));
+        long len = run.length();
+        long host = run.hostOffset();
+        return switch (run.type()) {
+            case NORMAL -> new Extent(offset, len, 0, true, false, true, host);
+            case COMPRESSED -> new Extent(offset, len, 0, true, false, true, -1);
+            case ZERO_PLAIN, ZERO_ALLOC -> new Extent(offset, len, 0, true, true, false, host);
+            case UNALLOCATED_PLAIN, UNALLOCATED_ALLOC -> backing == null || offset >= backing.size()
+                    ? new Extent(offset, len, 0, false, true, false, host)
+                    : backing.extentAt(offset, Math.min(len, backing.size() - offset)).deeper();
+            case INVALID -> throw new IllegalStateException("classify() refuses INVALID");
+        };
+    }
+
+    @Override
+    public void close() throws IOException {
+        try (storage; FileStorage d = dataStorage != storage ? dataStorage : null; DiskImage b = backing) {
+            CompressedReader r;
+            while ((r = compressedReaders.poll()) != null) {
+                r.close();
+            }
+        }
+    }
+}

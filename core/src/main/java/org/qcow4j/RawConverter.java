@@ -1,0 +1,152 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.LongConsumer;
+
+/**
+ * Copies the guest contents of one or more images (concatenated, like {@code qemu-img convert}) into a raw
+ * file. Work follows allocated data: ranges the chain reports as zero are skipped, read data is scanned in
+ * 4 KiB blocks and zero blocks are not written, so the output stays sparse. Reads, decompression and writes
+ * run on {@code threads} workers with at most two chunks in flight per worker (bounded memory).
+ */
+public final class RawConverter {
+    /** Guest bytes one worker handles at a time. */
+    static final int CHUNK = 2 * 1024 * 1024;
+    private static final int ZERO_BLOCK = 4096;
+    private static final ByteBuffer ZERO_PAGE = ByteBuffer.allocateDirect(ZERO_BLOCK);
+
+    private final int threads;
+    private final LongConsumer progress;
+
+    /**
+     * @param threads  workers (at least 1)
+     * @param progress told how many guest bytes were finished, as they finish; may be null
+     */
+    public RawConverter(int threads, LongConsumer progress) {
+        this.threads = Math.max(1, threads);
+        this.progress = progress == null ? n -> { } : progress;
+    }
+
+    /** Total guest bytes of the inputs, which is the output's size. */
+    public static long totalSize(List<DiskImage> inputs) {
+        long total = 0;
+        for (DiskImage d : inputs) {
+            total = Math.addExact(total, d.size());
+        }
+        return total;
+    }
+
+    /**
+     * Writes the inputs one after the other into {@code out}, which must be empty (holes read as zeros);
+     * its size is set to the total input size.
+     */
+    public void convert(List<DiskImage> inputs, FileChannel out) throws IOException {
+        out.truncate(0);
+        long total = totalSize(inputs);
+        if (total > 0) {
+            // Extends the file sparsely: one byte at the end, then nothing else needs to grow it.
+            out.write(ByteBuffer.allocate(1), total - 1);
+        }
+        ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
+            Thread t = new Thread(r, "qcow4j-convert");
+            t.setDaemon(true);
+            return t;
+        });
+        Semaphore inFlight = new Semaphore(2 * threads);
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        ThreadLocal<ByteBuffer> buffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(CHUNK));
+        try {
+            long base = 0;
+            for (DiskImage in : inputs) {
+                long size = in.size();
+                long pos = 0;
+                while (pos < size && failure.get() == null) {
+                    Extent e = in.extentAt(pos, size - pos);
+                    if (!e.data() && e.zero()) {
+                        progress.accept(e.length());
+                    } else {
+                        for (long off = e.start(); off < e.end(); off += CHUNK) {
+                            long len = Math.min(CHUNK, e.end() - off);
+                            long guest = off;
+                            long outPos = base + off;
+                            acquire(inFlight);
+                            pool.execute(() -> {
+                                try {
+                                    if (failure.get() == null) {
+                                        copy(in, guest, (int) len, out, outPos, buffers.get());
+                                        progress.accept(len);
+                                    }
+                                } catch (Throwable t) {
+                                    failure.compareAndSet(null, t);
+                                } finally {
+                                    inFlight.release();
+                                }
+                            });
+                        }
+                    }
+                    pos = e.end();
+                }
+                base += size;
+            }
+            acquire(inFlight, 2 * threads);
+        } finally {
+            pool.shutdownNow();
+        }
+        Throwable t = failure.get();
+        if (t instanceof IOException io) {
+            throw io;
+        } else if (t instanceof RuntimeException re) {
+            throw re;
+        } else if (t instanceof Error err) {
+            throw err;
+        }
+    }
+
+    private static void copy(DiskImage in, long guest, int len, FileChannel out, long outPos, ByteBuffer buf) throws IOException {
+        buf.clear().limit(len);
+        in.read(buf, guest);
+        buf.flip();
+        // Write the runs of non-zero 4 KiB blocks; zero blocks stay holes.
+        int runStart = -1;
+        for (int at = 0; at < len; at += ZERO_BLOCK) {
+            int end = Math.min(len, at + ZERO_BLOCK);
+            boolean zero = buf.slice(at, end - at).mismatch(ZERO_PAGE.slice(0, end - at)) == -1;
+            if (!zero && runStart < 0) {
+                runStart = at;
+            } else if (zero && runStart >= 0) {
+                writeFully(out, buf.slice(runStart, at - runStart), outPos + runStart);
+                runStart = -1;
+            }
+        }
+        if (runStart >= 0) {
+            writeFully(out, buf.slice(runStart, len - runStart), outPos + runStart);
+        }
+    }
+
+    private static void writeFully(FileChannel out, ByteBuffer src, long pos) throws IOException {
+        while (src.hasRemaining()) {
+            pos += out.write(src, pos);
+        }
+    }
+
+    private static void acquire(Semaphore s) throws InterruptedIOException {
+        acquire(s, 1);
+    }
+
+    private static void acquire(Semaphore s, int permits) throws InterruptedIOException {
+        try {
+            s.acquire(permits);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException("convert interrupted");
+        }
+    }
+}

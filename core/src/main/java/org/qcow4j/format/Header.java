@@ -1,0 +1,416 @@
+package org.qcow4j.format;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import org.qcow4j.FormatException;
+import org.qcow4j.UnsupportedFeatureException;
+
+/**
+ * The qcow2 header (qcow2.txt "Header"), its extensions and the backing file name: everything that lives in
+ * cluster 0. {@link #parse} is a pure function of the first cluster's bytes and the file length; it checks every
+ * field against the file and QEMU's limits before anything is sized from it.
+ * <pre>
+ *  0 magic "QFI\xfb"          4 version (2|3)          8 backing_file_offset   16 backing_file_size
+ * 20 cluster_bits            24 size                  32 crypt_method          36 l1_size
+ * 40 l1_table_offset         48 refcount_table_offset 56 refcount_table_clusters
+ * 60 nb_snapshots            64 snapshots_offset      -- v2 ends at 72 --
+ * 72 incompatible_features   80 compatible_features   88 autoclear_features
+ * 96 refcount_order         100 header_length        104 compression_type (if header_length > 104)
+ * </pre>
+ */
+public record Header(
+        int version,
+        long backingFileOffset,
+        int backingFileSize,
+        int clusterBits,
+        long size,
+        int cryptMethod,
+        int l1Size,
+        long l1TableOffset,
+        long refcountTableOffset,
+        int refcountTableClusters,
+        int nbSnapshots,
+        long snapshotsOffset,
+        long incompatibleFeatures,
+        long compatibleFeatures,
+        long autoclearFeatures,
+        int refcountOrder,
+        int headerLength,
+        int compressionType,
+        String backingFile,
+        String backingFormat,
+        String dataFile,
+        List<FeatureName> featureNames,
+        BitmapsExtension bitmaps,
+        List<UnknownExtension> unknownExtensions) {
+
+    public static final int MAGIC = 0x514649fb;
+    public static final int V2_HEADER_LENGTH = 72;
+    public static final int V3_MIN_HEADER_LENGTH = 104;
+    /** Enough to hold every fixed header field of any version. */
+    public static final int FIXED_PART = 112;
+
+    public static final int EXT_END = 0x00000000;
+    public static final int EXT_BACKING_FORMAT = 0xe2792aca;
+    public static final int EXT_FEATURE_TABLE = 0x6803f857;
+    public static final int EXT_CRYPTO = 0x0537be77;
+    public static final int EXT_BITMAPS = 0x23852875;
+    public static final int EXT_DATA_FILE = 0x44415441;
+
+    public static final int CRYPT_NONE = 0;
+    public static final int CRYPT_AES = 1;
+    public static final int CRYPT_LUKS = 2;
+    public static final int COMPRESSION_ZLIB = 0;
+    public static final int COMPRESSION_ZSTD = 1;
+
+    /** QEMU: backing file names are at most 1023 bytes. */
+    public static final int MAX_BACKING_NAME = 1023;
+    /** QEMU's QCOW_MAX_REFTABLE_SIZE. */
+    public static final long MAX_REFTABLE_BYTES = 8L * 1024 * 1024;
+    /** QEMU's QCOW_MAX_SNAPSHOTS. */
+    public static final int MAX_SNAPSHOTS = 65536;
+    /** QEMU limits a format name (backing format extension) to 15 bytes. */
+    public static final int MAX_FORMAT_NAME = 15;
+
+    /** A header extension qcow4j does not interpret; kept so a rewrite can preserve it. */
+    public record UnknownExtension(int type, byte[] data) {
+    }
+
+    public ClusterGeometry geometry() {
+        return new ClusterGeometry(clusterBits, has(Feature.EXTENDED_L2));
+    }
+
+    public long clusterSize() {
+        return 1L << clusterBits;
+    }
+
+    public int refcountBits() {
+        return 1 << refcountOrder;
+    }
+
+    /** The virtual disk size QEMU exposes: the header size rounded down to 512-byte sectors. */
+    public long virtualSize() {
+        return size & ~511L;
+    }
+
+    public boolean has(Feature f) {
+        long word = switch (f.kind()) {
+            case INCOMPATIBLE -> incompatibleFeatures;
+            case COMPATIBLE -> compatibleFeatures;
+            case AUTOCLEAR -> autoclearFeatures;
+        };
+        return (word & f.mask()) != 0;
+    }
+
+    /** "zlib" or "zstd", as qemu-img names the compression type. */
+    public String compressionTypeName() {
+        return compressionType == COMPRESSION_ZSTD ? "zstd" : "zlib";
+    }
+
+    /** Reads the cluster_bits field so the caller knows how much of cluster 0 to read before {@link #parse}. */
+    public static int peekClusterBits(ByteBuffer start, String file, long fileLength) throws FormatException {
+        checkFixedPart(start, file, fileLength);
+        int bits = start.order(ByteOrder.BIG_ENDIAN).getInt(20);
+        if (bits < ClusterGeometry.MIN_CLUSTER_BITS || bits > ClusterGeometry.MAX_CLUSTER_BITS) {
+            throw new FormatException(file, "cluster_bits", Integer.toUnsignedString(bits),
+                    "must be 9..21 (cluster sizes 512 B..2 MiB)");
+        }
+        return bits;
+    }
+
+    private static void checkFixedPart(ByteBuffer b, String file, long fileLength) throws FormatException {
+        if (b.limit() < 4) {
+            throw new FormatException(file, "header", fileLength + " bytes", "file too short for a qcow2 header");
+        }
+        int magic = b.order(ByteOrder.BIG_ENDIAN).getInt(0);
+        if (magic != MAGIC) {
+            throw new FormatException(file, "magic", FormatException.hex(magic & 0xffffffffL),
+                    "not a qcow2 image (expected 0x514649fb)");
+        }
+        int version = b.getInt(4);
+        if (b.limit() < 8) {
+            throw new FormatException(file, "header", fileLength + " bytes", "truncated qcow2 header");
+        }
+        if (version != 2 && version != 3) {
+            throw new UnsupportedVersion(file, version);
+        }
+        int need = version == 2 ? V2_HEADER_LENGTH : V3_MIN_HEADER_LENGTH;
+        if (b.limit() < need) {
+            throw new FormatException(file, "header", fileLength + " bytes",
+                    "truncated qcow2 v" + version + " header (needs " + need + " bytes)");
+        }
+    }
+
+    /** An unknown version number is a format error with its own wording, like QEMU's. */
+    private static final class UnsupportedVersion extends FormatException {
+        private static final long serialVersionUID = 1L;
+
+        UnsupportedVersion(String file, int version) {
+            super(file, "version", Integer.toUnsignedString(version), "unsupported qcow2 version (2 and 3 are known)");
+        }
+    }
+
+    /**
+     * Parses and validates the header.
+     *
+     * @param cluster0   the file's first bytes: the whole first cluster, or the whole file if shorter
+     * @param file       the file name for error messages
+     * @param fileLength the image file's length, which every offset is checked against
+     */
+    public static Header parse(ByteBuffer cluster0, String file, long fileLength) throws FormatException, UnsupportedFeatureException {
+        ByteBuffer b = cluster0.duplicate().order(ByteOrder.BIG_ENDIAN);
+        int clusterBits = peekClusterBits(b, file, fileLength);
+        long clusterSize = 1L << clusterBits;
+        int version = b.getInt(4);
+        long backingFileOffset = b.getLong(8);
+        int backingFileSize = b.getInt(16);
+        long size = b.getLong(24);
+        int cryptMethod = b.getInt(32);
+        int l1Size = b.getInt(36);
+        long l1TableOffset = b.getLong(40);
+        long refcountTableOffset = b.getLong(48);
+        int refcountTableClusters = b.getInt(56);
+        int nbSnapshots = b.getInt(60);
+        long snapshotsOffset = b.getLong(64);
+        long incompatible = 0;
+        long compatible = 0;
+        long autoclear = 0;
+        int refcountOrder = 4;
+        int headerLength = V2_HEADER_LENGTH;
+        int compressionType = COMPRESSION_ZLIB;
+        if (version == 3) {
+            incompatible = b.getLong(72);
+            compatible = b.getLong(80);
+            autoclear = b.getLong(88);
+            refcountOrder = b.getInt(96);
+            headerLength = b.getInt(100);
+            if (headerLength < V3_MIN_HEADER_LENGTH) {
+                throw new FormatException(file, "header_length", Integer.toUnsignedString(headerLength),
+                        "too small for a v3 header (at least 104)");
+            }
+            if (Integer.toUnsignedLong(headerLength) > clusterSize) {
+                throw new FormatException(file, "header_length", Integer.toUnsignedString(headerLength),
+                        "larger than the cluster size " + clusterSize);
+            }
+            if (headerLength > b.limit()) {
+                throw new FormatException(file, "header_length", headerLength, "past the end of the file (" + fileLength + " bytes)");
+            }
+            if (headerLength > V3_MIN_HEADER_LENGTH) {
+                compressionType = b.get(104) & 0xff;
+            }
+        }
+
+        // Extensions and feature names first: the unknown-feature error wants the names.
+        long extEnd = backingFileOffset != 0 ? Math.min(backingFileOffset, clusterSize) : clusterSize;
+        Extensions ext = readExtensions(b, file, headerLength, Math.min(extEnd, b.limit()));
+
+        long unknownIncompat = incompatible & ~Feature.KNOWN_INCOMPATIBLE;
+        if (unknownIncompat != 0) {
+            throw new UnsupportedFeatureException(file, describeUnknown(unknownIncompat, ext.featureNames));
+        }
+        if (cryptMethod == CRYPT_AES) {
+            throw new UnsupportedFeatureException(file, "AES encryption (crypt_method = 1)");
+        }
+        if (cryptMethod == CRYPT_LUKS) {
+            throw new UnsupportedFeatureException(file, "LUKS encryption (crypt_method = 2)");
+        }
+        if (cryptMethod != CRYPT_NONE) {
+            throw new FormatException(file, "crypt_method", Integer.toUnsignedString(cryptMethod), "unknown encryption method");
+        }
+        if (refcountOrder < 0 || refcountOrder > 6) {
+            throw new FormatException(file, "refcount_order", Integer.toUnsignedString(refcountOrder), "must be 0..6");
+        }
+        validateCompression(file, incompatible, compressionType);
+        boolean extendedL2 = (incompatible & Feature.EXTENDED_L2.mask()) != 0;
+        if (extendedL2 && clusterBits < 14) {
+            throw new FormatException(file, "cluster_bits", clusterBits, "extended L2 entries need clusters of at least 16 KiB");
+        }
+        boolean dataFileBit = (incompatible & Feature.EXTERNAL_DATA_FILE.mask()) != 0;
+        if ((autoclear & Feature.RAW_EXTERNAL_DATA.mask()) != 0 && !dataFileBit) {
+            throw new FormatException(file, "autoclear_features", FormatException.hex(autoclear),
+                    "raw external data bit set without the external data file bit");
+        }
+        if (dataFileBit && ext.dataFile == null) {
+            throw new FormatException(file, "incompatible_features", FormatException.hex(incompatible),
+                    "external data file bit set but no data file name extension");
+        }
+        if (size < 0) {
+            throw new FormatException(file, "size", Long.toUnsignedString(size), "virtual size out of range");
+        }
+
+        ClusterGeometry geo = new ClusterGeometry(clusterBits, extendedL2);
+        long needL1 = geo.l1EntriesFor(size);
+        long l1Entries = Integer.toUnsignedLong(l1Size);
+        if (l1Entries > L1Entry.MAX_ENTRIES) {
+            throw new FormatException(file, "l1_size", l1Entries, "active L1 table too large (QEMU's limit is "
+                    + L1Entry.MAX_ENTRIES + " entries)");
+        }
+        if (needL1 > L1Entry.MAX_ENTRIES) {
+            throw new FormatException(file, "size", size, "virtual size too large for cluster size " + clusterSize
+                    + " (needs " + needL1 + " L1 entries, QEMU's limit is " + L1Entry.MAX_ENTRIES + ")");
+        }
+        if (l1Entries < needL1) {
+            throw new FormatException(file, "l1_size", l1Entries, "L1 table too small for virtual size " + size
+                    + " (needs " + needL1 + " entries)");
+        }
+        checkTable(file, "l1_table_offset", l1TableOffset, l1Entries * 8, clusterSize, fileLength, l1Entries > 0);
+
+        long reftableBytes = Integer.toUnsignedLong(refcountTableClusters) * clusterSize;
+        if (refcountTableClusters == 0) {
+            throw new FormatException(file, "refcount_table_clusters", 0, "image has no refcount table");
+        }
+        if (reftableBytes > MAX_REFTABLE_BYTES) {
+            throw new FormatException(file, "refcount_table_clusters", Integer.toUnsignedString(refcountTableClusters),
+                    "refcount table too large (QEMU's limit is 8 MiB)");
+        }
+        checkTable(file, "refcount_table_offset", refcountTableOffset, reftableBytes, clusterSize, fileLength, true);
+
+        if (Integer.toUnsignedLong(nbSnapshots) > MAX_SNAPSHOTS) {
+            throw new FormatException(file, "nb_snapshots", Integer.toUnsignedString(nbSnapshots), "more than QEMU's limit of 65536");
+        }
+        if (nbSnapshots != 0) {
+            // Each entry is at least 40 bytes; the table's exact size is known only once it is read.
+            checkTable(file, "snapshots_offset", snapshotsOffset, 40L * nbSnapshots, clusterSize, fileLength, true);
+        }
+
+        String backingFile = null;
+        if (backingFileOffset != 0) {
+            long len = Integer.toUnsignedLong(backingFileSize);
+            if (len > MAX_BACKING_NAME || backingFileOffset < 0 || backingFileOffset + len > clusterSize) {
+                throw new FormatException(file, "backing_file_size", len, "backing file name too long or outside cluster 0"
+                        + " (offset " + backingFileOffset + ")");
+            }
+            if (backingFileOffset + len > b.limit()) {
+                throw new FormatException(file, "backing_file_offset", backingFileOffset,
+                        "backing file name past the end of the file (" + fileLength + " bytes)");
+            }
+            backingFile = string(b, (int) backingFileOffset, (int) len);
+        }
+        return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
+                l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatible,
+                compatible, autoclear, refcountOrder, headerLength, compressionType, backingFile, ext.backingFormat,
+                ext.dataFile, List.copyOf(ext.featureNames), ext.bitmaps, List.copyOf(ext.unknown));
+    }
+
+    private static void validateCompression(String file, long incompatible, int compressionType) throws FormatException {
+        boolean bit = (incompatible & Feature.COMPRESSION_TYPE.mask()) != 0;
+        if (compressionType != COMPRESSION_ZLIB && compressionType != COMPRESSION_ZSTD) {
+            throw new FormatException(file, "compression_type", compressionType, "unknown compression type");
+        }
+        if (bit != (compressionType != COMPRESSION_ZLIB)) {
+            throw new FormatException(file, "compression_type", compressionType, bit
+                    ? "compression type feature bit set but the type is zlib"
+                    : "non-zlib compression type without the compression type feature bit");
+        }
+    }
+
+    /** Checks that a table of {@code bytes} at {@code offset} is cluster aligned and inside the file. */
+    public static void checkTable(String file, String field, long offset, long bytes, long clusterSize, long fileLength,
+                                  boolean present) throws FormatException {
+        if (!present) {
+            return;
+        }
+        if (offset <= 0 || (offset & (clusterSize - 1)) != 0) {
+            throw new FormatException(file, field, FormatException.hex(offset), offset == 0
+                    ? "table at offset 0 overlaps the header" : "not aligned to the cluster size " + clusterSize);
+        }
+        if (offset > fileLength || bytes > fileLength - offset) {
+            throw new FormatException(file, field, FormatException.hex(offset), "table of " + bytes
+                    + " bytes runs past the end of the file (" + fileLength + " bytes)");
+        }
+    }
+
+    private static String describeUnknown(long bits, List<FeatureName> names) {
+        StringBuilder sb = new StringBuilder();
+        for (int bit = 0; bit < 64; bit++) {
+            if ((bits & (1L << bit)) == 0) {
+                continue;
+            }
+            if (sb.length() > 0) {
+                sb.append(", ");
+            }
+            sb.append("incompatible feature bit ").append(bit);
+            for (FeatureName n : names) {
+                if (n.type() == 0 && n.bit() == bit) {
+                    sb.append(" (").append(n.name()).append(')');
+                }
+            }
+        }
+        return sb.toString();
+    }
+
+    private record Extensions(String backingFormat, String dataFile, List<FeatureName> featureNames,
+                              BitmapsExtension bitmaps, List<UnknownExtension> unknown) {
+    }
+
+    private static Extensions readExtensions(ByteBuffer b, String file, long start, long end) throws FormatException {
+        String backingFormat = null;
+        String dataFile = null;
+        List<FeatureName> names = new ArrayList<>();
+        BitmapsExtension bitmaps = null;
+        List<UnknownExtension> unknown = new ArrayList<>();
+        long off = start;
+        while (off + 8 <= end) {
+            int type = b.getInt((int) off);
+            long len = Integer.toUnsignedLong(b.getInt((int) off + 4));
+            off += 8;
+            if (type == EXT_END) {
+                break;
+            }
+            String field = "header extension " + FormatException.hex(type & 0xffffffffL) + " length";
+            if (len > end - off) {
+                throw new FormatException(file, field, len, "header extension runs past cluster 0 (ends at " + end + ")");
+            }
+            int at = (int) off;
+            int n = (int) len;
+            switch (type) {
+                case EXT_BACKING_FORMAT -> {
+                    if (n > MAX_FORMAT_NAME) {
+                        throw new FormatException(file, field, n, "backing format name too long");
+                    }
+                    backingFormat = string(b, at, n);
+                }
+                case EXT_DATA_FILE -> dataFile = string(b, at, n);
+                case EXT_FEATURE_TABLE -> {
+                    for (int i = 0; i + FeatureName.ENTRY_SIZE <= n; i += FeatureName.ENTRY_SIZE) {
+                        String name = string(b, at + i + 2, FeatureName.ENTRY_SIZE - 2);
+                        int nul = name.indexOf('\0');
+                        names.add(new FeatureName(b.get(at + i) & 0xff, b.get(at + i + 1) & 0xff,
+                                nul >= 0 ? name.substring(0, nul) : name));
+                    }
+                }
+                case EXT_BITMAPS -> {
+                    if (n != BitmapsExtension.SIZE) {
+                        throw new FormatException(file, field, n, "bitmaps extension must be 24 bytes");
+                    }
+                    long count = Integer.toUnsignedLong(b.getInt(at));
+                    long dirSize = b.getLong(at + 8);
+                    long dirOffset = b.getLong(at + 16);
+                    if (count == 0 || count > BitmapsExtension.MAX_BITMAPS) {
+                        throw new FormatException(file, "nb_bitmaps", count, "must be 1..65535");
+                    }
+                    if (dirSize < 0 || dirSize > BitmapsExtension.MAX_DIRECTORY_SIZE) {
+                        throw new FormatException(file, "bitmap_directory_size", Long.toUnsignedString(dirSize), "more than 64 MiB");
+                    }
+                    bitmaps = new BitmapsExtension((int) count, dirSize, dirOffset);
+                }
+                default -> {
+                    byte[] data = new byte[n];
+                    b.get(at, data);
+                    unknown.add(new UnknownExtension(type, data));
+                }
+            }
+            off += (len + 7) & ~7L;
+        }
+        return new Extensions(backingFormat, dataFile, names, bitmaps, unknown);
+    }
+
+    private static String string(ByteBuffer b, int at, int len) {
+        byte[] bytes = new byte[len];
+        b.get(at, bytes);
+        return new String(bytes, StandardCharsets.UTF_8);
+    }
+}

@@ -1,0 +1,93 @@
+package org.qcow4j.format;
+
+/**
+ * An L2 table entry (qcow2.txt "Cluster mapping" and "Extended L2 Entries"); the only place that knows its bits.
+ * <pre>
+ * 64-bit entry, big-endian:
+ *   bit 62: compressed; bit 63: COPIED (standard clusters only, refcount exactly 1)
+ *   standard cluster (bit 62 = 0):
+ *     bit  0     : ZERO flag (v3, not with extended L2): reads as zeros
+ *     bits 1 - 8 : reserved (0)
+ *     bits 9 - 55: host cluster offset (aligned); 0 = unallocated, except with an external data file
+ *                  where offset 0 with COPIED maps guest cluster 0
+ *     bits 56- 61: reserved (0)
+ *   compressed cluster (bit 62 = 1), x = 62 - (cluster_bits - 8):
+ *     bits 0 .. x-1 : host byte offset of the compressed stream
+ *     bits x .. 61  : number of additional 512-byte sectors the stream spans
+ * extended L2 adds a second 64-bit word, the subcluster bitmap:
+ *   bit i (0..31)  : subcluster i is allocated
+ *   bit 32+i       : subcluster i reads as zeros
+ * </pre>
+ */
+public final class L2Entry {
+    public static final long OFFSET_MASK = 0x00ff_ffff_ffff_fe00L;
+    public static final long STD_RESERVED_MASK = 0x3f00_0000_0000_01feL;
+    public static final long COPIED = 1L << 63;
+    public static final long COMPRESSED = 1L << 62;
+    public static final long ZERO = 1L;
+    public static final long BITMAP_ALL_ALLOC = 0xffff_ffffL;
+    /** Compressed streams are sized in units of this many bytes. */
+    public static final int COMPRESSED_SECTOR_SIZE = 512;
+
+    private L2Entry() {
+    }
+
+    /**
+     * Classifies subcluster {@code scIndex} of an entry (QEMU {@code qcow2_get_subcluster_type}).
+     *
+     * @param bitmap      the extended-L2 bitmap word, ignored without extended L2
+     * @param hasDataFile whether the image keeps guest data in an external data file
+     */
+    public static SubclusterType classify(long entry, long bitmap, int scIndex, boolean extendedL2, boolean hasDataFile) {
+        boolean compressed = (entry & COMPRESSED) != 0;
+        if (compressed) {
+            return extendedL2 && bitmap != 0 ? SubclusterType.INVALID : SubclusterType.COMPRESSED;
+        }
+        long offset = entry & OFFSET_MASK;
+        boolean allocated = offset != 0 || (hasDataFile && (entry & COPIED) != 0);
+        if (!extendedL2) {
+            if ((entry & ZERO) != 0) {
+                return offset != 0 ? SubclusterType.ZERO_ALLOC : SubclusterType.ZERO_PLAIN;
+            }
+            return allocated ? SubclusterType.NORMAL : SubclusterType.UNALLOCATED_PLAIN;
+        }
+        boolean zero = (bitmap & (1L << (32 + scIndex))) != 0;
+        if (allocated) {
+            if (((bitmap >>> 32) & bitmap) != 0) {
+                return SubclusterType.INVALID;
+            }
+            if (zero) {
+                return SubclusterType.ZERO_ALLOC;
+            }
+            return (bitmap & (1L << scIndex)) != 0 ? SubclusterType.NORMAL : SubclusterType.UNALLOCATED_ALLOC;
+        }
+        if ((bitmap & BITMAP_ALL_ALLOC) != 0) {
+            return SubclusterType.INVALID;
+        }
+        return zero ? SubclusterType.ZERO_PLAIN : SubclusterType.UNALLOCATED_PLAIN;
+    }
+
+    /** Host cluster offset of a standard entry. */
+    public static long hostOffset(long entry) {
+        return entry & OFFSET_MASK;
+    }
+
+    /** Bit position where the compressed sector count starts (QEMU {@code csize_shift}). */
+    public static int compressedSizeShift(int clusterBits) {
+        return 62 - (clusterBits - 8);
+    }
+
+    /** Host byte offset of a compressed stream. */
+    public static long compressedOffset(long entry, int clusterBits) {
+        return entry & ((1L << compressedSizeShift(clusterBits)) - 1);
+    }
+
+    /**
+     * Bytes to read for a compressed stream: whole sectors from its offset; the stream itself may be shorter
+     * and the tail may belong to the next stream.
+     */
+    public static int compressedSize(long entry, int clusterBits) {
+        long sectors = ((entry >>> compressedSizeShift(clusterBits)) & ((1L << (clusterBits - 8)) - 1)) + 1;
+        return (int) (sectors * COMPRESSED_SECTOR_SIZE - (compressedOffset(entry, clusterBits) & (COMPRESSED_SECTOR_SIZE - 1)));
+    }
+}
