@@ -5,7 +5,8 @@ import java.nio.ByteBuffer;
 
 /**
  * A raw disk image: guest offset = file offset. Like QEMU, the size is the file length rounded up to whole
- * 512-byte sectors, the tail reading as zeros. Every byte counts as data (qcow4j does not probe holes).
+ * 512-byte sectors, the tail past the end of the file reading as zeros. Every byte of the file counts as data
+ * (the JDK cannot ask the file system for holes, so unlike qemu-img holes are not reported as zero).
  */
 final class RawImage implements DiskImage {
     private final String filename;
@@ -49,7 +50,11 @@ final class RawImage implements DiskImage {
 
     @Override
     public Extent extentAt(long offset, long maxLength) {
-        return new Extent(offset, Math.min(maxLength, size - offset), 0, true, false, true, offset);
+        long fileEnd = storage.length();
+        if (offset < fileEnd) {
+            return new Extent(offset, Math.min(maxLength, fileEnd - offset), 0, true, false, true, offset);
+        }
+        return new Extent(offset, Math.min(maxLength, size - offset), 0, true, true, false, offset);
     }
 
     @Override

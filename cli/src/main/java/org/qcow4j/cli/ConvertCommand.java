@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -22,8 +23,8 @@ import org.qcow4j.UnsupportedFeatureException;
 /** {@code convert}: copy images (concatenated) into a new image, as qemu-img convert does. */
 @Command(name = "convert", description = "Convert images into a raw image (the inputs' contents, concatenated).")
 final class ConvertCommand implements Callable<Integer> {
-    @Option(names = "-f", paramLabel = "FMT", description = "Input format (qcow2 or raw); probed if omitted.")
-    String format;
+    @Mixin
+    ImageArgs.Options input;
 
     @Option(names = "-O", paramLabel = "OUTPUT_FMT", defaultValue = "raw", description = "Output format (raw).")
     String outputFormat;
@@ -75,7 +76,7 @@ final class ConvertCommand implements Callable<Integer> {
         List<DiskImage> inputs = new ArrayList<>();
         try {
             for (String in : files.subList(0, files.size() - 1)) {
-                inputs.add(ImageArgs.open(in, format));
+                inputs.add(input.open(in));
             }
             Progress bar = progress && !quiet ? new Progress(spec.commandLine().getOut(), RawConverter.totalSize(inputs)) : null;
             writeAtomically(Path.of(output), ch -> {

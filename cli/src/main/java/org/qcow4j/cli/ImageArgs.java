@@ -6,18 +6,29 @@ import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.UnsupportedFeatureException;
+import picocli.CommandLine.Option;
 
 /** Opening images from command-line arguments, shared by the commands. */
 final class ImageArgs {
     private ImageArgs() {
     }
 
-    /** Opens {@code filename} read-only; {@code format} is "qcow2", "raw" or null to probe. */
-    static DiskImage open(String filename, String format) throws IOException {
-        if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
-            throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
+    /** The input options every command takes, as qemu-img's. */
+    static final class Options {
+        @Option(names = "-f", paramLabel = "FMT", description = "Image format (qcow2 or raw); probed if omitted.")
+        String format;
+
+        @Option(names = {"-U", "--force-share"}, description = "Accepted for qemu-img compatibility: qcow4j opens "
+                + "inputs read-only and takes no locks.")
+        boolean forceShare;
+
+        /** Opens {@code filename} read-only with its backing chain. */
+        DiskImage open(String filename) throws IOException {
+            if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
+                throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
+            }
+            return Images.open(Path.of(filename), OpenOptions.defaults().withFormat(format));
         }
-        return Images.open(Path.of(filename), OpenOptions.defaults().withFormat(format));
     }
 
     /** Validates {@code --output}: "human" or "json". */

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -20,8 +21,8 @@ import org.qcow4j.DiskImage;
 final class InfoCommand implements Callable<Integer> {
     private static final DateTimeFormatter DATE = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss");
 
-    @Option(names = "-f", paramLabel = "FMT", description = "Image format (qcow2 or raw); probed if omitted.")
-    String format;
+    @Mixin
+    ImageArgs.Options input;
 
     @Option(names = "--output", paramLabel = "human|json", defaultValue = "human")
     String output;
@@ -39,7 +40,7 @@ final class InfoCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         boolean json = ImageArgs.json(output);
         List<Map<String, Object>> infos = new ArrayList<>();
-        try (DiskImage top = ImageArgs.open(image, format)) {
+        try (DiskImage top = input.open(image)) {
             for (DiskImage d = top; d != null; d = backingChain ? d.backing() : null) {
                 infos.add(ImageInfo.of(d));
             }

@@ -34,6 +34,7 @@ public final class Main implements Runnable {
         Main main = new Main();
         CommandLine cl = new CommandLine(main);
         PrintWriter errWriter = new PrintWriter(err, true);
+        cl.setOverwrittenOptionsAllowed(true); // like qemu-img: the last of a repeated option wins
         cl.setOut(new PrintWriter(out, true));
         cl.setErr(errWriter);
         cl.setParameterExceptionHandler((ex, a) -> {

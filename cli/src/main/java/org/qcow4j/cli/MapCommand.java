@@ -3,6 +3,7 @@ package org.qcow4j.cli;
 import java.io.PrintWriter;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -14,8 +15,8 @@ import org.qcow4j.QcowException;
 /** {@code map}: the allocation of every guest byte, as qemu-img map prints it. */
 @Command(name = "map", description = "Show which layer of the backing chain holds each range of the disk.")
 final class MapCommand implements Callable<Integer> {
-    @Option(names = "-f", paramLabel = "FMT", description = "Image format (qcow2 or raw); probed if omitted.")
-    String format;
+    @Mixin
+    ImageArgs.Options input;
 
     @Option(names = "--output", paramLabel = "human|json", defaultValue = "human")
     String output;
@@ -36,7 +37,7 @@ final class MapCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         boolean json = ImageArgs.json(output);
         PrintWriter out = spec.commandLine().getOut();
-        try (DiskImage d = ImageArgs.open(image, format)) {
+        try (DiskImage d = input.open(image)) {
             long end = maxLength < 0 ? d.size() : Math.min(d.size(), startOffset + maxLength);
             if (json) {
                 out.print('[');
@@ -56,6 +57,10 @@ final class MapCommand implements Callable<Integer> {
                     first = print(out, d, run, json, first);
                 }
                 run = e;
+            }
+            if (run == null && json) {
+                // qemu-img prints one empty entry for an empty range
+                run = new Extent(Math.max(0, startOffset), 0, 0, false, false, false, -1);
             }
             if (run != null) {
                 print(out, d, run, json, first);

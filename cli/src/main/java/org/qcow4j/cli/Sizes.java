@@ -2,6 +2,7 @@ package org.qcow4j.cli;
 
 import java.math.BigDecimal;
 import java.math.MathContext;
+import java.math.RoundingMode;
 
 /** Human sizes as qemu-img prints them ({@code size_to_str}: "%0.3g" of the value in the best binary unit). */
 final class Sizes {
@@ -24,7 +25,7 @@ final class Sizes {
         if (v == 0) {
             return "0";
         }
-        BigDecimal d = new BigDecimal(v).round(new MathContext(3)).stripTrailingZeros();
+        BigDecimal d = new BigDecimal(v).round(new MathContext(3, RoundingMode.HALF_EVEN)).stripTrailingZeros();
         return d.toPlainString();
     }
 }
