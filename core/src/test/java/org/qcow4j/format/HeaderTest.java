@@ -1,0 +1,92 @@
+package org.qcow4j.format;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import org.junit.jupiter.api.Test;
+import org.qcow4j.FormatException;
+import org.qcow4j.UnsupportedFeatureException;
+
+/** Header parsing on hand-made buffers: the pure layer, without files. */
+class HeaderTest {
+    private static final int CLUSTER = 65536;
+    private static final long FILE_LENGTH = 4 * CLUSTER;
+
+    /** A valid v3 header: reftable at cluster 1, L1 (1 entry) at cluster 3, 1 GiB virtual size is too big: 256 MiB. */
+    private static ByteBuffer v3() {
+        ByteBuffer b = ByteBuffer.allocate(CLUSTER);
+        b.putInt(0, Header.MAGIC).putInt(4, 3).putInt(20, 16).putLong(24, 256L << 20);
+        b.putInt(36, 1).putLong(40, 3L * CLUSTER).putLong(48, CLUSTER).putInt(56, 1);
+        b.putInt(96, 4).putInt(100, 112);
+        return b;
+    }
+
+    private static Header parse(ByteBuffer b) throws Exception {
+        return Header.parse(b, "t.qcow2", FILE_LENGTH);
+    }
+
+    @Test
+    void parsesAValidHeaderWithExtensions() throws Exception {
+        ByteBuffer b = v3();
+        int at = 112;
+        b.putInt(at, Header.EXT_BACKING_FORMAT).putInt(at + 4, 5).put(at + 8, "qcow2".getBytes(StandardCharsets.US_ASCII), 0, 5);
+        at += 16;
+        b.putInt(at, 0x12345678).putInt(at + 4, 3); // unknown: kept
+        at += 16;
+        b.putInt(at, Header.EXT_END);
+        b.putLong(8, 1024).putInt(16, 8).put(1024, "base.img".getBytes(StandardCharsets.US_ASCII));
+        Header h = parse(b);
+        assertEquals(3, h.version());
+        assertEquals(256L << 20, h.virtualSize());
+        assertEquals("qcow2", h.backingFormat());
+        assertEquals("base.img", h.backingFile());
+        assertEquals(1, h.unknownExtensions().size());
+        assertEquals(16, h.refcountBits());
+        assertEquals("zlib", h.compressionTypeName());
+    }
+
+    @Test
+    void namesTheFieldAndValueOfEachBadField() {
+        assertRefused(b -> b.putInt(0, 0x12345678), "magic = 0x12345678");
+        assertRefused(b -> b.putInt(4, 4), "version = 4");
+        assertRefused(b -> b.putInt(20, 22), "cluster_bits = 22");
+        assertRefused(b -> b.putInt(100, 100), "header_length = 100");
+        assertRefused(b -> b.putInt(96, 7), "refcount_order = 7");
+        assertRefused(b -> b.putInt(36, 0x7fffffff), "l1_size = 2147483647");
+        assertRefused(b -> b.putLong(24, 1L << 40), "l1_size = 1: L1 table too small");
+        assertRefused(b -> b.putLong(24, 1L << 55), "size = 36028797018963968: virtual size too large");
+        assertRefused(b -> b.putLong(24, -1L), "size = 18446744073709551615");
+        assertRefused(b -> b.putLong(40, 3L * CLUSTER + 512), "l1_table_offset = 0x30200");
+        assertRefused(b -> b.putLong(48, 16L * CLUSTER), "refcount_table_offset = 0x100000");
+        assertRefused(b -> b.put(104, (byte) 1), "compression_type = 1");
+        assertRefused(b -> b.put(104, (byte) 2).putLong(72, 1L << 3), "compression_type = 2: unknown");
+        assertRefused(b -> b.putInt(20, 13).putLong(72, 1L << 4), "cluster_bits = 13: extended L2");
+        assertRefused(b -> b.putLong(8, 65530).putInt(16, 20), "backing_file_size = 20");
+    }
+
+    @Test
+    void refusesUnknownIncompatibleBitsAndEncryptionByName() {
+        ByteBuffer b = v3();
+        b.putLong(72, 1L << 20);
+        UnsupportedFeatureException e = assertThrows(UnsupportedFeatureException.class, () -> parse(b));
+        assertTrue(e.getMessage().contains("incompatible feature bit 20"), e.getMessage());
+        ByteBuffer luks = v3();
+        luks.putInt(32, 2);
+        assertTrue(assertThrows(UnsupportedFeatureException.class, () -> parse(luks)).getMessage().contains("LUKS"));
+    }
+
+    private interface Patch {
+        void apply(ByteBuffer b);
+    }
+
+    private static void assertRefused(Patch patch, String expected) {
+        ByteBuffer b = v3();
+        patch.apply(b);
+        FormatException e = assertThrows(FormatException.class, () -> parse(b));
+        assertTrue(e.getMessage().startsWith("t.qcow2: "), e.getMessage());
+        assertTrue(e.getMessage().contains(expected), () -> "expected '" + expected + "' in: " + e.getMessage());
+    }
+}
