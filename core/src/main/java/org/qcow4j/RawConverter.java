@@ -47,13 +47,19 @@ public final class RawConverter {
     /**
      * Writes the inputs one after the other into {@code out}, which must be empty (holes read as zeros);
      * its size is set to the total input size.
+     *
+     * @param outName the output's name for error messages
      */
-    public void convert(List<DiskImage> inputs, FileChannel out) throws IOException {
-        out.truncate(0);
+    public void convert(List<DiskImage> inputs, FileChannel out, String outName) throws IOException {
         long total = totalSize(inputs);
-        if (total > 0) {
-            // Extends the file sparsely: one byte at the end, then nothing else needs to grow it.
-            out.write(ByteBuffer.allocate(1), total - 1);
+        try {
+            out.truncate(0);
+            if (total > 0) {
+                // Extends the file sparsely: one byte at the end, then nothing else needs to grow it.
+                out.write(ByteBuffer.allocate(1), total - 1);
+            }
+        } catch (IOException e) {
+            throw new QcowException(outName, "cannot write: " + e.getMessage(), e);
         }
         ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
             Thread t = new Thread(r, "qcow4j-convert");
@@ -81,7 +87,7 @@ public final class RawConverter {
                             pool.execute(() -> {
                                 try {
                                     if (failure.get() == null) {
-                                        copy(in, guest, (int) len, out, outPos, buffers.get());
+                                        copy(in, guest, (int) len, out, outName, outPos, buffers.get());
                                         progress.accept(len);
                                     }
                                 } catch (Throwable t) {
@@ -110,7 +116,8 @@ public final class RawConverter {
         }
     }
 
-    private static void copy(DiskImage in, long guest, int len, FileChannel out, long outPos, ByteBuffer buf) throws IOException {
+    private static void copy(DiskImage in, long guest, int len, FileChannel out, String outName, long outPos, ByteBuffer buf)
+            throws IOException {
         buf.clear().limit(len);
         in.read(buf, guest);
         buf.flip();
@@ -122,18 +129,22 @@ public final class RawConverter {
             if (!zero && runStart < 0) {
                 runStart = at;
             } else if (zero && runStart >= 0) {
-                writeFully(out, buf.slice(runStart, at - runStart), outPos + runStart);
+                writeFully(out, outName, buf.slice(runStart, at - runStart), outPos + runStart);
                 runStart = -1;
             }
         }
         if (runStart >= 0) {
-            writeFully(out, buf.slice(runStart, len - runStart), outPos + runStart);
+            writeFully(out, outName, buf.slice(runStart, len - runStart), outPos + runStart);
         }
     }
 
-    private static void writeFully(FileChannel out, ByteBuffer src, long pos) throws IOException {
-        while (src.hasRemaining()) {
-            pos += out.write(src, pos);
+    private static void writeFully(FileChannel out, String outName, ByteBuffer src, long pos) throws IOException {
+        try {
+            while (src.hasRemaining()) {
+                pos += out.write(src, pos);
+            }
+        } catch (IOException e) {
+            throw new QcowException(outName, "cannot write at offset " + pos + ": " + e.getMessage(), e);
         }
     }
 

@@ -80,9 +80,13 @@ final class ConvertCommand implements Callable<Integer> {
             }
             Progress bar = progress && !quiet ? new Progress(spec.commandLine().getOut(), RawConverter.totalSize(inputs)) : null;
             writeAtomically(Path.of(output), ch -> {
-                new RawConverter(threads, bar == null ? null : bar::advance).convert(inputs, ch);
+                new RawConverter(threads, bar == null ? null : bar::advance).convert(inputs, ch, output);
                 if (sync) {
-                    ch.force(true);
+                    try {
+                        ch.force(true);
+                    } catch (IOException e) {
+                        throw new QcowException(output, "cannot flush: " + e.getMessage(), e);
+                    }
                 }
             });
             if (bar != null) {

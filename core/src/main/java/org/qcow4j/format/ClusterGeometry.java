@@ -68,7 +68,7 @@ public record ClusterGeometry(int clusterBits, boolean extendedL2) {
     /** Number of L1 entries needed to map {@code virtualSize} bytes (QEMU {@code size_to_l1}). */
     public long l1EntriesFor(long virtualSize) {
         long coverage = l2Coverage();
-        return (virtualSize + coverage - 1) / coverage;
+        return virtualSize / coverage + (virtualSize % coverage != 0 ? 1 : 0); // no overflow near Long.MAX_VALUE
     }
 
     public long sizeToClusters(long bytes) {
