@@ -1,6 +1,7 @@
 package org.qcow4j.cli;
 
 import java.io.IOException;
+import java.io.PrintWriter;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -8,79 +9,75 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.Callable;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
 import org.qcow4j.DiskImage;
 import org.qcow4j.QcowException;
 import org.qcow4j.RawConverter;
 import org.qcow4j.UnsupportedFeatureException;
 
 /** {@code convert}: copy images (concatenated) into a new image, as qemu-img convert does. */
-@Command(name = "convert", description = "Convert images into a raw image (the inputs' contents, concatenated).")
-final class ConvertCommand implements Callable<Integer> {
-    @Mixin
-    ImageArgs.Options input;
-
-    @Option(names = "-O", paramLabel = "OUTPUT_FMT", defaultValue = "raw", description = "Output format (raw).")
-    String outputFormat;
-
-    @Option(names = "-p", description = "Show progress.")
-    boolean progress;
-
-    @Option(names = "-q", description = "Quiet: no progress.")
-    boolean quiet;
-
-    @Option(names = "-m", paramLabel = "N", description = "Parallel workers (default: all cores).")
-    Integer workers;
-
-    @Option(names = "-t", paramLabel = "CACHE", defaultValue = "unsafe",
-            description = "Output cache mode: 'unsafe' (default, like qemu-img) or 'writeback'/'none'/'directsync'/"
-                    + "'writethrough' to force the output to disk before finishing.")
-    String cache;
-
-    @Option(names = "-W", description = "Accepted for qemu-img compatibility; writes are always out of order.")
-    boolean outOfOrder;
-
-    @Option(names = "-c", description = "Compress the output (qcow2 output only).")
-    boolean compress;
-
-    @Parameters(arity = "2..*", paramLabel = "FILE", description = "INPUT... OUTPUT")
-    List<String> files;
-
-    @Spec
-    CommandSpec spec;
+final class ConvertCommand implements Command {
+    private static final CommandLine.Option OUTPUT_FORMAT = CommandLine.Option.value("OUTPUT_FMT", "Output format (raw).", "-O");
+    private static final CommandLine.Option PROGRESS = CommandLine.Option.flag("Show progress.", "-p");
+    private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet: no progress.", "-q");
+    private static final CommandLine.Option WORKERS = CommandLine.Option.value("N", "Parallel workers, 1..16 (default: all cores).", "-m");
+    private static final CommandLine.Option CACHE = CommandLine.Option.value("CACHE",
+            "Output cache mode: unsafe (default, like qemu-img) does not force the output to disk; writeback, none, "
+                    + "directsync and writethrough do before finishing.", "-t");
+    private static final CommandLine.Option OUT_OF_ORDER = CommandLine.Option.flag(
+            "Accepted for qemu-img compatibility: writes are always out of order.", "-W");
+    private static final CommandLine.Option COMPRESS = CommandLine.Option.flag("Compress the output (qcow2 output only).", "-c");
 
     @Override
-    public Integer call() throws Exception {
+    public String name() {
+        return "convert";
+    }
+
+    @Override
+    public String synopsis() {
+        return "convert [-p] [-m N] [-t CACHE] [-f FMT] [-O raw] INPUT... OUTPUT";
+    }
+
+    @Override
+    public String description() {
+        return "Convert images into a raw image (the inputs' contents, concatenated).";
+    }
+
+    @Override
+    public List<CommandLine.Option> options() {
+        return List.of(FORMAT, OUTPUT_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, OUT_OF_ORDER, COMPRESS, FORCE_SHARE);
+    }
+
+    @Override
+    public int run(CommandLine args, PrintWriter out) throws Exception {
+        List<String> files = args.positionals();
+        if (files.size() < 2) {
+            throw new CommandLine.UsageException("expecting INPUT... OUTPUT");
+        }
         String output = files.get(files.size() - 1);
+        String outputFormat = args.get("-O", "raw");
         if (!outputFormat.equals("raw")) {
             throw new UnsupportedFeatureException(output, "output format '" + outputFormat + "' (convert writes raw for now)");
         }
-        if (compress) {
+        if (args.has("-c")) {
             throw new QcowException(output, "compression not supported for output format 'raw'");
         }
-        boolean sync = switch (cache) {
+        boolean sync = switch (args.get("-t", "unsafe")) {
             case "unsafe" -> false;
             case "writeback", "none", "directsync", "writethrough" -> true;
-            default -> throw new IllegalArgumentException("invalid cache option '" + cache + "'");
+            default -> throw new CommandLine.UsageException("invalid cache option '" + args.get("-t", "") + "'");
         };
-        int threads = workers != null ? workers : Runtime.getRuntime().availableProcessors();
+        long threads = args.getLong("-m", Runtime.getRuntime().availableProcessors());
         if (threads < 1 || threads > 16) {
-            throw new IllegalArgumentException("-m must be 1..16, not " + threads);
+            throw new CommandLine.UsageException("-m must be 1..16, not " + threads);
         }
         List<DiskImage> inputs = new ArrayList<>();
         try {
             for (String in : files.subList(0, files.size() - 1)) {
-                inputs.add(input.open(in));
+                inputs.add(ImageArgs.open(args, in));
             }
-            Progress bar = progress && !quiet ? new Progress(spec.commandLine().getOut(), RawConverter.totalSize(inputs)) : null;
+            Progress bar = args.has("-p") && !args.has("-q") ? new Progress(out, RawConverter.totalSize(inputs)) : null;
             writeAtomically(Path.of(output), ch -> {
-                new RawConverter(threads, bar == null ? null : bar::advance).convert(inputs, ch, output);
+                new RawConverter((int) threads, bar == null ? null : bar::advance).convert(inputs, ch, output);
                 if (sync) {
                     try {
                         ch.force(true);

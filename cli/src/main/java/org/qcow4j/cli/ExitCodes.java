@@ -16,7 +16,7 @@ final class ExitCodes {
     private ExitCodes() {
     }
 
-    static int report(Exception ex, PrintWriter err, boolean debug) {
+    static int report(Throwable ex, PrintWriter err, boolean debug) {
         err.println("qcow4j: " + describe(ex));
         if (debug) {
             ex.printStackTrace(err);

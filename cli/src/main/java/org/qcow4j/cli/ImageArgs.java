@@ -2,43 +2,42 @@ package org.qcow4j.cli;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.UnsupportedFeatureException;
-import picocli.CommandLine.Option;
 
-/** Opening images from command-line arguments, shared by the commands. */
+/** Argument handling shared by the commands. */
 final class ImageArgs {
     private ImageArgs() {
     }
 
-    /** The input options every command takes, as qemu-img's. */
-    static final class Options {
-        @Option(names = "-f", paramLabel = "FMT", description = "Image format (qcow2 or raw); probed if omitted.")
-        String format;
-
-        @Option(names = {"-U", "--force-share"}, description = "Accepted for qemu-img compatibility: qcow4j opens "
-                + "inputs read-only and takes no locks.")
-        boolean forceShare;
-
-        /** Opens {@code filename} read-only with its backing chain. */
-        DiskImage open(String filename) throws IOException {
-            if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
-                throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
-            }
-            return Images.open(Path.of(filename), OpenOptions.defaults().withFormat(format));
+    /** Opens {@code filename} read-only with its backing chain, in the format given by {@code -f} (or probed). */
+    static DiskImage open(CommandLine args, String filename) throws IOException {
+        String format = args.get("-f", null);
+        if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
+            throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
+        return Images.open(Path.of(filename), OpenOptions.defaults().withFormat(format));
     }
 
-    /** Validates {@code --output}: "human" or "json". */
-    static boolean json(String output) {
-        if ("json".equals(output)) {
-            return true;
+    /** {@code --output}: true for json, false for human. */
+    static boolean json(CommandLine args) throws CommandLine.UsageException {
+        String output = args.get("--output", "human");
+        return switch (output) {
+            case "json" -> true;
+            case "human" -> false;
+            default -> throw new CommandLine.UsageException("--output must be 'human' or 'json', not '" + output + "'");
+        };
+    }
+
+    /** The single IMAGE argument. */
+    static String oneImage(CommandLine args) throws CommandLine.UsageException {
+        List<String> p = args.positionals();
+        if (p.size() != 1) {
+            throw new CommandLine.UsageException(p.isEmpty() ? "expecting an image file name" : "too many arguments: " + p);
         }
-        if ("human".equals(output)) {
-            return false;
-        }
-        throw new IllegalArgumentException("--output must be 'human' or 'json', not '" + output + "'");
+        return p.get(0);
     }
 }

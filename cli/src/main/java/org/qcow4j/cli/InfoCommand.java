@@ -7,45 +7,44 @@ import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.Callable;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
 import org.qcow4j.DiskImage;
 
 /** {@code info}: what qemu-img info prints, field for field. */
-@Command(name = "info", description = "Show an image's format, size, backing file and format-specific details.")
-final class InfoCommand implements Callable<Integer> {
+final class InfoCommand implements Command {
     private static final DateTimeFormatter DATE = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss");
-
-    @Mixin
-    ImageArgs.Options input;
-
-    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human")
-    String output;
-
-    @Option(names = "--backing-chain", description = "Show every image of the backing chain.")
-    boolean backingChain;
-
-    @Parameters(paramLabel = "IMAGE")
-    String image;
-
-    @Spec
-    CommandSpec spec;
+    private static final CommandLine.Option BACKING_CHAIN = CommandLine.Option.flag(
+            "Show every image of the backing chain.", "--backing-chain");
 
     @Override
-    public Integer call() throws Exception {
-        boolean json = ImageArgs.json(output);
+    public String name() {
+        return "info";
+    }
+
+    @Override
+    public String synopsis() {
+        return "info [-f FMT] [--output=human|json] [--backing-chain] IMAGE";
+    }
+
+    @Override
+    public String description() {
+        return "Show an image's format, size, backing file and format-specific details.";
+    }
+
+    @Override
+    public List<CommandLine.Option> options() {
+        return List.of(FORMAT, OUTPUT, BACKING_CHAIN, FORCE_SHARE);
+    }
+
+    @Override
+    public int run(CommandLine args, PrintWriter out) throws Exception {
+        boolean json = ImageArgs.json(args);
+        boolean backingChain = args.has("--backing-chain");
         List<Map<String, Object>> infos = new ArrayList<>();
-        try (DiskImage top = input.open(image)) {
+        try (DiskImage top = ImageArgs.open(args, ImageArgs.oneImage(args))) {
             for (DiskImage d = top; d != null; d = backingChain ? d.backing() : null) {
                 infos.add(ImageInfo.of(d));
             }
         }
-        PrintWriter out = spec.commandLine().getOut();
         if (json) {
             out.println(QemuJson.render(backingChain ? infos : infos.get(0)));
         } else {
@@ -56,7 +55,6 @@ final class InfoCommand implements Callable<Integer> {
                 printHuman(out, infos.get(i));
             }
         }
-        out.flush();
         return ExitCodes.OK;
     }
 

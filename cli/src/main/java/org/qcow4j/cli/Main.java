@@ -1,51 +1,80 @@
 package org.qcow4j.cli;
 
+import java.io.BufferedWriter;
+import java.io.OutputStreamWriter;
 import java.io.PrintStream;
 import java.io.PrintWriter;
-import picocli.CommandLine;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.ScopeType;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 
 /** {@code qcow4j}: a qemu-img shaped command line for qcow2 images. */
-@Command(name = "qcow4j", mixinStandardHelpOptions = true, version = "qcow4j 0.1.0",
-        description = "Inspect and convert qcow2 disk images (qemu-img compatible commands).",
-        subcommands = {InfoCommand.class, MapCommand.class, ConvertCommand.class})
-public final class Main implements Runnable {
-    @Option(names = "--debug", scope = ScopeType.INHERIT, description = "Show stack traces of errors.")
-    boolean debug;
+public final class Main {
+    static final String VERSION = "qcow4j 0.1.0";
+    private static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand());
 
-    @CommandLine.Spec
-    CommandLine.Model.CommandSpec spec;
-
-    @Override
-    public void run() {
-        throw new CommandLine.ParameterException(spec.commandLine(), "a command is required (info, map, convert)");
+    private Main() {
     }
 
     public static void main(String[] args) {
-        int code = run(args, System.out, System.err);
-        System.out.flush();
-        System.exit(code);
+        System.exit(run(args, System.out, System.err));
     }
 
     /** Runs one command line; returns the exit code. Output goes to {@code out}, diagnostics to {@code err}. */
-    public static int run(String[] args, PrintStream out, PrintStream err) {
-        Main main = new Main();
-        CommandLine cl = new CommandLine(main);
-        PrintWriter errWriter = new PrintWriter(err, true);
-        cl.setOverwrittenOptionsAllowed(true); // like qemu-img: the last of a repeated option wins
-        cl.setOut(new PrintWriter(out, true));
-        cl.setErr(errWriter);
-        cl.setParameterExceptionHandler((ex, a) -> {
-            errWriter.println("qcow4j: " + ex.getMessage());
-            errWriter.println("Try 'qcow4j " + (ex.getCommandLine() == cl ? "" : ex.getCommandLine().getCommandName() + " ")
-                    + "--help' for more information.");
+    public static int run(String[] argv, PrintStream out, PrintStream err) {
+        PrintWriter o = new PrintWriter(new BufferedWriter(new OutputStreamWriter(out, StandardCharsets.UTF_8)));
+        PrintWriter e = new PrintWriter(new OutputStreamWriter(err, StandardCharsets.UTF_8), true);
+        try {
+            return dispatch(Arrays.asList(argv), o, e);
+        } finally {
+            o.flush();
+            e.flush();
+        }
+    }
+
+    private static int dispatch(List<String> argv, PrintWriter out, PrintWriter err) {
+        if (argv.isEmpty() || argv.get(0).equals("-h") || argv.get(0).equals("--help")) {
+            (argv.isEmpty() ? err : out).print(help());
+            return argv.isEmpty() ? ExitCodes.USAGE : ExitCodes.OK;
+        }
+        if (argv.get(0).equals("-V") || argv.get(0).equals("--version")) {
+            out.println(VERSION);
+            return ExitCodes.OK;
+        }
+        Command command = COMMANDS.stream().filter(c -> c.name().equals(argv.get(0))).findFirst().orElse(null);
+        if (command == null) {
+            err.println("qcow4j: unknown command '" + argv.get(0) + "'");
+            err.println("Try 'qcow4j --help' for more information.");
             return ExitCodes.USAGE;
-        });
-        cl.setExecutionExceptionHandler((ex, c, parsed) -> ExitCodes.report(ex, errWriter, main.debug));
-        int code = cl.execute(args);
-        out.flush();
-        return code;
+        }
+        List<CommandLine.Option> options = new ArrayList<>(command.options());
+        options.add(Command.HELP);
+        options.add(Command.DEBUG);
+        boolean debug = argv.contains("--debug");
+        try {
+            CommandLine args = CommandLine.parse(argv.subList(1, argv.size()), options);
+            if (args.has("-h")) {
+                out.print(CommandLine.help(command.synopsis(), command.description(), options));
+                return ExitCodes.OK;
+            }
+            return command.run(args, out);
+        } catch (CommandLine.UsageException ex) {
+            err.println("qcow4j: " + ex.getMessage());
+            err.println("Try 'qcow4j " + command.name() + " --help' for more information.");
+            return ExitCodes.USAGE;
+        } catch (Exception | OutOfMemoryError ex) {
+            out.flush();
+            return ExitCodes.report(ex, err, debug);
+        }
+    }
+
+    private static String help() {
+        StringBuilder sb = new StringBuilder(VERSION).append(": inspect and convert qcow2 disk images (qemu-img compatible).\n\n")
+                .append("usage: qcow4j COMMAND [OPTIONS]... (qcow4j COMMAND --help for a command's options)\n\n");
+        for (Command c : COMMANDS) {
+            sb.append(String.format("  %-9s %s%n", c.name(), c.description()));
+        }
+        return sb.append("\n  -h, --help     Show this help.\n  -V, --version  Show the version.\n").toString();
     }
 }

@@ -1,43 +1,43 @@
 package org.qcow4j.cli;
 
 import java.io.PrintWriter;
-import java.util.concurrent.Callable;
-import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
+import java.util.List;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.QcowException;
 
 /** {@code map}: the allocation of every guest byte, as qemu-img map prints it. */
-@Command(name = "map", description = "Show which layer of the backing chain holds each range of the disk.")
-final class MapCommand implements Callable<Integer> {
-    @Mixin
-    ImageArgs.Options input;
-
-    @Option(names = "--output", paramLabel = "human|json", defaultValue = "human")
-    String output;
-
-    @Option(names = {"-s", "--start-offset"}, paramLabel = "OFFSET", defaultValue = "0")
-    long startOffset;
-
-    @Option(names = {"-l", "--max-length"}, paramLabel = "LENGTH", defaultValue = "-1")
-    long maxLength;
-
-    @Parameters(paramLabel = "IMAGE")
-    String image;
-
-    @Spec
-    CommandSpec spec;
+final class MapCommand implements Command {
+    private static final CommandLine.Option START = CommandLine.Option.value("OFFSET", "First guest byte to map.",
+            "-s", "--start-offset");
+    private static final CommandLine.Option LENGTH = CommandLine.Option.value("LENGTH", "Bytes to map.", "-l", "--max-length");
 
     @Override
-    public Integer call() throws Exception {
-        boolean json = ImageArgs.json(output);
-        PrintWriter out = spec.commandLine().getOut();
-        try (DiskImage d = input.open(image)) {
+    public String name() {
+        return "map";
+    }
+
+    @Override
+    public String synopsis() {
+        return "map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] IMAGE";
+    }
+
+    @Override
+    public String description() {
+        return "Show which layer of the backing chain holds each range of the disk.";
+    }
+
+    @Override
+    public List<CommandLine.Option> options() {
+        return List.of(FORMAT, OUTPUT, START, LENGTH, FORCE_SHARE);
+    }
+
+    @Override
+    public int run(CommandLine args, PrintWriter out) throws Exception {
+        boolean json = ImageArgs.json(args);
+        long startOffset = args.getLong("-s", 0);
+        long maxLength = args.getLong("-l", -1);
+        try (DiskImage d = ImageArgs.open(args, ImageArgs.oneImage(args))) {
             long end = maxLength < 0 ? d.size() : Math.min(d.size(), startOffset + maxLength);
             if (json) {
                 out.print('[');
@@ -69,7 +69,6 @@ final class MapCommand implements Callable<Integer> {
                 out.println(']');
             }
         }
-        out.flush();
         return ExitCodes.OK;
     }
 

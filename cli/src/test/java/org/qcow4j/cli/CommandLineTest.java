@@ -1,0 +1,54 @@
+package org.qcow4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+class CommandLineTest {
+    private static final List<CommandLine.Option> OPTIONS = List.of(Command.FORMAT, Command.OUTPUT,
+            CommandLine.Option.flag("p", "-p"), CommandLine.Option.flag("q", "-q"), Command.FORCE_SHARE);
+
+    private static CommandLine parse(String... args) throws CommandLine.UsageException {
+        return CommandLine.parse(List.of(args), OPTIONS);
+    }
+
+    @Test
+    void parsesGetoptStyleLikeQemuImg() throws Exception {
+        CommandLine cl = parse("-pq", "-fqcow2", "--output", "json", "a", "--force-share", "b");
+        assertTrue(cl.has("-p") && cl.has("-q") && cl.has("-U"));
+        assertEquals("qcow2", cl.get("-f", null));
+        assertEquals("json", cl.get("--output", null));
+        assertEquals(List.of("a", "b"), cl.positionals());
+        assertEquals("raw", parse("-f", "qcow2", "-f", "raw").get("-f", null), "the last repeated option wins");
+        assertEquals(List.of("-p"), parse("--", "-p").positionals());
+        assertFalse(parse("x").has("-p"));
+        assertEquals("human", parse("--output=human").get("--output", null));
+    }
+
+    @Test
+    void refusesUnknownOrIncompleteOptions() {
+        assertEquals("unrecognized option '--bogus'", assertThrows(CommandLine.UsageException.class, () -> parse("--bogus")).getMessage());
+        assertEquals("invalid option -- 'z'", assertThrows(CommandLine.UsageException.class, () -> parse("-pz")).getMessage());
+        assertEquals("option '-f' requires an argument", assertThrows(CommandLine.UsageException.class, () -> parse("-f")).getMessage());
+        assertThrows(CommandLine.UsageException.class, () -> parse("-p=1", "--force-share=yes"));
+    }
+
+    @Test
+    void usageErrorsAreOneLineAndAHintWithExitOne() {
+        Qemu.Result r = Qemu.qcow4j("info", "--bogus", "x");
+        assertEquals(1, r.exit());
+        assertEquals("qcow4j: unrecognized option '--bogus'\nTry 'qcow4j info --help' for more information.\n", r.err());
+        assertEquals(1, Qemu.qcow4j("frobnicate").exit());
+        assertEquals(1, Qemu.qcow4j("info").exit());
+        assertEquals(1, Qemu.qcow4j("info", "--output=xml", "x").exit());
+        assertEquals(1, Qemu.qcow4j("convert", "-m", "0", "a", "b").exit());
+        Qemu.Result help = Qemu.qcow4j("convert", "--help");
+        assertEquals(0, help.exit());
+        assertTrue(help.out().startsWith("usage: qcow4j convert"), help.out());
+        assertEquals(Main.VERSION + "\n", Qemu.qcow4j("--version").ok().out());
+    }
+}
