@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Benchmark: `convert -O raw` of 1 GiB qcow2 images (plain, zlib- and zstd-compressed),
+# qemu-img versus ./qcow4j, timed in the same run with the tools interleaved.
+#
+#   bench/convert-raw.sh              # 5 rounds
+#   ROUNDS=3 bench/convert-raw.sh
+#
+# Test images are built once under bench/work/ and reused; `rm -rf bench/work` rebuilds them.
+set -euo pipefail
+
+ROUNDS="${ROUNDS:-5}"
+VERSION_RUNS="${VERSION_RUNS:-10}"
+
+# Work from the repo root whatever the caller's directory is.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+WORK="$ROOT/bench/work"
+OUT="$WORK/out.raw"
+REF="$WORK/ref.raw"
+ERR="$WORK/stderr.txt"
+
+MIB=$((1024 * 1024))
+CHUNK_MIB=1                     # layout granularity: each 1 MiB chunk gets one kind of content
+DISK_MIB=1024                   # 1 GiB virtual size
+SEED=4242                       # fixed, so every machine builds the same layout
+
+die() { echo "convert-raw.sh: $*" >&2; exit 1; }
+log() { echo "# $*" >&2; }
+
+check_tools() {
+  local t
+  for t in qemu-img qemu-io java cmp awk head dd base64 seq truncate; do
+    command -v "$t" >/dev/null 2>&1 || die "needs '$t' on PATH"
+  done
+  [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Test images
+# ---------------------------------------------------------------------------------------------------------
+
+# One chunk of "text": half the time seq numbers (very compressible), half base64 of random bytes
+# (compresses to about 3/4), so compression has work to do but is not trivial.
+# The generators run in process substitutions: head closes the pipe early and they die of SIGPIPE,
+# which would otherwise trip `set -o pipefail`.
+text_chunk() {
+  local i=$1
+  if (( i % 2 )); then
+    head -c "$((CHUNK_MIB * MIB))" < <(seq "$((i * 1000003))" 1 inf)
+  else
+    head -c "$((CHUNK_MIB * MIB))" < <(base64 -w 76 /dev/urandom)
+  fi
+}
+
+# plain.qcow2, 64 KiB clusters. Per 1 MiB chunk, chosen with a seeded $RANDOM:
+#   30% random bytes, 30% text        -> ~60% data
+#   20% zeros written with `write -z`  (half over unallocated space: plain zero clusters;
+#                                       half over data: zero clusters that keep their allocation)
+#   20% never written                  -> unallocated
+make_plain() {
+  local img=$WORK/plain.qcow2 raw=$WORK/plain.raw.tmp tmp=$WORK/plain.qcow2.tmp
+  local i kind zero_cmds=()
+  log "building $img (1 GiB, mixed content)"
+  rm -f "$raw" "$tmp"
+  truncate -s "$((DISK_MIB * MIB))" "$raw"
+  RANDOM=$SEED
+  for (( i = 0; i < DISK_MIB / CHUNK_MIB; i++ )); do
+    kind=$(( RANDOM % 10 ))
+    # Kinds 6 and 7 are zeroed by qemu-io after the conversion; 6 gets data first, so its clusters are
+    # allocated and the zeroing keeps the allocation (no unmap), as a guest that zeroed a file would leave.
+    if (( kind == 6 || kind == 7 )); then
+      zero_cmds+=(-c "write -z $((i * CHUNK_MIB * MIB)) $((CHUNK_MIB * MIB))")
+    fi
+    (( kind <= 6 )) || continue   # 7, 8, 9: a hole in the raw file
+    if (( kind == 3 || kind == 4 || kind == 5 )); then
+      text_chunk "$i"
+    else
+      head -c "$((CHUNK_MIB * MIB))" /dev/urandom
+    fi | dd of="$raw" bs="$((CHUNK_MIB * MIB))" seek="$i" conv=notrunc iflag=fullblock status=none
+  done
+  qemu-img convert -f raw -O qcow2 -o cluster_size=65536 "$raw" "$tmp"
+  rm -f "$raw"
+  qemu-io -f qcow2 "${zero_cmds[@]}" "$tmp" >/dev/null
+  mv "$tmp" "$img"
+}
+
+# zlib.qcow2 / zstd.qcow2: every data cluster of plain.qcow2 compressed.
+make_compressed() {
+  local type=$1 img=$WORK/$1.qcow2 tmp=$WORK/$1.qcow2.tmp
+  log "building $img"
+  rm -f "$tmp"
+  qemu-img convert -c -f qcow2 -O qcow2 -o "cluster_size=65536,compression_type=$type" "$WORK/plain.qcow2" "$tmp"
+  mv "$tmp" "$img"
+}
+
+# Images are built under a .tmp name and renamed at the end, so an interrupted build is never reused.
+make_images() {
+  mkdir -p "$WORK"
+  [ -f "$WORK/plain.qcow2" ] || make_plain
+  [ -f "$WORK/zlib.qcow2" ] || make_compressed zlib
+  [ -f "$WORK/zstd.qcow2" ] || make_compressed zstd
+}
+
+# One line per image: file size and, from `qemu-img map`, how the guest bytes are stored.
+describe_images() {
+  local img
+  for img in plain zlib zstd; do
+    printf '%-6s file %5d MiB' "$img" "$(( $(stat -c %s "$WORK/$img.qcow2") / MIB ))"
+    if command -v python3 >/dev/null 2>&1; then
+      qemu-img map -f qcow2 --output=json "$WORK/$img.qcow2" | python3 -c '
+import json, sys
+data = zero = hole = 0
+for e in json.load(sys.stdin):
+    if e["data"]: data += e["length"]
+    elif e["zero"] and e["present"]: zero += e["length"]
+    else: hole += e["length"]
+m = 1 << 20
+print(f"  guest: data {data // m} MiB, zero clusters {zero // m} MiB, unallocated {hole // m} MiB")'
+    else
+      echo
+    fi
+  done
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------------------
+
+# The three contenders, by name. Each writes $OUT from image $1.
+run_tool() {
+  local tool=$1 img=$2
+  case $tool in
+    qemu)   qemu-img convert -f qcow2 -O raw "$img" "$OUT" ;;
+    qemuW)  qemu-img convert -f qcow2 -m 2 -W -O raw "$img" "$OUT" ;;
+    qcow4j) ./qcow4j convert -O raw "$img" "$OUT" ;;
+  esac
+}
+
+# Untimed: removes the previous output (deleting a file also drops its dirty pages), then syncs so no
+# writeback from an earlier run lands in the timed region.
+prepare() {
+  rm -f "$OUT"
+  sync
+}
+
+# Times one command (wall clock) into the global NS; its stdout is discarded, a failure stops the script.
+# ./qcow4j rebuilds its jar whenever any .java file is newer than it, so an edit made elsewhere in the repo
+# while this runs would put a Maven build inside the timing. Such a run (it says "qcow4j: building") is
+# not counted: it is repeated, now with a fresh jar.
+REBUILDS=0
+timed() {
+  local attempt t0 t1
+  for attempt in 1 2 3; do
+    prepare
+    t0=$(date +%s%N)
+    "$@" >/dev/null 2>"$ERR" || { cat "$ERR" >&2; die "failed: $*"; }
+    t1=$(date +%s%N)
+    if ! grep -q 'qcow4j: building' "$ERR"; then
+      cat "$ERR" >&2
+      NS=$(( t1 - t0 ))
+      return
+    fi
+    REBUILDS=$(( REBUILDS + 1 ))
+    log "qcow4j rebuilt its jar inside a timed run (sources changed meanwhile): run not counted, repeating"
+  done
+  die "qcow4j keeps rebuilding (sources changing under the benchmark): $*"
+}
+
+# Mean of nanosecond values, printed in seconds.
+mean_s() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.3f", s / NR / 1e9 }'; }
+min_s()  { printf '%s\n' "$@" | awk 'NR == 1 || $1 < m { m = $1 } END { printf "%.3f", m / 1e9 }'; }
+
+# Untimed warm-up round, one run per tool, which doubles as the correctness check: qcow4j's output must
+# equal qemu-img's byte for byte. It also keeps first-touch costs out of the timings: reading the image
+# into the page cache, and (on a VM) the host backing fresh guest memory for the output's page cache,
+# which made every tool's first run several times slower than the next ones.
+check_image() {
+  local name=$1 img=$WORK/$1.qcow2
+  cat "$img" >/dev/null
+  timed run_tool qemu "$img"
+  mv "$OUT" "$REF"
+  timed run_tool qemuW "$img"
+  timed run_tool qcow4j "$img"
+  cmp "$REF" "$OUT" >&2 \
+    || die "MISMATCH: './qcow4j convert -O raw $img $OUT' differs from 'qemu-img convert -O raw $img $REF'"
+  log "$name: qcow4j output identical to qemu-img's"
+  rm -f "$REF" "$OUT"
+}
+
+# Times ROUNDS rounds for one image, one run per tool each round. The tools are interleaved, and their
+# order rotates each round, so a slow phase of the machine or a warm cache does not favour one tool.
+# Sets the globals MEAN_x and MIN_x (seconds) for x in qemu, qemuW, qcow4j.
+bench_image() {
+  local name=$1 img=$WORK/$1.qcow2
+  local tools=(qemu qemuW qcow4j) r k tool
+  local -a t_qemu=() t_qemuW=() t_qcow4j=()
+  check_image "$name"
+  for (( r = 1; r <= ROUNDS; r++ )); do
+    for (( k = 0; k < 3; k++ )); do
+      tool=${tools[$(( (k + r - 1) % 3 ))]}
+      timed run_tool "$tool" "$img"
+      eval "t_$tool+=($NS)"
+      log "$name round $r/$ROUNDS $tool $(awk -v n="$NS" 'BEGIN { printf "%.3f s", n / 1e9 }')"
+    done
+  done
+  rm -f "$OUT"
+  MEAN_qemu=$(mean_s "${t_qemu[@]}");     MIN_qemu=$(min_s "${t_qemu[@]}")
+  MEAN_qemuW=$(mean_s "${t_qemuW[@]}");   MIN_qemuW=$(min_s "${t_qemuW[@]}")
+  MEAN_qcow4j=$(mean_s "${t_qcow4j[@]}"); MIN_qcow4j=$(min_s "${t_qcow4j[@]}")
+}
+
+# JVM start-up plus argument parsing: the fixed cost inside every qcow4j number above.
+bench_startup() {
+  local i
+  local -a t=()
+  for (( i = 0; i < VERSION_RUNS; i++ )); do
+    timed ./qcow4j --version
+    t+=("$NS")
+  done
+  STARTUP_MEAN=$(mean_s "${t[@]}")
+  STARTUP_MIN=$(min_s "${t[@]}")
+}
+
+machine() {
+  local cpu
+  cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+  echo "machine: $(nproc) cores, ${cpu:-unknown CPU}"
+  echo "java:    $(java -version 2>&1 | head -n 1)"
+  echo "qemu:    $(qemu-img --version | head -n 1)"
+  # Other work on the machine (builds, tests) shows up as noise in the means; the minimums suffer less.
+  echo "load:    $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end (1/5/15 min)"
+}
+
+main() {
+  check_tools
+  make_images
+  # Build the jar (if sources changed) now, not inside the first timed qcow4j run.
+  ./qcow4j --version >/dev/null
+  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+  local rows=() name
+  for name in plain zlib zstd; do
+    bench_image "$name"
+    rows+=("$(printf '%-6s %9s %14s %9s %8s   %s/%s/%s' "$name" "$MEAN_qemu" "$MEAN_qemuW" "$MEAN_qcow4j" \
+      "$(awk -v a="$MEAN_qemu" -v b="$MEAN_qcow4j" 'BEGIN { printf "%.2f", a / b }')" \
+      "$MIN_qemu" "$MIN_qemuW" "$MIN_qcow4j")")
+  done
+  bench_startup
+
+  echo
+  echo "convert -O raw of a 1 GiB image, mean wall seconds of $ROUNDS rounds (tools interleaved, after an untimed check round)"
+  echo "ratio = qemu-img / qcow4j (> 1.00: qcow4j faster)"
+  echo
+  printf '%-6s %9s %14s %9s %8s   %s\n' image qemu-img "qemu-img -m2 -W" qcow4j ratio "min qemu/-W/qcow4j"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "./qcow4j --version (JVM start-up): mean $STARTUP_MEAN s, min $STARTUP_MIN s over $VERSION_RUNS runs"
+  if (( REBUILDS > 0 )); then
+    echo "note: $REBUILDS qcow4j run(s) were repeated because the launcher rebuilt the jar (sources changed)"
+  fi
+  echo
+  describe_images
+  echo
+  machine
+}
+
+main "$@"
