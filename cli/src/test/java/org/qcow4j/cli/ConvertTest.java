@@ -1,0 +1,73 @@
+package org.qcow4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** convert -O raw beyond single images: several inputs, progress, replacing outputs, failures. */
+class ConvertTest {
+    @TempDir
+    Path dir;
+
+    private String path(String name) {
+        return dir.resolve(name).toString();
+    }
+
+    @Test
+    void concatenatesSeveralInputsLikeQemuImg() throws IOException {
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("a.qcow2"), "1M");
+        Qemu.io(dir, path("a.qcow2"), "write -P 1 0 4k", "write -P 2 1020k 4k");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", path("b.qcow2"), "1536k");
+        Qemu.io(dir, path("b.qcow2"), "write -c -P 3 0 64k", "write -P 4 1400k 1k");
+        Qemu.run(dir, "bash", "-c", "head -c 5000 /dev/urandom > c.raw").ok();
+        Qemu.img(dir, "convert", "-O", "raw", path("a.qcow2"), path("b.qcow2"), path("c.raw"), path("want.raw"));
+        Qemu.qcow4j("convert", "-m", "3", "-O", "raw", path("a.qcow2"), path("b.qcow2"), path("c.raw"), path("got.raw")).ok();
+        assertEquals(-1L, Files.mismatch(dir.resolve("want.raw"), dir.resolve("got.raw")));
+    }
+
+    @Test
+    void showsQemuImgProgressAndForcesOutputToDiskWhenAsked() throws IOException {
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("a.qcow2"), "8M");
+        Qemu.io(dir, path("a.qcow2"), "write -P 1 0 3M");
+        Qemu.Result r = Qemu.qcow4j("convert", "-p", "-t", "writeback", "-O", "raw", path("a.qcow2"), path("out.raw")).ok();
+        assertTrue(r.out().startsWith("    (0.00/100%)\r"), r.out());
+        assertTrue(r.out().endsWith("    (100.00/100%)\r\n"), r.out());
+        Qemu.img(dir, "compare", "-f", "qcow2", "-F", "raw", path("a.qcow2"), path("out.raw"));
+        assertEquals("", Qemu.qcow4j("convert", "-p", "-q", "-O", "raw", path("a.qcow2"), path("out.raw")).ok().out());
+    }
+
+    @Test
+    void replacesAnExistingOutputOnlyOnSuccess() throws IOException {
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("good.qcow2"), "1M");
+        Qemu.io(dir, path("good.qcow2"), "write -P 0x61 0 1M");
+        Files.writeString(dir.resolve("out.raw"), "keep me");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", "-b", "missing.qcow2", "-F", "qcow2", "-u", path("bad.qcow2"), "1M");
+
+        Qemu.Result failed = Qemu.qcow4j("convert", "-O", "raw", path("good.qcow2"), path("bad.qcow2"), path("out.raw"));
+        assertEquals(1, failed.exit());
+        assertTrue(failed.err().contains("missing.qcow2"), failed.err());
+        assertEquals("keep me", Files.readString(dir.resolve("out.raw")));
+
+        Qemu.qcow4j("convert", "-O", "raw", path("good.qcow2"), path("out.raw")).ok();
+        assertEquals(1 << 20, Files.size(dir.resolve("out.raw")));
+        try (Stream<Path> files = Files.list(dir)) {
+            assertEquals(List.of(), files.filter(p -> p.getFileName().toString().contains("qcow4j-tmp")).toList());
+        }
+    }
+
+    @Test
+    void refusesOutputFormatsItCannotWriteYet() {
+        Qemu.Result r = Qemu.qcow4j("convert", "-O", "vmdk", path("in"), path("out"));
+        assertEquals(1, r.exit());
+        assertTrue(r.err().contains("output format 'vmdk'"), r.err());
+        assertFalse(Files.exists(dir.resolve("out")));
+    }
+}
