@@ -21,7 +21,6 @@ public final class RawConverter {
     /** Guest bytes one worker handles at a time. */
     static final int CHUNK = 2 * 1024 * 1024;
     private static final int ZERO_BLOCK = 4096;
-    private static final ByteBuffer ZERO_PAGE = ByteBuffer.allocateDirect(ZERO_BLOCK);
 
     private final int threads;
     private final LongConsumer progress;
@@ -125,7 +124,7 @@ public final class RawConverter {
         int runStart = -1;
         for (int at = 0; at < len; at += ZERO_BLOCK) {
             int end = Math.min(len, at + ZERO_BLOCK);
-            boolean zero = buf.slice(at, end - at).mismatch(ZERO_PAGE.slice(0, end - at)) == -1;
+            boolean zero = Zeros.isZero(buf, at, end);
             if (!zero && runStart < 0) {
                 runStart = at;
             } else if (zero && runStart >= 0) {

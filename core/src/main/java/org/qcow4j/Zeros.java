@@ -9,6 +9,26 @@ final class Zeros {
     private Zeros() {
     }
 
+    /**
+     * Whether {@code buf[from, to)} is all zeros. Data blocks are rarely zero and usually differ in their
+     * first bytes, so this reads longs with absolute gets and stops at the first non-zero one: no slices,
+     * no allocation per block.
+     */
+    static boolean isZero(ByteBuffer buf, int from, int to) {
+        int i = from;
+        for (; i + 8 <= to; i += 8) {
+            if (buf.getLong(i) != 0) {
+                return false;
+            }
+        }
+        for (; i < to; i++) {
+            if (buf.get(i) != 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     static void fill(ByteBuffer dst) {
         while (dst.hasRemaining()) {
             dst.put(ZEROS, 0, Math.min(ZEROS.length, dst.remaining()));
