@@ -17,4 +17,12 @@ public final class Images {
     public static DiskImage open(Path path, OpenOptions options) throws IOException {
         return new ChainOpener(options).open(path.toString(), options.format(), 0, null);
     }
+
+    /**
+     * The file a backing or data file name written in {@code imageName} refers to: absolute names as they are,
+     * relative names against the image's directory (QEMU's {@code path_combine}).
+     */
+    public static String resolveRelative(String imageName, String name) throws UnsupportedFeatureException {
+        return ChainOpener.resolveRelative(imageName, name);
+    }
 }

@@ -68,38 +68,33 @@ public final class RawConverter {
         Semaphore inFlight = new Semaphore(2 * threads);
         AtomicReference<Throwable> failure = new AtomicReference<>();
         ThreadLocal<ByteBuffer> buffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(CHUNK));
+        DiskImage in = ConcatenatedImage.of(inputs);
         try {
-            long base = 0;
-            for (DiskImage in : inputs) {
-                long size = in.size();
-                long pos = 0;
-                while (pos < size && failure.get() == null) {
-                    Extent e = in.extentAt(pos, size - pos);
-                    if (!e.data() && e.zero()) {
-                        progress.accept(e.length());
-                    } else {
-                        for (long off = e.start(); off < e.end(); off += CHUNK) {
-                            long len = Math.min(CHUNK, e.end() - off);
-                            long guest = off;
-                            long outPos = base + off;
-                            acquire(inFlight);
-                            pool.execute(() -> {
-                                try {
-                                    if (failure.get() == null) {
-                                        copy(in, guest, (int) len, out, outName, outPos, buffers.get());
-                                        progress.accept(len);
-                                    }
-                                } catch (Throwable t) {
-                                    failure.compareAndSet(null, t);
-                                } finally {
-                                    inFlight.release();
+            long pos = 0;
+            while (pos < total && failure.get() == null) {
+                Extent e = in.extentAt(pos, total - pos);
+                if (!e.data() && e.zero()) {
+                    progress.accept(e.length());
+                } else {
+                    for (long off = e.start(); off < e.end(); off += CHUNK) {
+                        long len = Math.min(CHUNK, e.end() - off);
+                        long guest = off;
+                        acquire(inFlight);
+                        pool.execute(() -> {
+                            try {
+                                if (failure.get() == null) {
+                                    copy(in, guest, (int) len, out, outName, guest, buffers.get());
+                                    progress.accept(len);
                                 }
-                            });
-                        }
+                            } catch (Throwable t) {
+                                failure.compareAndSet(null, t);
+                            } finally {
+                                inFlight.release();
+                            }
+                        });
                     }
-                    pos = e.end();
                 }
-                base += size;
+                pos = e.end();
             }
             acquire(inFlight, 2 * threads);
         } finally {

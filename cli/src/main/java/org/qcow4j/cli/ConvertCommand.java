@@ -3,20 +3,24 @@ package org.qcow4j.cli;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.channels.FileChannel;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.LongConsumer;
+import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
+import org.qcow4j.Images;
+import org.qcow4j.OpenOptions;
+import org.qcow4j.Qcow2Converter;
+import org.qcow4j.Qcow2Writer;
 import org.qcow4j.QcowException;
 import org.qcow4j.RawConverter;
 import org.qcow4j.UnsupportedFeatureException;
 
 /** {@code convert}: copy images (concatenated) into a new image, as qemu-img convert does. */
 final class ConvertCommand implements Command {
-    private static final CommandLine.Option OUTPUT_FORMAT = CommandLine.Option.value("OUTPUT_FMT", "Output format (raw).", "-O");
+    private static final CommandLine.Option OUTPUT_FORMAT = CommandLine.Option.value("OUTPUT_FMT", "Output format: raw (default) or qcow2.", "-O");
     private static final CommandLine.Option PROGRESS = CommandLine.Option.flag("Show progress.", "-p");
     private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet: no progress.", "-q");
     private static final CommandLine.Option WORKERS = CommandLine.Option.value("N", "Parallel workers, 1..16 (default: all cores).", "-m");
@@ -25,7 +29,13 @@ final class ConvertCommand implements Command {
                     + "directsync and writethrough do before finishing.", "-t");
     private static final CommandLine.Option OUT_OF_ORDER = CommandLine.Option.flag(
             "Accepted for qemu-img compatibility: writes are always out of order.", "-W");
-    private static final CommandLine.Option COMPRESS = CommandLine.Option.flag("Compress the output (qcow2 output only).", "-c");
+    private static final CommandLine.Option COMPRESS = CommandLine.Option.flag(
+            "Compress every cluster that shrinks (qcow2 output).", "-c");
+    private static final CommandLine.Option OPTIONS = CommandLine.Option.value("OPTIONS",
+            "qcow2 output options, as for create (compat, cluster_size, refcount_bits, compression_type, ...).", "-o");
+    private static final CommandLine.Option BACKING = CommandLine.Option.value("BACKING",
+            "Backing file of the output: only what differs from it is written.", "-B");
+    private static final CommandLine.Option BACKING_FORMAT = CommandLine.Option.value("FMT", "Format of -B (probed if omitted).", "-F");
 
     @Override
     public String name() {
@@ -34,17 +44,18 @@ final class ConvertCommand implements Command {
 
     @Override
     public String synopsis() {
-        return "convert [-p] [-m N] [-t CACHE] [-f FMT] [-O raw] INPUT... OUTPUT";
+        return "convert [-p] [-c] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT";
     }
 
     @Override
     public String description() {
-        return "Convert images into a raw image (the inputs' contents, concatenated).";
+        return "Convert images (their contents concatenated) into a new raw or qcow2 image.";
     }
 
     @Override
     public List<CommandLine.Option> options() {
-        return List.of(FORMAT, OUTPUT_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, OUT_OF_ORDER, COMPRESS, FORCE_SHARE);
+        return List.of(FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE,
+                OUT_OF_ORDER, FORCE_SHARE);
     }
 
     @Override
@@ -55,11 +66,15 @@ final class ConvertCommand implements Command {
         }
         String output = files.get(files.size() - 1);
         String outputFormat = args.get("-O", "raw");
-        if (!outputFormat.equals("raw")) {
-            throw new UnsupportedFeatureException(output, "output format '" + outputFormat + "' (convert writes raw for now)");
+        if (!outputFormat.equals("raw") && !outputFormat.equals("qcow2")) {
+            throw new UnsupportedFeatureException(output, "output format '" + outputFormat + "' (convert writes raw and qcow2)");
         }
-        if (args.has("-c")) {
+        boolean qcow2 = outputFormat.equals("qcow2");
+        if (args.has("-c") && !qcow2) {
             throw new QcowException(output, "compression not supported for output format 'raw'");
+        }
+        if (!qcow2 && (args.has("-o") || args.has("-B"))) {
+            throw new CommandLine.UsageException("-o and -B need -O qcow2");
         }
         boolean sync = switch (args.get("-t", "unsafe")) {
             case "unsafe" -> false;
@@ -70,22 +85,53 @@ final class ConvertCommand implements Command {
         if (threads < 1 || threads > 16) {
             throw new CommandLine.UsageException("-m must be 1..16, not " + threads);
         }
+        CreateOptions qcow2Options = qcow2 ? ImageOptions.apply(CreateOptions.defaults(0), ImageOptions.parse(args.get("-o", null)))
+                : null;
         List<DiskImage> inputs = new ArrayList<>();
+        DiskImage backing = null;
         try {
             for (String in : files.subList(0, files.size() - 1)) {
                 inputs.add(ImageArgs.open(args, in));
             }
-            Progress bar = args.has("-p") && !args.has("-q") ? new Progress(out, RawConverter.totalSize(inputs)) : null;
-            writeAtomically(Path.of(output), ch -> {
-                new RawConverter((int) threads, bar == null ? null : bar::advance).convert(inputs, ch, output);
-                if (sync) {
-                    try {
-                        ch.force(true);
-                    } catch (IOException e) {
-                        throw new QcowException(output, "cannot flush: " + e.getMessage(), e);
-                    }
+            long total = RawConverter.totalSize(inputs);
+            Progress bar = args.has("-p") && !args.has("-q") ? new Progress(out, total) : null;
+            LongConsumer progress = bar == null ? null : bar::advance;
+            if (qcow2) {
+                CreateOptions o = qcow2Options.withSize(total);
+                String backingName = args.get("-B", o.backingFile());
+                if (backingName != null) {
+                    backing = Images.open(Path.of(Images.resolveRelative(output, backingName)),
+                            OpenOptions.defaults().withFormat(args.get("-F", o.backingFormat())));
+                    o = o.withBacking(backingName, backing.format());
                 }
-            });
+                CreateOptions options;
+                try {
+                    options = o.validate();
+                } catch (IllegalArgumentException e) {
+                    throw new QcowException(output, e.getMessage());
+                }
+                long hint = Qcow2Converter.dataClustersHint(inputs, options.clusterBits());
+                DiskImage base = backing;
+                OutputFile.writeAtomically(Path.of(output), file -> {
+                    try (Qcow2Writer w = Qcow2Writer.create(file, options, hint)) {
+                        new Qcow2Converter((int) threads, args.has("-c"), base, progress).convert(inputs, w);
+                        w.finish(sync);
+                    }
+                });
+            } else {
+                OutputFile.writeAtomically(Path.of(output), file -> {
+                    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
+                        new RawConverter((int) threads, progress).convert(inputs, ch, output);
+                        if (sync) {
+                            try {
+                                ch.force(true);
+                            } catch (IOException e) {
+                                throw new QcowException(output, "cannot flush: " + e.getMessage(), e);
+                            }
+                        }
+                    }
+                });
+            }
             if (bar != null) {
                 bar.finish();
             }
@@ -93,36 +139,10 @@ final class ConvertCommand implements Command {
             for (DiskImage d : inputs) {
                 d.close();
             }
+            if (backing != null) {
+                backing.close();
+            }
         }
         return ExitCodes.OK;
-    }
-
-    /** Writes the output under a temporary name beside it and renames it into place only on success. */
-    interface OutputWriter {
-        void write(FileChannel ch) throws IOException;
-    }
-
-    static void writeAtomically(Path output, OutputWriter writer) throws IOException {
-        if (Files.exists(output) && !Files.isRegularFile(output)) {
-            // A device or pipe: write in place, there is nothing to rename.
-            try (FileChannel ch = FileChannel.open(output, StandardOpenOption.WRITE)) {
-                writer.write(ch);
-            }
-            return;
-        }
-        Path dir = output.toAbsolutePath().getParent();
-        Path tmp = Files.createTempFile(dir, "." + output.getFileName() + ".", ".qcow4j-tmp");
-        boolean done = false;
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
-                writer.write(ch);
-            }
-            Files.move(tmp, output, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-            done = true;
-        } finally {
-            if (!done) {
-                Files.deleteIfExists(tmp);
-            }
-        }
     }
 }

@@ -12,7 +12,7 @@ import java.util.List;
 /** {@code qcow4j}: a qemu-img shaped command line for qcow2 images. */
 public final class Main {
     static final String VERSION = "qcow4j 0.1.0";
-    private static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand());
+    private static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand());
 
     private Main() {
     }

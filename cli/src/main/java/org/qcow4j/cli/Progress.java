@@ -21,7 +21,7 @@ final class Progress {
 
     void advance(long bytes) {
         long d = done.addAndGet(bytes);
-        show(total == 0 ? 10000 : (int) (d * 10000 / total));
+        show(total == 0 ? 10000 : (int) (Math.min(d, total) * 10000 / total));
     }
 
     void finish() {

@@ -35,8 +35,14 @@ class CompatibilityTest {
     @TempDir
     static Path root;
 
-    /** A variant: a name and the script (run with bash in an empty directory) that makes {@code img}. */
-    private record Variant(String name, String image, String script) {
+    /** A variant: a name and the script (run with bash in an empty directory) that makes {@code image}. */
+    record Variant(String name, String image, String script) {
+        /** Makes the variant in a new directory under {@code parent}; returns the image's absolute name. */
+        String build(Path parent) throws IOException {
+            Path dir = Files.createDirectories(parent.resolve(name));
+            Qemu.run(dir, "bash", "-c", PRELUDE + script).ok();
+            return dir.resolve(image).toString();
+        }
     }
 
     private static Variant v(String name, String script) {
@@ -168,9 +174,8 @@ class CompatibilityTest {
     }
 
     private static void check(Variant variant) throws IOException {
-        Path dir = Files.createDirectories(root.resolve(variant.name()));
-        Qemu.run(dir, "bash", "-c", PRELUDE + variant.script()).ok();
-        String image = dir.resolve(variant.image()).toString();
+        String image = variant.build(root);
+        Path dir = Path.of(image).getParent();
 
         // Data: byte for byte against qemu-img convert -O raw.
         String expected = dir.resolve("expected.raw").toString();

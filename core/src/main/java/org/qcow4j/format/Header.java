@@ -110,6 +110,93 @@ public record Header(
         return compressionType == COMPRESSION_ZSTD ? "zstd" : "zlib";
     }
 
+    /**
+     * A header for a new image, laid out as QEMU 7.2 writes one: v3 headers are 112 bytes, extensions follow in
+     * QEMU's order (backing format, external data file name, feature name table, end) and the backing file name
+     * comes after them. The feature name table is written for v3 images with clusters over 4 KiB, as QEMU does.
+     */
+    public static Header newImage(int version, int clusterBits, long size, int l1Size, long l1TableOffset,
+                                  long refcountTableOffset, int refcountTableClusters, long incompatible, long compatible,
+                                  long autoclear, int refcountOrder, int compressionType, String backingFile,
+                                  String backingFormat, String dataFile) {
+        List<FeatureName> names = new ArrayList<>();
+        if (version >= 3 && clusterBits > 12) {
+            for (Feature f : Feature.values()) {
+                names.add(new FeatureName(f.kind().ordinal(), f.bit(), f.qemuName()));
+            }
+        }
+        int headerLength = version >= 3 ? FIXED_PART : V2_HEADER_LENGTH;
+        Header h = new Header(version, 0, 0, clusterBits, size, 0, l1Size, l1TableOffset, refcountTableOffset,
+                refcountTableClusters, 0, 0, incompatible, compatible, autoclear, refcountOrder, headerLength,
+                compressionType, backingFile, backingFile == null ? null : backingFormat, dataFile, List.copyOf(names), null,
+                List.of());
+        if (backingFile == null) {
+            return h;
+        }
+        int nameOffset = h.extensionsEnd();
+        return new Header(version, nameOffset, backingFile.getBytes(StandardCharsets.UTF_8).length, clusterBits, size, 0,
+                l1Size, l1TableOffset, refcountTableOffset, refcountTableClusters, 0, 0, incompatible, compatible,
+                autoclear, refcountOrder, headerLength, compressionType, backingFile, h.backingFormat, dataFile, h.featureNames,
+                null, List.of());
+    }
+
+    /** Where the extension area (with its end marker) ends: the backing file name goes there. */
+    private int extensionsEnd() {
+        return headerLength + serializedExtensions().length;
+    }
+
+    private byte[] serializedExtensions() {
+        ByteBuffer b = ByteBuffer.allocate(1 << clusterBits);
+        if (backingFile != null && backingFormat != null) {
+            putExtension(b, EXT_BACKING_FORMAT, backingFormat.getBytes(StandardCharsets.UTF_8));
+        }
+        if (dataFile != null) {
+            putExtension(b, EXT_DATA_FILE, dataFile.getBytes(StandardCharsets.UTF_8));
+        }
+        if (!featureNames.isEmpty()) {
+            ByteBuffer t = ByteBuffer.allocate(featureNames.size() * FeatureName.ENTRY_SIZE);
+            for (FeatureName n : featureNames) {
+                int at = t.position();
+                t.put((byte) n.type()).put((byte) n.bit()).put(n.name().getBytes(StandardCharsets.UTF_8));
+                t.position(at + FeatureName.ENTRY_SIZE);
+            }
+            putExtension(b, EXT_FEATURE_TABLE, t.array());
+        }
+        for (UnknownExtension u : unknownExtensions) {
+            putExtension(b, u.type(), u.data());
+        }
+        b.putInt(EXT_END).putInt(0);
+        byte[] out = new byte[b.position()];
+        b.flip().get(out);
+        return out;
+    }
+
+    private static void putExtension(ByteBuffer b, int type, byte[] data) {
+        b.putInt(type).putInt(data.length).put(data);
+        b.position((b.position() + 7) & ~7);
+    }
+
+    /** The bytes of cluster 0 up to the end of the backing file name: header, extensions, backing file name. */
+    public byte[] toBytes() {
+        byte[] ext = serializedExtensions();
+        byte[] name = backingFile == null ? new byte[0] : backingFile.getBytes(StandardCharsets.UTF_8);
+        int end = headerLength + ext.length + name.length;
+        if (end > clusterSize()) {
+            throw new IllegalStateException("header, extensions and backing file name do not fit in cluster 0 (" + end + " bytes)");
+        }
+        ByteBuffer b = ByteBuffer.allocate(end);
+        b.putInt(MAGIC).putInt(version).putLong(backingFile == null ? 0 : headerLength + ext.length).putInt(name.length)
+                .putInt(clusterBits).putLong(size).putInt(cryptMethod).putInt(l1Size).putLong(l1TableOffset)
+                .putLong(refcountTableOffset).putInt(refcountTableClusters).putInt(nbSnapshots).putLong(snapshotsOffset);
+        if (version >= 3) {
+            b.putLong(incompatibleFeatures).putLong(compatibleFeatures).putLong(autoclearFeatures)
+                    .putInt(refcountOrder).putInt(headerLength).put((byte) compressionType);
+        }
+        b.position(headerLength);
+        b.put(ext).put(name);
+        return b.array();
+    }
+
     /** Reads the cluster_bits field so the caller knows how much of cluster 0 to read before {@link #parse}. */
     public static int peekClusterBits(ByteBuffer start, String file, long fileLength) throws FormatException {
         checkFixedPart(start, file, fileLength);

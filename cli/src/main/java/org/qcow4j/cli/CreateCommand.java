@@ -1,0 +1,127 @@
+package org.qcow4j.cli;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.RandomAccessFile;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.qcow4j.CreateOptions;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Images;
+import org.qcow4j.OpenOptions;
+import org.qcow4j.QcowException;
+import org.qcow4j.Qcow2Writer;
+import org.qcow4j.UnsupportedFeatureException;
+
+/** {@code create}: a new, empty image, as qemu-img create makes it. */
+final class CreateCommand implements Command {
+    private static final CommandLine.Option OPTIONS = CommandLine.Option.value("OPTIONS",
+            "Image options: compat, cluster_size, refcount_bits, compression_type, extended_l2, lazy_refcounts, "
+                    + "data_file, data_file_raw, preallocation, backing_file, backing_fmt.", "-o");
+    private static final CommandLine.Option BACKING = CommandLine.Option.value("BACKING", "Backing file.", "-b");
+    private static final CommandLine.Option BACKING_FORMAT = CommandLine.Option.value("FMT", "Backing file format.", "-F");
+    private static final CommandLine.Option UNSAFE = CommandLine.Option.flag("Do not open the backing file.", "-u");
+    private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet.", "-q");
+    private static final CommandLine.Option OUT_FORMAT = CommandLine.Option.value("FMT", "Image format: qcow2 (default) or raw.", "-f");
+
+    @Override
+    public String name() {
+        return "create";
+    }
+
+    @Override
+    public String synopsis() {
+        return "create [-q] [-f FMT] [-o OPTIONS] [-b BACKING -F FMT] [-u] IMAGE [SIZE]";
+    }
+
+    @Override
+    public String description() {
+        return "Create a new image, empty or over a backing file.";
+    }
+
+    @Override
+    public List<CommandLine.Option> options() {
+        return List.of(OUT_FORMAT, OPTIONS, BACKING, BACKING_FORMAT, UNSAFE, QUIET);
+    }
+
+    @Override
+    public int run(CommandLine args, PrintWriter out) throws Exception {
+        List<String> p = args.positionals();
+        if (p.isEmpty() || p.size() > 2) {
+            throw new CommandLine.UsageException("expecting IMAGE [SIZE]");
+        }
+        String image = p.get(0);
+        String format = args.get("-f", "qcow2");
+        Map<String, String> o = ImageOptions.parse(args.get("-o", null));
+        long size = p.size() == 2 ? ImageOptions.size(p.get(1)) : -1;
+        if (format.equals("raw")) {
+            return createRaw(image, size, o, args.has("-q"), out);
+        }
+        if (!format.equals("qcow2")) {
+            throw new UnsupportedFeatureException(image, "image format '" + format + "' (create makes qcow2 and raw)");
+        }
+        CreateOptions options = ImageOptions.apply(CreateOptions.defaults(size), o);
+        if (args.has("-b")) {
+            options = options.withBacking(args.get("-b", null), options.backingFormat());
+        }
+        if (args.has("-F")) {
+            options = options.withBacking(options.backingFile(), args.get("-F", null));
+        }
+        if (options.backingFile() != null && options.backingFormat() == null) {
+            throw new QcowException(image, "Backing file specified without backing format (use -F qcow2 or -F raw)");
+        }
+        if (options.backingFile() != null && !args.has("-u")) {
+            // Like qemu-img, check that the backing file opens; it gives the size when none is given.
+            String backingPath = Images.resolveRelative(image, options.backingFile());
+            try (DiskImage b = Images.open(Path.of(backingPath), OpenOptions.defaults().withFormat(options.backingFormat()))) {
+                if (options.size() < 0) {
+                    options = options.withSize(b.size());
+                }
+            }
+        }
+        if (options.size() < 0) {
+            throw new CommandLine.UsageException("Image creation needs a size parameter");
+        }
+        CreateOptions valid;
+        try {
+            valid = options.validate();
+        } catch (IllegalArgumentException e) {
+            throw new QcowException(image, e.getMessage());
+        }
+        if (!args.has("-q")) {
+            out.println(ImageOptions.describe(image, valid, o.containsKey("compat")));
+            out.flush();
+        }
+        OutputFile.writeAtomically(Path.of(image), file -> {
+            try (Qcow2Writer w = Qcow2Writer.create(file, valid, 0)) {
+                w.finish(false);
+            }
+        });
+        return ExitCodes.OK;
+    }
+
+    private static int createRaw(String image, long size, Map<String, String> o, boolean quiet, PrintWriter out)
+            throws IOException, CommandLine.UsageException {
+        for (String key : o.keySet()) {
+            if (!key.equals("size")) {
+                throw new CommandLine.UsageException("Invalid parameter '" + key + "'");
+            }
+        }
+        long s = o.containsKey("size") ? ImageOptions.size(o.get("size")) : size;
+        if (s < 0) {
+            throw new CommandLine.UsageException("Image creation needs a size parameter");
+        }
+        long rounded = (s + 511) & ~511L;
+        if (!quiet) {
+            out.println("Formatting '" + image + "', fmt=raw size=" + rounded);
+            out.flush();
+        }
+        OutputFile.writeAtomically(Path.of(image), file -> {
+            try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
+                raf.setLength(rounded); // sparse: no block is allocated
+            }
+        });
+        return ExitCodes.OK;
+    }
+}

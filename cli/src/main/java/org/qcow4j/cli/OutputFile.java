@@ -1,0 +1,49 @@
+package org.qcow4j.cli;
+
+import java.io.IOException;
+import java.nio.file.FileSystemException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import org.qcow4j.QcowException;
+
+/**
+ * Outputs appear under their name only when complete: they are written under a temporary name beside the
+ * destination and renamed into place on success, so a failed or interrupted command leaves nothing behind.
+ */
+final class OutputFile {
+    private OutputFile() {
+    }
+
+    /** Writes a whole file at the path it is given. */
+    interface Writer {
+        void write(Path file) throws IOException;
+    }
+
+    static void writeAtomically(Path output, Writer writer) throws IOException {
+        if (Files.exists(output) && !Files.isRegularFile(output)) {
+            writer.write(output); // a device or pipe: write in place, there is nothing to rename
+            return;
+        }
+        Path dir = output.toAbsolutePath().getParent();
+        Path tmp;
+        try {
+            // Not Files.createTempFile: its mode is 0600, the output should get the umask's mode like qemu-img's.
+            tmp = Files.createFile(dir.resolve("." + output.getFileName() + "." + Long.toHexString(System.nanoTime())
+                    + ".qcow4j-tmp"));
+        } catch (FileSystemException e) {
+            String reason = Files.isDirectory(dir) ? "permission denied" : "no such directory";
+            throw new QcowException(output.toString(), "cannot create: " + reason, e);
+        }
+        boolean done = false;
+        try {
+            writer.write(tmp);
+            Files.move(tmp, output, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            done = true;
+        } finally {
+            if (!done) {
+                Files.deleteIfExists(tmp);
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+package org.qcow4j;
+
+import org.qcow4j.format.ClusterGeometry;
+import org.qcow4j.format.Header;
+import org.qcow4j.format.L1Entry;
+
+/**
+ * The options of a new qcow2 image, as {@code qemu-img create -o} names them.
+ *
+ * @param size          virtual size in bytes (rounded up to 512 by {@link #validate})
+ * @param version       2 (compat=0.10) or 3 (compat=1.1)
+ * @param clusterBits   log2 of cluster_size, 9..21
+ * @param refcountOrder log2 of refcount_bits, 0..6
+ * @param dataFile      external data file name as written in the header (relative to the image), or null
+ * @param backingFile   backing file name as written in the header, or null
+ */
+public record CreateOptions(long size, int version, int clusterBits, int refcountOrder, int compressionType,
+                            boolean extendedL2, boolean lazyRefcounts, String dataFile, boolean dataFileRaw,
+                            Preallocation preallocation, String backingFile, String backingFormat) {
+
+    /** qemu-img's preallocation modes. */
+    public enum Preallocation { OFF, METADATA, FALLOC, FULL }
+
+    /** qemu-img create's defaults: compat=1.1, 64 KiB clusters, 16-bit refcounts, zlib. */
+    public static CreateOptions defaults(long size) {
+        return new CreateOptions(size, 3, 16, 4, Header.COMPRESSION_ZLIB, false, false, null, false, Preallocation.OFF,
+                null, null);
+    }
+
+    public ClusterGeometry geometry() {
+        return new ClusterGeometry(clusterBits, extendedL2);
+    }
+
+    /** Checks the combination as qemu-img create does; returns the options with the size rounded up to 512. */
+    public CreateOptions validate() {
+        if (size < 0) {
+            throw new IllegalArgumentException("Image size must be a positive number");
+        }
+        if (clusterBits < ClusterGeometry.MIN_CLUSTER_BITS || clusterBits > ClusterGeometry.MAX_CLUSTER_BITS) {
+            throw new IllegalArgumentException("Cluster size must be a power of two between 512 and 2048k");
+        }
+        if (refcountOrder < 0 || refcountOrder > 6) {
+            throw new IllegalArgumentException("Refcount width must be a power of two and may not exceed 64 bits");
+        }
+        if (version != 2 && version != 3) {
+            throw new IllegalArgumentException("Invalid compatibility level");
+        }
+        if (version == 2) {
+            if (refcountOrder != 4) {
+                throw new IllegalArgumentException("Different refcount widths than 16 bits require compatibility level 1.1 "
+                        + "or above (use compat=1.1 or greater)");
+            }
+            if (lazyRefcounts) {
+                throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 and above "
+                        + "(use compat=1.1 or greater)");
+            }
+            if (extendedL2) {
+                throw new IllegalArgumentException("Extended L2 entries are only supported with compatibility level 1.1 "
+                        + "and above (use compat=1.1 or greater)");
+            }
+            if (compressionType != Header.COMPRESSION_ZLIB) {
+                throw new IllegalArgumentException("Non-zlib compression type is only supported with compatibility level "
+                        + "1.1 and above (use compat=1.1 or greater)");
+            }
+            if (dataFile != null) {
+                throw new IllegalArgumentException("data-file is only supported with compatibility level 1.1 and above "
+                        + "(use compat=1.1 or greater)");
+            }
+        }
+        if (extendedL2 && clusterBits < 14) {
+            throw new IllegalArgumentException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
+        }
+        if (dataFileRaw && dataFile == null) {
+            throw new IllegalArgumentException("data-file-raw requires data-file");
+        }
+        if (dataFileRaw && backingFile != null) {
+            throw new IllegalArgumentException("Backing file and data-file-raw cannot be used together");
+        }
+        if (backingFile != null && preallocation != Preallocation.OFF && !extendedL2) {
+            throw new IllegalArgumentException("Backing file and preallocation can only be used at the same time if "
+                    + "extended_l2 is on");
+        }
+        if (backingFile != null && backingFile.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > Header.MAX_BACKING_NAME) {
+            throw new IllegalArgumentException("Backing file name too long");
+        }
+        long rounded = (size + 511) & ~511L;
+        if (geometry().l1EntriesFor(rounded) > L1Entry.MAX_ENTRIES) {
+            throw new IllegalArgumentException("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
+        }
+        return new CreateOptions(rounded, version, clusterBits, refcountOrder, compressionType, extendedL2, lazyRefcounts,
+                dataFile, dataFileRaw, preallocation, backingFile, backingFormat);
+    }
+
+    public CreateOptions withSize(long newSize) {
+        return new CreateOptions(newSize, version, clusterBits, refcountOrder, compressionType, extendedL2, lazyRefcounts,
+                dataFile, dataFileRaw, preallocation, backingFile, backingFormat);
+    }
+
+    public CreateOptions withBacking(String file, String format) {
+        return new CreateOptions(size, version, clusterBits, refcountOrder, compressionType, extendedL2, lazyRefcounts,
+                dataFile, dataFileRaw, preallocation, file, format);
+    }
+}

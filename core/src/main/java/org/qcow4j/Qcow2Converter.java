@@ -1,0 +1,262 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.function.LongConsumer;
+
+/**
+ * Copies images (concatenated) into a new qcow2 image through a {@link Qcow2Writer}, like
+ * {@code qemu-img convert -O qcow2}: only ranges some layer allocates are read; all-zero clusters stay
+ * unallocated; with {@code compress}, every cluster whose stream is shorter than a cluster is stored compressed.
+ * With a backing image, clusters equal to the backing file's are left to it and zero clusters hiding backing data
+ * become zero clusters. Reading, comparing and compressing run on {@code threads} workers in chunks; the calling
+ * thread writes the results in guest order, with a bounded number of chunks in flight.
+ */
+public final class Qcow2Converter {
+    private static final int CHUNK = 1 << 20;
+
+    private final int threads;
+    private final boolean compress;
+    private final DiskImage backing;
+    private final LongConsumer progress;
+
+    /**
+     * @param backing  the new image's backing file, opened, to write only what differs from it; or null
+     * @param progress told how many guest bytes were finished; may be null
+     */
+    public Qcow2Converter(int threads, boolean compress, DiskImage backing, LongConsumer progress) {
+        this.threads = Math.max(1, threads);
+        this.compress = compress;
+        this.backing = backing;
+        this.progress = progress == null ? n -> { } : progress;
+    }
+
+    /** What one cluster of a chunk becomes. */
+    private enum Op { SKIP, DATA, ZERO, COMPRESSED }
+
+    /** A worker's verdict on a chunk of clusters starting at guest cluster {@code first}. */
+    private record Chunk(long first, Op[] ops, ByteBuffer[] buffers, ByteBuffer[] streams, long bytes) {
+        ByteBuffer data() {
+            return buffers[0];
+        }
+    }
+
+    /** An upper bound of the data clusters the inputs can produce: clusters touched by ranges that may hold data. */
+    public static long dataClustersHint(List<DiskImage> inputs, int clusterBits) throws IOException {
+        DiskImage in = ConcatenatedImage.of(inputs);
+        long clusters = 0;
+        long lastCluster = -1;
+        for (long pos = 0; pos < in.size(); ) {
+            Extent e = in.extentAt(pos, in.size() - pos);
+            if (e.data() || !e.zero()) {
+                long first = Math.max(e.start() >>> clusterBits, lastCluster + 1);
+                long last = (e.end() - 1) >>> clusterBits;
+                if (last >= first) {
+                    clusters += last - first + 1;
+                    lastCluster = last;
+                }
+            }
+            pos = e.end();
+        }
+        return clusters;
+    }
+
+    /** Converts {@code inputs}, one after the other, into {@code out} (whose size must be their total size). */
+    public void convert(List<DiskImage> inputs, Qcow2Writer out) throws IOException {
+        DiskImage in = ConcatenatedImage.of(inputs);
+        CreateOptions o = out.options();
+        if (compress && o.dataFile() != null) {
+            throw new QcowException(o.dataFile(), "compression is not possible with an external data file");
+        }
+        int clusterBits = o.clusterBits();
+        int clusterSize = 1 << clusterBits;
+        int chunk = Math.max(CHUNK, clusterSize);
+        long size = in.size();
+
+        ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
+            Thread t = new Thread(r, "qcow4j-convert");
+            t.setDaemon(true);
+            return t;
+        });
+        ConcurrentLinkedQueue<ClusterCompressor> compressors = new ConcurrentLinkedQueue<>();
+        ConcurrentLinkedQueue<ByteBuffer[]> buffers = new ConcurrentLinkedQueue<>();
+        Deque<Future<Chunk>> inFlight = new ArrayDeque<>();
+        List<ClusterCompressor> allCompressors = new ArrayList<>();
+        try {
+            long scheduledEnd = 0; // guest byte up to which chunks are scheduled (cluster aligned)
+            for (long pos = 0; pos < size; ) {
+                Extent e = needsCopy(in, pos, size - pos);
+                long end = e.end();
+                if (e.data() || !e.zero()) {
+                    long a = Math.max(scheduledEnd, e.start() & -clusterSize);
+                    long rangeEnd = Math.min(((end + clusterSize - 1) & -clusterSize), roundUp(size, clusterSize));
+                    while (a < rangeEnd) {
+                        long b = Math.min(a + chunk, rangeEnd);
+                        long start = a;
+                        if (inFlight.size() >= 2 * threads) {
+                            apply(take(inFlight), out, buffers, clusterBits);
+                        }
+                        inFlight.add(pool.submit(() -> work(in, start, b, o, clusterBits, compressors, allCompressors, buffers)));
+                        a = b;
+                        scheduledEnd = b;
+                    }
+                } else {
+                    progress.accept(e.length());
+                }
+                pos = end;
+            }
+            while (!inFlight.isEmpty()) {
+                apply(take(inFlight), out, buffers, clusterBits);
+            }
+        } finally {
+            pool.shutdownNow();
+            synchronized (allCompressors) {
+                allCompressors.forEach(ClusterCompressor::close);
+            }
+        }
+    }
+
+    private static long roundUp(long v, long align) {
+        return (v + align - 1) & -align;
+    }
+
+    /** The extent at {@code pos}, of the input or, where it may differ from the backing file, of both. */
+    private Extent needsCopy(DiskImage in, long pos, long max) throws IOException {
+        Extent e = in.extentAt(pos, max);
+        if (backing == null || (e.data() || !e.zero())) {
+            return e;
+        }
+        if (pos >= backing.size()) {
+            return e;
+        }
+        Extent b = backing.extentAt(pos, Math.min(e.length(), backing.size() - pos));
+        // Zero in the input but maybe data in the backing file: look at it (a zero cluster may be needed).
+        return new Extent(pos, b.length(), 0, true, b.zero() && !b.data(), b.data(), -1);
+    }
+
+    private Chunk work(DiskImage in, long start, long end, CreateOptions o, int clusterBits,
+                       ConcurrentLinkedQueue<ClusterCompressor> compressors, List<ClusterCompressor> allCompressors,
+                       ConcurrentLinkedQueue<ByteBuffer[]> buffers) throws IOException {
+        int clusterSize = 1 << clusterBits;
+        int len = (int) (end - start);
+        ByteBuffer[] bufs = buffers.poll();
+        if (bufs == null || bufs[0].capacity() < len) {
+            bufs = new ByteBuffer[] {ByteBuffer.allocateDirect(Math.max(len, CHUNK)), backing == null ? null
+                    : ByteBuffer.allocateDirect(Math.max(len, CHUNK))};
+        }
+        ByteBuffer data = bufs[0].clear().limit(len);
+        readPadded(in, data, start);
+        ByteBuffer base = null;
+        if (backing != null) {
+            base = bufs[1].clear().limit(len);
+            readPadded(backing, base, start);
+        }
+        int n = len >> clusterBits;
+        Op[] ops = new Op[n];
+        ByteBuffer[] streams = compress ? new ByteBuffer[n] : null;
+        ClusterCompressor compressor = null;
+        try {
+            for (int i = 0; i < n; i++) {
+                int at = i << clusterBits;
+                boolean zero = Zeros.isZero(data, at, at + clusterSize);
+                if (base != null && data.slice(at, clusterSize).equals(base.slice(at, clusterSize))) {
+                    ops[i] = Op.SKIP;
+                } else if (zero) {
+                    ops[i] = base == null ? Op.SKIP : o.version() >= 3 ? Op.ZERO : Op.DATA;
+                } else if (compress) {
+                    if (compressor == null) {
+                        compressor = compressors.poll();
+                        if (compressor == null) {
+                            compressor = new ClusterCompressor(o.compressionType(), clusterSize);
+                            synchronized (allCompressors) {
+                                allCompressors.add(compressor);
+                            }
+                        }
+                    }
+                    ByteBuffer s = compressor.compress(data.slice(at, clusterSize));
+                    if (s != null) {
+                        ByteBuffer copy = ByteBuffer.allocate(s.remaining());
+                        copy.put(s).flip();
+                        streams[i] = copy;
+                        ops[i] = Op.COMPRESSED;
+                    } else {
+                        ops[i] = Op.DATA;
+                    }
+                } else {
+                    ops[i] = Op.DATA;
+                }
+            }
+        } finally {
+            if (compressor != null) {
+                compressors.add(compressor);
+            }
+        }
+        return new Chunk(start >> clusterBits, ops, bufs, streams, Math.min(end, in.size()) - start);
+    }
+
+    /** Reads guest bytes into {@code dst}, zeros past the end of the image (the last cluster's padding). */
+    private static void readPadded(DiskImage d, ByteBuffer dst, long start) throws IOException {
+        long avail = Math.max(0, Math.min(dst.remaining(), d.size() - start));
+        d.read(dst.slice(0, (int) avail), start);
+        Zeros.fill(dst.position((int) avail));
+        dst.position(0);
+    }
+
+    private static Chunk take(Deque<Future<Chunk>> inFlight) throws IOException {
+        try {
+            return inFlight.poll().get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException("convert interrupted");
+        } catch (ExecutionException e) {
+            Throwable c = e.getCause();
+            if (c instanceof IOException io) {
+                throw io;
+            } else if (c instanceof RuntimeException re) {
+                throw re;
+            } else if (c instanceof Error err) {
+                throw err;
+            }
+            throw new IOException(c);
+        }
+    }
+
+    private void apply(Chunk c, Qcow2Writer out, ConcurrentLinkedQueue<ByteBuffer[]> buffers, int clusterBits)
+            throws IOException {
+        Op[] ops = c.ops();
+        for (int i = 0; i < ops.length; ) {
+            long gc = c.first() + i;
+            switch (ops[i]) {
+                case SKIP -> i++;
+                case ZERO -> {
+                    out.writeZero(gc);
+                    i++;
+                }
+                case COMPRESSED -> {
+                    out.writeCompressed(gc, c.streams()[i]);
+                    i++;
+                }
+                case DATA -> {
+                    int j = i;
+                    while (j < ops.length && ops[j] == Op.DATA) {
+                        j++;
+                    }
+                    out.writeData(gc, c.data().slice(i << clusterBits, (j - i) << clusterBits));
+                    i = j;
+                }
+            }
+        }
+        progress.accept(c.bytes());
+        buffers.add(c.buffers());
+    }
+}
