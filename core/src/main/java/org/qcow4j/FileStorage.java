@@ -11,16 +11,22 @@ import java.nio.file.StandardOpenOption;
  * Reads past the end of the file return zeros, as QEMU's block layer does.
  */
 final class FileStorage implements AutoCloseable {
+    private final Path path;
     private final FileChannel channel;
     private final long length;
 
-    private FileStorage(FileChannel channel) throws IOException {
+    private FileStorage(Path path, FileChannel channel) throws IOException {
+        this.path = path;
         this.channel = channel;
         this.length = channel.size();
     }
 
     static FileStorage openReadOnly(Path path) throws IOException {
-        return new FileStorage(FileChannel.open(path, StandardOpenOption.READ));
+        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ));
+    }
+
+    Path path() {
+        return path;
     }
 
     long length() {

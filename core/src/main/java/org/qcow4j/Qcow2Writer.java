@@ -90,8 +90,11 @@ public final class Qcow2Writer implements Closeable {
     /**
      * Starts a new image at {@code path} (created or truncated). {@code dataClustersHint} is an upper bound of
      * the data clusters that will be written, used to size the refcount table.
+     *
+     * @param name the image's name for messages (the user's name for it when {@code path} is a temporary file)
      */
-    public static Qcow2Writer create(Path path, CreateOptions options, long dataClustersHint) throws IOException {
+    public static Qcow2Writer create(Path path, String name, CreateOptions options, long dataClustersHint)
+            throws IOException {
         CreateOptions o = options.validate();
         FileChannel f = FileChannel.open(path, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.READ);
@@ -104,7 +107,7 @@ public final class Qcow2Writer implements Closeable {
             boolean prealloc = o.preallocation() != CreateOptions.Preallocation.OFF;
             long hint = o.dataFile() != null ? 0 : prealloc ? new ClusterGeometry(o.clusterBits(), o.extendedL2())
                     .sizeToClusters(o.size()) : dataClustersHint;
-            return new Qcow2Writer(path.toString(), f, d, o, hint);
+            return new Qcow2Writer(name, f, d, o, hint);
         } catch (IOException | RuntimeException e) {
             f.close();
             if (d != null) {
@@ -416,8 +419,12 @@ public final class Qcow2Writer implements Closeable {
             l1buf.asLongBuffer().put(l1);
             write(file, l1buf, l1Offset);
         }
-        if (dataFile != null && options.dataFileRaw() && dataFile.size() < options.size()) {
-            write(dataFile, ByteBuffer.allocate(1), options.size() - 1);
+        if (dataFile != null) {
+            // qemu-img makes the data file as long as the disk (a raw one in whole clusters), sparse.
+            long length = options.dataFileRaw() ? guestClusters << clusterBits : options.size();
+            if (dataFile.size() < length) {
+                write(dataFile, ByteBuffer.allocate(1), length - 1);
+            }
         }
         if (file.size() < fileEnd) {
             write(file, ByteBuffer.allocate(1), fileEnd - 1);

@@ -113,7 +113,7 @@ final class ConvertCommand implements Command {
                 long hint = Qcow2Converter.dataClustersHint(inputs, options.clusterBits());
                 DiskImage base = backing;
                 OutputFile.writeAtomically(Path.of(output), file -> {
-                    try (Qcow2Writer w = Qcow2Writer.create(file, options, hint)) {
+                    try (Qcow2Writer w = Qcow2Writer.create(file, output, options, hint)) {
                         new Qcow2Converter((int) threads, args.has("-c"), base, progress).convert(inputs, w);
                         w.finish(sync);
                     }

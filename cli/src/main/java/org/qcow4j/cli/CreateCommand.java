@@ -55,6 +55,9 @@ final class CreateCommand implements Command {
         String format = args.get("-f", "qcow2");
         Map<String, String> o = ImageOptions.parse(args.get("-o", null));
         long size = p.size() == 2 ? ImageOptions.size(p.get(1)) : -1;
+        if (size >= 0 && o.containsKey("size")) {
+            throw new QcowException(image, "The image size must be specified only once");
+        }
         if (format.equals("raw")) {
             return createRaw(image, size, o, args.has("-q"), out);
         }
@@ -90,11 +93,11 @@ final class CreateCommand implements Command {
             throw new QcowException(image, e.getMessage());
         }
         if (!args.has("-q")) {
-            out.println(ImageOptions.describe(image, valid, o.containsKey("compat")));
+            out.println(ImageOptions.describe(image, valid, o, options.size()));
             out.flush();
         }
         OutputFile.writeAtomically(Path.of(image), file -> {
-            try (Qcow2Writer w = Qcow2Writer.create(file, valid, 0)) {
+            try (Qcow2Writer w = Qcow2Writer.create(file, image, valid, 0)) {
                 w.finish(false);
             }
         });
@@ -114,7 +117,7 @@ final class CreateCommand implements Command {
         }
         long rounded = (s + 511) & ~511L;
         if (!quiet) {
-            out.println("Formatting '" + image + "', fmt=raw size=" + rounded);
+            out.println("Formatting '" + image + "', fmt=raw size=" + s);
             out.flush();
         }
         OutputFile.writeAtomically(Path.of(image), file -> {

@@ -160,17 +160,20 @@ final class ImageOptions {
         };
     }
 
-    /** The "Formatting ..." line qemu-img create prints. */
-    static String describe(String file, CreateOptions o, boolean compatGiven) {
+    /**
+     * The "Formatting ..." line qemu-img create prints: its options in qemu-img's order, sizes as numbers, the size
+     * as requested (before rounding), optional ones only when given, strings as given.
+     */
+    static String describe(String file, CreateOptions o, Map<String, String> given, long requestedSize) {
         StringBuilder sb = new StringBuilder("Formatting '").append(file).append("', fmt=qcow2 cluster_size=")
                 .append(1L << o.clusterBits()).append(" extended_l2=").append(o.extendedL2() ? "on" : "off");
-        if (o.preallocation() != CreateOptions.Preallocation.OFF) {
-            sb.append(" preallocation=").append(o.preallocation().name().toLowerCase(Locale.ROOT));
+        if (given.containsKey("preallocation")) {
+            sb.append(" preallocation=").append(given.get("preallocation"));
         }
         sb.append(" compression_type=").append(o.compressionType() == Header.COMPRESSION_ZSTD ? "zstd" : "zlib")
-                .append(" size=").append(o.size());
-        if (compatGiven) {
-            sb.append(" compat=").append(o.version() == 2 ? "0.10" : "1.1");
+                .append(" size=").append(requestedSize);
+        if (given.containsKey("compat")) {
+            sb.append(" compat=").append(given.get("compat"));
         }
         if (o.backingFile() != null) {
             sb.append(" backing_file=").append(o.backingFile());
@@ -179,7 +182,10 @@ final class ImageOptions {
             }
         }
         if (o.dataFile() != null) {
-            sb.append(" data_file=").append(o.dataFile()).append(" data_file_raw=").append(o.dataFileRaw() ? "on" : "off");
+            sb.append(" data_file=").append(o.dataFile());
+        }
+        if (given.containsKey("data_file_raw")) {
+            sb.append(" data_file_raw=").append(o.dataFileRaw() ? "on" : "off");
         }
         return sb.append(" lazy_refcounts=").append(o.lazyRefcounts() ? "on" : "off")
                 .append(" refcount_bits=").append(1 << o.refcountOrder()).toString();

@@ -20,7 +20,12 @@ final class OutputFile {
         void write(Path file) throws IOException;
     }
 
-    static void writeAtomically(Path output, Writer writer) throws IOException {
+    static void writeAtomically(Path requested, Writer writer) throws IOException {
+        Path output = requested;
+        while (Files.isSymbolicLink(output)) {
+            // Like qemu-img, write through a link: the file it names gets the image, the link stays.
+            output = output.resolveSibling(Files.readSymbolicLink(output));
+        }
         if (Files.exists(output) && !Files.isRegularFile(output)) {
             writer.write(output); // a device or pipe: write in place, there is nothing to rename
             return;
@@ -33,7 +38,7 @@ final class OutputFile {
                     + ".qcow4j-tmp"));
         } catch (FileSystemException e) {
             String reason = Files.isDirectory(dir) ? "permission denied" : "no such directory";
-            throw new QcowException(output.toString(), "cannot create: " + reason, e);
+            throw new QcowException(requested.toString(), "cannot create: " + reason, e);
         }
         boolean done = false;
         try {

@@ -1,0 +1,98 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Where a file has data and where it has holes, so that work on a sparse raw file follows its data like
+ * qemu-img's (which asks with {@code lseek(SEEK_DATA)}). The JDK 17 API has no such call, so this asks the file
+ * system's extent map (FIEMAP) through e2fsprogs' {@code filefrag}. Anything unexpected (no filefrag, a file
+ * system without FIEMAP, output that does not add up) gives null: the caller then treats the whole file as data,
+ * which is always correct, only slower.
+ */
+final class FileExtents {
+    private static final Pattern EXTENT = Pattern.compile("^\\s*\\d+:\\s*(\\d+)\\.\\.\\s*(\\d+):");
+    private static final String[] FILEFRAG = {"filefrag", "/usr/sbin/filefrag", "/sbin/filefrag"};
+
+    private FileExtents() {
+    }
+
+    /**
+     * The file's data ranges as sorted, merged, non-overlapping {start, end} pairs in bytes (every extent the
+     * file system reports counts as data, delayed or unwritten ones too), or null when unknown.
+     */
+    static long[] dataRanges(Path file, long length) {
+        for (String tool : FILEFRAG) {
+            long[] r = run(tool, file, length);
+            if (r != null) {
+                return r;
+            }
+        }
+        return null;
+    }
+
+    private static long[] run(String tool, Path file, long length) {
+        if (tool.startsWith("/") && !Files.isExecutable(Path.of(tool))) {
+            return null;
+        }
+        try {
+            Process p = new ProcessBuilder(tool, "-v", "-b1", "--", file.toString()).redirectErrorStream(true).start();
+            p.getOutputStream().close();
+            String out;
+            try (InputStream in = p.getInputStream()) {
+                out = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+            }
+            if (!p.waitFor(10, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                return null;
+            }
+            return p.exitValue() == 0 ? parse(out, length) : null;
+        } catch (IOException e) {
+            return null;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
+        }
+    }
+
+    /** Parses {@code filefrag -v -b1} output; null unless it is a well-formed extent list inside the file. */
+    static long[] parse(String out, long length) {
+        if (!out.contains("logical_offset")) {
+            return null;
+        }
+        List<long[]> ranges = new ArrayList<>();
+        for (String line : out.split("\n")) {
+            Matcher m = EXTENT.matcher(line);
+            if (!m.find()) {
+                continue;
+            }
+            long start = Long.parseLong(m.group(1));
+            long end = Long.parseLong(m.group(2)) + 1;
+            if (start < 0 || end <= start) {
+                return null;
+            }
+            if (!ranges.isEmpty() && start < ranges.get(ranges.size() - 1)[1]) {
+                return null; // not sorted or overlapping: do not trust it
+            }
+            if (!ranges.isEmpty() && start == ranges.get(ranges.size() - 1)[1]) {
+                ranges.get(ranges.size() - 1)[1] = end;
+            } else {
+                ranges.add(new long[] {start, end});
+            }
+        }
+        long[] flat = new long[ranges.size() * 2];
+        for (int i = 0; i < ranges.size(); i++) {
+            flat[2 * i] = ranges.get(i)[0];
+            flat[2 * i + 1] = Math.min(ranges.get(i)[1], Math.max(length, ranges.get(i)[0]));
+        }
+        return flat;
+    }
+}
