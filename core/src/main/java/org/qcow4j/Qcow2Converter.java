@@ -1,17 +1,10 @@
 package org.qcow4j;
 
 import java.io.IOException;
-import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ExecutionException;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import java.util.function.LongConsumer;
 
 /**
@@ -83,30 +76,24 @@ public final class Qcow2Converter {
         int chunk = Math.max(CHUNK, clusterSize);
         long size = in.size();
 
-        ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
-            Thread t = new Thread(r, "qcow4j-convert");
-            t.setDaemon(true);
-            return t;
-        });
         ConcurrentLinkedQueue<ClusterCompressor> compressors = new ConcurrentLinkedQueue<>();
         ConcurrentLinkedQueue<ByteBuffer[]> buffers = new ConcurrentLinkedQueue<>();
-        Deque<Future<Chunk>> inFlight = new ArrayDeque<>();
         List<ClusterCompressor> allCompressors = new ArrayList<>();
-        try {
+        try (Workers<Chunk> workers = new Workers<>(threads)) {
             long scheduledEnd = 0; // guest byte up to which chunks are scheduled (cluster aligned)
             for (long pos = 0; pos < size; ) {
                 Extent e = needsCopy(in, pos, size - pos);
                 long end = e.end();
                 if (e.data() || !e.zero()) {
                     long a = Math.max(scheduledEnd, e.start() & -clusterSize);
-                    long rangeEnd = Math.min(((end + clusterSize - 1) & -clusterSize), roundUp(size, clusterSize));
+                    long rangeEnd = Math.min(roundUp(end, clusterSize), roundUp(size, clusterSize));
                     while (a < rangeEnd) {
                         long b = Math.min(a + chunk, rangeEnd);
                         long start = a;
-                        if (inFlight.size() >= 2 * threads) {
-                            apply(take(inFlight), out, buffers, clusterBits);
+                        if (workers.full()) {
+                            apply(workers.next(), out, buffers, clusterBits);
                         }
-                        inFlight.add(pool.submit(() -> work(in, start, b, o, clusterBits, compressors, allCompressors, buffers)));
+                        workers.submit(() -> work(in, start, b, o, clusterBits, compressors, allCompressors, buffers));
                         a = b;
                         scheduledEnd = b;
                     }
@@ -115,11 +102,10 @@ public final class Qcow2Converter {
                 }
                 pos = end;
             }
-            while (!inFlight.isEmpty()) {
-                apply(take(inFlight), out, buffers, clusterBits);
+            while (!workers.isEmpty()) {
+                apply(workers.next(), out, buffers, clusterBits);
             }
         } finally {
-            pool.shutdownNow();
             synchronized (allCompressors) {
                 allCompressors.forEach(ClusterCompressor::close);
             }
@@ -210,25 +196,6 @@ public final class Qcow2Converter {
         d.read(dst.slice(0, (int) avail), start);
         Zeros.fill(dst.position((int) avail));
         dst.position(0);
-    }
-
-    private static Chunk take(Deque<Future<Chunk>> inFlight) throws IOException {
-        try {
-            return inFlight.poll().get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new InterruptedIOException("convert interrupted");
-        } catch (ExecutionException e) {
-            Throwable c = e.getCause();
-            if (c instanceof IOException io) {
-                throw io;
-            } else if (c instanceof RuntimeException re) {
-                throw re;
-            } else if (c instanceof Error err) {
-                throw err;
-            }
-            throw new IOException(c);
-        }
     }
 
     private void apply(Chunk c, Qcow2Writer out, ConcurrentLinkedQueue<ByteBuffer[]> buffers, int clusterBits)

@@ -1,21 +1,16 @@
 package org.qcow4j;
 
 import java.io.IOException;
-import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.util.List;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Semaphore;
-import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.LongConsumer;
 
 /**
  * Copies the guest contents of one or more images (concatenated, like {@code qemu-img convert}) into a raw
  * file. Work follows allocated data: ranges the chain reports as zero are skipped, read data is scanned in
  * 4 KiB blocks and zero blocks are not written, so the output stays sparse. Reads, decompression and writes
- * run on {@code threads} workers with at most two chunks in flight per worker (bounded memory).
+ * run on {@code threads} {@link Workers} with at most two chunks in flight per worker (bounded memory).
  */
 public final class RawConverter {
     /** Guest bytes one worker handles at a time. */
@@ -60,18 +55,10 @@ public final class RawConverter {
         } catch (IOException e) {
             throw new QcowException(outName, "cannot write: " + e.getMessage(), e);
         }
-        ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
-            Thread t = new Thread(r, "qcow4j-convert");
-            t.setDaemon(true);
-            return t;
-        });
-        Semaphore inFlight = new Semaphore(2 * threads);
-        AtomicReference<Throwable> failure = new AtomicReference<>();
         ThreadLocal<ByteBuffer> buffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(CHUNK));
         DiskImage in = ConcatenatedImage.of(inputs);
-        try {
-            long pos = 0;
-            while (pos < total && failure.get() == null) {
+        try (Workers<Long> workers = new Workers<>(threads)) {
+            for (long pos = 0; pos < total; ) {
                 Extent e = in.extentAt(pos, total - pos);
                 if (!e.data() && e.zero()) {
                     progress.accept(e.length());
@@ -79,38 +66,24 @@ public final class RawConverter {
                     for (long off = e.start(); off < e.end(); off += CHUNK) {
                         long len = Math.min(CHUNK, e.end() - off);
                         long guest = off;
-                        acquire(inFlight);
-                        pool.execute(() -> {
-                            try {
-                                if (failure.get() == null) {
-                                    copy(in, guest, (int) len, out, outName, guest, buffers.get());
-                                    progress.accept(len);
-                                }
-                            } catch (Throwable t) {
-                                failure.compareAndSet(null, t);
-                            } finally {
-                                inFlight.release();
-                            }
+                        if (workers.full()) {
+                            progress.accept(workers.next());
+                        }
+                        workers.submit(() -> {
+                            copy(in, guest, (int) len, out, outName, buffers.get());
+                            return len;
                         });
                     }
                 }
                 pos = e.end();
             }
-            acquire(inFlight, 2 * threads);
-        } finally {
-            pool.shutdownNow();
-        }
-        Throwable t = failure.get();
-        if (t instanceof IOException io) {
-            throw io;
-        } else if (t instanceof RuntimeException re) {
-            throw re;
-        } else if (t instanceof Error err) {
-            throw err;
+            while (!workers.isEmpty()) {
+                progress.accept(workers.next());
+            }
         }
     }
 
-    private static void copy(DiskImage in, long guest, int len, FileChannel out, String outName, long outPos, ByteBuffer buf)
+    private static void copy(DiskImage in, long guest, int len, FileChannel out, String outName, ByteBuffer buf)
             throws IOException {
         buf.clear().limit(len);
         in.read(buf, guest);
@@ -123,12 +96,12 @@ public final class RawConverter {
             if (!zero && runStart < 0) {
                 runStart = at;
             } else if (zero && runStart >= 0) {
-                writeFully(out, outName, buf.slice(runStart, at - runStart), outPos + runStart);
+                writeFully(out, outName, buf.slice(runStart, at - runStart), guest + runStart);
                 runStart = -1;
             }
         }
         if (runStart >= 0) {
-            writeFully(out, outName, buf.slice(runStart, len - runStart), outPos + runStart);
+            writeFully(out, outName, buf.slice(runStart, len - runStart), guest + runStart);
         }
     }
 
@@ -139,19 +112,6 @@ public final class RawConverter {
             }
         } catch (IOException e) {
             throw new QcowException(outName, "cannot write at offset " + pos + ": " + e.getMessage(), e);
-        }
-    }
-
-    private static void acquire(Semaphore s) throws InterruptedIOException {
-        acquire(s, 1);
-    }
-
-    private static void acquire(Semaphore s, int permits) throws InterruptedIOException {
-        try {
-            s.acquire(permits);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new InterruptedIOException("convert interrupted");
         }
     }
 }
