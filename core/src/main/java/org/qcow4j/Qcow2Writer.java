@@ -82,9 +82,9 @@ public final class Qcow2Writer implements Closeable {
         // Worst case: every hinted data cluster in an L2 table of its own.
         int reftableClusters = reftableClusters(1 + l1Clusters + Math.min(l1Entries, dataClustersHint) + dataClustersHint);
         this.reftable = new long[(int) ((long) reftableClusters * clusterSize / 8)];
-        allocate(1 + reftableClusters, false); // header and refcount table; the first refcount block follows
+        allocate(1 + reftableClusters); // header and refcount table; the first refcount block follows
         this.reftableOffset = (long) clusterSize;
-        this.l1Offset = l1Entries == 0 ? 0 : allocate(l1Clusters, false) << clusterBits; // QEMU: 0 for an empty L1
+        this.l1Offset = l1Entries == 0 ? 0 : allocate(l1Clusters) << clusterBits; // QEMU: 0 for an empty L1
     }
 
     /**
@@ -139,10 +139,7 @@ public final class Qcow2Writer implements Closeable {
     // ------------------------------------------------------------------ host cluster allocation and refcounts
 
     /** Appends {@code n} contiguous clusters and the refcount blocks of any range they enter; returns the first. */
-    private long allocate(long n, boolean forCompressed) throws IOException {
-        if (!forCompressed) {
-            closeCompressed();
-        }
+    private long allocate(long n) throws IOException {
         long start = next;
         next += n;
         for (long r = start / refsPerBlock; r <= (next - 1) / refsPerBlock; r++) {
@@ -154,8 +151,12 @@ public final class Qcow2Writer implements Closeable {
                 reftable[(int) r] = next++ << clusterBits; // may open another range: the loop bound moves
             }
         }
-        // A range is final once the append point is past it (the compressed cluster is always next - 1).
+        // A range is final once the append point is past it; the open compressed cluster may still be in it, and
+        // gets no more streams once its range is written.
         while ((writtenRanges + 1) * refsPerBlock < next) {
+            if (compressedCluster >= 0 && compressedCluster / refsPerBlock == writtenRanges) {
+                closeCompressed();
+            }
             writeRefcountBlock(writtenRanges++);
         }
         return start;
@@ -213,7 +214,7 @@ public final class Qcow2Writer implements Closeable {
         if (index != l2Index) {
             flushL2();
             l2Index = index;
-            l2Offset = allocate(1, false) << clusterBits;
+            l2Offset = allocate(1) << clusterBits;
             l1[(int) index] = l2Offset | L1Entry.COPIED;
             Arrays.fill(l2.array(), (byte) 0);
         }
@@ -273,7 +274,7 @@ public final class Qcow2Writer implements Closeable {
             host = gc << clusterBits;
         } else {
             l2Slot(gc); // the L2 table goes before the data it maps
-            host = allocate(1, false) << clusterBits;
+            host = allocate(1) << clusterBits;
         }
         setEntry(gc, host | L2Entry.COPIED, preallocated ? 0 : L2Entry.BITMAP_ALL_ALLOC);
         return host;
@@ -354,16 +355,20 @@ public final class Qcow2Writer implements Closeable {
             throw new IllegalStateException("compressed clusters are not possible with an external data file");
         }
         advanceTo(guestCluster);
-        l2Slot(guestCluster); // allocating an L2 table closes the compressed cluster, so do it first
-        boolean fits = compressedCluster >= 0 && compressedUsed + len <= clusterSize;
-        boolean canSpill = compressedCluster >= 0 && compressedUsed < clusterSize
+        l2Slot(guestCluster); // the L2 table goes before the data it maps
+        // Like QEMU's qcow2_alloc_bytes: fill the open compressed cluster, wherever it is, while its refcount allows;
+        // spill into the next cluster only if that is the next one allocated.
+        boolean open = compressedCluster >= 0 && compressedUsed < clusterSize
+                && Long.compareUnsigned(count(compressedCluster), refMax) < 0;
+        boolean fits = open && compressedUsed + len <= clusterSize;
+        boolean canSpill = open && compressedCluster == next - 1
                 && (next % refsPerBlock != 0 || reftable[(int) (next / refsPerBlock)] != 0);
-        if (compressedCluster < 0 || !(fits || canSpill) || Long.compareUnsigned(count(compressedCluster), refMax) >= 0) {
-            closeCompressed();
-            compressedCluster = allocate(1, true);
-            compressedUsed = 0;
-        } else {
+        if (fits || canSpill) {
             addExtra(compressedCluster);
+        } else {
+            closeCompressed();
+            compressedCluster = allocate(1);
+            compressedUsed = 0;
         }
         long host = (compressedCluster << clusterBits) + compressedUsed;
         int first = Math.min(len, clusterSize - compressedUsed);
@@ -371,7 +376,7 @@ public final class Qcow2Writer implements Closeable {
         compressedUsed += first;
         if (first < len) {
             writeCompressedCluster();
-            compressedCluster = allocate(1, true);
+            compressedCluster = allocate(1);
             Arrays.fill(compressedBuf.array(), (byte) 0);
             compressedBuf.put(0, stream, stream.position() + first, len - first);
             compressedUsed = len - first;
