@@ -4,6 +4,7 @@ import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
@@ -59,6 +60,8 @@ public final class Qcow2Writer implements Closeable {
     private long nextGuestCluster;
     private long fileEnd;
     private boolean finished;
+    /** The external data file this writer created, removed again if the image is never finished. */
+    private Path createdDataFile;
 
     private Qcow2Writer(String name, FileChannel file, FileChannel dataFile, CreateOptions o, long dataClustersHint)
             throws IOException {
@@ -99,19 +102,24 @@ public final class Qcow2Writer implements Closeable {
         FileChannel f = FileChannel.open(path, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.READ);
         FileChannel d = null;
+        Path createdDataFile = null;
         try {
             if (o.dataFile() != null) {
                 Path dp = Path.of(ChainOpener.resolveRelative(path.toString(), o.dataFile()));
+                createdDataFile = Files.exists(dp) ? null : dp;
                 d = FileChannel.open(dp, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
             }
             boolean prealloc = o.preallocation() != CreateOptions.Preallocation.OFF;
             long hint = o.dataFile() != null ? 0 : prealloc ? new ClusterGeometry(o.clusterBits(), o.extendedL2())
                     .sizeToClusters(o.size()) : dataClustersHint;
-            return new Qcow2Writer(name, f, d, o, hint);
+            Qcow2Writer w = new Qcow2Writer(name, f, d, o, hint);
+            w.createdDataFile = createdDataFile;
+            return w;
         } catch (IOException | RuntimeException e) {
             f.close();
             if (d != null) {
                 d.close();
+                Files.deleteIfExists(createdDataFile);
             }
             throw e;
         }
@@ -469,10 +477,15 @@ public final class Qcow2Writer implements Closeable {
         }
     }
 
+    /** Closes the files; an unfinished image's data file is removed if this writer created it. */
     @Override
     public void close() throws IOException {
         try (file; FileChannel d = dataFile) {
             // closed by try-with-resources
+        } finally {
+            if (!finished && createdDataFile != null) {
+                Files.deleteIfExists(createdDataFile);
+            }
         }
     }
 }

@@ -87,6 +87,9 @@ final class ConvertCommand implements Command {
         }
         CreateOptions qcow2Options = qcow2 ? ImageOptions.apply(CreateOptions.defaults(0), ImageOptions.parse(args.get("-o", null)))
                 : null;
+        if (qcow2 && args.has("-c") && qcow2Options.dataFile() != null) {
+            throw new QcowException(output, "compression is not possible with an external data file");
+        }
         List<DiskImage> inputs = new ArrayList<>();
         DiskImage backing = null;
         try {

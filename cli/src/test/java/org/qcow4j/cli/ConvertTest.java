@@ -64,6 +64,37 @@ class ConvertTest {
     }
 
     @Test
+    void refusesBadQcow2OutputOptionsWithOneLineAndLeavesNothing() throws IOException {
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("in.qcow2"), "1M");
+        String[][] cases = {
+            {"-o", "bogus=1"},
+            {"-o", "cluster_size=3000"},
+            {"-o", "cluster_size=256"},
+            {"-o", "refcount_bits=128"},
+            {"-o", "compat=0.10,refcount_bits=8"},
+            {"-o", "extended_l2=on,cluster_size=4k"},
+            {"-o", "data_file=d.raw", "-c"},
+            {"-B", "missing.qcow2"},
+        };
+        for (String[] c : cases) {
+            List<String> args = Qemu.list("convert", "-O", "qcow2");
+            args.addAll(List.of(c));
+            args.addAll(List.of(path("in.qcow2"), path("out.qcow2")));
+            Qemu.Result r = Qemu.qcow4j(args.toArray(String[]::new));
+            String what = String.join(" ", c) + ": " + r.err();
+            assertEquals(1, r.exit(), what);
+            assertTrue(r.err().startsWith("qcow4j: "), what);
+            assertFalse(r.err().contains("\tat ") || r.err().contains("Exception"), what);
+            assertTrue(r.err().lines().count() <= 2, what); // usage errors add one "Try ... --help" line
+            try (Stream<Path> files = Files.list(dir)) {
+                assertEquals(List.of("in.qcow2"), files.map(p -> p.getFileName().toString()).sorted().toList(), what);
+            }
+        }
+        Qemu.Result r = Qemu.qcow4j("convert", "-O", "qcow2", path("in.qcow2"), "/nonexistent-dir/out.qcow2");
+        assertEquals("qcow4j: /nonexistent-dir/out.qcow2: cannot create: no such directory\n", r.err());
+    }
+
+    @Test
     void refusesOutputFormatsItCannotWriteYet() {
         Qemu.Result r = Qemu.qcow4j("convert", "-O", "vmdk", path("in"), path("out"));
         assertEquals(1, r.exit());
