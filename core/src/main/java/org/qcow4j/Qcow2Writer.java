@@ -61,13 +61,14 @@ public final class Qcow2Writer implements Closeable {
     private long fileEnd;
     private boolean finished;
     /** The external data file this writer created, removed again if the image is never finished. */
-    private Path createdDataFile;
+    private final Path createdDataFile;
 
-    private Qcow2Writer(String name, FileChannel file, FileChannel dataFile, CreateOptions o, long dataClustersHint)
-            throws IOException {
+    private Qcow2Writer(String name, FileChannel file, FileChannel dataFile, Path createdDataFile, CreateOptions o,
+                        long dataClustersHint) throws IOException {
         this.name = name;
         this.file = file;
         this.dataFile = dataFile;
+        this.createdDataFile = createdDataFile;
         this.options = o;
         this.geo = o.geometry();
         this.clusterBits = o.clusterBits();
@@ -110,15 +111,14 @@ public final class Qcow2Writer implements Closeable {
                 d = FileChannel.open(dp, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
             }
             boolean prealloc = o.preallocation() != CreateOptions.Preallocation.OFF;
-            long hint = o.dataFile() != null ? 0 : prealloc ? new ClusterGeometry(o.clusterBits(), o.extendedL2())
-                    .sizeToClusters(o.size()) : dataClustersHint;
-            Qcow2Writer w = new Qcow2Writer(name, f, d, o, hint);
-            w.createdDataFile = createdDataFile;
-            return w;
+            long hint = o.dataFile() != null ? 0 : prealloc ? o.geometry().sizeToClusters(o.size()) : dataClustersHint;
+            return new Qcow2Writer(name, f, d, createdDataFile, o, hint);
         } catch (IOException | RuntimeException e) {
             f.close();
             if (d != null) {
                 d.close();
+            }
+            if (createdDataFile != null) {
                 Files.deleteIfExists(createdDataFile);
             }
             throw e;
