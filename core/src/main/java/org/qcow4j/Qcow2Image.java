@@ -61,10 +61,7 @@ public final class Qcow2Image implements DiskImage {
      */
     static Qcow2Image open(FileStorage storage, String filename, ChainOpener chain, int depth) throws IOException {
         long length = storage.length();
-        ByteBuffer start = storage.read(0, (int) Math.min(length, Header.FIXED_PART));
-        int clusterBits = Header.peekClusterBits(start, filename, length);
-        ByteBuffer cluster0 = storage.read(0, (int) Math.min(length, 1L << clusterBits));
-        Header h = Header.parse(cluster0, filename, length);
+        Header h = readHeader(storage, filename);
         long[] l1 = readL1(storage, h, filename);
         List<Snapshot> snapshots = Snapshot.readTable(h, storage::read, filename, length);
         List<Bitmap> bitmaps = h.bitmaps() != null && h.has(Feature.BITMAPS)
@@ -83,6 +80,15 @@ public final class Qcow2Image implements DiskImage {
             }
             throw e;
         }
+    }
+
+    /** Reads and validates the header, its extensions and the backing file name: all of cluster 0. */
+    static Header readHeader(FileStorage storage, String filename) throws IOException {
+        long length = storage.length();
+        ByteBuffer start = storage.read(0, (int) Math.min(length, Header.FIXED_PART));
+        int clusterBits = Header.peekClusterBits(start, filename, length);
+        ByteBuffer cluster0 = storage.read(0, (int) Math.min(length, 1L << clusterBits));
+        return Header.parse(cluster0, filename, length);
     }
 
     private static long[] readL1(FileStorage storage, Header h, String file) throws IOException {

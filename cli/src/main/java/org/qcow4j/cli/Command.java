@@ -24,4 +24,9 @@ interface Command {
 
     /** Runs the command; returns the exit code. */
     int run(CommandLine args, PrintWriter out) throws Exception;
+
+    /** Runs the command with a stream for diagnostics besides the one error line (check's findings). */
+    default int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+        return run(args, out);
+    }
 }

@@ -12,7 +12,8 @@ import java.util.List;
 /** {@code qcow4j}: a qemu-img shaped command line for qcow2 images. */
 public final class Main {
     static final String VERSION = "qcow4j 0.1.0";
-    private static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand());
+    private static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
+            new CheckCommand());
 
     private Main() {
     }
@@ -58,7 +59,7 @@ public final class Main {
                 out.print(CommandLine.help(command.synopsis(), command.description(), options));
                 return ExitCodes.OK;
             }
-            return command.run(args, out);
+            return command.run(args, out, err);
         } catch (CommandLine.UsageException ex) {
             err.println("qcow4j: " + ex.getMessage());
             err.println("Try 'qcow4j " + command.name() + " --help' for more information.");

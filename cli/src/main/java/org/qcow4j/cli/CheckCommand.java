@@ -1,0 +1,174 @@
+package org.qcow4j.cli;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStreamWriter;
+import java.io.PrintWriter;
+import java.math.BigDecimal;
+import java.math.RoundingMode;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.qcow4j.CheckResult;
+import org.qcow4j.Qcow2Check;
+import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.format.Header;
+
+/**
+ * {@code check}: what {@code qemu-img check} reports (no repair): diagnostics on stderr as they are found, then the
+ * summary (human or JSON) on stdout, and qemu-img's exit codes.
+ */
+final class CheckCommand implements Command {
+    /** The image has corruptions. */
+    static final int CORRUPT = 2;
+    /** The image leaks clusters but is otherwise good. */
+    static final int LEAKS = 3;
+    /** The format has no check (raw). */
+    static final int NOT_SUPPORTED = 63;
+
+    private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet: print no report, only errors.", "-q");
+    private static final CommandLine.Option REPAIR = CommandLine.Option.value("leaks|all",
+            "Not supported yet: check is read-only.", "-r", "--repair");
+
+    @Override
+    public String name() {
+        return "check";
+    }
+
+    @Override
+    public String synopsis() {
+        return "check [-f FMT] [--output=human|json] [-q] IMAGE";
+    }
+
+    @Override
+    public String description() {
+        return "Check a qcow2 image's metadata for leaked clusters and corruption (read-only), as qemu-img check does.";
+    }
+
+    @Override
+    public List<CommandLine.Option> options() {
+        return List.of(FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE);
+    }
+
+    /** Diagnostics go to the process's stderr; {@link #run(CommandLine, PrintWriter, PrintWriter)} takes a stream. */
+    @Override
+    public int run(CommandLine args, PrintWriter out) throws Exception {
+        PrintWriter err = new PrintWriter(new OutputStreamWriter(System.err, StandardCharsets.UTF_8), true);
+        try {
+            return run(args, out, err);
+        } finally {
+            err.flush();
+        }
+    }
+
+    /** Runs the check; the diagnostic lines and the final "Check failed" go to {@code err}. */
+    @Override
+    public int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+        boolean json = ImageArgs.json(args);
+        String image = ImageArgs.oneImage(args);
+        if (args.has("-r")) {
+            throw new CommandLine.UsageException("-r: repairing is not supported (check is read-only)");
+        }
+        String format = args.get("-f", null);
+        if (format == null) {
+            format = hasQcow2Magic(Path.of(image)) ? "qcow2" : "raw";
+        }
+        switch (format) {
+            case "qcow2" -> {
+            }
+            case "raw" -> {
+                err.println("qcow4j: " + image + ": This image format does not support checks");
+                return NOT_SUPPORTED;
+            }
+            default -> throw new UnsupportedFeatureException(image, "image format '" + format + "' (qcow4j checks qcow2)");
+        }
+
+        CheckResult r = Qcow2Check.check(Path.of(image), err::println);
+        if (!args.has("-q")) {
+            out.print(json ? QemuJson.render(toJson(r, image)) + "\n" : human(r));
+        }
+        if (r.checkErrors() > 0) {
+            out.flush();
+            err.println("qcow4j: " + image + ": Check failed");
+            return ExitCodes.FAILURE;
+        }
+        return r.corruptions() > 0 ? CORRUPT : r.leaks() > 0 ? LEAKS : ExitCodes.OK;
+    }
+
+    /** qemu-img's probe, as far as check needs it: the qcow2 magic, else raw. */
+    private static boolean hasQcow2Magic(Path image) throws IOException {
+        try (InputStream in = Files.newInputStream(image)) {
+            byte[] magic = in.readNBytes(4);
+            return magic.length == 4 && ByteBuffer.wrap(magic).getInt() == Header.MAGIC;
+        }
+    }
+
+    /**
+     * qemu-img's ImageCheck as JSON. QEMU's QDict prints keys in hash-bucket order, which for these keys is this
+     * order; the optional keys are present when non-zero.
+     */
+    static Map<String, Object> toJson(CheckResult r, String filename) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        putNonZero(m, "image-end-offset", r.imageEndOffset());
+        putNonZero(m, "compressed-clusters", r.compressedClusters());
+        putNonZero(m, "total-clusters", r.totalClusters());
+        putNonZero(m, "corruptions", r.corruptions());
+        putNonZero(m, "corruptions-fixed", r.corruptionsFixed());
+        m.put("check-errors", r.checkErrors());
+        putNonZero(m, "leaks", r.leaks());
+        putNonZero(m, "leaks-fixed", r.leaksFixed());
+        putNonZero(m, "allocated-clusters", r.allocatedClusters());
+        m.put("filename", filename);
+        m.put("format", r.format());
+        putNonZero(m, "fragmented-clusters", r.fragmentedClusters());
+        return m;
+    }
+
+    private static void putNonZero(Map<String, Object> m, String key, long value) {
+        if (value != 0) {
+            m.put(key, value);
+        }
+    }
+
+    /** qemu-img's {@code dump_human_image_check}. */
+    static String human(CheckResult r) {
+        StringBuilder sb = new StringBuilder();
+        if (r.isClean()) {
+            sb.append("No errors were found on the image.\n");
+        } else {
+            if (r.corruptions() > 0) {
+                sb.append('\n').append(r.corruptions()).append(" errors were found on the image.\n")
+                        .append("Data may be corrupted, or further writes to the image may corrupt it.\n");
+            }
+            if (r.leaks() > 0) {
+                sb.append('\n').append(r.leaks()).append(" leaked clusters were found on the image.\n")
+                        .append("This means waste of disk space, but no harm to data.\n");
+            }
+            if (r.checkErrors() > 0) {
+                sb.append('\n').append(r.checkErrors()).append(" internal errors have occurred during the check.\n");
+            }
+        }
+        if (r.totalClusters() != 0 && r.allocatedClusters() != 0) {
+            sb.append(r.allocatedClusters()).append('/').append(r.totalClusters()).append(" = ")
+                    .append(percent(r.allocatedClusters(), r.totalClusters())).append("% allocated, ")
+                    .append(percent(r.fragmentedClusters(), r.allocatedClusters())).append("% fragmented, ")
+                    .append(percent(r.compressedClusters(), r.allocatedClusters())).append("% compressed clusters\n");
+        }
+        if (r.imageEndOffset() != 0) {
+            sb.append("Image end offset: ").append(r.imageEndOffset()).append('\n');
+        }
+        return sb.toString();
+    }
+
+    /**
+     * C's {@code %0.2f} of {@code part * 100.0 / whole}: glibc rounds the double's exact binary value, ties to even,
+     * where Java's formatter rounds half up (12.125 is "12.12" in C, "12.13" in Java).
+     */
+    private static String percent(long part, long whole) {
+        return new BigDecimal(part * 100.0 / whole).setScale(2, RoundingMode.HALF_EVEN).toPlainString();
+    }
+}

@@ -1,0 +1,636 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Consumer;
+import org.qcow4j.format.BitmapTable;
+import org.qcow4j.format.Feature;
+import org.qcow4j.format.Header;
+import org.qcow4j.format.L1Entry;
+import org.qcow4j.format.L2Entry;
+import org.qcow4j.format.RefcountBlock;
+import org.qcow4j.format.Snapshot;
+import org.qcow4j.format.SubclusterType;
+
+/**
+ * A read-only consistency check of a qcow2 image that reports what {@code qemu-img check} (QEMU 7.2, no {@code -r})
+ * reports, number for number and line for line. Like QEMU's {@code qcow2_check_refcounts} it recomputes every host
+ * cluster's refcount from all metadata (header, active and snapshot L1 tables with their L2 tables and data
+ * clusters, the snapshot table, refcount table and blocks, bitmap directory, tables and data), compares the result
+ * with the stored refcounts, then checks the COPIED flags of the active tables against the stored refcounts.
+ *
+ * <p>The image is not opened through {@link Qcow2Image}: that refuses L1 entries pointing past the end of the file
+ * or into metadata, which are exactly what a check must count instead. What QEMU refuses to open an image for
+ * (a bad header, a broken bitmap directory, a missing backing or data file) is refused here too, as an exception.
+ *
+ * <p>Memory: one counter of the image's refcount width per host cluster (as QEMU), the refcount table (at most
+ * 8 MiB), one L1 table at a time (at most 32 MiB), one L2 table and a few MiB of refcount blocks.
+ */
+public final class Qcow2Check {
+    /** QEMU refuses to check files of more clusters than this ({@code nb_clusters > INT_MAX}: EFBIG). */
+    private static final long MAX_CLUSTERS = Integer.MAX_VALUE;
+    /** QEMU's QCOW_MAX_SNAPSHOTS_SIZE: the snapshot table may not be longer. */
+    private static final long MAX_SNAPSHOT_TABLE_BYTES = 1024L * 65536;
+    /** v3 snapshot entries must carry at least vm_state_size_large and disk_size as extra data. */
+    private static final int V3_MIN_SNAPSHOT_EXTRA_DATA = 16;
+    private static final String EIO = "Input/output error";
+
+    private final String filename;
+    private final FileStorage storage;
+    /** The file's length as QEMU sees it: rounded up to whole 512-byte sectors. */
+    private final long fileLength;
+    private final Header header;
+    private final int clusterBits;
+    private final long clusterSize;
+    private final boolean extendedL2;
+    private final boolean hasDataFile;
+    private final Consumer<String> report;
+    /** One cluster's worth of L2 table, reused for every table read. */
+    private final ByteBuffer l2Buffer;
+    private final long[] l2Table;
+
+    private long[] activeL1;
+    private List<BitmapTable> bitmapTables = List.of();
+    private StoredRefcounts stored;
+    private RefcountArray computed;
+    /** QEMU's nb_clusters: the clusters of the file, plus one a reference may reach into past a partial last cluster. */
+    private long nbClusters;
+    /** QEMU signals the first corruption it meets while reading refcounts, then stays quiet. */
+    private boolean signaledCorruption;
+
+    private long checkErrors;
+    private long corruptions;
+    private long leaks;
+    private long allocatedClusters;
+    private long fragmentedClusters;
+    private long compressedClusters;
+    private long imageEndOffset;
+
+    /** One snapshot table entry, as far as the check needs it. */
+    private record SnapshotEntry(long l1Offset, long l1Size, long extraDataSize, String id, String name) {
+    }
+
+    /** The snapshot table: its entries and its length in bytes (unpadded end of the last entry). */
+    private record SnapshotTable(List<SnapshotEntry> entries, long size) {
+    }
+
+    private Qcow2Check(String filename, FileStorage storage, Header header, Consumer<String> report) {
+        this.filename = filename;
+        this.storage = storage;
+        // QEMU's bdrv_getlength counts whole 512-byte sectors, so a reference may end in the last, partial sector.
+        this.fileLength = (storage.length() + 511) & ~511L;
+        this.header = header;
+        this.clusterBits = header.clusterBits();
+        this.clusterSize = header.clusterSize();
+        this.extendedL2 = header.has(Feature.EXTENDED_L2);
+        this.hasDataFile = header.has(Feature.EXTERNAL_DATA_FILE);
+        this.report = report;
+        this.l2Buffer = ByteBuffer.allocate((int) clusterSize).order(ByteOrder.BIG_ENDIAN);
+        this.l2Table = new long[(int) (clusterSize / 8)];
+    }
+
+    /**
+     * Checks the qcow2 image {@code image}; the diagnostic lines are collected in the result.
+     *
+     * @throws FormatException and other {@link QcowException}s when the image cannot be opened (as QEMU would not
+     *         open it) or the check cannot complete (qemu-img's "Check failed: ..." with exit code 1)
+     */
+    public static CheckResult check(Path image) throws IOException {
+        List<String> lines = new ArrayList<>();
+        CheckResult r = check(image, lines::add);
+        return new CheckResult(r.filename(), r.format(), r.checkErrors(), r.corruptions(), r.leaks(),
+                r.corruptionsFixed(), r.leaksFixed(), r.imageEndOffset(), r.totalClusters(), r.allocatedClusters(),
+                r.fragmentedClusters(), r.compressedClusters(), lines);
+    }
+
+    /**
+     * Checks the qcow2 image {@code image}, handing each diagnostic line to {@code diagnostics} as it is found (so
+     * a badly damaged image's millions of lines need no memory, and lines found before a failure are not lost);
+     * the result's diagnostics are then empty.
+     */
+    public static CheckResult check(Path image, Consumer<String> diagnostics) throws IOException {
+        String filename = image.toString();
+        try (FileStorage storage = FileStorage.openReadOnly(image)) {
+            Qcow2Check check = new Qcow2Check(filename, storage, Qcow2Image.readHeader(storage, filename), diagnostics);
+            check.open();
+            check.run();
+            return check.result();
+        }
+    }
+
+    // ------------------------------------------------------------------ what QEMU checks when it opens the image
+
+    /** Refuses what QEMU's open refuses beyond the header: broken bitmaps, a missing backing or data file. */
+    private void open() throws IOException {
+        activeL1 = readLongs(header.l1TableOffset(), header.l1Size());
+        if (header.bitmaps() != null && header.has(Feature.BITMAPS)) {
+            bitmapTables = BitmapTable.readDirectory(header.bitmaps(), storage::read, filename, fileLength,
+                    header.virtualSize(), clusterBits);
+            for (BitmapTable t : bitmapTables) {
+                long[] entries = readBitmapTable(t);
+                for (int i = 0; i < entries.length; i++) {
+                    if (!BitmapTable.isValidEntry(entries[i], clusterSize)) {
+                        throw new FormatException(filename, "entry " + i + " of the table of bitmap '" + t.name() + "'",
+                                FormatException.hex(entries[i]), "invalid bitmap table entry");
+                    }
+                }
+            }
+        }
+        if (header.backingFile() != null) {
+            // qemu-img check opens the whole backing chain and fails if it cannot.
+            String name = Images.resolveRelative(filename, header.backingFile());
+            Images.open(Path.of(name), OpenOptions.defaults().withFormat(header.backingFormat())).close();
+        }
+        if (hasDataFile) {
+            String name = Images.resolveRelative(filename, header.dataFile());
+            try (FileChannel c = FileChannel.open(Path.of(name), StandardOpenOption.READ)) {
+                // It only has to open: a check reads no guest data.
+            } catch (NoSuchFileException e) {
+                throw new QcowException(name, "no such file (external data file of " + filename + ")");
+            } catch (AccessDeniedException e) {
+                throw new QcowException(name, "permission denied (external data file of " + filename + ")");
+            }
+        }
+    }
+
+    private long[] readBitmapTable(BitmapTable t) throws IOException {
+        long[] entries = readLongs(t.offset(), t.entries());
+        if (entries == null) {
+            throw new FormatException(filename, "bitmap '" + t.name() + "' table offset", FormatException.hex(t.offset()),
+                    "could not read bitmap table: " + EIO);
+        }
+        return entries;
+    }
+
+    // ------------------------------------------------------------------ QEMU's qcow2_co_check_locked
+
+    private void run() throws IOException {
+        SnapshotTable snapshots = readSnapshotTable();
+        if (header.version() >= 3) {
+            for (int i = 0; i < snapshots.entries().size(); i++) {
+                if (snapshots.entries().get(i).extraDataSize() < V3_MIN_SNAPSHOT_EXTRA_DATA) {
+                    corruption("ERROR snapshot table entry " + i + " is incomplete");
+                }
+            }
+        }
+
+        nbClusters = sizeToClusters(fileLength);
+        if (nbClusters > MAX_CLUSTERS) {
+            throw checkFailed("File too large (" + nbClusters + " clusters; QEMU checks at most " + MAX_CLUSTERS + ")");
+        }
+        // A reference may reach less than one cluster past the end of the file (QEMU allows a partial last
+        // cluster), so the array can grow by one cluster and never more.
+        computed = RefcountArray.allocate(nbClusters + 1, header.refcountOrder(), filename);
+        stored = new StoredRefcounts(storage, header);
+
+        calculateRefcounts(snapshots);
+        compareRefcounts();
+        checkCopiedFlags();
+    }
+
+    private CheckResult result() {
+        return new CheckResult(filename, "qcow2", checkErrors, corruptions, leaks, 0, 0, imageEndOffset,
+                sizeToClusters(header.virtualSize()), allocatedClusters, fragmentedClusters, compressedClusters, List.of());
+    }
+
+    /** QEMU's {@code qcow2_do_read_snapshots} without repair: the entries and the table's length. */
+    private SnapshotTable readSnapshotTable() throws IOException {
+        List<SnapshotEntry> entries = new ArrayList<>();
+        long start = header.snapshotsOffset();
+        long minBytes = Integer.toUnsignedLong(header.nbSnapshots()) * Snapshot.FIXED_SIZE;
+        if (offsetIntoCluster(start) != 0 || start < 0 || start > Long.MAX_VALUE - minBytes) {
+            // QEMU's check validates where the table is even when it is empty (qcow2_check_read_snapshot_table).
+            throw new FormatException(filename, "snapshots_offset", FormatException.hex(start), "snapshot table offset invalid");
+        }
+        long offset = start;
+        long tableLength = 0;
+        for (int i = 0; i < header.nbSnapshots(); i++) {
+            tableLength = roundUp8(tableLength);
+            offset = roundUp8(offset);
+            ByteBuffer h = storage.read(offset, Snapshot.FIXED_SIZE).order(ByteOrder.BIG_ENDIAN);
+            offset += Snapshot.FIXED_SIZE;
+            int idSize = h.getShort(12) & 0xffff;
+            int nameSize = h.getShort(14) & 0xffff;
+            long extraDataSize = Integer.toUnsignedLong(h.getInt(36));
+            if (extraDataSize > Snapshot.MAX_EXTRA_DATA) {
+                throw new FormatException(filename, "snapshot " + i + " extra_data_size", extraDataSize,
+                        "too much extra metadata in snapshot table entry (QEMU's limit is " + Snapshot.MAX_EXTRA_DATA + ")");
+            }
+            offset += extraDataSize;
+            String id = cString(storage.read(offset, idSize));
+            offset += idSize;
+            String name = cString(storage.read(offset, nameSize));
+            offset += nameSize;
+            tableLength += Snapshot.FIXED_SIZE + extraDataSize + idSize + nameSize;
+            if (tableLength > MAX_SNAPSHOT_TABLE_BYTES) {
+                throw new FormatException(filename, "nb_snapshots", header.nbSnapshots(), "snapshot table is too big"
+                        + " (more than QEMU's limit of " + MAX_SNAPSHOT_TABLE_BYTES + " bytes)");
+            }
+            entries.add(new SnapshotEntry(h.getLong(0), Integer.toUnsignedLong(h.getInt(8)), extraDataSize, id, name));
+        }
+        return new SnapshotTable(entries, offset - start);
+    }
+
+    /** QEMU prints snapshot ids and names with %s: up to the first NUL byte. */
+    private static String cString(ByteBuffer b) {
+        String s = new String(b.array(), b.arrayOffset(), b.limit(), StandardCharsets.UTF_8);
+        int nul = s.indexOf('\0');
+        return nul < 0 ? s : s.substring(0, nul);
+    }
+
+    // ------------------------------------------------------------------ QEMU's calculate_refcounts
+
+    private void calculateRefcounts(SnapshotTable snapshots) throws IOException {
+        addReference(0, clusterSize); // header
+        checkL1(header.l1TableOffset(), header.l1Size(), true);
+
+        if (hasDataFile && !snapshots.entries().isEmpty()) {
+            corruption("ERROR " + snapshots.entries().size() + " snapshots in image with data file");
+        }
+        for (SnapshotEntry sn : snapshots.entries()) {
+            if (offsetIntoCluster(sn.l1Offset()) != 0) {
+                corruption("ERROR snapshot " + sn.id() + " (" + sn.name() + ") l1_offset=" + CFormat.altHex(sn.l1Offset())
+                        + ": L1 table is not cluster aligned; snapshot table entry corrupted");
+                continue;
+            }
+            if (sn.l1Size() > L1Entry.MAX_ENTRIES) {
+                corruption("ERROR snapshot " + sn.id() + " (" + sn.name() + ") l1_size=" + CFormat.altHex(sn.l1Size())
+                        + ": L1 table is too large; snapshot table entry corrupted");
+                continue;
+            }
+            checkL1(sn.l1Offset(), (int) sn.l1Size(), false);
+        }
+        addReference(header.snapshotsOffset(), snapshots.size());
+
+        addReference(header.refcountTableOffset(), stored.table().length * 8L);
+
+        if (header.bitmaps() != null && header.has(Feature.BITMAPS)) {
+            addReference(header.bitmaps().directoryOffset(), header.bitmaps().directorySize());
+            for (BitmapTable t : bitmapTables) {
+                addReference(t.offset(), (long) t.entries() * BitmapTable.ENTRY_SIZE);
+                for (long entry : readBitmapTable(t)) {
+                    long offset = BitmapTable.dataOffset(entry);
+                    if (offset != 0) {
+                        addReference(offset, clusterSize);
+                    }
+                }
+            }
+        }
+
+        checkRefcountBlocks();
+    }
+
+    /**
+     * QEMU's {@code check_refcounts_l1}: references the L1 table, each L2 table it names and, through
+     * {@link #checkL2}, their clusters. Only the active table ({@code active}) counts allocation and fragmentation.
+     */
+    private void checkL1(long l1Offset, int l1Size, boolean active) throws IOException {
+        if (l1Size == 0) {
+            return;
+        }
+        addReference(l1Offset, l1Size * 8L);
+        if (l1Offset >= fileLength) {
+            return; // a table wholly past the end of the file reads as zeros: it maps nothing (no need to read 32 MiB)
+        }
+        long[] l1 = active ? activeL1 : readLongs(l1Offset, l1Size);
+        if (l1 == null) {
+            checkError("ERROR: I/O error in check_refcounts_l1");
+            throw checkFailed(EIO);
+        }
+        for (long entry : l1) {
+            if (entry == 0) {
+                continue;
+            }
+            if (L1Entry.hasReservedBits(entry)) {
+                corruption("ERROR found L1 entry with reserved bits set: " + CFormat.hex(entry));
+            }
+            long l2Offset = L1Entry.l2Offset(entry);
+            addReference(l2Offset, clusterSize);
+            if (offsetIntoCluster(l2Offset) != 0) {
+                corruption("ERROR l2_offset=" + CFormat.hex(l2Offset) + ": Table is not cluster aligned; L1 entry corrupted");
+            }
+            checkL2(l2Offset, active);
+        }
+    }
+
+    /** QEMU's {@code check_refcounts_l2}: references and checks every entry of one L2 table. */
+    private void checkL2(long l2Offset, boolean active) throws IOException {
+        readL2(l2Offset);
+        long nextContiguousOffset = 0;
+        for (int i = 0; i < l2Entries(); i++) {
+            long entry = l2Entry(i);
+            long bitmap = l2Bitmap(i);
+            SubclusterType type = clusterType(entry);
+            if (type != SubclusterType.COMPRESSED && (entry & L2Entry.STD_RESERVED_MASK) != 0) {
+                corruption("ERROR found l2 entry with reserved bits set: " + CFormat.hex(entry));
+            }
+            switch (type) {
+                case COMPRESSED -> {
+                    if ((entry & L2Entry.COPIED) != 0) {
+                        corruption("ERROR: coffset=0x" + CFormat.hex(L2Entry.compressedOffset(entry, clusterBits))
+                                + ": copied flag must never be set for compressed clusters");
+                        entry &= ~L2Entry.COPIED;
+                    }
+                    if (hasDataFile) {
+                        corruption("ERROR compressed cluster " + i + " with data file, entry=0x" + CFormat.hex(entry));
+                        break;
+                    }
+                    if (bitmap != 0) {
+                        corruption("ERROR compressed cluster " + i + " with non-zero subcluster allocation bitmap, entry=0x"
+                                + CFormat.hex(entry));
+                        break;
+                    }
+                    // Every host cluster the sector-rounded stream touches gets a reference.
+                    addReference(L2Entry.compressedOffset(entry, clusterBits), L2Entry.compressedSize(entry, clusterBits));
+                    if (active) {
+                        allocatedClusters++;
+                        compressedClusters++;
+                        fragmentedClusters++; // QEMU counts every compressed cluster as fragmented
+                    }
+                }
+                case NORMAL, ZERO_ALLOC -> {
+                    long offset = L2Entry.hostOffset(entry);
+                    if (hasInvalidBitmap(entry, bitmap)) {
+                        corruption("ERROR offset=" + CFormat.hex(offset)
+                                + ": Allocated cluster has corrupted subcluster allocation bitmap");
+                    }
+                    if (offsetIntoCluster(offset) != 0) {
+                        boolean containsData = extendedL2 ? (bitmap & L2Entry.BITMAP_ALL_ALLOC) != 0
+                                : (entry & L2Entry.ZERO) == 0;
+                        corruption("ERROR offset=" + CFormat.hex(offset) + (containsData
+                                ? ": Data cluster is not properly aligned; L2 entry corrupted."
+                                : ": Preallocated cluster is not properly aligned; L2 entry corrupted."));
+                    }
+                    if (active) {
+                        allocatedClusters++;
+                        if (nextContiguousOffset != 0 && offset != nextContiguousOffset) {
+                            fragmentedClusters++;
+                        }
+                        nextContiguousOffset = offset + clusterSize;
+                    }
+                    if (!hasDataFile) {
+                        addReference(offset, clusterSize);
+                    }
+                }
+                case UNALLOCATED_PLAIN -> {
+                    if (hasInvalidBitmap(entry, bitmap)) {
+                        corruption("ERROR: Unallocated cluster has non-zero subcluster allocation map");
+                    }
+                }
+                default -> {
+                    // ZERO_PLAIN: nothing is allocated, nothing to check.
+                }
+            }
+        }
+    }
+
+    /** QEMU's {@code check_refblocks}: references each refcount block, which must be referenced exactly once. */
+    private void checkRefcountBlocks() throws QcowException {
+        long[] table = stored.table();
+        for (int i = 0; i < table.length; i++) {
+            long offset = table[i] & RefcountBlock.TABLE_OFFSET_MASK;
+            long cluster = offset >>> clusterBits;
+            if ((table[i] & ~RefcountBlock.TABLE_OFFSET_MASK) != 0) {
+                corruption("ERROR refcount table entry " + i + " has reserved bits set");
+                continue;
+            }
+            if (offsetIntoCluster(offset) != 0) {
+                corruption("ERROR refcount block " + i + " is not cluster aligned; refcount table entry corrupted");
+                continue;
+            }
+            if (Long.compareUnsigned(cluster, nbClusters) >= 0) {
+                corruption("ERROR refcount block " + i + " is outside image");
+                continue;
+            }
+            if (offset != 0) {
+                addReference(offset, clusterSize);
+                long count = computed.get(cluster);
+                if (count != 1) {
+                    corruption("ERROR refcount block " + i + " refcount=" + Long.toUnsignedString(count));
+                }
+            }
+        }
+    }
+
+    /**
+     * QEMU's {@code qcow2_inc_refcounts_imrt}: one more reference to every cluster of {@code [offset, offset+size)}.
+     * A range reaching a whole cluster or more past the end of the file is a corruption and counts nothing.
+     */
+    private void addReference(long offset, long size) throws QcowException {
+        if (size <= 0) {
+            return;
+        }
+        if (offset + size - fileLength >= clusterSize) { // QEMU's int64_t arithmetic, wrap-around included
+            corruption("ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x"
+                    + CFormat.hex(offset) + " size 0x" + CFormat.hex(size));
+            return;
+        }
+        long first = offset >>> clusterBits;
+        long last = (offset + size - 1) >>> clusterBits; // below 2^55: k++ cannot wrap around
+        for (long k = first; Long.compareUnsigned(k, last) <= 0; k++) {
+            if (Long.compareUnsigned(k, nbClusters) >= 0) {
+                if (Long.compareUnsigned(k, computed.capacity()) >= 0) {
+                    // Only an offset with bit 63 set gets here; QEMU fails to allocate an array reaching it.
+                    checkErrors++;
+                    throw checkFailed("Cannot allocate memory");
+                }
+                nbClusters = k + 1;
+            }
+            if (!computed.increment(k)) {
+                report.accept("ERROR: overflow cluster offset=0x" + CFormat.hex(k << clusterBits));
+                corruption("Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean "
+                        + "copy if the image cannot be opened for writing");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ QEMU's compare_refcounts and check_oflag_copied
+
+    /** Stored versus computed refcount of every cluster: higher stored is a leak, lower a corruption. */
+    private void compareRefcounts() throws IOException {
+        long highest = 0;
+        long perBlock = stored.clustersPerBlock();
+        for (long first = 0; first < nbClusters; first += perBlock) {
+            long end = Math.min(nbClusters, first + perBlock);
+            ByteBuffer block;
+            try {
+                block = stored.block(first / perBlock);
+            } catch (StoredRefcounts.UnreadableRefcount e) {
+                signalCorruption(e);
+                for (long i = first; i < end; i++) {
+                    checkError("Can't get refcount for cluster " + i + ": " + EIO);
+                }
+                continue;
+            }
+            for (long i = first; i < end; i++) {
+                long storedCount = block == null ? 0 : stored.get(block, i);
+                long computedCount = computed.get(i);
+                if (storedCount != 0 || computedCount != 0) {
+                    highest = i;
+                }
+                if (storedCount != computedCount) {
+                    boolean tooLow = Long.compareUnsigned(storedCount, computedCount) < 0;
+                    String line = (tooLow ? "ERROR" : "Leaked") + " cluster " + i + " refcount="
+                            + Long.toUnsignedString(storedCount) + " reference=" + Long.toUnsignedString(computedCount);
+                    if (tooLow) {
+                        corruption(line);
+                    } else {
+                        report.accept(line);
+                        leaks++;
+                    }
+                }
+            }
+        }
+        imageEndOffset = (highest + 1) * clusterSize;
+    }
+
+    /**
+     * QEMU's {@code check_oflag_copied}: in the active tables, COPIED must be set exactly on L2 tables and data
+     * clusters whose stored refcount is 1 (data in an external data file always counts as refcount 1).
+     */
+    private void checkCopiedFlags() throws IOException {
+        for (int i = 0; i < activeL1.length; i++) {
+            long l1Entry = activeL1[i];
+            long l2Offset = L1Entry.l2Offset(l1Entry);
+            if (l2Offset == 0) {
+                continue;
+            }
+            long refcount;
+            try {
+                refcount = storedRefcount(l2Offset >>> clusterBits);
+            } catch (StoredRefcounts.UnreadableRefcount e) {
+                continue; // compareRefcounts reported it
+            }
+            if ((refcount == 1) != ((l1Entry & L1Entry.COPIED) != 0)) {
+                corruption("ERROR OFLAG_COPIED L2 cluster: l1_index=" + i + " l1_entry=" + CFormat.hex(l1Entry)
+                        + " refcount=" + Long.toUnsignedString(refcount));
+            }
+            readL2(l2Offset);
+            for (int j = 0; j < l2Entries(); j++) {
+                long entry = l2Entry(j);
+                SubclusterType type = clusterType(entry);
+                if (type != SubclusterType.NORMAL && type != SubclusterType.ZERO_ALLOC) {
+                    continue;
+                }
+                long dataRefcount;
+                try {
+                    dataRefcount = hasDataFile ? 1 : storedRefcount(L2Entry.hostOffset(entry) >>> clusterBits);
+                } catch (StoredRefcounts.UnreadableRefcount e) {
+                    continue;
+                }
+                if ((dataRefcount == 1) != ((entry & L2Entry.COPIED) != 0)) {
+                    corruption("ERROR OFLAG_COPIED data cluster: l2_entry=" + CFormat.hex(entry)
+                            + " refcount=" + Long.toUnsignedString(dataRefcount));
+                }
+            }
+        }
+    }
+
+    private long storedRefcount(long cluster) throws StoredRefcounts.UnreadableRefcount, IOException {
+        try {
+            return stored.get(cluster);
+        } catch (StoredRefcounts.UnreadableRefcount e) {
+            signalCorruption(e);
+            throw e;
+        }
+    }
+
+    /** QEMU's {@code qcow2_signal_corruption} on a read-only image: one line, the first time only. */
+    private void signalCorruption(StoredRefcounts.UnreadableRefcount e) {
+        if (e.corruption() != null && !signaledCorruption) {
+            signaledCorruption = true;
+            report.accept("qcow2: Image is corrupt: " + e.corruption() + "; further non-fatal corruption events will be suppressed");
+        }
+    }
+
+    // ------------------------------------------------------------------ L2 tables
+
+    /** Entries per L2 table (QEMU's l2_size). */
+    private int l2Entries() {
+        return extendedL2 ? l2Table.length / 2 : l2Table.length;
+    }
+
+    private long l2Entry(int i) {
+        return extendedL2 ? l2Table[2 * i] : l2Table[i];
+    }
+
+    /** The extended-L2 subcluster bitmap of entry {@code i}; 0 without extended L2 (as QEMU's get_l2_bitmap). */
+    private long l2Bitmap(int i) {
+        return extendedL2 ? l2Table[2 * i + 1] : 0;
+    }
+
+    /** Reads the L2 table at {@code offset} (which may be unaligned: QEMU reads it anyway) into {@link #l2Table}. */
+    private void readL2(long offset) throws IOException {
+        l2Buffer.clear();
+        storage.readFully(l2Buffer, offset);
+        l2Buffer.flip().asLongBuffer().get(l2Table);
+    }
+
+    /**
+     * QEMU's {@code qcow2_get_cluster_type}: the type of the whole cluster, subcluster bitmap aside. With extended
+     * L2 entries bit 0 is no zero flag, so it is masked before {@link L2Entry#classify} is asked.
+     */
+    private SubclusterType clusterType(long entry) {
+        return L2Entry.classify(extendedL2 ? entry & ~L2Entry.ZERO : entry, 0, 0, false, hasDataFile);
+    }
+
+    /**
+     * Whether an extended-L2 bitmap is one the spec forbids for its entry (both bits of a subcluster set, allocation
+     * bits on an unallocated cluster): {@link L2Entry#classify} calls that INVALID whatever the subcluster.
+     */
+    private boolean hasInvalidBitmap(long entry, long bitmap) {
+        return extendedL2 && L2Entry.classify(entry, bitmap, 0, true, hasDataFile) == SubclusterType.INVALID;
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    /**
+     * Reads {@code count} u64 at {@code offset} as QEMU's {@code bdrv_pread} would: zeros past the end of the file,
+     * null (an I/O error) where QEMU's block layer addresses nothing (offsets with bit 63 set).
+     */
+    private long[] readLongs(long offset, int count) throws IOException {
+        long bytes = count * 8L;
+        if (offset < 0 || offset > Long.MAX_VALUE - bytes) {
+            return null;
+        }
+        long[] out = new long[count];
+        storage.read(offset, (int) bytes).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(out);
+        return out;
+    }
+
+    private long offsetIntoCluster(long offset) {
+        return offset & (clusterSize - 1);
+    }
+
+    private long sizeToClusters(long bytes) {
+        return (bytes + clusterSize - 1) >>> clusterBits;
+    }
+
+    private static long roundUp8(long v) {
+        return (v + 7) & ~7L;
+    }
+
+    private void corruption(String line) {
+        report.accept(line);
+        corruptions++;
+    }
+
+    private void checkError(String line) {
+        report.accept(line);
+        checkErrors++;
+    }
+
+    /** The check cannot go on: qemu-img prints "Check failed: REASON" and exits 1 without a report. */
+    private QcowException checkFailed(String reason) {
+        return new QcowException(filename, "Check failed: " + reason);
+    }
+}
