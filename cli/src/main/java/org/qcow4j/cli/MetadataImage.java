@@ -1,0 +1,137 @@
+package org.qcow4j.cli;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
+import org.qcow4j.ext.BlockRanges;
+import org.qcow4j.ext.DirectoryScrambler;
+
+/**
+ * A filesystem seen as a disk that holds only its metadata blocks (what e2image images): those blocks read as
+ * on the device, directory blocks scrambled with {@code -s}, every other block as an unallocated zero. As a
+ * {@link DiskImage} it feeds the converters unchanged: {@code -Q} is a qcow2 conversion of it, {@code -r} a raw one.
+ */
+final class MetadataImage implements DiskImage {
+    private static final byte[] ZEROS = new byte[64 * 1024];
+    private final String name;
+    private final FileChannel device;
+    private final long deviceOffset;
+    private final int blockSize;
+    private final long size;
+    private final BlockRanges blocks;
+    private final BlockRanges scrambled;
+    private final DirectoryScrambler scrambler;
+
+    /**
+     * @param scrambled directory blocks whose names to scramble, or null. Scrambling numbers names in block order
+     *                  (e2image's counters run from block to block), so such an image must be read once, in
+     *                  ascending order, by one thread.
+     */
+    MetadataImage(String name, FileChannel device, long deviceOffset, int blockSize, long blocksCount, BlockRanges blocks,
+                  BlockRanges scrambled) {
+        this.name = name;
+        this.device = device;
+        this.deviceOffset = deviceOffset;
+        this.blockSize = blockSize;
+        this.size = blocksCount * blockSize;
+        this.blocks = blocks;
+        this.scrambled = scrambled;
+        this.scrambler = scrambled == null ? null : new DirectoryScrambler(name, blockSize);
+    }
+
+    @Override
+    public String filename() {
+        return name;
+    }
+
+    @Override
+    public String format() {
+        return "raw";
+    }
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    @Override
+    public DiskImage backing() {
+        return null;
+    }
+
+    /** Index of the first run that ends after {@code block}, or blocks.size(). */
+    private int runAfter(long block) {
+        int lo = 0;
+        int hi = blocks.size();
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            if (blocks.end(mid) <= block) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        return lo;
+    }
+
+    @Override
+    public Extent extentAt(long offset, long maxLength) {
+        long max = Math.min(maxLength, size - offset);
+        long block = offset / blockSize;
+        int run = runAfter(block);
+        if (run < blocks.size() && blocks.start(run) <= block) {
+            return new Extent(offset, Math.min(max, blocks.end(run) * blockSize - offset), 0, true, false, true, -1);
+        }
+        long next = run < blocks.size() ? blocks.start(run) * blockSize : size;
+        return new Extent(offset, Math.min(max, next - offset), 0, false, true, false, -1);
+    }
+
+    @Override
+    public void read(ByteBuffer dst, long offset) throws IOException {
+        while (dst.hasRemaining()) {
+            Extent e = extentAt(offset, dst.remaining());
+            int n = (int) e.length();
+            ByteBuffer part = dst.slice(dst.position(), n);
+            if (e.data()) {
+                readDevice(part, offset);
+                scramble(dst.slice(dst.position(), n), offset);
+            } else {
+                while (part.hasRemaining()) {
+                    part.put(ZEROS, 0, Math.min(ZEROS.length, part.remaining()));
+                }
+            }
+            dst.position(dst.position() + n);
+            offset += n;
+        }
+    }
+
+    private void readDevice(ByteBuffer part, long offset) throws IOException {
+        long pos = deviceOffset + offset;
+        while (part.hasRemaining()) {
+            int k = device.read(part, pos);
+            if (k < 0) {
+                throw new org.qcow4j.QcowException(name, "device ends before block " + (pos / blockSize));
+            }
+            pos += k;
+        }
+    }
+
+    /** Scrambles the directory blocks inside {@code part}, which starts at guest {@code offset} (block aligned). */
+    private void scramble(ByteBuffer part, long offset) throws IOException {
+        if (scrambler == null) {
+            return;
+        }
+        for (long at = 0; at + blockSize <= part.remaining(); at += blockSize) {
+            if (scrambled.contains((offset + at) / blockSize)) {
+                scrambler.scramble(part.slice((int) at, blockSize));
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        // the device belongs to the caller
+    }
+}

@@ -1,0 +1,62 @@
+package org.qcow4j.ext;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+import org.qcow4j.FormatException;
+
+/**
+ * Visits the inodes in use, group by group, as e2fsprogs' inode scan does for e2image: with group descriptor
+ * checksums it is lazy, skipping INODE_UNINIT groups and the {@code bg_itable_unused} inodes at the end of each
+ * table (never written, so possibly garbage); of the rest, only inodes with {@code i_links_count != 0} are passed on.
+ */
+final class InodeScanner {
+    /** Inode table bytes read at a time. */
+    private static final int CHUNK_BYTES = 256 * 1024;
+
+    interface InodeConsumer {
+        void accept(long ino, Inode inode) throws IOException;
+    }
+
+    private InodeScanner() {
+    }
+
+    static void scan(BlockDevice device, Superblock sb, List<GroupDescriptor> groups, InodeConsumer consumer)
+            throws IOException {
+        boolean lazy = sb.hasGroupDescriptorChecksums();
+        int inodeSize = sb.inodeSize();
+        int blockSize = sb.blockSize();
+        int chunkBlocks = Math.max(1, CHUNK_BYTES / blockSize);
+        int inodesPerBlock = sb.inodesPerBlock();
+        for (int g = 0; g < groups.size(); g++) {
+            GroupDescriptor group = groups.get(g);
+            if (lazy && group.hasFlag(GroupDescriptor.INODE_UNINIT)) {
+                continue;
+            }
+            long inodes = sb.inodesPerGroup();
+            if (lazy) {
+                inodes = Math.max(0, inodes - group.itableUnused());
+            }
+            if (inodes == 0) {
+                continue;
+            }
+            if (group.inodeTable() == 0) {
+                throw new FormatException(device.file(), "bg_inode_table of group " + g, 0,
+                        "the group has inodes in use but no inode table");
+            }
+            long blocks = (inodes + inodesPerBlock - 1) / inodesPerBlock;
+            long firstIno = (long) g * sb.inodesPerGroup() + 1;
+            long index = 0;
+            for (long b = 0; b < blocks; b += chunkBlocks) {
+                int n = (int) Math.min(chunkBlocks, blocks - b);
+                ByteBuffer table = device.readBlocks(group.inodeTable() + b, n, "bg_inode_table of group " + g);
+                for (int off = 0; off < n * blockSize && index < inodes; off += inodeSize, index++) {
+                    if (table.getShort(off + 0x1A) == 0) {
+                        continue; // i_links_count == 0: free or deleted
+                    }
+                    consumer.accept(firstIno + index, Inode.parse(table, off, sb.is64bit()));
+                }
+            }
+        }
+    }
+}
