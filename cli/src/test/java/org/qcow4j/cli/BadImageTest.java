@@ -1,5 +1,11 @@
 package org.qcow4j.cli;
 
+import static org.qcow4j.cli.ImageBytes.getInt;
+import static org.qcow4j.cli.ImageBytes.getLong;
+import static org.qcow4j.cli.ImageBytes.put;
+import static org.qcow4j.cli.ImageBytes.putInt;
+import static org.qcow4j.cli.ImageBytes.putLong;
+
 import static org.junit.jupiter.api.Assertions.assertAll;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -12,12 +18,9 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.management.ManagementFactory;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -525,40 +528,4 @@ class BadImageTest {
     }
 
     // ---------------------------------------------------------------- patching bytes
-
-    private static int getInt(Path img, long offset) throws IOException {
-        return get(img, offset, 4).getInt();
-    }
-
-    private static long getLong(Path img, long offset) throws IOException {
-        return get(img, offset, 8).getLong();
-    }
-
-    private static ByteBuffer get(Path img, long offset, int len) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(len);
-        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.READ)) {
-            while (b.hasRemaining()) {
-                if (ch.read(b, offset + b.position()) < 0) {
-                    throw new IOException(img + ": short read at " + offset);
-                }
-            }
-        }
-        return b.flip().order(ByteOrder.BIG_ENDIAN);
-    }
-
-    private static void putInt(Path img, long offset, int value) throws IOException {
-        put(img, offset, ByteBuffer.allocate(4).order(ByteOrder.BIG_ENDIAN).putInt(0, value));
-    }
-
-    private static void putLong(Path img, long offset, long value) throws IOException {
-        put(img, offset, ByteBuffer.allocate(8).order(ByteOrder.BIG_ENDIAN).putLong(0, value));
-    }
-
-    private static void put(Path img, long offset, ByteBuffer data) throws IOException {
-        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.WRITE)) {
-            while (data.hasRemaining()) {
-                ch.write(data, offset + data.position());
-            }
-        }
-    }
 }

@@ -1,5 +1,12 @@
 package org.qcow4j.cli;
 
+import static org.qcow4j.cli.ImageBytes.get;
+import static org.qcow4j.cli.ImageBytes.getInt;
+import static org.qcow4j.cli.ImageBytes.getLong;
+import static org.qcow4j.cli.ImageBytes.put;
+import static org.qcow4j.cli.ImageBytes.putInt;
+import static org.qcow4j.cli.ImageBytes.putLong;
+
 import static org.junit.jupiter.api.Assertions.assertAll;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -608,41 +615,5 @@ class CheckTest {
         assertNotEquals(0, block, "cluster " + cluster + " has a refcount block");
         long bit = (cluster % perBlock) << order;
         return new long[] {block + bit / 8, bit % 8};
-    }
-
-    private static int getInt(Path img, long offset) throws IOException {
-        return get(img, offset, 4).getInt();
-    }
-
-    private static long getLong(Path img, long offset) throws IOException {
-        return get(img, offset, 8).getLong();
-    }
-
-    private static ByteBuffer get(Path img, long offset, int len) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(len);
-        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.READ)) {
-            while (b.hasRemaining()) {
-                if (ch.read(b, offset + b.position()) < 0) {
-                    throw new IOException(img + ": short read at " + offset);
-                }
-            }
-        }
-        return b.flip().order(ByteOrder.BIG_ENDIAN);
-    }
-
-    private static void putInt(Path img, long offset, int value) throws IOException {
-        put(img, offset, ByteBuffer.allocate(4).order(ByteOrder.BIG_ENDIAN).putInt(0, value));
-    }
-
-    private static void putLong(Path img, long offset, long value) throws IOException {
-        put(img, offset, ByteBuffer.allocate(8).order(ByteOrder.BIG_ENDIAN).putLong(0, value));
-    }
-
-    private static void put(Path img, long offset, ByteBuffer data) throws IOException {
-        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.WRITE)) {
-            while (data.hasRemaining()) {
-                ch.write(data, offset + data.position());
-            }
-        }
     }
 }

@@ -98,43 +98,38 @@ final class MetadataScan {
         }
         if (inode.isDirectory() || inode.isSymlink() || ino == sb.journalInum() || ino == USER_QUOTA_INO
                 || ino == GROUP_QUOTA_INO || ino == sb.prjQuotaInum() || ino == sb.orphanFileInum()) {
-            boolean directory = inode.isDirectory();
-            walker.walk(ino, inode, new BlockVisitor() {
-                @Override
-                public void mappingBlock(long block) {
-                    metadata.add(block);
-                }
-
-                @Override
-                public void dataBlocks(long physicalBlock, long count) {
-                    metadata.add(physicalBlock, physicalBlock + count);
-                    if (directory) {
-                        directories.add(physicalBlock, physicalBlock + count);
-                    }
-                }
-            });
+            markBlocks(walker, ino, inode, inode.isDirectory(), true);
         } else if (inode.usesExtents() || inode.blockPointer(Inode.IND_BLOCK) != 0
                 || inode.blockPointer(Inode.DIND_BLOCK) != 0 || inode.blockPointer(Inode.TIND_BLOCK) != 0
                 || allData) {
             // Other regular files: their mapping blocks, and their data only with -a. This is also how the resize
             // inode (7) brings in the primary reserved GDT blocks (its indirect blocks) but not the backups.
-            walker.walk(ino, inode, new BlockVisitor() {
-                @Override
-                public void mappingBlock(long block) {
-                    metadata.add(block);
-                }
-
-                @Override
-                public void dataBlocks(long physicalBlock, long count) {
-                    metadata.add(physicalBlock, physicalBlock + count);
-                }
-
-                @Override
-                public boolean wantsData() {
-                    return allData;
-                }
-            });
+            markBlocks(walker, ino, inode, false, allData);
         }
+    }
+
+    /** Marks an inode's mapping blocks and, if {@code withData}, its data blocks (also as directory blocks). */
+    private void markBlocks(InodeBlockWalker walker, long ino, Inode inode, boolean directory, boolean withData)
+            throws IOException {
+        walker.walk(ino, inode, new BlockVisitor() {
+            @Override
+            public void mappingBlock(long block) {
+                metadata.add(block);
+            }
+
+            @Override
+            public void dataBlocks(long physicalBlock, long count) {
+                metadata.add(physicalBlock, physicalBlock + count);
+                if (directory) {
+                    directories.add(physicalBlock, physicalBlock + count);
+                }
+            }
+
+            @Override
+            public boolean wantsData() {
+                return withData;
+            }
+        });
     }
 
     private void mark(long block, String field) throws IOException {
