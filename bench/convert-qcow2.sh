@@ -29,33 +29,12 @@ SEED=4242                       # fixed, so every machine builds the same layout
 
 JOBS=(plain zlib zstd)
 
-die() { echo "convert-qcow2.sh: $*" >&2; exit 1; }
-log() { echo "# $*" >&2; }
-
-check_tools() {
-  local t
-  for t in qemu-img java cmp awk head dd base64 seq truncate stat grep; do
-    command -v "$t" >/dev/null 2>&1 || die "needs '$t' on PATH"
-  done
-  [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$ROUNDS'"
-}
+# die, log, check_tools, text_chunk, prepare, timed, mean_s, min_s, bench_startup, machine
+. "$ROOT/bench/lib.sh"
 
 # ---------------------------------------------------------------------------------------------------------
 # Source image
 # ---------------------------------------------------------------------------------------------------------
-
-# One chunk of "text": half the time seq numbers (very compressible), half base64 of random bytes
-# (compresses to about 3/4), so compression has work to do but is not trivial. Same as convert-raw.sh.
-# The generators run in process substitutions: head closes the pipe early and they die of SIGPIPE,
-# which would otherwise trip `set -o pipefail`.
-text_chunk() {
-  local i=$1
-  if (( i % 2 )); then
-    head -c "$((CHUNK_MIB * MIB))" < <(seq "$((i * 1000003))" 1 inf)
-  else
-    head -c "$((CHUNK_MIB * MIB))" < <(base64 -w 76 /dev/urandom)
-  fi
-}
 
 # Kind of chunk i, for i = 0, 1, ... in order, from the same seeded $RANDOM sequence as convert-raw.sh's
 # plain.qcow2, so the two benchmarks see the same layout:
@@ -153,41 +132,6 @@ describe_tool() {
   esac | sed 's/ *$//'
 }
 
-# Untimed: removes the previous output (deleting a file also drops its dirty pages), then syncs so no
-# writeback from an earlier run lands in the timed region. Both tools leave the output unflushed
-# (qemu-img's convert defaults to -t unsafe, and so does qcow4j), so this sync does real work.
-prepare() {
-  rm -f "$OUT"
-  sync
-}
-
-# Times one command (wall clock) into the global NS; its stdout is discarded, a failure stops the script.
-# ./qcow4j rebuilds its jar whenever any .java file is newer than it, so an edit made elsewhere in the repo
-# while this runs would put a Maven build inside the timing. Such a run (it says "qcow4j: building") is
-# not counted: it is repeated, now with a fresh jar.
-REBUILDS=0
-timed() {
-  local attempt t0 t1
-  for attempt in 1 2 3; do
-    prepare
-    t0=$(date +%s%N)
-    "$@" >/dev/null 2>"$ERR" || { cat "$ERR" >&2; die "failed: $*"; }
-    t1=$(date +%s%N)
-    if ! grep -q 'qcow4j: building' "$ERR"; then
-      cat "$ERR" >&2
-      NS=$(( t1 - t0 ))
-      return
-    fi
-    REBUILDS=$(( REBUILDS + 1 ))
-    log "qcow4j rebuilt its jar inside a timed run (sources changed meanwhile): run not counted, repeating"
-  done
-  die "qcow4j keeps rebuilding (sources changing under the benchmark): $*"
-}
-
-# Mean of nanosecond values, printed in seconds.
-mean_s() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.3f", s / NR / 1e9 }'; }
-min_s()  { printf '%s\n' "$@" | awk 'NR == 1 || $1 < m { m = $1 } END { printf "%.3f", m / 1e9 }'; }
-
 # Checks $OUT, just written by `tool` for `job`, and records its size in SIZE_<tool>. Stops loudly on:
 #   - qemu-img check reporting anything but "No errors" (corruptions, leaks: exit 2 / 3);
 #   - qemu-img compare finding a difference with the source (exit 1) or failing (exit 2);
@@ -251,30 +195,8 @@ bench_job() {
   MEAN_qcow4j=$(mean_s "${t_qcow4j[@]}"); MIN_qcow4j=$(min_s "${t_qcow4j[@]}")
 }
 
-# JVM start-up plus argument parsing: the fixed cost inside every qcow4j number above.
-bench_startup() {
-  local i
-  local -a t=()
-  for (( i = 0; i < VERSION_RUNS; i++ )); do
-    timed ./qcow4j --version
-    t+=("$NS")
-  done
-  STARTUP_MEAN=$(mean_s "${t[@]}")
-  STARTUP_MIN=$(min_s "${t[@]}")
-}
-
-machine() {
-  local cpu
-  cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-  echo "machine: $(nproc) cores, ${cpu:-unknown CPU}"
-  echo "java:    $(java -version 2>&1 | head -n 1)"
-  echo "qemu:    $(qemu-img --version | head -n 1)"
-  # Other work on the machine (builds, tests) shows up as noise in the means; the minimums suffer less.
-  echo "load:    $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end (1/5/15 min)"
-}
-
 main() {
-  check_tools
+  check_tools qemu-img java cmp awk head dd base64 seq truncate stat grep
   make_source
   # Build the jar (if sources changed) now, not inside the first timed qcow4j run.
   ./qcow4j --version >/dev/null
@@ -315,7 +237,7 @@ main() {
   echo
   describe_source
   echo
-  machine
+  machine "qemu:    $(qemu-img --version | head -n 1)"
 }
 
 main "$@"
