@@ -3,6 +3,7 @@ package org.qcow4j;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.function.LongConsumer;
 
@@ -55,6 +56,42 @@ public final class RawConverter {
         } catch (IOException e) {
             throw new QcowException(outName, "cannot write: " + e.getMessage(), e);
         }
+        copyAll(inputs, out, outName, 0);
+    }
+
+    /**
+     * Writes the inputs into the existing file {@code outPath} at byte {@code outOffset} (e2image's {@code -O}: an
+     * image inside a larger disk image), keeping the bytes outside that range. Inside it the result is exactly the
+     * inputs: data the file already holds where the inputs read as zeros is overwritten with zeros first.
+     */
+    public void convertInto(List<DiskImage> inputs, FileChannel out, Path outPath, String outName, long outOffset)
+            throws IOException {
+        long total = totalSize(inputs);
+        long end = Math.addExact(outOffset, total);
+        try {
+            long existing = out.size();
+            long[] data = FileExtents.dataRanges(outPath, existing);
+            if (data == null) {
+                data = new long[] {0, existing};
+            }
+            ByteBuffer zeros = ByteBuffer.allocateDirect(CHUNK);
+            for (int i = 0; i < data.length; i += 2) {
+                for (long p = Math.max(data[i], outOffset); p < Math.min(data[i + 1], end); p += CHUNK) {
+                    writeFully(out, outName, zeros.clear().limit((int) Math.min(CHUNK, Math.min(data[i + 1], end) - p)), p);
+                }
+            }
+            if (existing < end) {
+                out.write(ByteBuffer.allocate(1), end - 1);
+            }
+        } catch (IOException e) {
+            throw e instanceof QcowException ? e : new QcowException(outName, "cannot write: " + e.getMessage(), e);
+        }
+        copyAll(inputs, out, outName, outOffset);
+    }
+
+    /** Copies every range that may hold data, the image's byte {@code g} going to {@code base + g}. */
+    private void copyAll(List<DiskImage> inputs, FileChannel out, String outName, long base) throws IOException {
+        long total = totalSize(inputs);
         ThreadLocal<ByteBuffer> buffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(CHUNK));
         DiskImage in = ConcatenatedImage.of(inputs);
         try (Workers<Long> workers = new Workers<>(threads)) {
@@ -70,7 +107,7 @@ public final class RawConverter {
                             progress.accept(workers.next());
                         }
                         workers.submit(() -> {
-                            copy(in, guest, (int) len, out, outName, buffers.get());
+                            copy(in, guest, (int) len, out, outName, base + guest, buffers.get());
                             return len;
                         });
                     }
@@ -83,7 +120,8 @@ public final class RawConverter {
         }
     }
 
-    private static void copy(DiskImage in, long guest, int len, FileChannel out, String outName, ByteBuffer buf)
+    private static void copy(DiskImage in, long guest, int len, FileChannel out, String outName, long outPos,
+                             ByteBuffer buf)
             throws IOException {
         buf.clear().limit(len);
         in.read(buf, guest);
@@ -96,12 +134,12 @@ public final class RawConverter {
             if (!zero && runStart < 0) {
                 runStart = at;
             } else if (zero && runStart >= 0) {
-                writeFully(out, outName, buf.slice(runStart, at - runStart), guest + runStart);
+                writeFully(out, outName, buf.slice(runStart, at - runStart), outPos + runStart);
                 runStart = -1;
             }
         }
         if (runStart >= 0) {
-            writeFully(out, outName, buf.slice(runStart, len - runStart), guest + runStart);
+            writeFully(out, outName, buf.slice(runStart, len - runStart), outPos + runStart);
         }
     }
 

@@ -35,7 +35,7 @@ final class E2imageCommand implements Command {
     private static final CommandLine.Option SRC_OFFSET = CommandLine.Option.value("OFFSET",
             "Byte offset of the filesystem in SRC.", "-o");
     private static final CommandLine.Option DEST_OFFSET = CommandLine.Option.value("OFFSET",
-            "Byte offset of the image in DEST (raw output).", "-O");
+            "Byte offset of the image in DEST (raw output, written in place: the rest of DEST is kept).", "-O");
     private static final CommandLine.Option SUPERBLOCK = CommandLine.Option.value("SUPERBLOCK",
             "Open the filesystem from this backup superblock (a damaged primary one).", "-b");
     private static final CommandLine.Option BLOCK_SIZE = CommandLine.Option.value("BLOCKSIZE",
@@ -153,7 +153,11 @@ final class E2imageCommand implements Command {
     private static void writeRaw(List<DiskImage> in, String dest, long destOffset, int threads, LongConsumer progress)
             throws IOException {
         if (destOffset != 0) {
-            throw new QcowException(dest, "-O is not supported yet");
+            // Into an existing (or new) file, e.g. a partition of a disk image: written in place, the rest kept.
+            try (FileChannel ch = FileChannel.open(Path.of(dest), StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
+                new RawConverter(threads, progress).convertInto(in, ch, Path.of(dest), dest, destOffset);
+            }
+            return;
         }
         OutputFile.writeAtomically(Path.of(dest), file -> {
             try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {

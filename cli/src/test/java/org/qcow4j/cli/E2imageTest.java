@@ -127,6 +127,29 @@ class E2imageTest {
     }
 
     @Test
+    void writesARawImageIntoAnExistingFileAtAnOffset() throws IOException {
+        Path dir = build(new Fs("ext4-offset", "-t ext4"));
+        String img = dir.resolve("fs.img").toString();
+        Qemu.run(dir, "e2image", "-r", img, dir.resolve("ref.raw").toString()).ok();
+        long fsSize = Files.size(dir.resolve("fs.img"));
+        long offset = 1 << 20;
+        // A "disk" full of 0xff, longer than the filesystem: only [offset, offset + fsSize) may change.
+        Qemu.run(dir, "bash", "-c", "head -c " + (fsSize + 3 * offset) + " /dev/zero | tr '\\0' '\\377' > disk.raw").ok();
+        Qemu.qcow4j("e2image", "-r", "-O", Long.toString(offset), img, dir.resolve("disk.raw").toString()).ok();
+        byte[] disk = Files.readAllBytes(dir.resolve("disk.raw"));
+        byte[] ref = Files.readAllBytes(dir.resolve("ref.raw"));
+        assertEquals(fsSize + 3 * offset, disk.length, "the disk keeps its length");
+        for (int i = 0; i < offset; i++) {
+            assertEquals((byte) 0xff, disk[i], "byte " + i + " before the image");
+        }
+        assertEquals(-1, java.util.Arrays.mismatch(disk, (int) offset, (int) (offset + fsSize), ref, 0, ref.length),
+                "the image at the offset");
+        for (long i = offset + fsSize; i < disk.length; i++) {
+            assertEquals((byte) 0xff, disk[(int) i], "byte " + i + " after the image");
+        }
+    }
+
+    @Test
     void compressedMetadataImagesAreAtLeastThreeTimesSmaller() throws IOException {
         Path dir = Files.createDirectories(root.resolve("many-files"));
         Qemu.run(dir, "bash", "-c", """
