@@ -184,11 +184,6 @@ public final class Qcow2Image implements DiskImage {
         return dataFileName;
     }
 
-    /** L2 table cache statistics: {hits, misses}. */
-    long[] l2CacheStats() {
-        return new long[] {l2Cache.hits(), l2Cache.misses()};
-    }
-
     private Run lookup(long guest, long maxLen) throws IOException {
         long l1Index = geo.l1Index(guest);
         long limit = Math.min(guest + maxLen, (l1Index + 1) * geo.l2Coverage());

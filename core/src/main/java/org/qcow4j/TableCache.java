@@ -19,8 +19,6 @@ final class TableCache {
     private final int capacity;
     private final Loader loader;
     private final LinkedHashMap<Long, long[]> tables;
-    private long hits;
-    private long misses;
 
     TableCache(int capacity, Loader loader) {
         this.capacity = Math.max(1, capacity);
@@ -39,27 +37,13 @@ final class TableCache {
         synchronized (tables) {
             long[] t = tables.get(hostOffset);
             if (t != null) {
-                hits++;
                 return t;
             }
-            misses++;
         }
         long[] loaded = loader.load(hostOffset);
         synchronized (tables) {
             tables.put(hostOffset, loaded);
         }
         return loaded;
-    }
-
-    long misses() {
-        synchronized (tables) {
-            return misses;
-        }
-    }
-
-    long hits() {
-        synchronized (tables) {
-            return hits;
-        }
     }
 }

@@ -217,26 +217,18 @@ public record Header(
             throw new FormatException(file, "magic", FormatException.hex(magic & 0xffffffffL),
                     "not a qcow2 image (expected 0x514649fb)");
         }
-        int version = b.getInt(4);
         if (b.limit() < 8) {
             throw new FormatException(file, "header", fileLength + " bytes", "truncated qcow2 header");
         }
+        int version = b.getInt(4);
         if (version != 2 && version != 3) {
-            throw new UnsupportedVersion(file, version);
+            throw new FormatException(file, "version", Integer.toUnsignedString(version),
+                    "unsupported qcow2 version (2 and 3 are known)");
         }
         int need = version == 2 ? V2_HEADER_LENGTH : V3_MIN_HEADER_LENGTH;
         if (b.limit() < need) {
             throw new FormatException(file, "header", fileLength + " bytes",
                     "truncated qcow2 v" + version + " header (needs " + need + " bytes)");
-        }
-    }
-
-    /** An unknown version number is a format error with its own wording, like QEMU's. */
-    private static final class UnsupportedVersion extends FormatException {
-        private static final long serialVersionUID = 1L;
-
-        UnsupportedVersion(String file, int version) {
-            super(file, "version", Integer.toUnsignedString(version), "unsupported qcow2 version (2 and 3 are known)");
         }
     }
 

@@ -68,6 +68,15 @@ class HeaderTest {
     }
 
     @Test
+    void refusesFilesTooShortForTheHeaderAtEveryLength() {
+        for (int len : new int[] {0, 3, 4, 7, 8, 71, 103}) {
+            ByteBuffer b = v3().limit(len).slice();
+            FormatException e = assertThrows(FormatException.class, () -> Header.parse(b, "t.qcow2", len), "length " + len);
+            assertTrue(e.getMessage().contains("header = " + len + " bytes"), e.getMessage());
+        }
+    }
+
+    @Test
     void refusesUnknownIncompatibleBitsAndEncryptionByName() {
         ByteBuffer b = v3();
         b.putLong(72, 1L << 20);
