@@ -152,8 +152,8 @@ public final class Qcow2Check {
         }
         if (hasDataFile) {
             String name = Images.resolveRelative(filename, header.dataFile());
-            try (FileChannel c = FileChannel.open(Path.of(name), StandardOpenOption.READ)) {
-                // It only has to open: a check reads no guest data.
+            try {
+                FileChannel.open(Path.of(name), StandardOpenOption.READ).close(); // it only has to open
             } catch (NoSuchFileException e) {
                 throw new QcowException(name, "no such file (external data file of " + filename + ")");
             } catch (AccessDeniedException e) {

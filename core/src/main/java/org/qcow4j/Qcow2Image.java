@@ -361,6 +361,7 @@ public final class Qcow2Image implements DiskImage {
     }
 
     @Override
+    @SuppressWarnings("try") // the resources are only there to be closed, each even if another fails
     public void close() throws IOException {
         try (storage; FileStorage d = dataStorage != storage ? dataStorage : null; DiskImage b = backing) {
             CompressedReader r;

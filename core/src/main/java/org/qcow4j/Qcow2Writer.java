@@ -483,6 +483,7 @@ public final class Qcow2Writer implements Closeable {
 
     /** Closes the files; an unfinished image's data file is removed if this writer created it. */
     @Override
+    @SuppressWarnings("try") // the resources are only there to be closed, each even if another fails
     public void close() throws IOException {
         try (file; FileChannel d = dataFile) {
             // closed by try-with-resources
