@@ -8,8 +8,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
- * Runs the common commands once on a tiny bundled image so the launcher can record a class-data sharing
- * archive ({@code -XX:ArchiveClassesAtExit}) of the classes they load. Not a user command.
+ * Runs the common commands once on a tiny bundled image and filesystem so the launcher can record a class-data
+ * sharing archive ({@code -XX:ArchiveClassesAtExit}) of the classes they load. Not a user command.
  */
 final class Train {
     private Train() {
@@ -19,8 +19,12 @@ final class Train {
         Path dir = Files.createTempDirectory("qcow4j-train");
         Path image = dir.resolve("train.qcow2");
         Path raw = dir.resolve("train.raw");
-        try (InputStream in = Train.class.getResourceAsStream("train.qcow2")) {
-            Files.copy(in, image);
+        Path fs = dir.resolve("train-ext4.img");
+        Path out = dir.resolve("out.qcow2");
+        for (Path p : new Path[] {image, fs}) {
+            try (InputStream in = Train.class.getResourceAsStream(p.getFileName().toString())) {
+                Files.copy(in, p);
+            }
         }
         PrintStream sink = new PrintStream(OutputStream.nullOutputStream());
         try {
@@ -29,10 +33,17 @@ final class Train {
             Main.run(new String[] {"map", "--output=json", image.toString()}, sink, sink);
             Main.run(new String[] {"convert", "-p", "-O", "raw", image.toString(), raw.toString()}, sink, sink);
             Main.run(new String[] {"info", dir.resolve("missing").toString()}, sink, sink);
+            Main.run(new String[] {"convert", "-c", "-O", "qcow2", raw.toString(), out.toString()}, sink, sink);
+            Main.run(new String[] {"convert", "-O", "qcow2", "-o", "compression_type=zstd", "-c", raw.toString(),
+                out.toString()}, sink, sink);
+            Main.run(new String[] {"check", "--output=json", out.toString()}, sink, sink);
+            Main.run(new String[] {"create", "-q", "-f", "qcow2", out.toString(), "1M"}, sink, sink);
+            Main.run(new String[] {"e2image", "-Q", fs.toString(), out.toString()}, sink, sink);
+            Main.run(new String[] {"e2image", "-r", fs.toString(), raw.toString()}, sink, sink);
         } finally {
-            Files.deleteIfExists(image);
-            Files.deleteIfExists(raw);
-            Files.deleteIfExists(dir);
+            for (Path p : new Path[] {image, raw, fs, out, dir}) {
+                Files.deleteIfExists(p);
+            }
         }
     }
 }
