@@ -12,8 +12,8 @@ import java.util.List;
  * @param corruptions        metadata errors: refcounts lower than the references, COPIED flags that do not match
  *                           refcounts, misaligned or reserved bits, references past the end of the file, ...
  * @param leaks              clusters whose stored refcount is higher than the references to them
- * @param corruptionsFixed   always 0: this check never repairs
- * @param leaksFixed         always 0: this check never repairs
+ * @param corruptionsFixed   corruptions repaired ({@link Qcow2Check#repair} with -r all); 0 for a plain check
+ * @param leaksFixed         leaked clusters repaired ({@link Qcow2Check#repair}); 0 for a plain check
  * @param imageEndOffset     the end of the last cluster that is referenced or has a refcount
  * @param totalClusters      guest clusters of the virtual disk
  * @param allocatedClusters  guest clusters the active L1 table maps to host clusters (standard, zero-allocated and

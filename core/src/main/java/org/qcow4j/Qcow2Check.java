@@ -67,6 +67,17 @@ public final class Qcow2Check {
     /** QEMU signals the first corruption it meets while reading refcounts, then stays quiet. */
     private boolean signaledCorruption;
 
+    /** Where repairs are written (positional writes), or null: a plain, read-only check. */
+    private FileChannel writer;
+    /** QEMU's BDRV_FIX_LEAKS and BDRV_FIX_ERRORS. */
+    private boolean fixLeaks;
+    private boolean fixErrors;
+    private long leaksFixed;
+    private long corruptionsFixed;
+    /** Findings {@link #repair} does not repair (QEMU would rebuild the refcount structure, or fixes other things). */
+    private long unrepairable;
+    private String firstUnrepairable;
+
     private long checkErrors;
     private long corruptions;
     private long leaks;
@@ -124,6 +135,74 @@ public final class Qcow2Check {
             check.open();
             check.run();
             return check.result();
+        }
+    }
+
+    /**
+     * {@code qemu-img check -r leaks} ({@code fixErrors} false) or {@code -r all} ({@code fixErrors} true), as far as
+     * QEMU's repairs are fixes of single refcount entries and of COPIED flags: stored refcounts higher than the
+     * references (leaks) are lowered, with {@code -r all} non-zero refcounts lower than the references are raised,
+     * and COPIED flags of the active L1 and L2 tables are set or cleared as QEMU's {@code check_oflag_copied} does.
+     * The diagnostics, "Repairing ..." lines included, go to {@code diagnostics} as QEMU prints them; the result
+     * counts what was fixed. The image is written in place and forced to disk; the caller double-checks it.
+     *
+     * <p>Before anything is written the image is checked read-only; an image needing anything else (a refcount
+     * structure rebuild, a refcount of 0 for a used cluster, other corruptions or check errors) or with a dirty,
+     * corrupt, autoclear or external data file feature is refused with a {@link QcowException}, untouched.
+     */
+    public static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
+        String filename = image.toString();
+        try (FileStorage storage = FileStorage.openReadOnly(image)) {
+            Header header = Qcow2Image.readHeader(storage, filename);
+            String refused = header.has(Feature.DIRTY) ? "the image is dirty (lazy refcounts)"
+                    : header.has(Feature.CORRUPT) ? "the image is marked corrupt"
+                    : header.autoclearFeatures() != 0 ? "the image has autoclear features (bitmaps, raw external data)"
+                    : header.has(Feature.EXTERNAL_DATA_FILE) ? "the image has an external data file" : null;
+            if (refused != null) {
+                throw new QcowException(filename, "cannot repair: " + refused + "; qcow4j repairs only leaks, refcounts "
+                        + "too low and COPIED flags of plain images (use qemu-img check -r)");
+            }
+            Qcow2Check dry = new Qcow2Check(filename, storage, header, line -> { });
+            dry.open();
+            dry.run();
+            if (dry.unrepairable > 0) {
+                throw new QcowException(filename, "cannot repair (nothing written): " + dry.unrepairable
+                        + " problems need more than fixing refcount entries and COPIED flags (a refcount structure "
+                        + "rebuild or other repairs; use qemu-img check -r all), the first: " + dry.firstUnrepairable);
+            }
+        }
+        FileChannel out;
+        try {
+            out = FileChannel.open(image, StandardOpenOption.READ, StandardOpenOption.WRITE);
+        } catch (IOException e) {
+            throw new QcowException(filename, "cannot open for writing: " + describe(e));
+        }
+        try (out; FileStorage storage = FileStorage.openReadOnly(image)) {
+            Qcow2Check check = new Qcow2Check(filename, storage, Qcow2Image.readHeader(storage, filename), diagnostics);
+            check.writer = out;
+            check.fixLeaks = true;
+            check.fixErrors = fixErrors;
+            check.open();
+            check.run();
+            try {
+                out.force(true);
+            } catch (IOException e) {
+                throw new QcowException(filename, "write failed: " + describe(e));
+            }
+            return check.result();
+        }
+    }
+
+    private static String describe(IOException e) {
+        return e.getMessage() == null ? e.getClass().getSimpleName() : e.getClass().getSimpleName() + ": " + e.getMessage();
+    }
+
+    /** A positional write of a repair; an I/O error is one clear line. */
+    private void write(ByteBuffer src, long pos) throws QcowException {
+        try {
+            StoredRefcounts.writeFully(writer, src, pos);
+        } catch (IOException e) {
+            throw new QcowException(filename, "write failed at offset " + pos + ": " + describe(e));
         }
     }
 
@@ -198,7 +277,7 @@ public final class Qcow2Check {
     }
 
     private CheckResult result() {
-        return new CheckResult(filename, "qcow2", checkErrors, corruptions, leaks, 0, 0, imageEndOffset,
+        return new CheckResult(filename, "qcow2", checkErrors, corruptions, leaks, corruptionsFixed, leaksFixed, imageEndOffset,
                 sizeToClusters(header.virtualSize()), allocatedClusters, fragmentedClusters, compressedClusters, List.of());
     }
 
@@ -457,6 +536,22 @@ public final class Qcow2Check {
 
     /** Stored versus computed refcount of every cluster: higher stored is a leak, lower a corruption. */
     private void compareRefcounts() throws IOException {
+        long savedLeaks = leaks;
+        long savedCorruptions = corruptions;
+        long savedCheckErrors = checkErrors;
+        long savedUnrepairable = unrepairable;
+        compareRefcounts(false);
+        if (writer != null && (leaks != 0 || corruptions != 0)) {
+            // QEMU's qcow2_check_refcounts: compare once without fixing, then again, from the same counts, fixing.
+            leaks = savedLeaks;
+            corruptions = savedCorruptions;
+            checkErrors = savedCheckErrors;
+            unrepairable = savedUnrepairable;
+            compareRefcounts(true);
+        }
+    }
+
+    private void compareRefcounts(boolean fix) throws IOException {
         long highest = 0;
         long perBlock = stored.clustersPerBlock();
         for (long first = 0; first < nbClusters; first += perBlock) {
@@ -479,10 +574,30 @@ public final class Qcow2Check {
                 }
                 if (storedCount != computedCount) {
                     boolean tooLow = Long.compareUnsigned(storedCount, computedCount) < 0;
-                    String line = (tooLow ? "ERROR" : "Leaked") + " cluster " + i + " refcount="
+                    // A stored 0 makes QEMU rebuild the refcount structure; otherwise one entry is rewritten.
+                    boolean repair = fix && storedCount != 0 && (tooLow ? fixErrors : fixLeaks);
+                    String line = (repair ? "Repairing" : tooLow ? "ERROR" : "Leaked") + " cluster " + i + " refcount="
                             + Long.toUnsignedString(storedCount) + " reference=" + Long.toUnsignedString(computedCount);
-                    if (tooLow) {
-                        corruption(line);
+                    if (repair) {
+                        report.accept(line);
+                        try {
+                            stored.set(i, computedCount, writer);
+                        } catch (StoredRefcounts.UnreadableRefcount e) {
+                            throw new QcowException(filename, "cannot repair the refcount of cluster " + i);
+                        } catch (IOException e) {
+                            throw new QcowException(filename, "write failed (refcount of cluster " + i + "): " + describe(e));
+                        }
+                        if (tooLow) {
+                            corruptionsFixed++;
+                        } else {
+                            leaksFixed++;
+                        }
+                    } else if (tooLow) {
+                        if (storedCount == 0) {
+                            corruption(line);
+                        } else {
+                            repairableCorruption(line);
+                        }
                     } else {
                         report.accept(line);
                         leaks++;
@@ -498,6 +613,8 @@ public final class Qcow2Check {
      * clusters whose stored refcount is 1 (data in an external data file always counts as refcount 1).
      */
     private void checkCopiedFlags() throws IOException {
+        // QEMU: -r all always repairs; -r leaks only if the refcounts are now right (no errors, leaks or corruptions).
+        boolean repair = writer != null && (fixErrors || (fixLeaks && checkErrors == 0 && corruptions == 0 && leaks == 0));
         for (int i = 0; i < activeL1.length; i++) {
             long l1Entry = activeL1[i];
             long l2Offset = L1Entry.l2Offset(l1Entry);
@@ -511,10 +628,20 @@ public final class Qcow2Check {
                 continue; // compareRefcounts reported it
             }
             if ((refcount == 1) != ((l1Entry & L1Entry.COPIED) != 0)) {
-                corruption("ERROR OFLAG_COPIED L2 cluster: l1_index=" + i + " l1_entry=" + CFormat.hex(l1Entry)
-                        + " refcount=" + Long.toUnsignedString(refcount));
+                String line = (repair ? "Repairing" : "ERROR") + " OFLAG_COPIED L2 cluster: l1_index=" + i + " l1_entry="
+                        + CFormat.hex(l1Entry) + " refcount=" + Long.toUnsignedString(refcount);
+                if (repair) {
+                    report.accept(line);
+                    activeL1[i] = refcount == 1 ? l1Entry | L1Entry.COPIED : l1Entry & ~L1Entry.COPIED;
+                    write(ByteBuffer.allocate(8).order(ByteOrder.BIG_ENDIAN).putLong(0, activeL1[i]),
+                            header.l1TableOffset() + 8L * i);
+                    corruptionsFixed++;
+                } else {
+                    repairableCorruption(line);
+                }
             }
             readL2(l2Offset);
+            int l2Dirty = 0;
             for (int j = 0; j < l2Entries(); j++) {
                 long entry = l2Entry(j);
                 SubclusterType type = clusterType(entry);
@@ -528,9 +655,23 @@ public final class Qcow2Check {
                     continue;
                 }
                 if ((dataRefcount == 1) != ((entry & L2Entry.COPIED) != 0)) {
-                    corruption("ERROR OFLAG_COPIED data cluster: l2_entry=" + CFormat.hex(entry)
-                            + " refcount=" + Long.toUnsignedString(dataRefcount));
+                    String line = (repair ? "Repairing" : "ERROR") + " OFLAG_COPIED data cluster: l2_entry="
+                            + CFormat.hex(entry) + " refcount=" + Long.toUnsignedString(dataRefcount);
+                    if (repair) {
+                        report.accept(line);
+                        l2Table[extendedL2 ? 2 * j : j] = dataRefcount == 1 ? entry | L2Entry.COPIED : entry & ~L2Entry.COPIED;
+                        l2Dirty++;
+                    } else {
+                        repairableCorruption(line);
+                    }
                 }
+            }
+            if (l2Dirty > 0) {
+                // QEMU writes the whole table back (one cluster).
+                ByteBuffer b = ByteBuffer.allocate((int) clusterSize).order(ByteOrder.BIG_ENDIAN);
+                b.asLongBuffer().put(l2Table);
+                write(b, l2Offset);
+                corruptionsFixed += l2Dirty;
             }
         }
     }
@@ -619,14 +760,28 @@ public final class Qcow2Check {
         return (v + 7) & ~7L;
     }
 
+    /** A corruption {@link #repair} does not repair. */
     private void corruption(String line) {
+        repairableCorruption(line);
+        unrepairable(line);
+    }
+
+    /** A corruption {@link #repair} repairs: a refcount too low (but not 0), a wrong COPIED flag. */
+    private void repairableCorruption(String line) {
         report.accept(line);
         corruptions++;
+    }
+
+    private void unrepairable(String line) {
+        if (unrepairable++ == 0) {
+            firstUnrepairable = line;
+        }
     }
 
     private void checkError(String line) {
         report.accept(line);
         checkErrors++;
+        unrepairable(line);
     }
 
     /** The check cannot go on: qemu-img prints "Check failed: REASON" and exits 1 without a report. */

@@ -3,6 +3,7 @@ package org.qcow4j;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import org.qcow4j.format.Header;
@@ -80,6 +81,32 @@ final class StoredRefcounts {
     /** The refcount of {@code cluster} in {@code block}, the block covering it. */
     long get(ByteBuffer block, long cluster) {
         return RefcountBlock.get(block, (int) (cluster & ((1L << blockBits) - 1)), order);
+    }
+
+    /**
+     * Sets the stored refcount of {@code cluster} to {@code value}, writing the bytes holding its entry in place
+     * through {@code out} (positional write) and updating the cached block. The cluster's refcount block must exist
+     * (a non-zero stored refcount proves it does).
+     */
+    void set(long cluster, long value, FileChannel out) throws UnreadableRefcount, IOException {
+        long index = cluster >>> blockBits;
+        ByteBuffer block = block(index);
+        if (block == null) {
+            throw new IllegalStateException("no refcount block for cluster " + cluster);
+        }
+        int entry = (int) (cluster & ((1L << blockBits) - 1));
+        RefcountBlock.set(block, entry, order, value);
+        int byteIndex = (int) (((long) entry << order) >>> 3);
+        int length = Math.max(1, (1 << order) >>> 3);
+        long offset = table[(int) index] & RefcountBlock.TABLE_OFFSET_MASK;
+        ByteBuffer bytes = block.duplicate().position(byteIndex).limit(byteIndex + length);
+        writeFully(out, bytes, offset + byteIndex);
+    }
+
+    static void writeFully(FileChannel out, ByteBuffer src, long pos) throws IOException {
+        while (src.hasRemaining()) {
+            pos += out.write(src, pos);
+        }
     }
 
     /** The refcount block at refcount table index {@code index}, or null if there is none (all its refcounts 0). */

@@ -19,7 +19,8 @@ import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.Header;
 
 /**
- * {@code check}: what {@code qemu-img check} reports (no repair): diagnostics on stderr as they are found, then the
+ * {@code check}: what {@code qemu-img check} reports, and with {@code -r leaks|all} repairs (leaks, refcounts too
+ * low, COPIED flags; see {@link Qcow2Check#repair}) followed by a second check: diagnostics on stderr as they are found, then the
  * summary (human or JSON) on stdout, and qemu-img's exit codes.
  */
 final class CheckCommand implements Command {
@@ -32,7 +33,8 @@ final class CheckCommand implements Command {
 
     private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet: print no report, only errors.", "-q");
     private static final CommandLine.Option REPAIR = CommandLine.Option.value("leaks|all",
-            "Not supported yet: check is read-only.", "-r", "--repair");
+            "Repair leaked clusters (leaks), also refcounts too low and COPIED flags (all), in place, as qemu-img check -r;"
+                    + " images needing more (a refcount structure rebuild) are refused untouched.", "-r", "--repair");
 
     @Override
     public String name() {
@@ -41,12 +43,12 @@ final class CheckCommand implements Command {
 
     @Override
     public String synopsis() {
-        return "check [-f FMT] [--output=human|json] [-q] IMAGE";
+        return "check [-f FMT] [--output=human|json] [-q] [-r leaks|all] IMAGE";
     }
 
     @Override
     public String description() {
-        return "Check a qcow2 image's metadata for leaked clusters and corruption (read-only), as qemu-img check does.";
+        return "Check a qcow2 image's metadata for leaked clusters and corruption (read-only unless -r), as qemu-img check does.";
     }
 
     @Override
@@ -70,8 +72,16 @@ final class CheckCommand implements Command {
     public int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         boolean json = ImageArgs.json(args);
         String image = ImageArgs.oneImage(args);
+        Boolean fixErrors = null; // null: no -r, a read-only check
         if (args.has("-r")) {
-            throw new CommandLine.UsageException("-r: repairing is not supported (check is read-only)");
+            String mode = args.get("-r", null);
+            if ("leaks".equals(mode)) {
+                fixErrors = false;
+            } else if ("all".equals(mode)) {
+                fixErrors = true;
+            } else {
+                throw new CommandLine.UsageException("Unknown option value for -r (expecting 'leaks' or 'all'): " + mode);
+            }
         }
         String format = args.get("-f", null);
         if (format == null) {
@@ -87,7 +97,26 @@ final class CheckCommand implements Command {
             default -> throw new UnsupportedFeatureException(image, "image format '" + format + "' (qcow4j checks qcow2)");
         }
 
-        CheckResult r = Qcow2Check.check(Path.of(image), err::println);
+        CheckResult r;
+        if (fixErrors == null) {
+            r = Qcow2Check.check(Path.of(image), err::println);
+        } else {
+            r = Qcow2Check.repair(Path.of(image), fixErrors, err::println);
+            if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {
+                // qemu-img: say what was repaired, then check again (read-only) and report that check.
+                if (!json && !args.has("-q")) {
+                    out.print("The following inconsistencies were found and repaired:\n\n"
+                            + "    " + r.leaksFixed() + " leaked clusters\n"
+                            + "    " + r.corruptionsFixed() + " corruptions\n\n"
+                            + "Double checking the fixed image now...\n");
+                }
+                CheckResult again = Qcow2Check.check(Path.of(image), err::println);
+                r = new CheckResult(again.filename(), again.format(), again.checkErrors(), again.corruptions(),
+                        again.leaks(), r.corruptionsFixed(), r.leaksFixed(), again.imageEndOffset(),
+                        again.totalClusters(), again.allocatedClusters(), again.fragmentedClusters(),
+                        again.compressedClusters(), List.of());
+            }
+        }
         if (!args.has("-q")) {
             out.print(json ? QemuJson.render(toJson(r, image)) + "\n" : human(r));
         }
