@@ -3,16 +3,13 @@ package org.qcow4j.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.io.ByteArrayOutputStream;
-import java.io.IOException;
-import java.io.InputStream;
 import java.io.PrintStream;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
+import org.qcow4j.testing.Processes;
 
 /**
  * Runs QEMU's tools (the reference) and qcow4j's CLI in-process for tests. ./test.sh installs qemu-utils, so
@@ -32,34 +29,8 @@ final class Qemu {
 
     /** Runs an external command in {@code dir} and waits for it (60 s at most). */
     static Result run(Path dir, String... cmd) {
-        try {
-            Process p = new ProcessBuilder(cmd).directory(dir.toFile()).start();
-            p.getOutputStream().close();
-            byte[][] streams = new byte[2][];
-            Thread errReader = new Thread(() -> streams[1] = readAll(p.getErrorStream()));
-            errReader.start();
-            streams[0] = readAll(p.getInputStream());
-            if (!p.waitFor(60, TimeUnit.SECONDS)) {
-                p.destroyForcibly();
-                throw new AssertionError("timed out: " + String.join(" ", cmd));
-            }
-            errReader.join();
-            return new Result(p.exitValue(), new String(streams[0], StandardCharsets.UTF_8),
-                    new String(streams[1], StandardCharsets.UTF_8));
-        } catch (IOException e) {
-            throw new UncheckedIOException(String.join(" ", cmd), e);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new AssertionError(e);
-        }
-    }
-
-    private static byte[] readAll(InputStream in) {
-        try (in) {
-            return in.readAllBytes();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+        Processes.Result r = Processes.run(dir, cmd);
+        return new Result(r.exit(), r.out(), r.err());
     }
 
     /** {@code qemu-img ARGS} in {@code dir}; must succeed. */

@@ -3,11 +3,9 @@ package org.qcow4j.ext;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -20,10 +18,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
+import org.qcow4j.testing.Processes;
 
 /**
  * Filesystems made at test time with e2fsprogs (the recipe of the e2image notes, section 5), and the reference
@@ -355,37 +353,8 @@ final class Fixtures {
 
     /** Runs a command in the fixture directory and waits for it (60 s at most). */
     static Result run(String... cmd) {
-        try {
-            ProcessBuilder pb = new ProcessBuilder(cmd).directory(DIR.toFile());
-            // e2fsprogs lives in /sbin on Debian, which is not on every user's PATH.
-            pb.environment().merge("PATH", "/usr/sbin:/sbin", (a, b) -> a + ":" + b);
-            Process p = pb.start();
-            p.getOutputStream().close();
-            byte[][] streams = new byte[2][];
-            Thread errReader = new Thread(() -> streams[1] = readAll(p.getErrorStream()));
-            errReader.start();
-            streams[0] = readAll(p.getInputStream());
-            if (!p.waitFor(60, TimeUnit.SECONDS)) {
-                p.destroyForcibly();
-                throw new AssertionError("timed out: " + String.join(" ", cmd));
-            }
-            errReader.join();
-            return new Result(p.exitValue(), new String(streams[0], StandardCharsets.UTF_8),
-                    new String(streams[1], StandardCharsets.UTF_8));
-        } catch (IOException e) {
-            throw new UncheckedIOException(String.join(" ", cmd), e);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new AssertionError(e);
-        }
-    }
-
-    private static byte[] readAll(InputStream in) {
-        try (in) {
-            return in.readAllBytes();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
-        }
+        Processes.Result r = Processes.run(DIR, cmd);
+        return new Result(r.exit(), r.out(), r.err());
     }
 
     private static void delete(Path dir) {
