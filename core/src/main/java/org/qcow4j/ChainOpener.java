@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.AccessDeniedException;
+import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -47,7 +48,7 @@ final class ChainOpener {
         }
         chain.add(real);
         names.add(filename);
-        FileStorage storage = FileStorage.openReadOnly(path);
+        FileStorage storage = openFile(path, real, filename, overlay == null ? null : "backing file of " + overlay);
         try {
             String fmt = format != null && !format.isEmpty() ? format : probe(storage);
             return switch (fmt) {
@@ -63,7 +64,23 @@ final class ChainOpener {
 
     /** Opens an external data file (incompatible bit 2) for reading. */
     FileStorage openDataFile(String filename, String image) throws IOException {
-        return FileStorage.openReadOnly(realPath(Path.of(filename), filename, "external data file of " + image));
+        String role = "external data file of " + image;
+        return openFile(Path.of(filename), realPath(Path.of(filename), filename, role), filename, role);
+    }
+
+    /** Opens a file of the chain; a directory or an I/O error is reported with the file's name and role. */
+    private static FileStorage openFile(Path path, Path real, String filename, String role) throws IOException {
+        String why = role == null ? "" : " (" + role + ")";
+        if (Files.isDirectory(real)) {
+            throw new QcowException(filename, "is a directory" + why);
+        }
+        try {
+            return FileStorage.openReadOnly(path);
+        } catch (QcowException e) {
+            throw e;
+        } catch (IOException e) {
+            throw new QcowException(filename, "cannot open: " + e.getMessage() + why, e);
+        }
     }
 
     private static Path realPath(Path path, String filename, String role) throws IOException {

@@ -367,6 +367,9 @@ public record Header(
                         "backing file name past the end of the file (" + fileLength + " bytes)");
             }
             backingFile = string(b, (int) backingFileOffset, (int) len);
+            if (backingFile.isEmpty()) {
+                backingFile = null; // QEMU: an empty name means no backing file
+            }
         }
         return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
                 l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatible,
