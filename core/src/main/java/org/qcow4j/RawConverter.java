@@ -32,11 +32,7 @@ public final class RawConverter {
 
     /** Total guest bytes of the inputs, which is the output's size. */
     public static long totalSize(List<DiskImage> inputs) {
-        long total = 0;
-        for (DiskImage d : inputs) {
-            total = Math.addExact(total, d.size());
-        }
-        return total;
+        return ConcatenatedImage.of(inputs).size();
     }
 
     /**
