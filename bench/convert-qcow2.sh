@@ -173,27 +173,17 @@ check_job() {
   rm -f "$OUT"
 }
 
-# Times ROUNDS rounds for one job, one run per tool each round. The tools are interleaved, and their
-# order rotates each round, so a slow phase of the machine or a warm cache does not favour one tool.
+# Times ROUNDS interleaved rounds for one job (lib.sh's interleave_rounds).
 # Sets the globals MEAN_x and MIN_x (seconds) for x in ref, alt, qcow4j.
 bench_job() {
-  local job=$1
-  local tools=(ref alt qcow4j) r k tool
-  local -a t_ref=() t_alt=() t_qcow4j=()
-  check_job "$job"
-  for (( r = 1; r <= ROUNDS; r++ )); do
-    for (( k = 0; k < 3; k++ )); do
-      tool=${tools[$(( (k + r - 1) % 3 ))]}
-      timed run_tool "$job" "$tool"
-      eval "t_$tool+=($NS)"
-      log "$job round $r/$ROUNDS $tool $(awk -v n="$NS" 'BEGIN { printf "%.3f s", n / 1e9 }')"
-    done
-  done
+  check_job "$1"
+  JOB=$1
+  interleave_rounds "$1" timed run_job_tool ref alt qcow4j
   rm -f "$OUT"
-  MEAN_ref=$(mean_s "${t_ref[@]}");       MIN_ref=$(min_s "${t_ref[@]}")
-  MEAN_alt=$(mean_s "${t_alt[@]}");       MIN_alt=$(min_s "${t_alt[@]}")
-  MEAN_qcow4j=$(mean_s "${t_qcow4j[@]}"); MIN_qcow4j=$(min_s "${t_qcow4j[@]}")
 }
+
+# One tool on the job being benchmarked.
+run_job_tool() { run_tool "$JOB" "$1"; }
 
 main() {
   check_tools qemu-img java cmp awk head dd base64 seq truncate stat grep

@@ -132,27 +132,17 @@ check_image() {
   rm -f "$REF" "$OUT"
 }
 
-# Times ROUNDS rounds for one image, one run per tool each round. The tools are interleaved, and their
-# order rotates each round, so a slow phase of the machine or a warm cache does not favour one tool.
+# Times ROUNDS interleaved rounds for one image (lib.sh's interleave_rounds).
 # Sets the globals MEAN_x and MIN_x (seconds) for x in qemu, qemuW, qcow4j.
 bench_image() {
-  local name=$1 img=$WORK/$1.qcow2
-  local tools=(qemu qemuW qcow4j) r k tool
-  local -a t_qemu=() t_qemuW=() t_qcow4j=()
-  check_image "$name"
-  for (( r = 1; r <= ROUNDS; r++ )); do
-    for (( k = 0; k < 3; k++ )); do
-      tool=${tools[$(( (k + r - 1) % 3 ))]}
-      timed run_tool "$tool" "$img"
-      eval "t_$tool+=($NS)"
-      log "$name round $r/$ROUNDS $tool $(awk -v n="$NS" 'BEGIN { printf "%.3f s", n / 1e9 }')"
-    done
-  done
+  check_image "$1"
+  IMG=$WORK/$1.qcow2
+  interleave_rounds "$1" timed run_on_image qemu qemuW qcow4j
   rm -f "$OUT"
-  MEAN_qemu=$(mean_s "${t_qemu[@]}");     MIN_qemu=$(min_s "${t_qemu[@]}")
-  MEAN_qemuW=$(mean_s "${t_qemuW[@]}");   MIN_qemuW=$(min_s "${t_qemuW[@]}")
-  MEAN_qcow4j=$(mean_s "${t_qcow4j[@]}"); MIN_qcow4j=$(min_s "${t_qcow4j[@]}")
 }
+
+# One tool on the image being benchmarked.
+run_on_image() { run_tool "$1" "$IMG"; }
 
 main() {
   check_tools qemu-img qemu-io java cmp awk head dd base64 seq truncate

@@ -276,30 +276,20 @@ check_round() {
   rm -f "$E2_QCOW2" "$Q_QCOW2"
 }
 
-# Times ROUNDS rounds for one job, one run per tool each round; with two tools their order alternates,
-# so a slow phase of the machine or a warm cache does not favour one tool.
-# Sets the globals MEAN_x and MIN_x (seconds, "-" for none) for x in e2image, qcow4j.
+# Times ROUNDS interleaved rounds for one job (lib.sh's interleave_rounds; with two tools their order
+# alternates). Sets the globals MEAN_x and MIN_x (seconds, "-" for none) for x in e2image, qcow4j.
 bench_job() {
-  local job=$1 tools r k n tool
-  read -r -a tools <<<"$(tools_of "$job")"
-  n=${#tools[@]}
-  local -a t_e2image=() t_qcow4j=()
-  set_out "$job"
-  for (( r = 1; r <= ROUNDS; r++ )); do
-    for (( k = 0; k < n; k++ )); do
-      tool=${tools[$(( (k + r - 1) % n ))]}
-      timed_run run_tool "$job" "$tool"
-      eval "t_$tool+=($NS)"
-      log "$job round $r/$ROUNDS $tool $(awk -v n="$NS" 'BEGIN { printf "%.3f s", n / 1e9 }')"
-    done
-  done
-  rm -f "$OUT"
+  local tools
+  read -r -a tools <<<"$(tools_of "$1")"
+  set_out "$1"
+  JOB=$1
   MEAN_e2image=-; MIN_e2image=-
-  if (( ${#t_e2image[@]} )); then
-    MEAN_e2image=$(mean_s "${t_e2image[@]}"); MIN_e2image=$(min_s "${t_e2image[@]}")
-  fi
-  MEAN_qcow4j=$(mean_s "${t_qcow4j[@]}"); MIN_qcow4j=$(min_s "${t_qcow4j[@]}")
+  interleave_rounds "$1" timed_run run_job_tool "${tools[@]}"
+  rm -f "$OUT"
 }
+
+# One tool on the job being benchmarked.
+run_job_tool() { run_tool "$JOB" "$1"; }
 
 mib() { awk -v s="$1" -v m="$MIB" 'BEGIN { printf "%.1f", s / m }'; }
 

@@ -66,6 +66,30 @@ timed() {
   die "qcow4j keeps rebuilding (sources changing under the benchmark): $*"
 }
 
+# Times ROUNDS rounds of LABEL, one run per tool each round. The tools are interleaved and their order rotates
+# each round, so a slow phase of the machine or a warm cache does not favour one tool.
+#   interleave_rounds LABEL TIMER RUN TOOL...
+# TIMER times one command into NS (timed, or a wrapper of it); RUN TOOL runs one tool.
+# Sets the globals MEAN_tool and MIN_tool (seconds) for each TOOL.
+interleave_rounds() {
+  local label=$1 timer=$2 run=$3 r k tool
+  shift 3
+  local -a tools=("$@")
+  local n=${#tools[@]}
+  for tool in "${tools[@]}"; do eval "local -a t_$tool=()"; done
+  for (( r = 1; r <= ROUNDS; r++ )); do
+    for (( k = 0; k < n; k++ )); do
+      tool=${tools[$(( (k + r - 1) % n ))]}
+      "$timer" "$run" "$tool"
+      eval "t_$tool+=($NS)"
+      log "$label round $r/$ROUNDS $tool $(awk -v n="$NS" 'BEGIN { printf "%.3f s", n / 1e9 }')"
+    done
+  done
+  for tool in "${tools[@]}"; do
+    eval "MEAN_$tool=\$(mean_s \"\${t_$tool[@]}\"); MIN_$tool=\$(min_s \"\${t_$tool[@]}\")"
+  done
+}
+
 # Mean of nanosecond values, printed in seconds.
 mean_s() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.3f", s / NR / 1e9 }'; }
 min_s()  { printf '%s\n' "$@" | awk 'NR == 1 || $1 < m { m = $1 } END { printf "%.3f", m / 1e9 }'; }
