@@ -62,6 +62,28 @@ final class ChainOpener {
         }
     }
 
+    /** Opens the top image {@code filename} read-write (it must be qcow2); its backing chain is opened read-only. */
+    Qcow2Image openForWriting(String filename) throws IOException {
+        Path path = Path.of(filename);
+        Path real = realPath(path, filename, null);
+        if (Files.isDirectory(real)) {
+            throw new QcowException(filename, "is a directory");
+        }
+        chain.add(real);
+        names.add(filename);
+        FileStorage storage = FileStorage.openReadWrite(path);
+        try {
+            String fmt = options.format() != null && !options.format().isEmpty() ? options.format() : probe(storage);
+            if (!fmt.equals("qcow2")) {
+                throw new UnsupportedFeatureException(filename, "writing to " + fmt + " images");
+            }
+            return Qcow2Image.open(storage, filename, this, 0);
+        } catch (IOException | RuntimeException e) {
+            storage.close();
+            throw e;
+        }
+    }
+
     /** Opens an external data file (incompatible bit 2) for reading. */
     FileStorage openDataFile(String filename, String image) throws IOException {
         String role = "external data file of " + image;

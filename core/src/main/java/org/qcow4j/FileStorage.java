@@ -7,22 +7,32 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 
 /**
- * A read-only image file with positional reads (no shared file position, so threads never contend).
+ * An image file with positional reads and writes (no shared file position, so threads never contend).
  * Reads past the end of the file return zeros, as QEMU's block layer does.
  */
 final class FileStorage implements AutoCloseable {
     private final Path path;
     private final FileChannel channel;
-    private final long length;
+    private final boolean writable;
+    private volatile long length;
 
-    private FileStorage(Path path, FileChannel channel) throws IOException {
+    private FileStorage(Path path, FileChannel channel, boolean writable) throws IOException {
         this.path = path;
         this.channel = channel;
+        this.writable = writable;
         this.length = channel.size();
     }
 
     static FileStorage openReadOnly(Path path) throws IOException {
-        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ));
+        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ), false);
+    }
+
+    static FileStorage openReadWrite(Path path) throws IOException {
+        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE), true);
+    }
+
+    boolean writable() {
+        return writable;
     }
 
     Path path() {
@@ -47,6 +57,31 @@ final class FileStorage implements AutoCloseable {
             }
             pos += n;
         }
+    }
+
+    /** Writes all of {@code src} at {@code pos}, growing the file if need be. */
+    void writeFully(ByteBuffer src, long pos) throws IOException {
+        long end = pos + src.remaining();
+        while (src.hasRemaining()) {
+            pos += channel.write(src, pos);
+        }
+        if (end > length) {
+            synchronized (this) {
+                length = Math.max(length, end);
+            }
+        }
+    }
+
+    /** Makes the file at least {@code size} bytes long (the new part reads as zeros). */
+    void extendTo(long size) throws IOException {
+        if (size > length && size > channel.size()) {
+            writeFully(ByteBuffer.allocate(1), size - 1);
+        }
+    }
+
+    /** Forces written data (and the file's length) to the disk. */
+    void force() throws IOException {
+        channel.force(true);
     }
 
     /** Reads {@code len} bytes at {@code pos} into a new heap buffer; {@code len} must already be bounded. */

@@ -3,7 +3,7 @@ package org.qcow4j;
 import java.io.IOException;
 import java.nio.file.Path;
 
-/** Entry point of the library: opens disk images read-only. */
+/** Entry point of the library: opens disk images read-only or for writing. */
 public final class Images {
     private Images() {
     }
@@ -16,6 +16,20 @@ public final class Images {
     /** Opens {@code path} with its backing chain as {@code options} say. */
     public static DiskImage open(Path path, OpenOptions options) throws IOException {
         return new ChainOpener(options).open(path.toString(), options.format(), 0, null);
+    }
+
+    /**
+     * Opens the qcow2 image {@code path} for reading and writing (its backing chain read-only). A dirty image
+     * (lazy refcounts, not closed) is repaired first, as QEMU does; an image marked corrupt opens read-only with a
+     * warning. Images with internal snapshots, persistent bitmaps or an external data file are refused by name.
+     */
+    public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
+        return Qcow2Image.openWritable(path, options);
+    }
+
+    /** Opens {@code path} for writing with the default options. */
+    public static WritableImage openWritable(Path path) throws IOException {
+        return openWritable(path, OpenOptions.defaults());
     }
 
     /**

@@ -4,7 +4,10 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.List;
+import java.nio.channels.SeekableByteChannel;
+import java.nio.file.Path;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.qcow4j.format.Bitmap;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Feature;
@@ -15,24 +18,30 @@ import org.qcow4j.format.Snapshot;
 import org.qcow4j.format.SubclusterType;
 
 /**
- * A qcow2 image opened read-only: the header, the active L1 table (loaded whole, bounded by QEMU's 32 MiB
- * limit and the file length), L2 tables through a bounded {@link TableCache}, and the backing chain.
- * Everything read from the file is validated before it is used to size or address anything.
+ * A qcow2 image: the header, the cluster mapping ({@link ClusterMap}: the active L1 table, loaded whole and bounded by
+ * QEMU's 32 MiB limit and the file length, and L2 tables through a bounded cache), and the backing chain.
+ * Everything read from the file is validated before it is used to size or address anything. Opened for writing
+ * ({@link Images#openWritable}), a {@link Qcow2Updater} does the writes under this image's write lock.
  */
-public final class Qcow2Image implements DiskImage {
+public final class Qcow2Image implements WritableImage {
     private final String filename;
     private final FileStorage storage;
     private final FileStorage dataStorage;
     private final String dataFileName;
     private final Header header;
     private final ClusterGeometry geo;
-    private final long[] l1;
-    private final TableCache l2Cache;
+    private final ClusterMap map;
     private final List<Snapshot> snapshots;
     private final List<Bitmap> bitmaps;
     private final DiskImage backing;
     private final String backingFilename;
     private final ConcurrentLinkedQueue<CompressedReader> compressedReaders = new ConcurrentLinkedQueue<>();
+    private volatile long virtualSize;
+    /** Set once by {@link #openWritable}; null for an image opened read-only. */
+    private Qcow2Updater writes;
+    private final List<String> warnings = new java.util.ArrayList<>();
+    /** Readers share it, writers (and flush, resize, close) hold it alone; used only when opened for writing. */
+    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
 
     /** The mapping of a run of guest bytes in this layer alone. */
     private record Run(SubclusterType type, long hostOffset, long length, long entry) {
@@ -45,12 +54,12 @@ public final class Qcow2Image implements DiskImage {
         this.storage = storage;
         this.header = header;
         this.geo = header.geometry();
-        this.l1 = l1;
+        this.map = new ClusterMap(storage, geo, l1, header.l1TableOffset(), options.l2CacheBytes());
+        this.virtualSize = header.virtualSize();
         this.snapshots = snapshots;
         this.bitmaps = bitmaps;
         this.dataStorage = dataStorage;
         this.dataFileName = dataFileName;
-        this.l2Cache = new TableCache((int) Math.min(Integer.MAX_VALUE, options.l2CacheBytes() / geo.clusterSize()), this::loadL2);
         this.backing = backing;
         this.backingFilename = backingFilename;
     }
@@ -80,6 +89,46 @@ public final class Qcow2Image implements DiskImage {
             }
             throw e;
         }
+    }
+
+    /**
+     * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
+     * (internal snapshots, persistent bitmaps, an external data file) before anything is written.
+     */
+    static Qcow2Image openWritable(Path path, OpenOptions options) throws IOException {
+        String filename = path.toString();
+        List<String> notes = new java.util.ArrayList<>();
+        Header h;
+        try (FileStorage probe = FileStorage.openReadOnly(path)) {
+            h = readHeader(probe, filename);
+        }
+        if (h.has(Feature.CORRUPT)) {
+            Qcow2Image ro = (Qcow2Image) new ChainOpener(options).open(filename, "qcow2", 0, null);
+            ro.warnings.add(filename + ": the image is marked corrupt; opened read-only (qemu-img check -r all repairs it)");
+            return ro;
+        }
+        String refused = h.nbSnapshots() > 0 ? "writing to an image with internal snapshots"
+                : h.has(Feature.BITMAPS) ? "writing to an image with persistent bitmaps"
+                : h.has(Feature.EXTERNAL_DATA_FILE) ? "writing to an image with an external data file" : null;
+        if (refused != null) {
+            throw new UnsupportedFeatureException(filename, refused);
+        }
+        if (h.has(Feature.DIRTY)) {
+            // As QEMU on open: lazy refcounts left unwritten by a crash are rebuilt before anything else is written.
+            if (notes.isEmpty()) { // TODO repairDirty (being built)
+                throw new UnsupportedFeatureException(filename, "repairing a dirty image (being built)");
+            }
+            notes.add(filename + ": repaired the refcounts of a dirty image (lazy refcounts, not closed cleanly)");
+        }
+        Qcow2Image image = new ChainOpener(options).openForWriting(filename);
+        try {
+            image.writes = new Qcow2Updater(image, filename, image.storage, image.header, image.map, image.backing, options);
+        } catch (IOException | RuntimeException e) {
+            image.close();
+            throw e;
+        }
+        image.warnings.addAll(notes);
+        return image;
     }
 
     /** Reads and validates the header, its extensions and the backing file name: all of cluster 0. */
@@ -131,14 +180,8 @@ public final class Qcow2Image implements DiskImage {
         return null;
     }
 
-    private static boolean overlaps(long a, long alen, long b, long blen) {
+    static boolean overlaps(long a, long alen, long b, long blen) {
         return alen > 0 && blen > 0 && a < b + blen && b < a + alen;
-    }
-
-    private long[] loadL2(long offset) throws IOException {
-        long[] table = new long[geo.l2Entries() * (geo.extendedL2() ? 2 : 1)];
-        storage.read(offset, (int) geo.clusterSize()).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(table);
-        return table;
     }
 
     @Override
@@ -153,7 +196,7 @@ public final class Qcow2Image implements DiskImage {
 
     @Override
     public long size() {
-        return header.virtualSize();
+        return virtualSize;
     }
 
     @Override
@@ -187,11 +230,11 @@ public final class Qcow2Image implements DiskImage {
     private Run lookup(long guest, long maxLen) throws IOException {
         long l1Index = geo.l1Index(guest);
         long limit = Math.min(guest + maxLen, (l1Index + 1) * geo.l2Coverage());
-        long l2Offset = l1Index < l1.length ? L1Entry.l2Offset(l1[(int) l1Index]) : 0;
+        long l2Offset = map.l2Offset(l1Index);
         if (l2Offset == 0) {
             return new Run(SubclusterType.UNALLOCATED_PLAIN, -1, limit - guest, 0);
         }
-        long[] table = l2Cache.get(l2Offset);
+        long[] table = map.table(l2Offset);
         boolean ext = geo.extendedL2();
         long unit = geo.subclusterSize();
         int index = geo.l2Index(guest);
@@ -213,7 +256,7 @@ public final class Qcow2Image implements DiskImage {
     }
 
     /** Classifies one subcluster and refuses entries QEMU would call corrupt. */
-    private SubclusterType classify(long[] table, int index, int sc, long l2Offset) throws FormatException {
+    SubclusterType classify(long[] table, int index, int sc, long l2Offset) throws FormatException {
         boolean ext = geo.extendedL2();
         long entry = table[ext ? 2 * index : index];
         long bitmap = ext ? table[2 * index + 1] : 0;
@@ -247,6 +290,20 @@ public final class Qcow2Image implements DiskImage {
 
     @Override
     public void read(ByteBuffer dst, long offset) throws IOException {
+        if (writes == null) {
+            readUnlocked(dst, offset);
+            return;
+        }
+        lock.readLock().lock();
+        try {
+            readUnlocked(dst, offset);
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** {@link #read} for callers that need no lock: read-only images, or the writer holding the write lock. */
+    void readUnlocked(ByteBuffer dst, long offset) throws IOException {
         checkRange(offset, dst.remaining());
         while (dst.hasRemaining()) {
             Run run = lookup(offset, dst.remaining());
@@ -345,6 +402,18 @@ public final class Qcow2Image implements DiskImage {
 
     @Override
     public Extent extentAt(long offset, long maxLength) throws IOException {
+        if (writes == null) {
+            return extentUnlocked(offset, maxLength);
+        }
+        lock.readLock().lock();
+        try {
+            return extentUnlocked(offset, maxLength);
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    private Extent extentUnlocked(long offset, long maxLength) throws IOException {
         checkRange(offset, 1);
         Run run = lookup(offset, Math.min(maxLength, size() - offset));
         long len = run.length();
@@ -360,9 +429,99 @@ public final class Qcow2Image implements DiskImage {
         };
     }
 
+    // ------------------------------------------------------------------------------------------ writing
+
+    @Override
+    public void write(ByteBuffer src, long offset) throws IOException {
+        lockForWriting();
+        try {
+            checkRange(offset, src.remaining());
+            writes.write(src, offset);
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    @Override
+    public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        lockForWriting();
+        try {
+            checkRange(offset, length);
+            writes.writeZeroes(offset, length, mayUnmap);
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    @Override
+    public void discard(long offset, long length) throws IOException {
+        lockForWriting();
+        try {
+            checkRange(offset, length);
+            writes.discard(offset, length, false);
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    @Override
+    public void flush() throws IOException {
+        lockForWriting();
+        try {
+            writes.flush();
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    @Override
+    public void resize(long newSize) throws IOException {
+        lockForWriting();
+        try {
+            writes.resize(newSize);
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    private void lockForWriting() throws QcowException {
+        if (writes == null) {
+            throw new QcowException(filename, warnings.isEmpty() ? "opened read-only" : "opened read-only: " + warnings.get(0));
+        }
+        lock.writeLock().lock();
+    }
+
+    /** The new virtual size, for the updater (which holds the write lock). */
+    void setSize(long newSize) {
+        virtualSize = newSize;
+    }
+
+    @Override
+    public SeekableByteChannel channel() {
+        return new ImageChannel(this);
+    }
+
+    @Override
+    public boolean readOnly() {
+        return writes == null;
+    }
+
+    @Override
+    public List<String> warnings() {
+        return List.copyOf(warnings);
+    }
+
     @Override
     @SuppressWarnings("try") // the resources are only there to be closed, each even if another fails
     public void close() throws IOException {
+        if (writes != null) {
+            lock.writeLock().lock();
+            try {
+                writes.close();
+            } finally {
+                lock.writeLock().unlock();
+            }
+        }
         try (storage; FileStorage d = dataStorage != storage ? dataStorage : null; DiskImage b = backing) {
             CompressedReader r;
             while ((r = compressedReaders.poll()) != null) {

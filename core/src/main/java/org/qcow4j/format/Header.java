@@ -48,6 +48,14 @@ public record Header(
         List<UnknownExtension> unknownExtensions) {
 
     public static final int MAGIC = 0x514649fb;
+    /** Byte offsets of the fields an open image rewrites in place (see the layout above). */
+    public static final int SIZE_AT = 24;
+    /** l1_size (u32) followed by l1_table_offset (u64): one 12-byte write moves the L1 table. */
+    public static final int L1_SIZE_AT = 36;
+    /** refcount_table_offset (u64) followed by refcount_table_clusters (u32): one 12-byte write moves the table. */
+    public static final int REFCOUNT_TABLE_AT = 48;
+    public static final int INCOMPATIBLE_FEATURES_AT = 72;
+    public static final int AUTOCLEAR_FEATURES_AT = 88;
     public static final int V2_HEADER_LENGTH = 72;
     public static final int V3_MIN_HEADER_LENGTH = 104;
     /** Enough to hold every fixed header field of any version. */

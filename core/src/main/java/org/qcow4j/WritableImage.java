@@ -1,0 +1,52 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.SeekableByteChannel;
+
+/**
+ * A virtual disk opened for reading and writing (open one with {@link Images#openWritable}). Safe for concurrent
+ * use by several threads. Guest writes become durable at {@link #flush()} and {@link #close()}; after a crash at any
+ * other moment the image holds, for each write, either its old or its new content, and is consistent
+ * ({@code qemu-img check} finds at most leaked clusters).
+ */
+public interface WritableImage extends DiskImage {
+    /**
+     * Writes {@code src.remaining()} bytes at guest {@code offset}, advancing the buffer's position.
+     * The range must lie inside the virtual disk.
+     */
+    void write(ByteBuffer src, long offset) throws IOException;
+
+    /**
+     * Makes {@code length} bytes at {@code offset} read as zeros. With {@code mayUnmap} whole clusters may give
+     * their host space back, as {@code qemu-io write -z -u} does; without it allocated clusters stay allocated.
+     */
+    void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException;
+
+    /**
+     * Gives back the host space of the whole clusters in the range, as a guest's discard does in QEMU: afterwards
+     * they read as zeros (version 3 images) or from the backing file (version 2 images, which have no zero flag).
+     * Parts of clusters at the ends of the range are left as they are.
+     */
+    void discard(long offset, long length) throws IOException;
+
+    /** Makes every write so far durable: data, then metadata, forced to the disk. */
+    void flush() throws IOException;
+
+    /**
+     * Changes the virtual size. Growing exposes zeros (never backing data); shrinking drops the clusters past the
+     * new end.
+     */
+    void resize(long newSize) throws IOException;
+
+    /** A channel over the guest bytes (position starts at 0; {@code truncate} shrinks the disk). */
+    SeekableByteChannel channel();
+
+    /**
+     * Whether writes are refused: an image whose corrupt bit is set opens read-only (see {@link #warnings()}).
+     */
+    boolean readOnly();
+
+    /** What opening the image had to say: a dirty image repaired, a corrupt image opened read-only. */
+    java.util.List<String> warnings();
+}
