@@ -100,6 +100,10 @@ public final class Qcow2Image implements WritableImage {
         List<String> notes = new java.util.ArrayList<>();
         Header h;
         try (FileStorage probe = FileStorage.openReadOnly(path)) {
+            String format = options.format() != null && !options.format().isEmpty() ? options.format() : ChainOpener.probe(probe);
+            if (!format.equals("qcow2")) {
+                throw new UnsupportedFeatureException(filename, "writing to " + format + " images");
+            }
             h = readHeader(probe, filename);
         }
         if (h.has(Feature.CORRUPT)) {
