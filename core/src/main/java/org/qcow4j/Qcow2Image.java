@@ -1,5 +1,6 @@
 package org.qcow4j;
 
+import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -516,16 +517,19 @@ public final class Qcow2Image implements WritableImage {
     }
 
     @Override
-    @SuppressWarnings("try") // the resources are only there to be closed, each even if another fails
     public void close() throws IOException {
-        if (writes != null) {
-            lock.writeLock().lock();
-            try {
-                writes.close();
-            } finally {
-                lock.writeLock().unlock();
+        lock.writeLock().lock();
+        try (Closeable files = this::closeFiles) {
+            if (writes != null) {
+                writes.close(); // the last flush; the files are closed even if it fails
             }
+        } finally {
+            lock.writeLock().unlock();
         }
+    }
+
+    @SuppressWarnings("try") // the resources are only there to be closed, each even if another fails
+    private void closeFiles() throws IOException {
         try (storage; FileStorage d = dataStorage != storage ? dataStorage : null; DiskImage b = backing) {
             CompressedReader r;
             while ((r = compressedReaders.poll()) != null) {

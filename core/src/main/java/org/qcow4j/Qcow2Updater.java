@@ -289,10 +289,14 @@ final class Qcow2Updater {
     /**
      * Discards the whole clusters of the range (and the partial last cluster of the disk), as QEMU's
      * {@code qcow2_cluster_discard}: with {@code full} the entries become unallocated, otherwise they read as zeros
-     * where the cluster was allocated or a backing file exists (version 3), or fall through to the backing file
-     * (version 2).
+     * where the cluster was allocated or a backing file exists (version 3), or become unallocated (version 2). A
+     * version 2 image with a backing file ignores discards, as QEMU does since 5.0: its unallocated clusters would
+     * show stale backing data.
      */
     void discard(long offset, long length, boolean full) throws IOException {
+        if (!full && header.version() < 3 && backing != null) {
+            return;
+        }
         long start = (offset + clusterSize - 1) & ~(clusterSize - 1);
         long end = offset + length == image.size() ? offset + length : (offset + length) & ~(clusterSize - 1);
         for (long guest = start; guest < end; ) {

@@ -25,8 +25,8 @@ public interface WritableImage extends DiskImage {
 
     /**
      * Gives back the host space of the whole clusters in the range, as a guest's discard does in QEMU: afterwards
-     * they read as zeros (version 3 images) or from the backing file (version 2 images, which have no zero flag).
-     * Parts of clusters at the ends of the range are left as they are.
+     * they read as zeros. Parts of clusters at the ends of the range are left as they are, and so is everything in
+     * a version 2 image with a backing file (it has no zero flag, so QEMU ignores discards there).
      */
     void discard(long offset, long length) throws IOException;
 
