@@ -10,6 +10,7 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.function.Consumer;
 import org.qcow4j.format.BitmapTable;
@@ -34,6 +35,9 @@ import org.qcow4j.format.SubclusterType;
  *
  * <p>Memory: one counter of the image's refcount width per host cluster (as QEMU), the refcount table (at most
  * 8 MiB), one L1 table at a time (at most 32 MiB), one L2 table and a few MiB of refcount blocks.
+ *
+ * <p>{@link #repair} is {@code qemu-img check -r leaks|all}, with QEMU's refcount structure rebuild; {@link
+ * #repairDirty} is the repair QEMU runs when it opens a dirty (lazy refcounts) image for writing.
  */
 public final class Qcow2Check {
     /** QEMU refuses to check files of more clusters than this ({@code nb_clusters > INT_MAX}: EFBIG). */
@@ -43,12 +47,20 @@ public final class Qcow2Check {
     /** v3 snapshot entries must carry at least vm_state_size_large and disk_size as extra data. */
     private static final int V3_MIN_SNAPSHOT_EXTRA_DATA = 16;
     private static final String EIO = "Input/output error";
+    /** Header fields a repair writes: refcount_table_offset (with refcount_table_clusters), incompatible_features. */
+    private static final long HEADER_REFCOUNT_TABLE_OFFSET = 48;
+    private static final long HEADER_INCOMPATIBLE_FEATURES = 72;
 
     private final String filename;
-    private final FileStorage storage;
+    /** The file, read-only; opened again when a repair has made the file longer (it caches the length). */
+    private FileStorage storage;
+    /** Whether {@link #storage} was opened by this check (again), so it closes it. */
+    private boolean ownsStorage;
     /** The file's length as QEMU sees it: rounded up to whole 512-byte sectors. */
-    private final long fileLength;
+    private long fileLength;
     private final Header header;
+    /** Where the refcount table is: the header's, then the one a rebuild wrote. */
+    private long refcountTableOffset;
     private final int clusterBits;
     private final long clusterSize;
     private final boolean extendedL2;
@@ -66,17 +78,28 @@ public final class Qcow2Check {
     private long nbClusters;
     /** QEMU signals the first corruption it meets while reading refcounts, then stays quiet. */
     private boolean signaledCorruption;
+    /**
+     * QEMU's {@code rebuild}: the refcount structure is broken beyond fixing single entries (a refcount table entry
+     * with reserved bits or unaligned, a refcount block not referenced exactly once, a used cluster with refcount 0).
+     */
+    private boolean rebuild;
 
-    /** Where repairs are written (positional writes), or null: a plain, read-only check. */
+    /** Where repairs are written (positional writes), or null: a read-only check (plain, or a repair's dry run). */
     private FileChannel writer;
-    /** QEMU's BDRV_FIX_LEAKS and BDRV_FIX_ERRORS. */
+    /** QEMU's BDRV_FIX_LEAKS and BDRV_FIX_ERRORS; also set for a repair's dry run, which writes nothing. */
     private boolean fixLeaks;
     private boolean fixErrors;
     private long leaksFixed;
     private long corruptionsFixed;
-    /** Findings {@link #repair} does not repair (QEMU would rebuild the refcount structure, or fixes other things). */
+    /** Findings {@link #repair} does not repair as QEMU would (QEMU repairs them otherwise, or not at all). */
     private long unrepairable;
     private String firstUnrepairable;
+    /**
+     * During a rebuild, the clusters {@code [knownUsedFrom, knownUsedTo)} all have a computed refcount (the
+     * rebuild only ever allocates), so a search for a free cluster starting among them may start at their end.
+     */
+    private long knownUsedFrom;
+    private long knownUsedTo;
 
     private long checkErrors;
     private long corruptions;
@@ -85,6 +108,11 @@ public final class Qcow2Check {
     private long fragmentedClusters;
     private long compressedClusters;
     private long imageEndOffset;
+
+    /** The counts QEMU's {@code BdrvCheckResult} holds, saved and restored as {@code qcow2_check_refcounts} does. */
+    private record Counts(long checkErrors, long corruptions, long leaks, long corruptionsFixed, long leaksFixed,
+                          long unrepairable) {
+    }
 
     /** One snapshot table entry, as far as the check needs it. */
     private record SnapshotEntry(long l1Offset, long l1Size, long extraDataSize, String id, String name) {
@@ -100,6 +128,7 @@ public final class Qcow2Check {
         // QEMU's bdrv_getlength counts whole 512-byte sectors, so a reference may end in the last, partial sector.
         this.fileLength = (storage.length() + 511) & ~511L;
         this.header = header;
+        this.refcountTableOffset = header.refcountTableOffset();
         this.clusterBits = header.clusterBits();
         this.clusterSize = header.clusterSize();
         this.extendedL2 = header.has(Feature.EXTENDED_L2);
@@ -139,36 +168,52 @@ public final class Qcow2Check {
     }
 
     /**
-     * {@code qemu-img check -r leaks} ({@code fixErrors} false) or {@code -r all} ({@code fixErrors} true), as far as
-     * QEMU's repairs are fixes of single refcount entries and of COPIED flags: stored refcounts higher than the
-     * references (leaks) are lowered, with {@code -r all} non-zero refcounts lower than the references are raised,
-     * and COPIED flags of the active L1 and L2 tables are set or cleared as QEMU's {@code check_oflag_copied} does.
+     * {@code qemu-img check -r leaks} ({@code fixErrors} false) or {@code -r all} ({@code fixErrors} true), repairing
+     * what QEMU 7.2's {@code qcow2_co_check_locked} repairs, in the same way and with the same counts:
+     * <ul>
+     * <li>stored refcounts higher than the references (leaks) are lowered (a cluster left unreferenced is zeroed,
+     *     as QEMU discards it); with {@code -r all} non-zero refcounts lower than the references are raised;
+     * <li>with {@code -r all}, a refcount structure QEMU rebuilds (a used cluster with refcount 0, a refcount table
+     *     entry with reserved bits or unaligned, a refcount block referenced more than once, e.g. overlapping other
+     *     metadata) is rebuilt: "Rebuilding refcount structure", new refcount blocks and table written to free
+     *     clusters or at the end of the file, forced to disk, and only then the header switched to them; the old
+     *     structure's clusters are then leaks, repaired at once. A refcount block past the end of the file first
+     *     has the file grown to it, as QEMU does. With {@code -r leaks} such an image fails as in QEMU ("ERROR need
+     *     to rebuild refcount structures", "Check failed: Input/output error"), with nothing written;
+     * <li>COPIED flags of the active L1 and L2 tables are set or cleared as QEMU's {@code check_oflag_copied} does;
+     * <li>the dirty bit (lazy refcounts) and the corrupt bit are cleared when the repair leaves no corruptions and
+     *     no check errors (QEMU's {@code qcow2_mark_clean} and {@code qcow2_mark_consistent}), after everything
+     *     else is on disk.
+     * </ul>
      * The diagnostics, "Repairing ..." lines included, go to {@code diagnostics} as QEMU prints them; the result
-     * counts what was fixed. The image is written in place and forced to disk; the caller double-checks it.
+     * counts what was found and fixed. The image is written in place and forced to disk; the caller double-checks
+     * it, as qemu-img does.
      *
-     * <p>Before anything is written the image is checked read-only; an image needing anything else (a refcount
-     * structure rebuild, a refcount of 0 for a used cluster, other corruptions or check errors) or with a dirty,
-     * corrupt, autoclear or external data file feature is refused with a {@link QcowException}, untouched.
+     * <p>Before anything is written the image is checked read-only; an image needing repairs QEMU makes otherwise
+     * (snapshot table fixes, zeroing misaligned preallocated L2 entries) or with corruptions no repair touches
+     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with autoclear features
+     * (bitmaps) or an external data file, is refused with a {@link QcowException}, untouched.
      */
     public static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
         String filename = image.toString();
         try (FileStorage storage = FileStorage.openReadOnly(image)) {
             Header header = Qcow2Image.readHeader(storage, filename);
-            String refused = header.has(Feature.DIRTY) ? "the image is dirty (lazy refcounts)"
-                    : header.has(Feature.CORRUPT) ? "the image is marked corrupt"
-                    : header.autoclearFeatures() != 0 ? "the image has autoclear features (bitmaps, raw external data)"
+            String refused = header.autoclearFeatures() != 0 ? "the image has autoclear features (bitmaps, raw external data)"
                     : header.has(Feature.EXTERNAL_DATA_FILE) ? "the image has an external data file" : null;
             if (refused != null) {
-                throw new QcowException(filename, "cannot repair: " + refused + "; qcow4j repairs only leaks, refcounts "
-                        + "too low and COPIED flags of plain images (use qemu-img check -r)");
+                throw new QcowException(filename, "cannot repair: " + refused + "; qcow4j repairs only images without them"
+                        + " (use qemu-img check -r)");
             }
+            // The dry run: the same decisions, nothing written, nothing printed.
             Qcow2Check dry = new Qcow2Check(filename, storage, header, line -> { });
+            dry.fixLeaks = true;
+            dry.fixErrors = fixErrors;
             dry.open();
             dry.run();
             if (dry.unrepairable > 0) {
                 throw new QcowException(filename, "cannot repair (nothing written): " + dry.unrepairable
-                        + " problems need more than fixing refcount entries and COPIED flags (a refcount structure "
-                        + "rebuild or other repairs; use qemu-img check -r all), the first: " + dry.firstUnrepairable);
+                        + " problems need repairs qcow4j does not make (use qemu-img check -r all), the first: "
+                        + dry.firstUnrepairable);
             }
         }
         FileChannel out;
@@ -179,17 +224,57 @@ public final class Qcow2Check {
         }
         try (out; FileStorage storage = FileStorage.openReadOnly(image)) {
             Qcow2Check check = new Qcow2Check(filename, storage, Qcow2Image.readHeader(storage, filename), diagnostics);
-            check.writer = out;
-            check.fixLeaks = true;
-            check.fixErrors = fixErrors;
-            check.open();
-            check.run();
             try {
-                out.force(true);
-            } catch (IOException e) {
-                throw new QcowException(filename, "write failed: " + describe(e));
+                check.writer = out;
+                check.fixLeaks = true;
+                check.fixErrors = fixErrors;
+                check.open();
+                check.run();
+                check.force();
+                return check.result();
+            } finally {
+                if (check.ownsStorage) {
+                    check.storage.close(); // opened again after the file grew
+                }
             }
-            return check.result();
+        }
+    }
+
+    /**
+     * The repair QEMU makes when it opens a dirty image (lazy refcounts, not closed cleanly) for writing: {@code
+     * check -r all} ({@link #repair}), which clears the dirty bit once the refcounts are right. The read-write opener
+     * calls this before it opens a dirty image; the diagnostics ("Repairing ...", "Rebuilding refcount structure")
+     * go to {@code diagnostics}, and the result counts what was fixed. On an image that is not dirty it is just
+     * {@code check -r all}.
+     *
+     * @throws QcowException if the image is refused by {@link #repair} (nothing written), or is still dirty after
+     *         the repair (QEMU's "Could not repair dirty image")
+     */
+    public static CheckResult repairDirty(Path image, Consumer<String> diagnostics) throws IOException {
+        CheckResult r = repair(image, true, diagnostics);
+        if (isDirty(image) && r.checkErrors() > 0 && r.corruptionsFixed() > 0) {
+            // QEMU keeps the bit when the repair met check errors (unreadable refcount blocks, replaced by the
+            // rebuild); the rebuilt image then checks clean, and a second run clears it.
+            r = repair(image, true, diagnostics);
+        }
+        if (isDirty(image)) {
+            throw new QcowException(image.toString(), "could not repair dirty image: " + r.corruptions() + " corruptions, "
+                    + r.checkErrors() + " check errors left");
+        }
+        return r;
+    }
+
+    private static boolean isDirty(Path image) throws IOException {
+        try (FileStorage storage = FileStorage.openReadOnly(image)) {
+            return Qcow2Image.readHeader(storage, image.toString()).has(Feature.DIRTY);
+        }
+    }
+
+    private void force() throws QcowException {
+        try {
+            writer.force(true);
+        } catch (IOException e) {
+            throw new QcowException(filename, "write failed: " + describe(e));
         }
     }
 
@@ -271,9 +356,10 @@ public final class Qcow2Check {
         computed = RefcountArray.allocate(nbClusters + 1, header.refcountOrder(), filename);
         stored = new StoredRefcounts(storage, header);
 
-        calculateRefcounts(snapshots);
-        compareRefcounts();
+        calculateRefcounts(snapshots, fixErrors);
+        checkRefcounts(snapshots);
         checkCopiedFlags();
+        markClean();
     }
 
     private CheckResult result() {
@@ -328,7 +414,11 @@ public final class Qcow2Check {
 
     // ------------------------------------------------------------------ QEMU's calculate_refcounts
 
-    private void calculateRefcounts(SnapshotTable snapshots) throws IOException {
+    /**
+     * QEMU's {@code calculate_refcounts}. {@code fix}: a refcount block past the end of the file has the file grown
+     * to it (QEMU's BDRV_FIX_ERRORS; a dry run only decides whether it could).
+     */
+    private void calculateRefcounts(SnapshotTable snapshots, boolean fix) throws IOException {
         addReference(0, clusterSize); // header
         checkL1(header.l1TableOffset(), header.l1Size(), true);
 
@@ -350,7 +440,7 @@ public final class Qcow2Check {
         }
         addReference(header.snapshotsOffset(), snapshots.size());
 
-        addReference(header.refcountTableOffset(), stored.table().length * 8L);
+        addReference(refcountTableOffset, stored.table().length * 8L);
 
         if (header.bitmaps() != null && header.has(Feature.BITMAPS)) {
             addReference(header.bitmaps().directoryOffset(), header.bitmaps().directorySize());
@@ -365,7 +455,7 @@ public final class Qcow2Check {
             }
         }
 
-        checkRefcountBlocks();
+        checkRefcountBlocks(fix);
     }
 
     /**
@@ -472,32 +562,78 @@ public final class Qcow2Check {
         }
     }
 
-    /** QEMU's {@code check_refblocks}: references each refcount block, which must be referenced exactly once. */
-    private void checkRefcountBlocks() throws QcowException {
+    /**
+     * QEMU's {@code check_refblocks}: references each refcount block, which must be referenced exactly once. A table
+     * entry that cannot name a block (reserved bits, unaligned) or a block referenced more than once makes the
+     * structure one to rebuild; a block past the end of the file is a corruption that {@code fix} repairs by growing
+     * the file to it (QEMU's {@code bdrv_co_truncate}), so that it is a referenced, zeroed cluster.
+     */
+    private void checkRefcountBlocks(boolean fix) throws IOException {
         long[] table = stored.table();
         for (int i = 0; i < table.length; i++) {
             long offset = table[i] & RefcountBlock.TABLE_OFFSET_MASK;
             long cluster = offset >>> clusterBits;
             if ((table[i] & ~RefcountBlock.TABLE_OFFSET_MASK) != 0) {
-                corruption("ERROR refcount table entry " + i + " has reserved bits set");
+                rebuildCorruption("ERROR refcount table entry " + i + " has reserved bits set");
                 continue;
             }
             if (offsetIntoCluster(offset) != 0) {
-                corruption("ERROR refcount block " + i + " is not cluster aligned; refcount table entry corrupted");
+                rebuildCorruption("ERROR refcount block " + i + " is not cluster aligned; refcount table entry corrupted");
                 continue;
             }
             if (Long.compareUnsigned(cluster, nbClusters) >= 0) {
-                corruption("ERROR refcount block " + i + " is outside image");
+                repairableCorruption((fix ? "Repairing" : "ERROR") + " refcount block " + i + " is outside image");
+                if (fix) {
+                    growFileForRefcountBlock(i, offset);
+                }
                 continue;
             }
             if (offset != 0) {
                 addReference(offset, clusterSize);
                 long count = computed.get(cluster);
                 if (count != 1) {
-                    corruption("ERROR refcount block " + i + " refcount=" + Long.toUnsignedString(count));
+                    rebuildCorruption("ERROR refcount block " + i + " refcount=" + Long.toUnsignedString(count));
                 }
             }
         }
+    }
+
+    /**
+     * QEMU's repair of refcount block {@code index} at {@code offset}, past the end of the file: the file grows to
+     * end with that cluster, which is then referenced (and, being zeros, leaves the rebuild to QEMU's next steps).
+     * If the file cannot grow the structure is rebuilt instead. A dry run only decides whether it could grow.
+     */
+    private void growFileForRefcountBlock(int index, long offset) throws IOException {
+        if (Long.compareUnsigned(offset, Long.MAX_VALUE - clusterSize) > 0) {
+            report.accept("ERROR could not resize image: Invalid argument");
+            rebuild = true;
+            return;
+        }
+        long newLength = offset + clusterSize;
+        if (sizeToClusters(newLength) > MAX_CLUSTERS) {
+            // QEMU would grow the file (sparse) and count its clusters; qcow4j does not make such a file.
+            unrepairable("refcount block " + index + " is outside image, at offset " + offset + ": qcow4j does not grow"
+                    + " the file to " + newLength + " bytes");
+            return;
+        }
+        if (writer == null) {
+            corruptions--; // a dry run: the file could grow
+            corruptionsFixed++;
+            return;
+        }
+        try {
+            StoredRefcounts.writeFully(writer, ByteBuffer.allocate(1), newLength - 1); // sparse up to the block
+        } catch (IOException e) {
+            report.accept("ERROR could not resize image: " + describe(e));
+            rebuild = true;
+            return;
+        }
+        reopenStorage(stored.table().length);
+        nbClusters = Math.max(nbClusters, sizeToClusters(fileLength));
+        computed.ensureCapacity(nbClusters + 1, filename);
+        corruptions--;
+        corruptionsFixed++;
+        addReference(offset, clusterSize); // a fresh zeroed cluster: its refcount is exactly 1
     }
 
     /**
@@ -525,8 +661,10 @@ public final class Qcow2Check {
                 nbClusters = k + 1;
             }
             if (!computed.increment(k)) {
+                // Repaired as QEMU repairs it: by a rebuild if the excess reference was a refcount block's (the
+                // rebuilt structure has none), else not at all.
                 report.accept("ERROR: overflow cluster offset=0x" + CFormat.hex(k << clusterBits));
-                corruption("Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean "
+                repairableCorruption("Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean "
                         + "copy if the image cannot be opened for writing");
             }
         }
@@ -534,24 +672,87 @@ public final class Qcow2Check {
 
     // ------------------------------------------------------------------ QEMU's compare_refcounts and check_oflag_copied
 
-    /** Stored versus computed refcount of every cluster: higher stored is a leak, lower a corruption. */
-    private void compareRefcounts() throws IOException {
-        long savedLeaks = leaks;
-        long savedCorruptions = corruptions;
-        long savedCheckErrors = checkErrors;
-        long savedUnrepairable = unrepairable;
-        compareRefcounts(false);
-        if (writer != null && (leaks != 0 || corruptions != 0)) {
-            // QEMU's qcow2_check_refcounts: compare once without fixing, then again, from the same counts, fixing.
-            leaks = savedLeaks;
-            corruptions = savedCorruptions;
-            checkErrors = savedCheckErrors;
-            unrepairable = savedUnrepairable;
-            compareRefcounts(true);
+    /**
+     * The rest of QEMU's {@code qcow2_check_refcounts}: the computed refcounts are compared with the stored ones;
+     * then a repair either rebuilds the refcount structure ({@code -r all}), fails if it needed one ({@code -r
+     * leaks}, nothing written), or compares again from the same counts, fixing single entries.
+     */
+    private void checkRefcounts(SnapshotTable snapshots) throws IOException {
+        Counts beforeCompare = counts();
+        compareRefcounts(false, false);
+        if (writer == null) {
+            return;
+        }
+        if (rebuild && fixErrors) {
+            rebuildAndRecount(snapshots);
+        } else if (rebuild) {
+            report.accept("ERROR need to rebuild refcount structures");
+            checkErrors++;
+            throw checkFailed(EIO);
+        } else if (leaks != 0 || corruptions != 0) {
+            restore(beforeCompare);
+            compareRefcounts(fixLeaks, fixErrors);
         }
     }
 
-    private void compareRefcounts(boolean fix) throws IOException {
+    /**
+     * QEMU's rebuild branch of {@code qcow2_check_refcounts}: a new structure is written, the references are counted
+     * again against it, and the old structure's clusters (leaks now) are repaired. What the rebuild fixed is the
+     * difference between the corruptions and leaks found before and after it; only leaks it made and could not
+     * repair count as leaks.
+     */
+    private void rebuildAndRecount(SnapshotTable snapshots) throws IOException {
+        report.accept("Rebuilding refcount structure");
+        Counts old = counts();
+        rebuildRefcountStructure();
+
+        corruptions = 0;
+        leaks = 0;
+        // QEMU adds the allocation figures up again in the second count; counting them once keeps them meaningful
+        // (qemu-img reports its double check's anyway).
+        allocatedClusters = 0;
+        fragmentedClusters = 0;
+        compressedClusters = 0;
+        rebuild = false;
+        computed.clear();
+        calculateRefcounts(snapshots, false);
+
+        Counts recounted = counts();
+        restore(new Counts(0, 0, 0, 0, 0, unrepairable));
+        compareRefcounts(true, false);
+        if (rebuild) {
+            report.accept("ERROR rebuilt refcount structure is still broken");
+        }
+        long freshLeaks = leaks;
+        restore(recounted);
+        if (corruptions < old.corruptions()) {
+            corruptionsFixed += old.corruptions() - corruptions;
+        }
+        if (leaks < old.leaks()) {
+            leaksFixed += old.leaks() - leaks;
+        }
+        leaks += freshLeaks;
+    }
+
+    private Counts counts() {
+        return new Counts(checkErrors, corruptions, leaks, corruptionsFixed, leaksFixed, unrepairable);
+    }
+
+    private void restore(Counts c) {
+        checkErrors = c.checkErrors();
+        corruptions = c.corruptions();
+        leaks = c.leaks();
+        corruptionsFixed = c.corruptionsFixed();
+        leaksFixed = c.leaksFixed();
+        unrepairable = c.unrepairable();
+    }
+
+    /**
+     * QEMU's {@code compare_refcounts}: stored versus computed refcount of every cluster; higher stored is a leak,
+     * lower a corruption. {@code repairLeaks} and {@code repairErrors} fix single entries in place; a stored 0 is
+     * never fixed so (its refcount block may not even exist) but makes the structure one to rebuild.
+     */
+    private void compareRefcounts(boolean repairLeaks, boolean repairErrors) throws IOException {
         long highest = 0;
         long perBlock = stored.clustersPerBlock();
         for (long first = 0; first < nbClusters; first += perBlock) {
@@ -574,8 +775,10 @@ public final class Qcow2Check {
                 }
                 if (storedCount != computedCount) {
                     boolean tooLow = Long.compareUnsigned(storedCount, computedCount) < 0;
-                    // A stored 0 makes QEMU rebuild the refcount structure; otherwise one entry is rewritten.
-                    boolean repair = fix && storedCount != 0 && (tooLow ? fixErrors : fixLeaks);
+                    if (storedCount == 0) {
+                        rebuild = true;
+                    }
+                    boolean repair = storedCount != 0 && (tooLow ? repairErrors : repairLeaks);
                     String line = (repair ? "Repairing" : tooLow ? "ERROR" : "Leaked") + " cluster " + i + " refcount="
                             + Long.toUnsignedString(storedCount) + " reference=" + Long.toUnsignedString(computedCount);
                     if (repair) {
@@ -587,17 +790,16 @@ public final class Qcow2Check {
                         } catch (IOException e) {
                             throw new QcowException(filename, "write failed (refcount of cluster " + i + "): " + describe(e));
                         }
+                        if (computedCount == 0) {
+                            discard(i);
+                        }
                         if (tooLow) {
                             corruptionsFixed++;
                         } else {
                             leaksFixed++;
                         }
                     } else if (tooLow) {
-                        if (storedCount == 0) {
-                            corruption(line);
-                        } else {
-                            repairableCorruption(line);
-                        }
+                        repairableCorruption(line);
                     } else {
                         report.accept(line);
                         leaks++;
@@ -606,6 +808,162 @@ public final class Qcow2Check {
             }
         }
         imageEndOffset = (highest + 1) * clusterSize;
+    }
+
+    /** A leak repair brought the refcount of {@code cluster} to 0: QEMU discards it, so the file reads zeros there. */
+    private void discard(long cluster) throws QcowException {
+        long offset = cluster << clusterBits;
+        long end = Math.min(offset + clusterSize, storage.length()); // a discard does not make the file longer
+        if (end > offset) {
+            write(ByteBuffer.allocate((int) (end - offset)), offset);
+        }
+    }
+
+    // ------------------------------------------------------------------ QEMU's rebuild_refcount_structure
+
+    /**
+     * QEMU's {@code rebuild_refcount_structure}: writes a new refcount structure holding the computed refcounts and
+     * switches the header to it. Each range of clusters with a computed refcount gets a refcount block, allocated
+     * among the computed refcounts (so the blocks count themselves) and written as a slice of them; then room for
+     * the table is allocated the same way and the blocks covering it written again, until the table stops growing.
+     *
+     * <p>Crash safety: the clusters taken have no computed refcount, so nothing the check counted is overwritten
+     * (guest data, L1 and L2 tables, snapshots, the old refcount table and the blocks it properly names); only a
+     * block the old table cannot name (reserved bits, unaligned) may be reused. The blocks and table are forced to
+     * disk before the header names them, in one write of its two fields, itself forced: until then the image is as
+     * it was, the refcount structure as broken as before.
+     */
+    private void rebuildRefcountStructure() throws IOException {
+        knownUsedFrom = 0;
+        knownUsedTo = 0;
+        long[] table = writeRefcountBlocks(0, nbClusters, new long[0]);
+        long tableOffset;
+        int tableClusters;
+        int entries;
+        do {
+            // Each table allocated is left behind when the table grows; the leak repair afterwards frees it.
+            entries = table.length;
+            tableClusters = (int) sizeToClusters(entries * 8L);
+            tableOffset = allocate(tableClusters, 0);
+            long first = tableOffset >>> clusterBits;
+            table = writeRefcountBlocks(first, first + tableClusters, table);
+        } while (table.length != entries);
+
+        ByteBuffer bytes = ByteBuffer.allocate(entries * 8).order(ByteOrder.BIG_ENDIAN);
+        bytes.asLongBuffer().put(table);
+        write(bytes, tableOffset);
+        force();
+        write(ByteBuffer.allocate(12).order(ByteOrder.BIG_ENDIAN).putLong(0, tableOffset).putInt(8, tableClusters),
+                HEADER_REFCOUNT_TABLE_OFFSET);
+        force();
+
+        refcountTableOffset = tableOffset;
+        reopenStorage(entries);
+    }
+
+    /**
+     * QEMU's {@code rebuild_refcounts_write_refblocks}: writes the refcount block of every block range with a
+     * computed refcount from cluster {@code first} to {@code end}, allocating it first where {@code table} names
+     * none; returns the table, a longer copy if it had to grow (by whole clusters, as QEMU grows it).
+     */
+    private long[] writeRefcountBlocks(long first, long end, long[] table) throws IOException {
+        int order = header.refcountOrder();
+        int blockBits = clusterBits + 3 - order;
+        long perBlock = 1L << blockBits;
+        ByteBuffer block = ByteBuffer.allocate((int) clusterSize).order(ByteOrder.BIG_ENDIAN);
+        long firstFree = 0;
+        for (long cluster = first; cluster < end; cluster++) {
+            if (computed.getOrZero(cluster) == 0) {
+                continue;
+            }
+            int index = (int) (cluster >>> blockBits); // below 2^25: at most 2^31 clusters, at least 64 per block
+            long start = (long) index << blockBits;
+            long blockOffset;
+            if (index < table.length && table[index] != 0) {
+                blockOffset = table[index]; // allocated in an earlier round; its range changed since
+            } else {
+                // Never in a block range already written: its block would miss the refcount.
+                firstFree = Math.max(firstFree, start);
+                blockOffset = allocate(1, firstFree);
+                firstFree = blockOffset >>> clusterBits;
+                if (firstFree >= end) {
+                    end = firstFree + 1; // the block counting this one must be written too
+                }
+                if (index >= table.length) {
+                    long entries = (((index + 1) * 8L + clusterSize - 1) & -clusterSize) / 8;
+                    if (entries * 8 > Header.MAX_REFTABLE_BYTES) {
+                        throw new QcowException(filename, "cannot rebuild the refcount structure: its table would need "
+                                + entries * 8 + " bytes, more than QEMU's limit of " + Header.MAX_REFTABLE_BYTES
+                                + " (the header still names the old one)");
+                    }
+                    table = Arrays.copyOf(table, (int) entries);
+                }
+                table[index] = blockOffset;
+            }
+            for (int j = 0; j < perBlock; j++) {
+                RefcountBlock.set(block, j, order, computed.getOrZero(start + j));
+            }
+            write(block.clear(), blockOffset);
+            cluster = start + perBlock - 1;
+        }
+        return table;
+    }
+
+    /**
+     * QEMU's {@code alloc_clusters_imrt}: the first {@code count} contiguous clusters from {@code from} on without a
+     * computed refcount (past the end of the file if need be) get refcount 1; returns the offset of the first.
+     */
+    private long allocate(int count, long from) throws QcowException {
+        long cluster = count == 1 && from >= knownUsedFrom && from < knownUsedTo ? knownUsedTo : from;
+        int contiguous = 0;
+        for (; cluster < nbClusters && contiguous < count; cluster++) {
+            contiguous = computed.get(cluster) == 0 ? contiguous + 1 : 0;
+        }
+        if (contiguous < count) {
+            nbClusters = cluster + count - contiguous;
+            computed.ensureCapacity(nbClusters + 1, filename);
+        }
+        cluster -= contiguous;
+        for (int i = 0; i < count; i++) {
+            computed.set(cluster + i, 1);
+        }
+        if (count == 1) {
+            // Everything from where the search began up to the cluster taken is in use now.
+            if (from < knownUsedFrom || from > knownUsedTo) {
+                knownUsedFrom = from;
+            }
+            knownUsedTo = cluster + 1;
+        }
+        return cluster << clusterBits;
+    }
+
+    /**
+     * Opens the file again (a repair made it longer, and a {@link FileStorage} keeps the length it was opened with),
+     * and with it the stored refcounts, under the current refcount table.
+     */
+    private void reopenStorage(int tableEntries) throws IOException {
+        FileStorage reopened = FileStorage.openReadOnly(storage.path());
+        if (ownsStorage) {
+            storage.close();
+        }
+        storage = reopened;
+        ownsStorage = true;
+        fileLength = (storage.length() + 511) & ~511L;
+        stored = new StoredRefcounts(storage, header, refcountTableOffset, tableEntries);
+    }
+
+    /**
+     * QEMU's {@code qcow2_mark_clean} and {@code qcow2_mark_consistent} at the end of a repair that leaves no
+     * corruptions and no check errors: the dirty and corrupt bits are cleared, once all else is on disk.
+     */
+    private void markClean() throws QcowException {
+        long features = header.incompatibleFeatures();
+        long clean = features & ~(Feature.DIRTY.mask() | Feature.CORRUPT.mask());
+        if (writer == null || checkErrors != 0 || corruptions != 0 || clean == features) {
+            return;
+        }
+        force();
+        write(ByteBuffer.allocate(8).order(ByteOrder.BIG_ENDIAN).putLong(0, clean), HEADER_INCOMPATIBLE_FEATURES);
     }
 
     /**
@@ -766,7 +1124,16 @@ public final class Qcow2Check {
         unrepairable(line);
     }
 
-    /** A corruption {@link #repair} repairs: a refcount too low (but not 0), a wrong COPIED flag. */
+    /** A corruption {@code -r all} repairs by rebuilding the refcount structure. */
+    private void rebuildCorruption(String line) {
+        repairableCorruption(line);
+        rebuild = true;
+    }
+
+    /**
+     * A corruption {@link #repair} handles as QEMU does: repairs it (a refcount too low, a wrong COPIED flag, a
+     * refcount block past the end of the file) or, in the modes where QEMU does not, leaves it.
+     */
     private void repairableCorruption(String line) {
         report.accept(line);
         corruptions++;
@@ -778,10 +1145,13 @@ public final class Qcow2Check {
         }
     }
 
+    /**
+     * A check error. Not one {@link #repair} refuses for: the refcounts it cannot read are under refcount table
+     * entries that are corruptions themselves, which {@code -r all} rebuilds (the other check errors fail the check).
+     */
     private void checkError(String line) {
         report.accept(line);
         checkErrors++;
-        unrepairable(line);
     }
 
     /** The check cannot go on: qemu-img prints "Check failed: REASON" and exits 1 without a report. */

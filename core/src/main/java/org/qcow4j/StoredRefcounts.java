@@ -43,14 +43,19 @@ final class StoredRefcounts {
     private final int blockBits;
     private final Map<Long, ByteBuffer> blocks;
 
+    /** The refcounts under the refcount table the header names. */
     StoredRefcounts(FileStorage storage, Header h) throws IOException {
+        this(storage, h, h.refcountTableOffset(), (int) ((long) h.refcountTableClusters() << (h.clusterBits() - 3)));
+    }
+
+    /** The refcounts under the table of {@code entries} entries at {@code tableOffset} (a rebuilt one). */
+    StoredRefcounts(FileStorage storage, Header h, long tableOffset, int entries) throws IOException {
         this.storage = storage;
         this.clusterBits = h.clusterBits();
         this.order = h.refcountOrder();
         this.blockBits = clusterBits + 3 - order;
-        int entries = (int) ((long) h.refcountTableClusters() << (clusterBits - 3));
         this.table = new long[entries];
-        storage.read(h.refcountTableOffset(), entries * 8).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(table);
+        storage.read(tableOffset, entries * 8).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(table);
         int capacity = (int) Math.max(1, CACHE_BYTES >> clusterBits);
         this.blocks = new LinkedHashMap<>(16, 0.75f, true) {
             private static final long serialVersionUID = 1L;

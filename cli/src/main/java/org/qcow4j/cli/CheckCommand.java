@@ -20,8 +20,9 @@ import org.qcow4j.format.Header;
 
 /**
  * {@code check}: what {@code qemu-img check} reports, and with {@code -r leaks|all} repairs (leaks, refcounts too
- * low, COPIED flags; see {@link Qcow2Check#repair}) followed by a second check: diagnostics on stderr as they are found, then the
- * summary (human or JSON) on stdout, and qemu-img's exit codes.
+ * low, COPIED flags, a refcount structure to rebuild, the dirty and corrupt bits; see {@link Qcow2Check#repair})
+ * followed by a second check: diagnostics on stderr as they are found, then the summary (human or JSON) on stdout,
+ * and qemu-img's exit codes.
  */
 final class CheckCommand implements Command {
     /** The image has corruptions. */
@@ -33,8 +34,9 @@ final class CheckCommand implements Command {
 
     private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet: print no report, only errors.", "-q");
     private static final CommandLine.Option REPAIR = CommandLine.Option.value("leaks|all",
-            "Repair leaked clusters (leaks), also refcounts too low and COPIED flags (all), in place, as qemu-img check -r;"
-                    + " images needing more (a refcount structure rebuild) are refused untouched.", "-r", "--repair");
+            "Repair in place, as qemu-img check -r: leaked clusters (leaks); also refcounts too low, COPIED flags and"
+                    + " a broken refcount structure, rebuilt (all). The dirty and corrupt bits are cleared when no errors"
+                    + " remain. Images needing repairs qcow4j does not make are refused untouched.", "-r", "--repair");
 
     @Override
     public String name() {
