@@ -19,9 +19,10 @@ public final class Images {
     }
 
     /**
-     * Opens the qcow2 image {@code path} for reading and writing (its backing chain read-only). A dirty image
-     * (lazy refcounts, not closed) is repaired first, as QEMU does; an image marked corrupt opens read-only with a
-     * warning. Images with internal snapshots, persistent bitmaps or an external data file are refused by name.
+     * Opens the qcow2 or raw image {@code path} for reading and writing (a qcow2 image's backing chain read-only).
+     * A dirty qcow2 image (lazy refcounts, not closed) is repaired first, as QEMU does; one marked corrupt opens
+     * read-only with a warning; ones with internal snapshots, persistent bitmaps or an external data file are
+     * refused by name. A raw image whose format was probed refuses writes that would make it probe as qcow2.
      */
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
         return Qcow2Image.openWritable(path, options);

@@ -96,12 +96,15 @@ public final class Qcow2Image implements WritableImage {
      * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
      * (internal snapshots, persistent bitmaps, an external data file) before anything is written.
      */
-    static Qcow2Image openWritable(Path path, OpenOptions options) throws IOException {
+    static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
         String filename = path.toString();
         List<String> notes = new java.util.ArrayList<>();
         Header h;
         try (FileStorage probe = FileStorage.openReadOnly(path)) {
             String format = options.format() != null && !options.format().isEmpty() ? options.format() : ChainOpener.probe(probe);
+            if (format.equals("raw")) {
+                return WritableRawImage.open(path, options.format() == null || options.format().isEmpty());
+            }
             if (!format.equals("qcow2")) {
                 throw new UnsupportedFeatureException(filename, "writing to " + format + " images");
             }
@@ -120,9 +123,7 @@ public final class Qcow2Image implements WritableImage {
         }
         if (h.has(Feature.DIRTY)) {
             // As QEMU on open: lazy refcounts left unwritten by a crash are rebuilt before anything else is written.
-            if (notes.isEmpty()) { // TODO repairDirty (being built)
-                throw new UnsupportedFeatureException(filename, "repairing a dirty image (being built)");
-            }
+            Qcow2Check.repairDirty(path, line -> { });
             notes.add(filename + ": repaired the refcounts of a dirty image (lazy refcounts, not closed cleanly)");
         }
         Qcow2Image image = new ChainOpener(options).openForWriting(filename);
@@ -489,9 +490,9 @@ public final class Qcow2Image implements WritableImage {
         }
     }
 
-    private void lockForWriting() throws QcowException {
+    private void lockForWriting() throws WriteRefusedException {
         if (writes == null) {
-            throw new QcowException(filename, warnings.isEmpty() ? "opened read-only" : "opened read-only: " + warnings.get(0));
+            throw new WriteRefusedException(filename, warnings.isEmpty() ? "opened read-only" : "opened read-only: " + warnings.get(0));
         }
         lock.writeLock().lock();
     }

@@ -95,7 +95,8 @@ class CrashTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"compat=1.1", "compat=1.1,backing", "extended_l2=on,backing", "cluster_size=4096"})
+    @ValueSource(strings = {"compat=1.1", "compat=1.1,backing", "extended_l2=on,backing", "cluster_size=4096", "lazy_refcounts=on,backing",
+        "lazy_refcounts=on,extended_l2=on"})
     void killedAtRandomMomentsLeavesAConsistentImage(String config) throws Exception {
         boolean backing = config.endsWith(",backing");
         String options = backing ? config.substring(0, config.length() - ",backing".length()) : config;

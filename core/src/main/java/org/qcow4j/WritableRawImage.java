@@ -1,0 +1,180 @@
+package org.qcow4j;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.channels.SeekableByteChannel;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileSystemException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * A raw file opened for writing ({@link Images#openWritable}), as QEMU's raw driver over a file: guest offset = file offset; the
+ * size is the file length rounded up to whole 512-byte sectors (the tail past the end of the file reads as zeros
+ * and writing there extends the file); resizing sets the file length. Java cannot punch holes, so zero writes and
+ * discards write zeros (same content, the space stays allocated). A raw image whose format was probed refuses
+ * writes that would make its first sector look like a qcow2 image, as QEMU restricts writes to block 0 of probed
+ * raw images.
+ */
+final class WritableRawImage implements WritableImage {
+    private static final int ZERO_CHUNK = 1 << 20;
+    private static final byte[] QCOW2_MAGIC = {'Q', 'F', 'I', (byte) 0xfb};
+
+    private final String filename;
+    private final RandomAccessFile file;
+    private final FileChannel channel;
+    private final boolean probed;
+    private long size;
+
+    private WritableRawImage(String filename, RandomAccessFile file, boolean probed) throws IOException {
+        this.filename = filename;
+        this.file = file;
+        this.channel = file.getChannel();
+        this.probed = probed;
+        this.size = roundUp(channel.size());
+    }
+
+    /** Opens {@code path} for writing; {@code probed}: the format was guessed, not given. */
+    static WritableRawImage open(Path path, boolean probed) throws IOException {
+        if (!Files.exists(path)) {
+            throw new NoSuchFileException(path.toString());
+        }
+        if (Files.isDirectory(path)) {
+            throw new FileSystemException(path.toString(), null, "Is a directory");
+        }
+        if (!Files.isWritable(path)) {
+            throw new AccessDeniedException(path.toString());
+        }
+        return new WritableRawImage(path.toString(), new RandomAccessFile(path.toFile(), "rw"), probed);
+    }
+
+    private static long roundUp(long length) {
+        return (length + 511) & ~511L;
+    }
+
+    @Override
+    public String filename() {
+        return filename;
+    }
+
+    @Override
+    public String format() {
+        return "raw";
+    }
+
+    @Override
+    public synchronized long size() {
+        return size;
+    }
+
+    @Override
+    public DiskImage backing() {
+        return null;
+    }
+
+    private void check(long offset, long length) {
+        if (offset < 0 || length < 0 || offset > size || size - offset < length) {
+            throw new IndexOutOfBoundsException(length + " bytes at " + offset + " outside the virtual disk of " + size + " bytes");
+        }
+    }
+
+    @Override
+    public synchronized void read(ByteBuffer dst, long offset) throws IOException {
+        check(offset, dst.remaining());
+        long pos = offset;
+        while (dst.hasRemaining()) {
+            int n = channel.read(dst, pos);
+            if (n < 0) {
+                // Past the end of the file, inside the last sector: zeros.
+                while (dst.hasRemaining()) {
+                    dst.put((byte) 0);
+                }
+                break;
+            }
+            pos += n;
+        }
+    }
+
+    @Override
+    public synchronized Extent extentAt(long offset, long maxLength) {
+        return new Extent(offset, Math.min(maxLength, size - offset), 0, true, false, true, offset);
+    }
+
+    @Override
+    public synchronized void write(ByteBuffer src, long offset) throws IOException {
+        check(offset, src.remaining());
+        if (probed && offset < QCOW2_MAGIC.length && src.hasRemaining()) {
+            byte[] head = new byte[QCOW2_MAGIC.length];
+            read(ByteBuffer.wrap(head, 0, (int) Math.min(head.length, size)), 0);
+            for (int i = (int) offset; i < head.length && i - offset < src.remaining(); i++) {
+                head[i] = src.get(src.position() + i - (int) offset);
+            }
+            if (Arrays.equals(head, QCOW2_MAGIC)) {
+                throw new WriteRefusedException(filename, "write to block 0 of a probed raw image would make it look like qcow2"
+                        + " (give the format raw)");
+            }
+        }
+        long pos = offset;
+        while (src.hasRemaining()) {
+            pos += channel.write(src, pos);
+        }
+    }
+
+    @Override
+    public synchronized void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        check(offset, length);
+        ByteBuffer zeros = ByteBuffer.allocate((int) Math.min(ZERO_CHUNK, Math.max(length, 1)));
+        long pos = offset;
+        long end = offset + length;
+        while (pos < end) {
+            zeros.clear().limit((int) Math.min(zeros.capacity(), end - pos));
+            while (zeros.hasRemaining()) {
+                pos += channel.write(zeros, pos);
+            }
+        }
+    }
+
+    @Override
+    public synchronized void discard(long offset, long length) throws IOException {
+        writeZeroes(offset, length, true);
+    }
+
+    @Override
+    public synchronized void flush() throws IOException {
+        channel.force(true);
+    }
+
+    @Override
+    public synchronized void resize(long newSize) throws IOException {
+        if (newSize < 0) {
+            throw new IllegalArgumentException("negative size " + newSize);
+        }
+        file.setLength(newSize);
+        size = roundUp(newSize);
+    }
+
+    @Override
+    public SeekableByteChannel channel() {
+        return new ImageChannel(this);
+    }
+
+    @Override
+    public boolean readOnly() {
+        return false;
+    }
+
+    @Override
+    public List<String> warnings() {
+        return List.of();
+    }
+
+    @Override
+    public synchronized void close() throws IOException {
+        file.close();
+    }
+}
