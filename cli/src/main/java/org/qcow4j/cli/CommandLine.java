@@ -37,6 +37,8 @@ final class CommandLine {
     }
 
     private final Map<String, String> values = new HashMap<>();
+    /** Every value of each option, in order, for options that may be repeated (io's -c). */
+    private final Map<String, List<String>> all = new HashMap<>();
     private final List<String> positionals = new ArrayList<>();
 
     private CommandLine() {
@@ -67,11 +69,11 @@ final class CommandLine {
                     if (eq >= 0) {
                         throw new UsageException("option '" + name + "' doesn't allow an argument");
                     }
-                    cl.values.put(o.key(), "");
+                    cl.put(o, "");
                 } else if (eq >= 0) {
-                    cl.values.put(o.key(), a.substring(eq + 1));
+                    cl.put(o, a.substring(eq + 1));
                 } else {
-                    cl.values.put(o.key(), argument(args, ++i, name));
+                    cl.put(o, argument(args, ++i, name));
                 }
             } else if (a.startsWith("-") && a.length() > 1) {
                 for (int j = 1; j < a.length(); j++) {
@@ -81,9 +83,9 @@ final class CommandLine {
                         throw new UsageException("invalid option -- '" + a.charAt(j) + "'");
                     }
                     if (o.param() == null) {
-                        cl.values.put(o.key(), "");
+                        cl.put(o, "");
                     } else {
-                        cl.values.put(o.key(), j + 1 < a.length() ? a.substring(j + 1) : argument(args, ++i, name));
+                        cl.put(o, j + 1 < a.length() ? a.substring(j + 1) : argument(args, ++i, name));
                         break;
                     }
                 }
@@ -92,6 +94,12 @@ final class CommandLine {
             }
         }
         return cl;
+    }
+
+    /** The last value wins, as getopt users usually do; {@link #all} keeps them all. */
+    private void put(Option o, String value) {
+        values.put(o.key(), value);
+        all.computeIfAbsent(o.key(), k -> new ArrayList<>()).add(value);
     }
 
     private static String argument(List<String> args, int i, String name) throws UsageException {
@@ -107,6 +115,11 @@ final class CommandLine {
 
     String get(String key, String fallback) {
         return values.getOrDefault(key, fallback);
+    }
+
+    /** Every value given to a repeatable option, in order (empty if none). */
+    List<String> all(String key) {
+        return all.getOrDefault(key, List.of());
     }
 
     long getLong(String key, long fallback) throws UsageException {
