@@ -13,7 +13,7 @@ import java.util.List;
 public final class Main {
     static final String VERSION = "qcow4j 0.1.0";
     private static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
-            new CheckCommand(), new E2imageCommand(), new IoCommand());
+            new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand());
 
     private Main() {
     }
