@@ -439,6 +439,19 @@ public final class Qcow2Image implements WritableImage {
 
     @Override
     public void write(ByteBuffer src, long offset) throws IOException {
+        if (writes != null) {
+            // Rewrites of clusters the image owns change no metadata: they share the lock, so threads run them
+            // in parallel; anything else (allocation, copy-on-write) takes it alone.
+            lock.readLock().lock();
+            try {
+                checkRange(offset, src.remaining());
+                if (writes.tryWriteInPlace(src, offset)) {
+                    return;
+                }
+            } finally {
+                lock.readLock().unlock();
+            }
+        }
         lockForWriting();
         try {
             checkRange(offset, src.remaining());

@@ -69,6 +69,41 @@ final class Qcow2Updater {
         writeBackIfOverfull();
     }
 
+    /**
+     * Writes {@code src} in place if every byte of it goes to a cluster (or subcluster) this image owns alone
+     * (NORMAL with COPIED): no metadata changes, so callers may hold only the shared lock and run such writes in
+     * parallel. Returns false, having written nothing, when any part needs the allocating path.
+     */
+    boolean tryWriteInPlace(ByteBuffer src, long offset) throws IOException {
+        long end = offset + src.remaining();
+        for (long pos = offset; pos < end; ) {
+            long next = Math.min(end, geo.startOfCluster(pos) + clusterSize);
+            if (geo.extendedL2()) {
+                long sub = geo.subclusterSize();
+                for (long p = pos; p < next; p = (p / sub + 1) * sub) {
+                    Mapping m = mapping(p, geo.subclusterIndex(p));
+                    if (m.type() != SubclusterType.NORMAL || !m.copied()) {
+                        return false;
+                    }
+                }
+            } else {
+                Mapping m = mapping(pos, 0);
+                if (m.type() != SubclusterType.NORMAL || !m.copied()) {
+                    return false;
+                }
+            }
+            pos = next;
+        }
+        while (src.hasRemaining()) {
+            int n = (int) Math.min(src.remaining(), clusterSize - geo.offsetInCluster(offset));
+            Mapping m = mapping(offset, 0);
+            writeData(src.slice(src.position(), n), m.host() + geo.offsetInCluster(offset));
+            src.position(src.position() + n);
+            offset += n;
+        }
+        return true;
+    }
+
     /** The entry, bitmap and type of the cluster (subcluster {@code sc}) holding {@code guest}. */
     private record Mapping(long entry, long bitmap, SubclusterType type) {
         boolean copied() {

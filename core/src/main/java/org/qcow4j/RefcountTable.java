@@ -100,6 +100,10 @@ final class RefcountTable {
      */
     long allocate(long n) throws IOException {
         long start = freeHint;
+        while (refcount(start) != 0) {
+            start++;
+        }
+        freeHint = start; // nothing below the first free cluster is free: later searches start here
         search:
         while (true) {
             for (long i = 0; i < n; i++) {
