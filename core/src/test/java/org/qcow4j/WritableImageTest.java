@@ -97,6 +97,26 @@ class WritableImageTest {
     }
 
     @Test
+    void freedClustersAreReusedAfterAFlush() throws IOException {
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=1.1", "f.qcow2", "64M");
+        Path img = dir.resolve("f.qcow2");
+        try (WritableImage image = Images.openWritable(img)) {
+            image.write(ByteBuffer.wrap(pattern(8 << 20, 1)), 0);
+            image.flush();
+            long full = Files.size(img);
+            image.discard(0, 8 << 20);
+            image.writeZeroes(8 << 20, 8 << 20, true);
+            image.flush();
+            image.write(ByteBuffer.wrap(pattern(8 << 20, 2)), 32 << 20);
+            image.flush();
+            assertEquals(full, Files.size(img), "the second 8 MiB went into the clusters the first gave back");
+        }
+        byte[] model = new byte[64 << 20];
+        System.arraycopy(pattern(8 << 20, 2), 0, model, 32 << 20, 8 << 20);
+        assertQemuSees("f.qcow2", model);
+    }
+
+    @Test
     void aCorruptImageOpensReadOnlyWithAWarning() throws IOException {
         qemu("qemu-img", "create", "-q", "-f", "qcow2", "c.qcow2", "1M");
         try (RandomAccessFile f = new RandomAccessFile(dir.resolve("c.qcow2").toFile(), "rw")) {

@@ -40,6 +40,11 @@ final class Train {
             Main.run(new String[] {"create", "-q", "-f", "qcow2", out.toString(), "1M"}, sink, sink);
             Main.run(new String[] {"e2image", "-Q", fs.toString(), out.toString()}, sink, sink);
             Main.run(new String[] {"e2image", "-r", fs.toString(), raw.toString()}, sink, sink);
+            Main.run(new String[] {"create", "-q", "-f", "qcow2", out.toString(), "64M"}, sink, sink);
+            Main.run(new String[] {"io", "-c", "write -P 0x5a 12345 70000", "-c", "write -z 1M 64k", "-c", "discard 0 64k",
+                "-c", "read -P 0x5a 65536 4096", "-c", "flush", out.toString()}, sink, sink);
+            Main.run(new String[] {"bench", "-w", "-c", "64", "-d", "2", "-S", "1052672", out.toString()}, sink, sink);
+            Main.run(new String[] {"bench", "-c", "64", "-S", "1052672", out.toString()}, sink, sink);
         } finally {
             for (Path p : new Path[] {image, raw, fs, out, dir}) {
                 Files.deleteIfExists(p);
