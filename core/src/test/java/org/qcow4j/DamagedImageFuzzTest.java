@@ -17,7 +17,7 @@ import org.qcow4j.testing.Processes;
 /**
  * Hostile input, at random: images QEMU made, with bytes of their metadata flipped. Opening and reading all of
  * such an image must either work or fail with a {@link QcowException} (one line for the CLI), never another
- * exception, a hang or an allocation sized by a broken field.
+ * exception, a hang or an allocation sized by a broken field. The same holds for writing into such an image.
  */
 class DamagedImageFuzzTest {
     private static final int ROUNDS_PER_IMAGE = 300;
@@ -33,6 +33,21 @@ class DamagedImageFuzzTest {
 
     @Test
     void damagedMetadataIsReadOrRefusedCleanly() throws Exception {
+        fuzz(ROUNDS_PER_IMAGE, DamagedImageFuzzTest::readAll);
+    }
+
+    @Test
+    void damagedMetadataIsWrittenOrRefusedCleanly() throws Exception {
+        fuzz(ROUNDS_PER_IMAGE / 2, DamagedImageFuzzTest::writeSome);
+    }
+
+    /** What is done with one damaged image: "read" (it worked) or "refused". */
+    @FunctionalInterface
+    private interface Use {
+        String on(Path img) throws Exception;
+    }
+
+    private void fuzz(int rounds, Use use) throws Exception {
         List<Path> images = List.of(
                 make("plain.qcow2", "qemu-img create -q -f qcow2 -o cluster_size=4k plain.qcow2 1M; "
                         + "qemu-io -c 'write -P 1 0 64k' -c 'write -z 128k 8k' plain.qcow2 >/dev/null"),
@@ -48,7 +63,7 @@ class DamagedImageFuzzTest {
         for (Path original : images) {
             byte[] bytes = Files.readAllBytes(original);
             int metadataEnd = Math.min(bytes.length, 64 * 1024);
-            for (int round = 0; round < ROUNDS_PER_IMAGE; round++) {
+            for (int round = 0; round < rounds; round++) {
                 byte[] damaged = bytes.clone();
                 int flips = 1 + random.nextInt(4);
                 for (int f = 0; f < flips; f++) {
@@ -57,7 +72,7 @@ class DamagedImageFuzzTest {
                 }
                 Path img = dir.resolve("damaged.qcow2");
                 Files.write(img, damaged);
-                switch (readAll(img)) {
+                switch (use.on(img)) {
                     case "refused" -> refused++;
                     case "read" -> read++;
                     default -> fail("unreachable");
@@ -66,6 +81,24 @@ class DamagedImageFuzzTest {
         }
         assertTrue(refused > 0 && read > 0, "the damage should sometimes matter and sometimes not: refused " + refused
                 + ", read " + read);
+    }
+
+    /** Opens the image for writing, writes, zeroes, discards and grows it, and closes it. */
+    private static String writeSome(Path img) throws Exception {
+        return DamagedInput.readOrRefuse(img, 5000, () -> {
+            try (WritableImage d = Images.openWritable(img, OpenOptions.defaults().withFormat("qcow2"))) {
+                long size = d.size();
+                for (long pos : new long[] {0, size / 3, size - 5000}) {
+                    if (pos >= 0 && pos + 5000 <= size) {
+                        d.write(ByteBuffer.allocate(5000), pos);
+                    }
+                }
+                d.writeZeroes(0, Math.min(size, 20000), true);
+                d.discard(size / 2, size / 2);
+                d.flush();
+                d.resize(size + (1 << 20));
+            }
+        }) ? "read" : "refused";
     }
 
     /** Opens and reads every byte and extent of the image: "read", or "refused" with a QcowException. */
