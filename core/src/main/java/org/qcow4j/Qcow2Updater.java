@@ -246,6 +246,11 @@ final class Qcow2Updater {
     void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         long end = offset + length;
         while (offset < end) {
+            long l1Index = geo.l1Index(offset);
+            if (map.l2Offset(l1Index) == 0 && !backingCovers(offset)) {
+                offset = Math.min(end, (l1Index + 1) * geo.l2Coverage()); // no table, no backing: zeros already
+                continue;
+            }
             long start = geo.startOfCluster(offset);
             long n = Math.min(end, start + clusterSize) - offset;
             boolean whole = offset == start && (n == clusterSize || offset + n == image.size());
@@ -280,7 +285,8 @@ final class Qcow2Updater {
     /** Version 3, whole cluster: the zero flag, keeping our own host cluster unless unmapping. */
     private void zeroCluster(long guest, boolean mayUnmap) throws IOException {
         Mapping m = mapping(guest, 0);
-        if (m.type() == SubclusterType.ZERO_PLAIN || (m.type() == SubclusterType.ZERO_ALLOC && !mayUnmap)) {
+        if (m.type() == SubclusterType.ZERO_PLAIN || (m.type() == SubclusterType.ZERO_ALLOC && !mayUnmap)
+                || (m.type() == SubclusterType.UNALLOCATED_PLAIN && !backingCovers(guest))) {
             return;
         }
         boolean keep = !mayUnmap && m.copied() && m.type() == SubclusterType.NORMAL;

@@ -117,6 +117,21 @@ class WritableImageTest {
     }
 
     @Test
+    void aFourTebibyteDiskIsCheapToGrowZeroAndDiscard() throws IOException {
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "big.qcow2", "1G");
+        long t0 = System.nanoTime();
+        try (WritableImage image = Images.openWritable(dir.resolve("big.qcow2"))) {
+            image.resize(4L << 40);
+            image.write(ByteBuffer.wrap(pattern(4096, 1)), (4L << 40) - 4096);
+            image.writeZeroes(0, (4L << 40) - 65536, false);
+            image.discard(0, (4L << 40) - 65536);
+        }
+        assertTrue(System.nanoTime() - t0 < 3_000_000_000L, "cost follows the data, not the virtual size");
+        assertTrue(Files.size(dir.resolve("big.qcow2")) < 1 << 20);
+        qemu("qemu-img", "check", "big.qcow2");
+    }
+
+    @Test
     void aCorruptImageOpensReadOnlyWithAWarning() throws IOException {
         qemu("qemu-img", "create", "-q", "-f", "qcow2", "c.qcow2", "1M");
         try (RandomAccessFile f = new RandomAccessFile(dir.resolve("c.qcow2").toFile(), "rw")) {
