@@ -92,12 +92,8 @@ final class BenchCommand implements Command {
 
     @Override
     public int run(CommandLine args, PrintWriter out) throws Exception {
-        PrintWriter err = new PrintWriter(new OutputStreamWriter(System.err, StandardCharsets.UTF_8), true);
-        try {
-            return run(args, out, err);
-        } finally {
-            err.flush();
-        }
+        // Autoflushed: bench writes its warnings and errors with println.
+        return run(args, out, new PrintWriter(new OutputStreamWriter(System.err, StandardCharsets.UTF_8), true));
     }
 
     @Override
@@ -214,26 +210,36 @@ final class BenchCommand implements Command {
         return ExitCodes.OK;
     }
 
-    /** Every value of a repeated option is checked in order, as getopt hands them to qemu-img; the last one counts. */
+    /**
+     * Every value of a repeated option is checked in order, as getopt hands them to qemu-img; the last one counts.
+     * Each is {@code qemu_strtoul(optarg, NULL, 0, &res) < 0 || res > max}, refused with {@code message}.
+     */
     private static int strtoul(CommandLine args, String key, int fallback, long max, String message) throws Refused {
         int value = fallback;
         for (String v : values(args, key)) {
-            try {
-                value = BenchNumbers.strtoul(v, max, message);
-            } catch (BenchNumbers.Invalid e) {
-                throw new Refused(e.lines());
+            long n = QemuNumbers.strtoul(v);
+            if (n < 0 || n > max) {
+                throw new Refused(message);
             }
+            value = (int) n;
         }
         return value;
     }
 
+    /**
+     * As {@link #strtoul}, with qemu-img's {@code cvtnum_full(name, optarg, 0, max)}: a size ({@code qemu_strtosz}),
+     * refused with two lines about suffixes when it is not one, with one line about the range when it is too large.
+     */
     private static long cvtnum(CommandLine args, String key, String name, long fallback, long max, PrintWriter err) throws Refused {
         long value = fallback;
         for (String v : values(args, key)) {
-            try {
-                value = BenchNumbers.cvtnum(name, v, max, w -> err.println("qcow4j: " + w));
-            } catch (BenchNumbers.Invalid e) {
-                throw new Refused(e.lines());
+            value = QemuNumbers.strtosz(v, warning -> err.println("qcow4j: " + warning));
+            if (value == QemuNumbers.EINVAL) {
+                throw new Refused(List.of("Invalid " + name + " specified. You may use k, M, G, T, P or E suffixes for",
+                        "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."));
+            }
+            if (value < 0 || value > max) {
+                throw new Refused("Invalid " + name + " specified. Must be between 0 and " + max + ".");
             }
         }
         return value;

@@ -45,25 +45,18 @@ final class ImageOptions {
         return out;
     }
 
-    /** qemu's {@code qemu_strtosz}: bytes, or a number with a k/M/G/T/P/E suffix (binary units; fractions allowed). */
+    /**
+     * A size: bytes, or a number with one of qemu's k/M/G/T/P/E suffixes (binary units; fractions allowed). Not
+     * qemu's {@link QemuNumbers#strtosz}: blanks around the number, exponents and a fraction without a suffix
+     * (rounded down) are accepted, hex and a '+' are not, and the messages are qcow4j's.
+     */
     static long size(String text) throws CommandLine.UsageException {
         String t = text.trim();
-        long unit = 1;
-        if (!t.isEmpty()) {
-            int shift = switch (Character.toUpperCase(t.charAt(t.length() - 1))) {
-                case 'B' -> 0;
-                case 'K' -> 10;
-                case 'M' -> 20;
-                case 'G' -> 30;
-                case 'T' -> 40;
-                case 'P' -> 50;
-                case 'E' -> 60;
-                default -> -1;
-            };
-            if (shift >= 0) {
-                unit = 1L << shift;
-                t = t.substring(0, t.length() - 1);
-            }
+        long unit = t.isEmpty() ? -1 : QemuNumbers.suffixMul(t.charAt(t.length() - 1));
+        if (unit > 0) {
+            t = t.substring(0, t.length() - 1);
+        } else {
+            unit = 1;
         }
         try {
             if (t.isEmpty() || t.startsWith("-") || t.startsWith("+")) {

@@ -68,7 +68,7 @@ final class IoCommand implements Command {
 
     @Override
     public int run(CommandLine args, PrintWriter out) throws Exception {
-        return run(args, out, new PrintWriter(System.err, true));
+        return run(args, out, new PrintWriter(new java.io.OutputStreamWriter(System.err, StandardCharsets.UTF_8), true));
     }
 
     @Override

@@ -3,6 +3,7 @@ package org.qcow4j.cli;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintWriter;
+import java.math.BigInteger;
 import java.nio.ByteBuffer;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileSystemException;
@@ -44,7 +45,22 @@ final class IoShell {
 
     @FunctionalInterface
     private interface Handler {
-        int run(List<String> argv) throws IOException;
+        int run(List<String> argv) throws IOException, Refused;
+    }
+
+    /** A command given bad arguments: the (negative) errno it returns, its message already printed. */
+    private static final class Refused extends Exception {
+        private static final long serialVersionUID = 1L;
+        private final int errno;
+
+        Refused(int errno) {
+            super(null, null, false, false);
+            this.errno = errno;
+        }
+    }
+
+    /** The offset and length operands ("off len") of read, write and discard. */
+    private record Request(long offset, long count) {
     }
 
     private final DiskImage image;
@@ -173,6 +189,8 @@ final class IoShell {
         }
         try {
             return ct.handler().run(argv);
+        } catch (Refused r) {
+            return r.errno;
         } catch (IOException | RuntimeException | OutOfMemoryError e) {
             // Only the I/O itself is expected to fail (reported by the commands); anything else is reported here.
             return ioError(ct.name(), e, false);
@@ -185,12 +203,71 @@ final class IoShell {
         return EINVAL;
     }
 
-    private long number(String arg) {
-        long v = IoFormat.cvtnum(arg, err);
+    /**
+     * After getopt: its error, or (when {@code operands} is not -1) another number of operands, prints the usage
+     * line and refuses the command, as every command with options does.
+     */
+    private void checkOperands(IoGetopt g, String name, int operands) throws Refused {
+        if (g.error() != null) {
+            err.println(g.error());
+        }
+        if (g.error() != null || (operands != -1 && g.operands().size() != operands)) {
+            throw new Refused(usage(name));
+        }
+    }
+
+    /**
+     * The "off len" operands, checked in qemu-io's order: the offset, the length, then the length against
+     * BDRV_REQUEST_MAX_BYTES, unless {@code limit} is null; else {@code limit} ends the message's first part (write's
+     * " without -n").
+     */
+    private Request request(IoGetopt g, String limit) throws Refused {
+        long offset = number(g.operands().get(0));
+        String countArg = g.operands().get(1);
+        long count = number(countArg);
+        if (limit != null && count > IoFormat.REQUEST_MAX_BYTES) {
+            out.println("length cannot exceed " + IoFormat.REQUEST_MAX_BYTES + limit + ", given " + countArg);
+            throw new Refused(EINVAL);
+        }
+        return new Request(offset, count);
+    }
+
+    private long number(String arg) throws Refused {
+        return number(arg, arg);
+    }
+
+    /**
+     * qemu-io's cvtnum (qemu_strtosz, its warning on stderr) of {@code arg}, null being EINVAL; on failure
+     * print_cvtnum_err's line on stdout, naming {@code named}.
+     */
+    private long number(String arg, String named) throws Refused {
+        long v = arg == null ? QemuNumbers.EINVAL : QemuNumbers.strtosz(arg, warning -> err.println("qcow4j: " + warning));
+        if (v == QemuNumbers.EINVAL) {
+            out.println("Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- " + named);
+        } else if (v == QemuNumbers.ERANGE) {
+            out.println("Parsing error: argument too large -- " + named);
+        }
         if (v < 0) {
-            out.println(IoFormat.cvtnumError(v, arg));
+            throw new Refused((int) v);
         }
         return v;
+    }
+
+    /** parse_pattern: {@code strtol(arg, &end, 0)} must be 0..255 with nothing left over (an empty arg is 0, as in C). */
+    private int pattern(String arg) throws Refused {
+        QemuNumbers.Strtoull p = QemuNumbers.strtoull(arg, 0);
+        if (p.end() != arg.length() || (p.negative() && p.magnitude().signum() != 0)
+                || p.magnitude().compareTo(BigInteger.valueOf(255)) > 0) {
+            out.println(arg + " is not a valid pattern byte");
+            throw new Refused(EINVAL);
+        }
+        return p.magnitude().intValue();
+    }
+
+    /** qemu-io's "read failed: Input/output error" line for a request refused before or by the I/O. */
+    private int failed(String op, int errno) {
+        out.println(op + " failed: " + strerror(errno));
+        return errno;
     }
 
     // ---------------------------------------------------------------- read
@@ -214,7 +291,7 @@ final class IoShell {
              -v, -- dump buffer to standard output
             """;
 
-    private int read(List<String> argv) throws IOException {
+    private int read(List<String> argv) throws IOException, Refused {
         boolean csv = false;
         boolean q = quiet;
         boolean dump = false;
@@ -228,63 +305,29 @@ final class IoShell {
         IoGetopt g = IoGetopt.parse(argv, "bCl:pP:qs:v");
         for (IoGetopt.Opt o : g.options()) {
             switch (o.letter()) {
-                case 'b':
-                    vmstate = true;
-                    break;
-                case 'C':
-                    csv = true;
-                    break;
-                case 'l':
+                case 'b' -> vmstate = true;
+                case 'C' -> csv = true;
+                case 'l' -> {
                     lengthFlag = true;
                     patternCount = number(o.value());
-                    if (patternCount < 0) {
-                        return (int) patternCount;
-                    }
-                    break;
-                case 'P':
+                }
+                case 'P' -> {
                     patternFlag = true;
-                    pattern = IoFormat.parsePattern(o.value());
-                    if (pattern < 0) {
-                        out.println(o.value() + " is not a valid pattern byte");
-                        return EINVAL;
-                    }
-                    break;
-                case 'q':
-                    q = true;
-                    break;
-                case 's':
+                    pattern = pattern(o.value());
+                }
+                case 'q' -> q = true;
+                case 's' -> {
                     startFlag = true;
                     patternOffset = number(o.value());
-                    if (patternOffset < 0) {
-                        return (int) patternOffset;
-                    }
-                    break;
-                case 'v':
-                    dump = true;
-                    break;
-                default: // 'p': ignored for backwards compatibility
-                    break;
+                }
+                case 'v' -> dump = true;
+                default -> { } // 'p': ignored for backwards compatibility
             }
         }
-        if (g.error() != null) {
-            err.println(g.error());
-            return usage("read");
-        }
-        if (g.operands().size() != 2) {
-            return usage("read");
-        }
-        long offset = number(g.operands().get(0));
-        if (offset < 0) {
-            return (int) offset;
-        }
-        String countArg = g.operands().get(1);
-        long count = number(countArg);
-        if (count < 0) {
-            return (int) count;
-        } else if (count > IoFormat.REQUEST_MAX_BYTES) {
-            out.println("length cannot exceed " + IoFormat.REQUEST_MAX_BYTES + ", given " + countArg);
-            return EINVAL;
-        }
+        checkOperands(g, "read", 2);
+        Request r = request(g, "");
+        long offset = r.offset();
+        long count = r.count();
         if (!patternFlag && (lengthFlag || startFlag)) {
             return usage("read");
         }
@@ -299,12 +342,10 @@ final class IoShell {
             if (!sectorAligned(offset, count)) {
                 return EINVAL;
             }
-            out.println("read failed: " + strerror(ENOTSUP));
-            return ENOTSUP;
+            return failed("read", ENOTSUP);
         }
         if (!inRange(offset, count)) {
-            out.println("read failed: " + strerror(EIO));
-            return EIO;
+            return failed("read", EIO);
         }
 
         boolean whole = dump && !q;
@@ -312,8 +353,7 @@ final class IoShell {
         try {
             buf = new byte[(int) (whole ? count : Math.min(count, READ_CHUNK))];
         } catch (OutOfMemoryError e) {
-            out.println("read failed: " + strerror(ENOMEM));
-            return ENOMEM;
+            return failed("read", ENOMEM);
         }
         byte[] expected = patternFlag ? filled(Math.min(buf.length, patternCount), pattern) : null;
         boolean mismatch = false;
@@ -411,7 +451,7 @@ final class IoShell {
              -z, -- write zeroes
             """;
 
-    private int write(List<String> argv) throws IOException {
+    private int write(List<String> argv) throws IOException, Refused {
         boolean csv = false;
         boolean q = quiet;
         boolean vmstate = false;
@@ -427,53 +467,26 @@ final class IoShell {
         IoGetopt g = IoGetopt.parse(argv, "bcCfnpP:qs:uz");
         for (IoGetopt.Opt o : g.options()) {
             switch (o.letter()) {
-                case 'b':
-                    vmstate = true;
-                    break;
-                case 'c':
-                    compressed = true;
-                    break;
-                case 'C':
-                    csv = true;
-                    break;
-                case 'f':
-                    fua = true;
-                    break;
-                case 'n':
-                    noFallback = true;
-                    break;
-                case 'P':
+                case 'b' -> vmstate = true;
+                case 'c' -> compressed = true;
+                case 'C' -> csv = true;
+                case 'f' -> fua = true;
+                case 'n' -> noFallback = true;
+                case 'P' -> {
                     patternFlag = true;
-                    pattern = IoFormat.parsePattern(o.value());
-                    if (pattern < 0) {
-                        out.println(o.value() + " is not a valid pattern byte");
-                        return EINVAL;
-                    }
-                    break;
-                case 'q':
-                    q = true;
-                    break;
-                case 's':
+                    pattern = pattern(o.value());
+                }
+                case 'q' -> q = true;
+                case 's' -> {
                     fileFlag = true;
                     fileName = o.value();
-                    break;
-                case 'u':
-                    unmap = true;
-                    break;
-                case 'z':
-                    zero = true;
-                    break;
-                default: // 'p': ignored for backwards compatibility
-                    break;
+                }
+                case 'u' -> unmap = true;
+                case 'z' -> zero = true;
+                default -> { } // 'p': ignored for backwards compatibility
             }
         }
-        if (g.error() != null) {
-            err.println(g.error());
-            return usage("write");
-        }
-        if (g.operands().size() != 2) {
-            return usage("write");
-        }
+        checkOperands(g, "write", 2);
         if (vmstate && zero) {
             out.println("-b and -z cannot be specified at the same time");
             return EINVAL;
@@ -494,44 +507,31 @@ final class IoShell {
             out.println("Only one of -z, -P, and -s can be specified at the same time");
             return EINVAL;
         }
-        long offset = number(g.operands().get(0));
-        if (offset < 0) {
-            return (int) offset;
-        }
-        String countArg = g.operands().get(1);
-        long count = number(countArg);
-        if (count < 0) {
-            return (int) count;
-        } else if (count > IoFormat.REQUEST_MAX_BYTES && !noFallback) {
-            out.println("length cannot exceed " + IoFormat.REQUEST_MAX_BYTES + " without -n, given " + countArg);
-            return EINVAL;
-        }
+        Request r = request(g, noFallback ? null : " without -n");
+        long offset = r.offset();
+        long count = r.count();
         if ((vmstate || compressed) && !sectorAligned(offset, count)) {
             return EINVAL;
         }
         byte[] buf = null;
         if (!zero) {
             if (count > Integer.MAX_VALUE) {
-                out.println("write failed: " + strerror(EINVAL)); // only with -n, which needs -z
-                return EINVAL;
+                return failed("write", EINVAL); // only with -n, which needs -z
             }
             try {
                 buf = fileFlag ? fromFile(fileName, (int) count) : filled(count, pattern);
             } catch (OutOfMemoryError e) {
-                out.println("write failed: " + strerror(ENOMEM));
-                return ENOMEM;
+                return failed("write", ENOMEM);
             }
             if (buf == null) {
                 return EINVAL;
             }
         }
         if (vmstate || compressed) {
-            out.println("write failed: " + strerror(ENOTSUP));
-            return ENOTSUP;
+            return failed("write", ENOTSUP);
         }
         if (!inRange(offset, count)) {
-            out.println("write failed: " + strerror(EIO));
-            return EIO;
+            return failed("write", EIO);
         }
         long t1 = System.nanoTime();
         try {
@@ -589,7 +589,7 @@ final class IoShell {
              -q, -- quiet mode, do not show I/O statistics
             """;
 
-    private int discard(List<String> argv) throws IOException {
+    private int discard(List<String> argv) throws IOException, Refused {
         boolean csv = false;
         boolean q = quiet;
         IoGetopt g = IoGetopt.parse(argv, "Cq");
@@ -600,28 +600,12 @@ final class IoShell {
                 q = true;
             }
         }
-        if (g.error() != null) {
-            err.println(g.error());
-            return usage("discard");
-        }
-        if (g.operands().size() != 2) {
-            return usage("discard");
-        }
-        long offset = number(g.operands().get(0));
-        if (offset < 0) {
-            return (int) offset;
-        }
-        String countArg = g.operands().get(1);
-        long count = number(countArg);
-        if (count < 0) {
-            return (int) count;
-        } else if (count > IoFormat.REQUEST_MAX_BYTES) {
-            out.println("length cannot exceed " + IoFormat.REQUEST_MAX_BYTES + ", given " + countArg);
-            return EINVAL;
-        }
+        checkOperands(g, "discard", 2);
+        Request r = request(g, "");
+        long offset = r.offset();
+        long count = r.count();
         if (!inRange(offset, count)) {
-            out.println("discard failed: " + strerror(EIO));
-            return EIO;
+            return failed("discard", EIO);
         }
         long t1 = System.nanoTime();
         try {
@@ -640,7 +624,7 @@ final class IoShell {
 
     // ---------------------------------------------------------------- truncate, length, flush
 
-    private int truncate(List<String> argv) throws IOException {
+    private int truncate(List<String> argv) throws IOException, Refused {
         String mode = "off";
         IoGetopt g = IoGetopt.parse(argv, "m:");
         for (IoGetopt.Opt o : g.options()) {
@@ -650,16 +634,9 @@ final class IoShell {
             }
             mode = o.value();
         }
-        if (g.error() != null) {
-            err.println(g.error());
-            return usage("truncate");
-        }
+        checkOperands(g, "truncate", -1);
         // qemu-io takes the first operand and names argv[1] in its parse error (even when that is "-m").
-        long size = g.operands().isEmpty() ? IoFormat.EINVAL : IoFormat.cvtnum(g.operands().get(0), err);
-        if (size < 0) {
-            out.println(IoFormat.cvtnumError(size, argv.get(1)));
-            return (int) size;
-        }
+        long size = number(g.operands().isEmpty() ? null : g.operands().get(0), argv.get(1));
         boolean qcow2 = image.format().equals("qcow2");
         if (qcow2 && size % 512 != 0) {
             err.println("qcow4j: The new size must be a multiple of 512");
@@ -765,7 +742,7 @@ final class IoShell {
     private int ioError(String op, Throwable e, boolean report) {
         int errno = errno(e);
         if (report) {
-            out.println(op + " failed: " + strerror(errno));
+            failed(op, errno);
         }
         if (!(e instanceof OutOfMemoryError)) {
             err.println("qcow4j: " + describe(e));

@@ -159,18 +159,16 @@ class IoCommandTest {
     }
 
     private static String[] qemuIo(Path image, List<String> options, List<String> commands) {
-        List<String> cmd = Qemu.list("qemu-io");
-        cmd.addAll(options);
-        for (String c : commands) {
-            cmd.add("-c");
-            cmd.add(c);
-        }
-        cmd.add(image.toString());
-        return cmd.toArray(String[]::new);
+        return io("qemu-io", image, options, commands);
     }
 
     private static String[] qcow4jIo(Path image, List<String> options, List<String> commands) {
-        List<String> cmd = Qemu.list("io");
+        return io("io", image, options, commands);
+    }
+
+    /** {@code program OPTIONS -c COMMAND... IMAGE}: qemu-io's command line, or io's (without "qcow4j"). */
+    private static String[] io(String program, Path image, List<String> options, List<String> commands) {
+        List<String> cmd = Qemu.list(program);
         cmd.addAll(options);
         for (String c : commands) {
             cmd.add("-c");
