@@ -531,6 +531,7 @@ public final class Qcow2Image implements WritableImage {
     }
 
     @Override
+    @SuppressWarnings("try") // the resource is only there to close the files whatever the last flush does
     public void close() throws IOException {
         lock.writeLock().lock();
         try (Closeable files = this::closeFiles) {

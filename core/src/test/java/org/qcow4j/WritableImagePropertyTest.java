@@ -188,7 +188,7 @@ class WritableImagePropertyTest {
         int off = (int) (op.a() % size);
         // Lengths up to three clusters (or 64 KiB), often unaligned.
         int maxLen = (int) Math.min(size - off, Math.max(3L * c.clusterSize(), 65536));
-        int len = 1 + (int) (op.b() % maxLen);
+        int len = 1 + op.b() % maxLen;
         if (op.b() % 3 == 0) { // a third of the requests cluster aligned
             off = (int) (off / c.clusterSize() * (long) c.clusterSize());
             len = (int) Math.min(size - off, Math.max(c.clusterSize(), (long) len / c.clusterSize() * c.clusterSize()));

@@ -490,7 +490,7 @@ class CheckTest {
 
     private static TreeMap<String, JsonNode> fields(String json) throws IOException {
         TreeMap<String, JsonNode> m = new TreeMap<>();
-        JSON.readTree(json).fields().forEachRemaining(e -> m.put(e.getKey(), e.getValue()));
+        JSON.readTree(json).properties().forEach(e -> m.put(e.getKey(), e.getValue()));
         return m;
     }
 
