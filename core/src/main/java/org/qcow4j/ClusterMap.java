@@ -76,10 +76,12 @@ final class ClusterMap {
         } else {
             long[] copy = offset == 0 ? new long[tableLongs] : l2Cache.get(offset).clone();
             long fresh = refcounts.allocate(1);
+            refcounts.markMetadata(fresh, 1, "new L2 table");
             l2Cache.putDirty(fresh, copy);
             table = copy;
             if (offset != 0) {
                 l2Cache.remove(offset);
+                refcounts.unmarkMetadata(offset, 1);
                 refcounts.freeLater(offset, geo.clusterSize());
             }
             l1[i] = fresh | L1Entry.COPIED;
@@ -97,6 +99,7 @@ final class ClusterMap {
         long offset = L1Entry.l2Offset(l1[i]);
         if (offset != 0) {
             l2Cache.remove(offset);
+            refcounts.unmarkMetadata(offset, 1);
             refcounts.freeLater(offset, geo.clusterSize());
             l1[i] = 0;
             dirtyL1.set(i);

@@ -186,7 +186,7 @@ public final class Qcow2Image implements WritableImage {
         return null;
     }
 
-    static boolean overlaps(long a, long alen, long b, long blen) {
+    private static boolean overlaps(long a, long alen, long b, long blen) {
         return alen > 0 && blen > 0 && a < b + blen && b < a + alen;
     }
 

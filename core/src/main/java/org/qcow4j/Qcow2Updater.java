@@ -45,6 +45,13 @@ final class Qcow2Updater {
         this.clusterSize = geo.clusterSize();
         this.lazy = header.has(Feature.LAZY_REFCOUNTS);
         this.refcounts = new RefcountTable(filename, storage, header, options.refcountCacheBytes());
+        refcounts.markMetadata(map.l1Offset(), geo.sizeToClusters(map.l1Size() * 8L), "L1 table");
+        for (int i = 0; i < map.l1Size(); i++) {
+            long l2 = map.l2Offset(i);
+            if (l2 != 0) {
+                refcounts.markMetadata(l2, 1, "L1 entry " + i); // two structures in one cluster: refused here
+            }
+        }
         if (header.version() >= 3 && header.autoclearFeatures() != 0) {
             // As QEMU: autoclear bits a writer does not maintain are cleared when it opens the image for writing.
             storage.writeFully(ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
@@ -65,8 +72,8 @@ final class Qcow2Updater {
             }
             src.position(src.position() + n);
             offset += n;
+            writeBackIfOverfull(); // a long write may dirty more tables than the cache holds
         }
-        writeBackIfOverfull();
     }
 
     /**
@@ -219,15 +226,8 @@ final class Qcow2Updater {
     }
 
     private void writeData(ByteBuffer data, long host) throws IOException {
-        // QEMU's constant overlap checks: a damaged entry must not make a guest write destroy the metadata.
-        long n = data.remaining();
-        String overlap = host < clusterSize ? "header"
-                : Qcow2Image.overlaps(host, n, map.l1Offset(), map.l1Size() * 8L) ? "active L1 table"
-                : Qcow2Image.overlaps(host, n, refcounts.tableOffset(), refcounts.tableBytes()) ? "refcount table" : null;
-        if (overlap != null) {
-            throw new FormatException(filename, "host offset of a data write", FormatException.hex(host),
-                    "would overwrite the " + overlap);
-        }
+        // QEMU's overlap checks: a damaged entry must not make a guest write destroy metadata.
+        refcounts.checkDataWrite(host, data.remaining());
         storage.writeFully(data.duplicate(), host);
     }
 
@@ -269,8 +269,8 @@ final class Qcow2Updater {
                 }
             }
             offset += n;
+            writeBackIfOverfull(); // a long range may dirty more tables than the cache holds
         }
-        writeBackIfOverfull();
     }
 
     private void writeZeroData(long offset, long n) throws IOException {
@@ -361,8 +361,8 @@ final class Qcow2Updater {
                 setEntry(guest, entry, bitmap, m);
             }
             guest += clusterSize;
+            writeBackIfOverfull(); // a long range may dirty more tables than the cache holds
         }
-        writeBackIfOverfull();
     }
 
     /** Sets an entry and gives back what {@code old} used (null: nothing). */
@@ -430,6 +430,8 @@ final class Qcow2Updater {
         storage.writeFully(ByteBuffer.allocate(12).putInt(entries).putLong(offset).flip(), Header.L1_SIZE_AT);
         storage.force();
         map.replaceL1(table, offset);
+        refcounts.unmarkMetadata(oldOffset, geo.sizeToClusters(oldBytes));
+        refcounts.markMetadata(offset, clusters, "new L1 table");
         if (oldBytes > 0) {
             refcounts.freeLater(oldOffset, geo.sizeToClusters(oldBytes) * clusterSize);
         }

@@ -6,8 +6,10 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.BitSet;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.RefcountBlock;
 
@@ -36,6 +38,12 @@ final class RefcountTable {
     private final BitSet dirtyEntries = new BitSet();
     /** Host byte ranges (offset, length) given back, applied at the next flush after the tables stop using them. */
     private final List<long[]> pendingFrees = new ArrayList<>();
+    /**
+     * The clusters holding metadata (header, L1 and refcount tables, L2 tables, refcount blocks), as QEMU's cached
+     * overlap checks know them: never handed out, never written with guest data, whatever a damaged refcount says.
+     * One entry per metadata cluster, so bounded by the L1 and refcount table limits.
+     */
+    private final Set<Long> metadata = new HashSet<>();
     /** No cluster below this index is free. */
     private long freeHint;
     /** Clusters at and past this index have never been written since the file was opened: they read as zeros. */
@@ -67,8 +75,48 @@ final class RefcountTable {
                 throw new FormatException(filename, "refcount table entry " + i, FormatException.hex(table[i]), why);
             }
             table[i] = off;
+            markMetadata(off, 1, "refcount block " + i);
         }
+        markMetadata(0, 1, "header");
+        markMetadata(tableOffset, tableClusters, "refcount table");
         this.zeroFrom = (file.length() + clusterSize - 1) >>> clusterBits;
+    }
+
+    /**
+     * Records that {@code clusters} clusters at {@code offset} hold metadata; {@code what} names it for the error
+     * when a damaged image has two structures in one cluster.
+     */
+    void markMetadata(long offset, long clusters, String what) throws FormatException {
+        for (long c = offset >>> clusterBits; c < (offset >>> clusterBits) + clusters; c++) {
+            if (!metadata.add(c)) {
+                throw new FormatException(filename, what, FormatException.hex(offset),
+                        "overlaps other metadata at cluster " + c);
+            }
+        }
+    }
+
+    void unmarkMetadata(long offset, long clusters) {
+        for (long c = offset >>> clusterBits; c < (offset >>> clusterBits) + clusters; c++) {
+            metadata.remove(c);
+        }
+    }
+
+    /**
+     * Refuses a guest data write to {@code [offset, offset + length)} that would land on metadata or past what the
+     * image has allocated: only a damaged L2 entry can ask for either.
+     */
+    void checkDataWrite(long offset, long length) throws FormatException {
+        long end = offset + length;
+        if (end > allocatedEnd()) {
+            throw new FormatException(filename, "host offset of a data write", FormatException.hex(offset),
+                    "past the end of the image (" + allocatedEnd() + " bytes)");
+        }
+        for (long c = offset >>> clusterBits; c <= (end - 1) >>> clusterBits; c++) {
+            if (metadata.contains(c)) {
+                throw new FormatException(filename, "host offset of a data write", FormatException.hex(offset),
+                        "would overwrite metadata in cluster " + c);
+            }
+        }
     }
 
     private ByteBuffer loadBlock(long offset) throws IOException {
@@ -100,14 +148,14 @@ final class RefcountTable {
      */
     long allocate(long n) throws IOException {
         long start = freeHint;
-        while (refcount(start) != 0) {
+        while (!isFree(start)) {
             start++;
         }
         freeHint = start; // nothing below the first free cluster is free: later searches start here
         search:
         while (true) {
             for (long i = 0; i < n; i++) {
-                if (refcount(start + i) != 0) {
+                if (!isFree(start + i)) {
                     start += i + 1;
                     continue search;
                 }
@@ -133,23 +181,49 @@ final class RefcountTable {
         return start << clusterBits;
     }
 
-    /** Gives back {@code length} host bytes at {@code offset} once the tables that used them are on disk. */
+    /** Whether cluster {@code index} may be handed out; refuses a damaged refcount of 0 for metadata. */
+    private boolean isFree(long index) throws IOException {
+        if (refcount(index) != 0) {
+            return false;
+        }
+        if (metadata.contains(index)) {
+            throw new FormatException(filename, "refcount of cluster " + index, "0", "the cluster holds metadata");
+        }
+        return true;
+    }
+
+    /**
+     * Gives back {@code length} host bytes at {@code offset} once the tables that used them are on disk. Adjacent
+     * ranges merge, so discarding a large range costs one entry, not one per cluster.
+     */
     void freeLater(long offset, long length) {
-        pendingFrees.add(new long[] {offset, length});
+        long[] last = pendingFrees.isEmpty() ? null : pendingFrees.get(pendingFrees.size() - 1);
+        if (last != null && last[0] + last[1] == offset && ((offset & (clusterSize - 1)) == 0)) {
+            last[1] += length;
+        } else {
+            pendingFrees.add(new long[] {offset, length});
+        }
     }
 
     boolean hasPendingFrees() {
         return !pendingFrees.isEmpty();
     }
 
-    /** Lowers the refcounts of every cluster given back since the last flush (the tables no longer use them). */
+    /**
+     * Lowers the refcounts of every cluster given back since the last flush (the tables no longer use them). A
+     * cluster a damaged entry named but no refcount counts is skipped (QEMU reports and leaks it), so a failure
+     * can never apply a decrement twice.
+     */
     void applyFrees() throws IOException {
-        for (long[] f : pendingFrees) {
+        List<long[]> frees = new ArrayList<>(pendingFrees);
+        pendingFrees.clear();
+        for (long[] f : frees) {
             for (long c = f[0] >>> clusterBits; c <= (f[0] + f[1] - 1) >>> clusterBits; c++) {
-                add(c, -1);
+                if (refcount(c) > 0) {
+                    add(c, -1);
+                }
             }
         }
-        pendingFrees.clear();
     }
 
     private void add(long index, long delta) throws IOException {
@@ -184,6 +258,7 @@ final class RefcountTable {
         ByteBuffer block = ByteBuffer.allocate((int) clusterSize);
         RefcountBlock.set(block, (int) (at & ((1L << blockBits) - 1)), order, 1);
         long offset = at << clusterBits;
+        markMetadata(offset, 1, "new refcount block");
         blocks.putDirty(offset, block);
         table[(int) ti] = offset;
         dirtyEntries.set((int) ti);
@@ -225,6 +300,8 @@ final class RefcountTable {
             tableOffset = offset;
             tableClusters = (int) clusters;
             dirtyEntries.clear();
+            unmarkMetadata(oldOffset, oldClusters);
+            markMetadata(offset, clusters, "new refcount table");
         } finally {
             growing = false;
         }
