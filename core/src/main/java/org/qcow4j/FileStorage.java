@@ -13,26 +13,20 @@ import java.nio.file.StandardOpenOption;
 final class FileStorage implements AutoCloseable {
     private final Path path;
     private final FileChannel channel;
-    private final boolean writable;
     private volatile long length;
 
-    private FileStorage(Path path, FileChannel channel, boolean writable) throws IOException {
+    private FileStorage(Path path, FileChannel channel) throws IOException {
         this.path = path;
         this.channel = channel;
-        this.writable = writable;
         this.length = channel.size();
     }
 
     static FileStorage openReadOnly(Path path) throws IOException {
-        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ), false);
+        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ));
     }
 
     static FileStorage openReadWrite(Path path) throws IOException {
-        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE), true);
-    }
-
-    boolean writable() {
-        return writable;
+        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE));
     }
 
     Path path() {

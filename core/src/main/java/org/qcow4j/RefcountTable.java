@@ -132,11 +132,6 @@ final class RefcountTable {
         return RefcountBlock.get(blocks.get(table[(int) ti]), (int) (index & ((1L << blockBits) - 1)), order);
     }
 
-    /** Whether the cluster at {@code hostOffset} has never been written since open (so it reads as zeros). */
-    boolean neverWritten(long hostOffset) {
-        return (hostOffset >>> clusterBits) >= zeroFrom;
-    }
-
     /** The end of the last cluster handed out or present in the file: the file must reach it before metadata does. */
     long allocatedEnd() {
         return zeroFrom << clusterBits;
@@ -333,14 +328,5 @@ final class RefcountTable {
             file.writeFully(ByteBuffer.allocate(8).putLong(0, table[i]), tableOffset + i * 8L);
         }
         dirtyEntries.clear();
-    }
-
-    /** The host byte ranges of the refcount table, for overlap checks. */
-    long tableOffset() {
-        return tableOffset;
-    }
-
-    long tableBytes() {
-        return (long) tableClusters << clusterBits;
     }
 }
