@@ -47,9 +47,6 @@ public final class Qcow2Check {
     /** v3 snapshot entries must carry at least vm_state_size_large and disk_size as extra data. */
     private static final int V3_MIN_SNAPSHOT_EXTRA_DATA = 16;
     private static final String EIO = "Input/output error";
-    /** Header fields a repair writes: refcount_table_offset (with refcount_table_clusters), incompatible_features. */
-    private static final long HEADER_REFCOUNT_TABLE_OFFSET = 48;
-    private static final long HEADER_INCOMPATIBLE_FEATURES = 72;
 
     private final String filename;
     /** The file, read-only; opened again when a repair has made the file longer (it caches the length). */
@@ -854,7 +851,7 @@ public final class Qcow2Check {
         write(bytes, tableOffset);
         force();
         write(ByteBuffer.allocate(12).order(ByteOrder.BIG_ENDIAN).putLong(0, tableOffset).putInt(8, tableClusters),
-                HEADER_REFCOUNT_TABLE_OFFSET);
+                Header.REFCOUNT_TABLE_AT);
         force();
 
         refcountTableOffset = tableOffset;
@@ -963,7 +960,7 @@ public final class Qcow2Check {
             return;
         }
         force();
-        write(ByteBuffer.allocate(8).order(ByteOrder.BIG_ENDIAN).putLong(0, clean), HEADER_INCOMPATIBLE_FEATURES);
+        write(ByteBuffer.allocate(8).order(ByteOrder.BIG_ENDIAN).putLong(0, clean), Header.INCOMPATIBLE_FEATURES_AT);
     }
 
     /**

@@ -83,28 +83,23 @@ final class Qcow2Updater {
      */
     boolean tryWriteInPlace(ByteBuffer src, long offset) throws IOException {
         long end = offset + src.remaining();
-        for (long pos = offset; pos < end; ) {
+        long[] hosts = new long[(int) (geo.sizeToClusters(geo.offsetInCluster(offset) + src.remaining()))];
+        int i = 0;
+        for (long pos = offset; pos < end; i++) {
             long next = Math.min(end, geo.startOfCluster(pos) + clusterSize);
-            if (geo.extendedL2()) {
-                long sub = geo.subclusterSize();
-                for (long p = pos; p < next; p = (p / sub + 1) * sub) {
-                    Mapping m = mapping(p, geo.subclusterIndex(p));
-                    if (m.type() != SubclusterType.NORMAL || !m.copied()) {
-                        return false;
-                    }
-                }
-            } else {
-                Mapping m = mapping(pos, 0);
+            long sub = geo.subclusterSize(); // the whole cluster without extended L2
+            for (long p = pos; p < next; p = (p / sub + 1) * sub) {
+                Mapping m = mapping(p, geo.subclusterIndex(p));
                 if (m.type() != SubclusterType.NORMAL || !m.copied()) {
                     return false;
                 }
+                hosts[i] = m.host();
             }
             pos = next;
         }
-        while (src.hasRemaining()) {
+        for (i = 0; src.hasRemaining(); i++) {
             int n = (int) Math.min(src.remaining(), clusterSize - geo.offsetInCluster(offset));
-            Mapping m = mapping(offset, 0);
-            writeData(src.slice(src.position(), n), m.host() + geo.offsetInCluster(offset));
+            writeData(src.slice(src.position(), n), hosts[i] + geo.offsetInCluster(offset));
             src.position(src.position() + n);
             offset += n;
         }
@@ -173,7 +168,7 @@ final class Qcow2Updater {
         int s0 = (int) (in / sub);
         int s1 = (int) ((in + data.remaining() - 1) / sub);
         Mapping m = mapping(guest, s0);
-        long touched = (s1 == 31 ? -1L >>> 32 : (1L << (s1 + 1)) - 1) & ~((1L << s0) - 1);
+        long touched = L2Entry.subclusterBits(s0, s1);
         boolean hasHost = m.type() != SubclusterType.COMPRESSED && m.host() != 0;
         if (m.type() == SubclusterType.COMPRESSED || (hasHost && !m.copied())) {
             // The whole cluster moves to a new host cluster of our own.
@@ -197,7 +192,7 @@ final class Qcow2Updater {
         }
         long host = hasHost ? m.host() : refcounts.allocate(1);
         writeData(span, host + from);
-        long bitmap = (m.bitmap() | touched) & ~(touched << 32);
+        long bitmap = (m.bitmap() | touched) & ~L2Entry.zeroBits(touched);
         if (!hasHost || bitmap != m.bitmap()) {
             map.set(guest, host | L2Entry.COPIED, bitmap, refcounts);
         }
@@ -302,7 +297,7 @@ final class Qcow2Updater {
         Mapping m = mapping(offset, Math.min(z0, 31));
         boolean hasHost = m.type() != SubclusterType.COMPRESSED && m.host() != 0;
         if (whole && (mayUnmap || m.type() == SubclusterType.COMPRESSED || (hasHost && !m.copied()))) {
-            setEntry(offset, 0, L2Entry.BITMAP_ALL_ALLOC << 32, m);
+            setEntry(offset, 0, L2Entry.BITMAP_ALL_ZERO, m);
             return;
         }
         if (z0 > z1 || m.type() == SubclusterType.COMPRESSED || (hasHost && !m.copied())) {
@@ -319,8 +314,8 @@ final class Qcow2Updater {
             writeZeroData(offset - in + tailFrom, endIn - tailFrom);
         }
         m = mapping(offset, z0); // the head write may have allocated the cluster
-        long bits = (z1 == 31 ? -1L >>> 32 : (1L << (z1 + 1)) - 1) & ~((1L << z0) - 1);
-        long bitmap = (m.bitmap() & ~bits) | (bits << 32);
+        long bits = L2Entry.subclusterBits(z0, z1);
+        long bitmap = (m.bitmap() & ~bits) | L2Entry.zeroBits(bits);
         if (bitmap != m.bitmap()) {
             long host = m.type() != SubclusterType.COMPRESSED ? m.host() : 0;
             map.set(offset, host == 0 ? 0 : host | L2Entry.COPIED, bitmap, refcounts);
@@ -355,7 +350,7 @@ final class Qcow2Updater {
                 bitmap = 0;
             } else if (backing != null || allocated) {
                 entry = !geo.extendedL2() && header.version() >= 3 ? L2Entry.ZERO : 0;
-                bitmap = geo.extendedL2() ? L2Entry.BITMAP_ALL_ALLOC << 32 : 0;
+                bitmap = geo.extendedL2() ? L2Entry.BITMAP_ALL_ZERO : 0;
             }
             if (entry != m.entry() || bitmap != m.bitmap()) {
                 setEntry(guest, entry, bitmap, m);

@@ -348,7 +348,7 @@ public final class Qcow2Writer implements Closeable {
             // The raw data file must read as zeros here too: map the cluster to its (sparse) place.
             mapData(guestCluster, ByteBuffer.allocate(clusterSize), false);
         } else if (geo.extendedL2()) {
-            setEntry(guestCluster, 0, ~L2Entry.BITMAP_ALL_ALLOC);
+            setEntry(guestCluster, 0, L2Entry.BITMAP_ALL_ZERO);
         } else {
             setEntry(guestCluster, L2Entry.ZERO, 0);
         }

@@ -26,6 +26,8 @@ public final class L2Entry {
     public static final long COMPRESSED = 1L << 62;
     public static final long ZERO = 1L;
     public static final long BITMAP_ALL_ALLOC = 0xffff_ffffL;
+    /** Every subcluster reads as zeros (the high word of the bitmap). */
+    public static final long BITMAP_ALL_ZERO = BITMAP_ALL_ALLOC << 32;
     /** Compressed streams are sized in units of this many bytes. */
     public static final int COMPRESSED_SECTOR_SIZE = 512;
 
@@ -65,6 +67,16 @@ public final class L2Entry {
             return SubclusterType.INVALID;
         }
         return zero ? SubclusterType.ZERO_PLAIN : SubclusterType.UNALLOCATED_PLAIN;
+    }
+
+    /** The allocation bits of subclusters {@code first..last} (inclusive, 0..31) in a bitmap word. */
+    public static long subclusterBits(int first, int last) {
+        return (BITMAP_ALL_ALLOC >>> (31 - last)) & ~((1L << first) - 1);
+    }
+
+    /** The zero bits matching the allocation bits {@code allocBits}. */
+    public static long zeroBits(long allocBits) {
+        return allocBits << 32;
     }
 
     /** Host cluster offset of a standard entry. */

@@ -59,4 +59,14 @@ class L2EntryTest {
         assertEquals(3, e.subclusterIndex(131072 + 3 * 4096 + 1));
         assertEquals(64, new ClusterGeometry(9, false).l1EntriesFor(2L << 20)); // 64 entries x 512 B per L2 table
     }
+
+    @Test
+    void subclusterBitmapMasks() {
+        assertEquals(0x1L, L2Entry.subclusterBits(0, 0));
+        assertEquals(0x8000_0000L, L2Entry.subclusterBits(31, 31));
+        assertEquals(L2Entry.BITMAP_ALL_ALLOC, L2Entry.subclusterBits(0, 31));
+        assertEquals(0x0000_0ff0L, L2Entry.subclusterBits(4, 11));
+        assertEquals(0x0000_0ff0_0000_0000L, L2Entry.zeroBits(L2Entry.subclusterBits(4, 11)));
+        assertEquals(L2Entry.BITMAP_ALL_ZERO, L2Entry.zeroBits(L2Entry.BITMAP_ALL_ALLOC));
+    }
 }
