@@ -1,6 +1,7 @@
 package org.qcow4j;
 
 import java.util.List;
+import org.qcow4j.qcow2.Qcow2Check;
 
 /**
  * What {@link Qcow2Check} found, field for field what {@code qemu-img check} reports (its QAPI {@code ImageCheck}).

@@ -4,6 +4,7 @@ import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.L1Entry;
 
+
 /**
  * The options of a new qcow2 image, as {@code qemu-img create -o} names them.
  *

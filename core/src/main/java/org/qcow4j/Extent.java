@@ -22,7 +22,7 @@ public record Extent(long start, long length, int depth, boolean present, boolea
     }
 
     /** The same status one layer further down the chain. */
-    Extent deeper() {
+    public Extent deeper() {
         return new Extent(start, length, depth + 1, present, zero, data, hostOffset);
     }
 

@@ -2,6 +2,8 @@ package org.qcow4j;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import org.qcow4j.qcow2.ChainOpener;
+import org.qcow4j.qcow2.Qcow2Image;
 
 /** Entry point of the library: opens disk images read-only or for writing. */
 public final class Images {

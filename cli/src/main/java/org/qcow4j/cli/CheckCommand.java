@@ -14,9 +14,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qcow4j.CheckResult;
-import org.qcow4j.Qcow2Check;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.Header;
+import org.qcow4j.qcow2.Qcow2Check;
 
 /**
  * {@code check}: what {@code qemu-img check} reports, and with {@code -r leaks|all} repairs (leaks, refcounts too

@@ -12,11 +12,12 @@ import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
-import org.qcow4j.Qcow2Converter;
-import org.qcow4j.Qcow2Writer;
 import org.qcow4j.QcowException;
-import org.qcow4j.RawConverter;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.io.OutputFile;
+import org.qcow4j.ops.Qcow2Converter;
+import org.qcow4j.ops.RawConverter;
+import org.qcow4j.qcow2.Qcow2Writer;
 
 /** {@code convert}: copy images (concatenated) into a new image, as qemu-img convert does. */
 final class ConvertCommand implements Command {

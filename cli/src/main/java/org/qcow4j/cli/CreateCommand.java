@@ -11,8 +11,9 @@ import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
-import org.qcow4j.Qcow2Writer;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.io.OutputFile;
+import org.qcow4j.qcow2.Qcow2Writer;
 
 /** {@code create}: a new, empty image, as qemu-img create makes it. */
 final class CreateCommand implements Command {

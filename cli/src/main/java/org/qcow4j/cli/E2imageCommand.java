@@ -9,17 +9,18 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.List;
 import java.util.function.LongConsumer;
+import org.qcow4j.ext.BlockRanges;
+import org.qcow4j.ext.ExtFilesystem;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
-import org.qcow4j.Qcow2Converter;
-import org.qcow4j.Qcow2Writer;
-import org.qcow4j.RawConverter;
-import org.qcow4j.ext.BlockRanges;
-import org.qcow4j.ext.ExtFilesystem;
 import org.qcow4j.format.Header;
+import org.qcow4j.io.OutputFile;
+import org.qcow4j.ops.Qcow2Converter;
+import org.qcow4j.ops.RawConverter;
+import org.qcow4j.qcow2.Qcow2Writer;
 
 /**
  * {@code e2image}: an ext2/3/4 filesystem's metadata as a packed qcow2 image ({@code -Q}) or a sparse raw image

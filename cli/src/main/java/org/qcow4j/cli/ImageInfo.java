@@ -7,11 +7,11 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qcow4j.DiskImage;
-import org.qcow4j.Qcow2Image;
 import org.qcow4j.format.Bitmap;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.Snapshot;
+import org.qcow4j.qcow2.Qcow2Image;
 
 /**
  * What {@code qemu-img info} reports about one image, as an ordered tree of maps, lists, strings, numbers and

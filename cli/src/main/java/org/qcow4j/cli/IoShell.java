@@ -14,11 +14,11 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import org.qcow4j.DiskImage;
-import org.qcow4j.Qcow2Image;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
-import org.qcow4j.WriteRefusedException;
 import org.qcow4j.WritableImage;
+import org.qcow4j.WriteRefusedException;
+import org.qcow4j.qcow2.Qcow2Image;
 
 /**
  * The command interpreter of {@code io}: qemu-io's (QEMU 7.2) commands read, write, discard, flush, truncate,

@@ -82,7 +82,7 @@ final class MapCommand implements Command {
         for (int i = 0; i < depth && layer.backing() != null; i++) {
             layer = layer.backing();
         }
-        if (layer instanceof org.qcow4j.Qcow2Image q && q.dataFile() != null) {
+        if (layer instanceof org.qcow4j.qcow2.Qcow2Image q && q.dataFile() != null) {
             return q.dataFile();
         }
         return layer.filename();

@@ -3,10 +3,10 @@ package org.qcow4j.cli;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import org.qcow4j.DiskImage;
-import org.qcow4j.Extent;
 import org.qcow4j.ext.BlockRanges;
 import org.qcow4j.ext.DirectoryScrambler;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
 
 /**
  * A filesystem seen as a disk that holds only its metadata blocks (what e2image images): those blocks read as

@@ -35,6 +35,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+import org.qcow4j.format.Header;
 
 /**
  * Malformed and hostile qcow2 images: each is made valid by qemu-img/qemu-io, then damaged by patching bytes,

@@ -25,8 +25,8 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.qcow4j.CheckResult;
-import org.qcow4j.Qcow2Check;
 import org.qcow4j.QcowException;
+import org.qcow4j.qcow2.Qcow2Check;
 
 /**
  * {@code check -r leaks|all} against {@code qemu-img check -r}: each damaged image is copied twice, qemu-img repairs

@@ -37,7 +37,9 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.qcow4j.CheckResult;
-import org.qcow4j.Qcow2Check;
+import org.qcow4j.Images;
+import org.qcow4j.format.Header;
+import org.qcow4j.qcow2.Qcow2Check;
 
 /**
  * {@code check} against {@code qemu-img check}: the same exit code, the same JSON (field by field, then layout), the

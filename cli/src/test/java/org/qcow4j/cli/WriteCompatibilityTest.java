@@ -14,6 +14,7 @@ import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 import org.junit.jupiter.api.io.TempDir;
+import org.qcow4j.Images;
 
 /**
  * Images qcow4j writes, judged by QEMU: {@code qemu-img check} finds no leak and no corruption, {@code qemu-img

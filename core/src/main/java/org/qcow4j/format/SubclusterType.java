@@ -1,5 +1,7 @@
 package org.qcow4j.format;
 
+import org.qcow4j.FormatException;
+
 /**
  * What one (sub)cluster of guest data is, as QEMU's {@code QCow2SubclusterType}, classified in one place:
  * {@link L2Entry#classify}. The image layer turns {@link #INVALID} into a {@code FormatException} naming the entry.

@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -9,19 +9,25 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import org.qcow4j.DiskImage;
+import org.qcow4j.OpenOptions;
+import org.qcow4j.QcowException;
+import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.Header;
+import org.qcow4j.io.FileStorage;
+import org.qcow4j.raw.RawImage;
 
 /**
  * Opens an image and, recursively, its backing chain: probes formats, resolves relative names against the
  * overlay's directory like QEMU's {@code path_combine}, and refuses loops and chains deeper than the limit
  * (qemu-img would hang on a loop).
  */
-final class ChainOpener {
+public final class ChainOpener {
     private final OpenOptions options;
     private final List<Path> chain = new ArrayList<>();
     private final List<String> names = new ArrayList<>();
 
-    ChainOpener(OpenOptions options) {
+    public ChainOpener(OpenOptions options) {
         this.options = options;
     }
 
@@ -35,7 +41,7 @@ final class ChainOpener {
      * @param format  "qcow2", "raw" or null to probe
      * @param overlay the image naming this one as its backing file, or null for the top image
      */
-    DiskImage open(String filename, String format, int depth, String overlay) throws IOException {
+    public DiskImage open(String filename, String format, int depth, String overlay) throws IOException {
         if (depth > options.maxChainDepth()) {
             throw new QcowException(overlay, "backing chain deeper than " + options.maxChainDepth() + " images");
         }
@@ -129,7 +135,7 @@ final class ChainOpener {
      * absolute names stay, relative ones are taken from the image's directory. Protocol names
      * ({@code nbd:...}, {@code json:{...}}) are refused.
      */
-    static String resolveRelative(String imageName, String name) throws UnsupportedFeatureException {
+    public static String resolveRelative(String imageName, String name) throws UnsupportedFeatureException {
         int colon = name.indexOf(':');
         int slash = name.indexOf('/');
         if (colon > 0 && (slash < 0 || colon < slash)) {

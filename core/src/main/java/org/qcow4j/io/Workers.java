@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.io;
 
 import java.io.IOException;
 import java.io.InterruptedIOException;
@@ -15,13 +15,13 @@ import java.util.concurrent.Future;
  * order: what the converters need to read and compress in parallel yet write in guest order with bounded memory.
  * A task's exception is rethrown as it was by {@link #next}.
  */
-final class Workers<T> implements AutoCloseable {
+public final class Workers<T> implements AutoCloseable {
     private final ExecutorService pool;
     private final Deque<Future<T>> inFlight = new ArrayDeque<>();
     private final int window;
 
     /** {@code threads} workers, at most two tasks each in flight. */
-    Workers(int threads) {
+    public Workers(int threads) {
         this.window = 2 * threads;
         this.pool = Executors.newFixedThreadPool(threads, r -> {
             Thread t = new Thread(r, "qcow4j-worker");
@@ -31,20 +31,20 @@ final class Workers<T> implements AutoCloseable {
     }
 
     /** Whether the window is full: take the {@link #next} result before submitting more. */
-    boolean full() {
+    public boolean full() {
         return inFlight.size() >= window;
     }
 
-    boolean isEmpty() {
+    public boolean isEmpty() {
         return inFlight.isEmpty();
     }
 
-    void submit(Callable<T> task) {
+    public void submit(Callable<T> task) {
         inFlight.add(pool.submit(task));
     }
 
     /** Waits for the oldest task and returns its result. */
-    T next() throws IOException {
+    public T next() throws IOException {
         try {
             return inFlight.poll().get();
         } catch (InterruptedException e) {

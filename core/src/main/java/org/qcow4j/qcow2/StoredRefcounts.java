@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -6,8 +6,10 @@ import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import org.qcow4j.format.CFormat;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.RefcountBlock;
+import org.qcow4j.io.FileStorage;
 
 /**
  * The refcounts an image stores, read as QEMU's {@code qcow2_get_refcount} reads them: through the refcount table
@@ -15,7 +17,7 @@ import org.qcow4j.format.RefcountBlock;
  * kept. A cluster past the table or under a zero table entry has refcount 0; a block past the end of the file
  * reads as zeros (as QEMU's block layer does); a block QEMU cannot read makes the lookup fail.
  */
-final class StoredRefcounts {
+public final class StoredRefcounts {
     /** Memory for cached refcount blocks (at least one block is always kept). */
     private static final long CACHE_BYTES = 4L << 20;
 

@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -13,7 +13,13 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.function.Consumer;
+import org.qcow4j.CheckResult;
+import org.qcow4j.FormatException;
+import org.qcow4j.Images;
+import org.qcow4j.OpenOptions;
+import org.qcow4j.QcowException;
 import org.qcow4j.format.BitmapTable;
+import org.qcow4j.format.CFormat;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.L1Entry;
@@ -21,6 +27,7 @@ import org.qcow4j.format.L2Entry;
 import org.qcow4j.format.RefcountBlock;
 import org.qcow4j.format.Snapshot;
 import org.qcow4j.format.SubclusterType;
+import org.qcow4j.io.FileStorage;
 
 /**
  * A read-only consistency check of a qcow2 image that reports what {@code qemu-img check} (QEMU 7.2, no {@code -r})

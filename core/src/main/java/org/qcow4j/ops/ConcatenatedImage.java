@@ -1,11 +1,13 @@
-package org.qcow4j;
+package org.qcow4j.ops;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
 
 /** Several images read as one disk, one after the other (qemu-img convert's multiple inputs). */
-final class ConcatenatedImage implements DiskImage {
+public final class ConcatenatedImage implements DiskImage {
     private final List<DiskImage> parts;
     private final long[] starts;
     private final long size;

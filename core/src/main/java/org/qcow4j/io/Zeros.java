@@ -1,9 +1,9 @@
-package org.qcow4j;
+package org.qcow4j.io;
 
 import java.nio.ByteBuffer;
 
 /** Zero filling and zero detection for buffers. */
-final class Zeros {
+public final class Zeros {
     private static final byte[] ZEROS = new byte[64 * 1024];
 
     private Zeros() {
@@ -14,7 +14,7 @@ final class Zeros {
      * first bytes, so this reads longs with absolute gets and stops at the first non-zero one: no slices,
      * no allocation per block.
      */
-    static boolean isZero(ByteBuffer buf, int from, int to) {
+    public static boolean isZero(ByteBuffer buf, int from, int to) {
         int i = from;
         for (; i + 8 <= to; i += 8) {
             if (buf.getLong(i) != 0) {
@@ -29,7 +29,7 @@ final class Zeros {
         return true;
     }
 
-    static void fill(ByteBuffer dst) {
+    public static void fill(ByteBuffer dst) {
         while (dst.hasRemaining()) {
             dst.put(ZEROS, 0, Math.min(ZEROS.length, dst.remaining()));
         }

@@ -1,13 +1,17 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import org.qcow4j.DiskImage;
+import org.qcow4j.OpenOptions;
+import org.qcow4j.QcowException;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.L1Entry;
 import org.qcow4j.format.L2Entry;
 import org.qcow4j.format.SubclusterType;
+import org.qcow4j.io.FileStorage;
 
 /**
  * The write half of a {@link Qcow2Image} opened for writing: guest writes, zeroing, discard, resize and the
@@ -20,7 +24,7 @@ import org.qcow4j.format.SubclusterType;
  * state plus, at most, leaked clusters. With lazy refcounts the refcounts are written only on close and the dirty
  * bit says so meanwhile.
  */
-final class Qcow2Updater {
+public final class Qcow2Updater {
     private final Qcow2Image image;
     private final String filename;
     private final FileStorage storage;

@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -10,8 +10,11 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.qcow4j.FormatException;
+import org.qcow4j.QcowException;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.RefcountBlock;
+import org.qcow4j.io.FileStorage;
 
 /**
  * The cluster allocator of an image opened for writing: the refcount table (whole, in memory), its refcount blocks
@@ -23,7 +26,7 @@ import org.qcow4j.format.RefcountBlock;
  * itself (it is placed inside the range it counts, as QEMU does when it can), and the refcount table grows by moving
  * to a larger copy: blocks, then the copy, then the header, each forced before the next points at it.
  */
-final class RefcountTable {
+public final class RefcountTable {
     private final String filename;
     private final FileStorage file;
     private final int clusterBits;

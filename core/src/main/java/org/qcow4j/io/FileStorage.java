@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.io;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -10,7 +10,7 @@ import java.nio.file.StandardOpenOption;
  * An image file with positional reads and writes (no shared file position, so threads never contend).
  * Reads past the end of the file return zeros, as QEMU's block layer does.
  */
-final class FileStorage implements AutoCloseable {
+public final class FileStorage implements AutoCloseable {
     private final Path path;
     private final FileChannel channel;
     private volatile long length;
@@ -21,24 +21,24 @@ final class FileStorage implements AutoCloseable {
         this.length = channel.size();
     }
 
-    static FileStorage openReadOnly(Path path) throws IOException {
+    public static FileStorage openReadOnly(Path path) throws IOException {
         return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ));
     }
 
-    static FileStorage openReadWrite(Path path) throws IOException {
+    public static FileStorage openReadWrite(Path path) throws IOException {
         return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE));
     }
 
-    Path path() {
+    public Path path() {
         return path;
     }
 
-    long length() {
+    public long length() {
         return length;
     }
 
     /** Fills {@code dst} from {@code pos}; the part past end of file is zero-filled. */
-    void readFully(ByteBuffer dst, long pos) throws IOException {
+    public void readFully(ByteBuffer dst, long pos) throws IOException {
         while (dst.hasRemaining()) {
             if (pos >= length) {
                 Zeros.fill(dst);
@@ -54,7 +54,7 @@ final class FileStorage implements AutoCloseable {
     }
 
     /** Writes all of {@code src} at {@code pos}, growing the file if need be. */
-    void writeFully(ByteBuffer src, long pos) throws IOException {
+    public void writeFully(ByteBuffer src, long pos) throws IOException {
         long end = pos + src.remaining();
         while (src.hasRemaining()) {
             pos += channel.write(src, pos);
@@ -67,19 +67,19 @@ final class FileStorage implements AutoCloseable {
     }
 
     /** Makes the file at least {@code size} bytes long (the new part reads as zeros). */
-    void extendTo(long size) throws IOException {
+    public void extendTo(long size) throws IOException {
         if (size > length && size > channel.size()) {
             writeFully(ByteBuffer.allocate(1), size - 1);
         }
     }
 
     /** Forces written data (and the file's length) to the disk. */
-    void force() throws IOException {
+    public void force() throws IOException {
         channel.force(true);
     }
 
     /** Reads {@code len} bytes at {@code pos} into a new heap buffer; {@code len} must already be bounded. */
-    ByteBuffer read(long pos, int len) throws IOException {
+    public ByteBuffer read(long pos, int len) throws IOException {
         ByteBuffer b = ByteBuffer.allocate(len);
         readFully(b, pos);
         return b.flip();

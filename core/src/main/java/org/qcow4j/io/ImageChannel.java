@@ -1,21 +1,22 @@
-package org.qcow4j;
+package org.qcow4j.io;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.SeekableByteChannel;
+import org.qcow4j.WritableImage;
 
 /**
  * A {@link SeekableByteChannel} over a writable image's guest bytes. Reads stop at the end of the disk (-1 there);
  * writes past the end fail, as the disk does not grow by writing; {@code truncate} shrinks it. Closing the channel
  * does not close the image. Not safe for concurrent use (it has a position); the image underneath is.
  */
-final class ImageChannel implements SeekableByteChannel {
+public final class ImageChannel implements SeekableByteChannel {
     private final WritableImage image;
     private long position;
     private boolean open = true;
 
-    ImageChannel(WritableImage image) {
+    public ImageChannel(WritableImage image) {
         this.image = image;
     }
 

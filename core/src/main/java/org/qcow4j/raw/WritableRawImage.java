@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.raw;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
@@ -12,6 +12,12 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
+import org.qcow4j.Images;
+import org.qcow4j.WritableImage;
+import org.qcow4j.WriteRefusedException;
+import org.qcow4j.io.ImageChannel;
 
 /**
  * A raw file opened for writing ({@link Images#openWritable}), as QEMU's raw driver over a file: guest offset = file offset; the
@@ -21,7 +27,7 @@ import java.util.List;
  * writes that would make its first sector look like a qcow2 image, as QEMU restricts writes to block 0 of probed
  * raw images.
  */
-final class WritableRawImage implements WritableImage {
+public final class WritableRawImage implements WritableImage {
     private static final int ZERO_CHUNK = 1 << 20;
     private static final byte[] QCOW2_MAGIC = {'Q', 'F', 'I', (byte) 0xfb};
 
@@ -40,7 +46,7 @@ final class WritableRawImage implements WritableImage {
     }
 
     /** Opens {@code path} for writing; {@code probed}: the format was guessed, not given. */
-    static WritableRawImage open(Path path, boolean probed) throws IOException {
+    public static WritableRawImage open(Path path, boolean probed) throws IOException {
         if (!Files.exists(path)) {
             throw new NoSuchFileException(path.toString());
         }

@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.io;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;

@@ -1,21 +1,25 @@
-package org.qcow4j;
+package org.qcow4j.raw;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
+import org.qcow4j.io.FileExtents;
+import org.qcow4j.io.FileStorage;
 
 /**
  * A raw disk image: guest offset = file offset. Like QEMU, the size is the file length rounded up to whole
  * 512-byte sectors, the tail past the end of the file reading as zeros. Holes of a sparse file are reported as
  * zero extents (found through {@link FileExtents} on first use), so copies skip them as qemu-img's do.
  */
-final class RawImage implements DiskImage {
+public final class RawImage implements DiskImage {
     private final String filename;
     private final FileStorage storage;
     private final long size;
     /** Sorted {start, end} data ranges; null until asked for; {0, length} when the file system cannot tell. */
     private volatile long[] dataRanges;
 
-    RawImage(String filename, FileStorage storage) {
+    public RawImage(String filename, FileStorage storage) {
         this.filename = filename;
         this.storage = storage;
         this.size = (storage.length() + 511) & ~511L;

@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import com.github.luben.zstd.ZstdDecompressCtx;
 import com.github.luben.zstd.ZstdException;
@@ -12,7 +12,7 @@ import org.qcow4j.format.Header;
  * keeps one per thread. Like QEMU, the output must fill the whole cluster; bytes after the stream (the next
  * cluster's data, sector padding) are ignored.
  */
-final class ClusterDecompressor implements AutoCloseable {
+public final class ClusterDecompressor implements AutoCloseable {
     private final int compressionType;
     private final int clusterSize;
     private Inflater inflater;

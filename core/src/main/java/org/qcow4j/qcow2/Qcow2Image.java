@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.Closeable;
 import java.io.IOException;
@@ -9,6 +9,14 @@ import java.nio.channels.SeekableByteChannel;
 import java.nio.file.Path;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
+import org.qcow4j.FormatException;
+import org.qcow4j.Images;
+import org.qcow4j.OpenOptions;
+import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.WritableImage;
+import org.qcow4j.WriteRefusedException;
 import org.qcow4j.format.Bitmap;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Feature;
@@ -17,6 +25,10 @@ import org.qcow4j.format.L1Entry;
 import org.qcow4j.format.L2Entry;
 import org.qcow4j.format.Snapshot;
 import org.qcow4j.format.SubclusterType;
+import org.qcow4j.io.FileStorage;
+import org.qcow4j.io.ImageChannel;
+import org.qcow4j.io.Zeros;
+import org.qcow4j.raw.WritableRawImage;
 
 /**
  * A qcow2 image: the header, the cluster mapping ({@link ClusterMap}: the active L1 table, loaded whole and bounded by
@@ -96,7 +108,7 @@ public final class Qcow2Image implements WritableImage {
      * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
      * (internal snapshots, persistent bitmaps, an external data file) before anything is written.
      */
-    static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
+    public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
         String filename = path.toString();
         List<String> notes = new java.util.ArrayList<>();
         Header h;

@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.ops;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -6,6 +6,14 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.function.LongConsumer;
+import org.qcow4j.CreateOptions;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
+import org.qcow4j.QcowException;
+import org.qcow4j.io.Workers;
+import org.qcow4j.io.Zeros;
+import org.qcow4j.qcow2.ClusterCompressor;
+import org.qcow4j.qcow2.Qcow2Writer;
 
 /**
  * Copies images (concatenated) into a new qcow2 image through a {@link Qcow2Writer}, like

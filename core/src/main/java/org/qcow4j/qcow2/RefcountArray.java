@@ -1,6 +1,7 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.util.Arrays;
+import org.qcow4j.QcowException;
 
 /**
  * The refcounts {@link Qcow2Check} computes from the metadata: one counter per host cluster, packed at the image's
@@ -11,7 +12,7 @@ import java.util.Arrays;
  * <p>A refcount structure rebuild allocates clusters in this array ({@link #set}) and grows it past the end of the
  * file ({@link #ensureCapacity}), as QEMU's {@code alloc_clusters_imrt} does with its array.
  */
-final class RefcountArray {
+public final class RefcountArray {
     /** The longest array the JVM allocates (a few words below Integer.MAX_VALUE). */
     private static final long MAX_ARRAY_LENGTH = Integer.MAX_VALUE - 8;
 

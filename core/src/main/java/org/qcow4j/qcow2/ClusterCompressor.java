@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import com.github.luben.zstd.ZstdCompressCtx;
 import com.github.luben.zstd.ZstdException;
@@ -16,7 +16,7 @@ import org.qcow4j.format.Header;
  * reach back past a block, every stream is valid for a 4 KiB window, and the size stays within 0.1% of QEMU's
  * (measured on the benchmark image; plain 32 KiB-window streams came out 1.2% larger).
  */
-final class ClusterCompressor implements AutoCloseable {
+public final class ClusterCompressor implements AutoCloseable {
     /** QEMU's deflate window: 1 << 12. */
     private static final int WINDOW = 4096;
 
@@ -28,7 +28,7 @@ final class ClusterCompressor implements AutoCloseable {
     private ByteBuffer zstdIn;
     private ByteBuffer zstdOut;
 
-    ClusterCompressor(int compressionType, int clusterSize) {
+    public ClusterCompressor(int compressionType, int clusterSize) {
         this.compressionType = compressionType;
         this.clusterSize = clusterSize;
         this.out = new byte[clusterSize];
@@ -39,7 +39,7 @@ final class ClusterCompressor implements AutoCloseable {
      *
      * @return the stream (valid until the next call), or null if it would not be shorter than a cluster
      */
-    ByteBuffer compress(ByteBuffer cluster) {
+    public ByteBuffer compress(ByteBuffer cluster) {
         return compressionType == Header.COMPRESSION_ZSTD ? zstd(cluster) : deflate(cluster);
     }
 

@@ -1,4 +1,4 @@
-package org.qcow4j.cli;
+package org.qcow4j.io;
 
 import java.io.IOException;
 import java.nio.file.FileSystemException;
@@ -11,16 +11,16 @@ import org.qcow4j.QcowException;
  * Outputs appear under their name only when complete: they are written under a temporary name beside the
  * destination and renamed into place on success, so a failed or interrupted command leaves nothing behind.
  */
-final class OutputFile {
+public final class OutputFile {
     private OutputFile() {
     }
 
     /** Writes a whole file at the path it is given. */
-    interface Writer {
+    public interface Writer {
         void write(Path file) throws IOException;
     }
 
-    static void writeAtomically(Path requested, Writer writer) throws IOException {
+    public static void writeAtomically(Path requested, Writer writer) throws IOException {
         Path output = requested;
         while (Files.isSymbolicLink(output)) {
             // Like qemu-img, write through a link: the file it names gets the image, the link stays.

@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.io;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -18,7 +18,7 @@ import java.util.regex.Pattern;
  * system without FIEMAP, output that does not add up) gives null: the caller then treats the whole file as data,
  * which is always correct, only slower.
  */
-final class FileExtents {
+public final class FileExtents {
     private static final Pattern EXTENT = Pattern.compile("^\\s*\\d+:\\s*(\\d+)\\.\\.\\s*(\\d+):");
     private static final String[] FILEFRAG = {"filefrag", "/usr/sbin/filefrag", "/sbin/filefrag"};
 
@@ -29,7 +29,7 @@ final class FileExtents {
      * The file's data ranges as sorted, merged, non-overlapping {start, end} pairs in bytes (every extent the
      * file system reports counts as data, delayed or unwritten ones too), or null when unknown.
      */
-    static long[] dataRanges(Path file, long length) {
+    public static long[] dataRanges(Path file, long length) {
         for (String tool : FILEFRAG) {
             long[] r = run(tool, file, length);
             if (r != null) {
@@ -64,7 +64,7 @@ final class FileExtents {
     }
 
     /** Parses {@code filefrag -v -b1} output; null unless it is a well-formed extent list inside the file. */
-    static long[] parse(String out, long length) {
+    public static long[] parse(String out, long length) {
         if (!out.contains("logical_offset")) {
             return null;
         }

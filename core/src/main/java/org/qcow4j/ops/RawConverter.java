@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.ops;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -6,6 +6,12 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.function.LongConsumer;
+import org.qcow4j.DiskImage;
+import org.qcow4j.Extent;
+import org.qcow4j.QcowException;
+import org.qcow4j.io.FileExtents;
+import org.qcow4j.io.Workers;
+import org.qcow4j.io.Zeros;
 
 /**
  * Copies the guest contents of one or more images (concatenated, like {@code qemu-img convert}) into a raw

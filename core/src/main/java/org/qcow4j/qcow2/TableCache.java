@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.IOException;
 import java.util.ArrayList;
@@ -15,7 +15,7 @@ import java.util.Map;
  * safety needs, and calls {@link #markClean}. Safe for concurrent readers: a miss loads outside the lock, so two
  * threads may load the same clean table once each, which is harmless.
  */
-final class TableCache<T> {
+public final class TableCache<T> {
     /** Loads the table stored at a host offset. */
     @FunctionalInterface
     interface Loader<T> {

@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.Closeable;
 import java.io.IOException;
@@ -8,6 +8,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
+import org.qcow4j.CreateOptions;
+import org.qcow4j.QcowException;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;

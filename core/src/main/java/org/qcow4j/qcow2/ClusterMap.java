@@ -1,4 +1,4 @@
-package org.qcow4j;
+package org.qcow4j.qcow2;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -7,6 +7,7 @@ import java.util.BitSet;
 import java.util.Map;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.L1Entry;
+import org.qcow4j.io.FileStorage;
 
 /**
  * The guest-to-host mapping of an image: the active L1 table (whole, in memory) and its L2 tables through a bounded
@@ -14,7 +15,7 @@ import org.qcow4j.format.L1Entry;
  * range has none and copied when it is shared (no COPIED flag); changed tables stay in memory, dirty, until the
  * image writes them back with {@link #writeTables()} and then {@link #writeL1()}, in that order.
  */
-final class ClusterMap {
+public final class ClusterMap {
     private final FileStorage storage;
     private final ClusterGeometry geo;
     private final TableCache<long[]> l2Cache;
