@@ -1,10 +1,9 @@
 package org.qcow4j;
 
 import java.util.List;
-import org.qcow4j.qcow2.Qcow2Check;
 
 /**
- * What {@link Qcow2Check} found, field for field what {@code qemu-img check} reports (its QAPI {@code ImageCheck}).
+ * What {@link Images#check} found, field for field what {@code qemu-img check} reports (its QAPI {@code ImageCheck}).
  *
  * @param filename           the image as named to the check
  * @param format             always "qcow2"
@@ -13,8 +12,8 @@ import org.qcow4j.qcow2.Qcow2Check;
  * @param corruptions        metadata errors: refcounts lower than the references, COPIED flags that do not match
  *                           refcounts, misaligned or reserved bits, references past the end of the file, ...
  * @param leaks              clusters whose stored refcount is higher than the references to them
- * @param corruptionsFixed   corruptions repaired ({@link Qcow2Check#repair} with -r all); 0 for a plain check
- * @param leaksFixed         leaked clusters repaired ({@link Qcow2Check#repair}); 0 for a plain check
+ * @param corruptionsFixed   corruptions repaired ({@link Images#repair} with {@link RepairMode#ALL}); 0 for a plain check
+ * @param leaksFixed         leaked clusters repaired ({@link Images#repair}); 0 for a plain check
  * @param imageEndOffset     the end of the last cluster that is referenced or has a refcount
  * @param totalClusters      guest clusters of the virtual disk
  * @param allocatedClusters  guest clusters the active L1 table maps to host clusters (standard, zero-allocated and
@@ -23,7 +22,7 @@ import org.qcow4j.qcow2.Qcow2Check;
  *                           plus every compressed cluster (QEMU's count)
  * @param compressedClusters compressed guest clusters of the active L1 table
  * @param diagnostics        one line per problem, worded as QEMU words it, in the order found; empty when the lines
- *                           were handed to a consumer instead ({@link Qcow2Check#check(java.nio.file.Path,
+ *                           were handed to a consumer instead ({@link Images#check(java.nio.file.Path,
  *                           java.util.function.Consumer)})
  */
 public record CheckResult(String filename, String format, long checkErrors, long corruptions, long leaks,

@@ -3,6 +3,7 @@ package org.qcow4j;
 import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.Optional;
 
 /**
  * A virtual disk opened read-only: a qcow2 image with its backing chain, or a raw file.
@@ -32,4 +33,9 @@ public interface DiskImage extends Closeable {
      * empty) with one status across the whole backing chain, as QEMU's {@code bdrv_block_status} sees it.
      */
     Extent extentAt(long offset, long maxLength) throws IOException;
+
+    /** A qcow2 image's header, snapshots and bitmaps; empty for other formats. */
+    default Optional<Qcow2Metadata> qcow2() {
+        return Optional.empty();
+    }
 }

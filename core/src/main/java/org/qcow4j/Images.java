@@ -2,10 +2,17 @@ package org.qcow4j;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.function.Consumer;
+import org.qcow4j.ops.Conversion;
 import org.qcow4j.qcow2.ChainOpener;
+import org.qcow4j.qcow2.Qcow2Check;
 import org.qcow4j.qcow2.Qcow2Image;
 
-/** Entry point of the library: opens disk images read-only or for writing. */
+/**
+ * Entry point of the library: opens, creates, checks, repairs and converts disk images. The only class of the API
+ * that reaches into the engine; everything it returns is an API type.
+ */
 public final class Images {
     private Images() {
     }
@@ -33,6 +40,69 @@ public final class Images {
     /** Opens {@code path} for writing with the default options. */
     public static WritableImage openWritable(Path path) throws IOException {
         return openWritable(path, OpenOptions.defaults());
+    }
+
+    /**
+     * Creates the qcow2 image {@code path} as {@code qemu-img create -f qcow2} does, byte for byte. The file appears
+     * under its name only when complete (an existing file is replaced then).
+     *
+     * @param options validated first ({@link CreateOptions#validate}): a bad combination is a {@link QcowException}
+     */
+    public static void create(Path path, CreateOptions options) throws IOException {
+        Conversion.create(path, options);
+    }
+
+    /**
+     * Creates the raw image {@code path} of {@code size} bytes (rounded up to whole 512-byte sectors), sparse: no
+     * block allocated, as {@code qemu-img create -f raw} does. The file appears under its name only when complete.
+     */
+    public static void createRaw(Path path, long size) throws IOException {
+        Conversion.createRaw(path, size);
+    }
+
+    /** Checks the qcow2 image {@code image} as {@code qemu-img check} does; the result holds the diagnostic lines. */
+    public static CheckResult check(Path image) throws IOException {
+        return Qcow2Check.check(image);
+    }
+
+    /**
+     * Checks the qcow2 image {@code image} as {@code qemu-img check} does, handing each diagnostic line to {@code
+     * diagnostics} as it is found (a badly damaged image's millions of lines need no memory); the result counts
+     * what was found. Nothing is written.
+     *
+     * @throws QcowException when the image cannot be opened (as QEMU would not open it) or the check cannot complete
+     *         (qemu-img's "Check failed: ...", exit code 1)
+     */
+    public static CheckResult check(Path image, Consumer<String> diagnostics) throws IOException {
+        return Qcow2Check.check(image, diagnostics);
+    }
+
+    /**
+     * Repairs the qcow2 image {@code image} in place as {@code qemu-img check -r leaks|all} does, with the same
+     * diagnostics, counts and resulting bytes. Images that need repairs qcow4j does not make are refused with a
+     * {@link QcowException} before anything is written.
+     */
+    public static CheckResult repair(Path image, RepairMode mode, Consumer<String> diagnostics) throws IOException {
+        return Qcow2Check.repair(image, mode == RepairMode.ALL, diagnostics);
+    }
+
+    /**
+     * Writes the inputs, one after the other, as a new image {@code output} ({@code qemu-img convert}): raw or
+     * qcow2 as {@code options} say. Work follows allocated data. The output appears under its name only when
+     * complete, so a failed conversion leaves no half output behind (an existing file is replaced on success; a
+     * device is written in place).
+     */
+    public static void convert(List<DiskImage> inputs, Path output, ConvertOptions options) throws IOException {
+        Conversion.convert(inputs, output, options);
+    }
+
+    /**
+     * Writes the inputs as raw data into the existing (or new) file {@code target} at byte {@code offset}, in
+     * place, keeping the bytes outside that range (e2image's {@code -O}: an image inside a larger disk image).
+     */
+    public static void convertInto(List<DiskImage> inputs, Path target, long offset, ConvertOptions options)
+            throws IOException {
+        Conversion.convertInto(inputs, target, offset, options);
     }
 
     /**

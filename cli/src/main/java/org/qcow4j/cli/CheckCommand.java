@@ -14,13 +14,14 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qcow4j.CheckResult;
+import org.qcow4j.Images;
+import org.qcow4j.RepairMode;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.Header;
-import org.qcow4j.qcow2.Qcow2Check;
 
 /**
  * {@code check}: what {@code qemu-img check} reports, and with {@code -r leaks|all} repairs (leaks, refcounts too
- * low, COPIED flags, a refcount structure to rebuild, the dirty and corrupt bits; see {@link Qcow2Check#repair})
+ * low, COPIED flags, a refcount structure to rebuild, the dirty and corrupt bits; see {@link Images#repair})
  * followed by a second check: diagnostics on stderr as they are found, then the summary (human or JSON) on stdout,
  * and qemu-img's exit codes.
  */
@@ -101,9 +102,9 @@ final class CheckCommand implements Command {
 
         CheckResult r;
         if (fixErrors == null) {
-            r = Qcow2Check.check(Path.of(image), err::println);
+            r = Images.check(Path.of(image), err::println);
         } else {
-            r = Qcow2Check.repair(Path.of(image), fixErrors, err::println);
+            r = Images.repair(Path.of(image), fixErrors ? RepairMode.ALL : RepairMode.LEAKS, err::println);
             if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {
                 // qemu-img: say what was repaired, then check again (read-only) and report that check.
                 if (!json && !args.has("-q")) {
@@ -112,7 +113,7 @@ final class CheckCommand implements Command {
                             + "    " + r.corruptionsFixed() + " corruptions\n\n"
                             + "Double checking the fixed image now...\n");
                 }
-                CheckResult again = Qcow2Check.check(Path.of(image), err::println);
+                CheckResult again = Images.check(Path.of(image), err::println);
                 r = new CheckResult(again.filename(), again.format(), again.checkErrors(), again.corruptions(),
                         again.leaks(), r.corruptionsFixed(), r.leaksFixed(), again.imageEndOffset(),
                         again.totalClusters(), again.allocatedClusters(), again.fragmentedClusters(),

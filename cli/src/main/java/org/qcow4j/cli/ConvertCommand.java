@@ -2,22 +2,16 @@ package org.qcow4j.cli;
 
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.channels.FileChannel;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.LongConsumer;
+import org.qcow4j.ConvertOptions;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
-import org.qcow4j.io.OutputFile;
-import org.qcow4j.ops.Qcow2Converter;
-import org.qcow4j.ops.RawConverter;
-import org.qcow4j.qcow2.Qcow2Writer;
 
 /** {@code convert}: copy images (concatenated) into a new image, as qemu-img convert does. */
 final class ConvertCommand implements Command {
@@ -97,45 +91,24 @@ final class ConvertCommand implements Command {
             for (String in : files.subList(0, files.size() - 1)) {
                 inputs.add(ImageArgs.open(args, in));
             }
-            long total = RawConverter.totalSize(inputs);
+            long total = 0;
+            for (DiskImage in : inputs) {
+                total = Math.addExact(total, in.size());
+            }
             Progress bar = args.has("-p") && !args.has("-q") ? new Progress(out, total) : null;
-            LongConsumer progress = bar == null ? null : bar::advance;
+            ConvertOptions options = (qcow2 ? ConvertOptions.qcow2(qcow2Options) : ConvertOptions.raw())
+                    .withThreads((int) threads).withCompression(args.has("-c")).withDurable(sync)
+                    .withProgress(bar == null ? null : bar::advance);
             if (qcow2) {
-                CreateOptions o = qcow2Options.withSize(total);
-                String backingName = args.get("-B", o.backingFile());
+                String backingName = args.get("-B", qcow2Options.backingFile());
                 if (backingName != null) {
                     backing = Images.open(Path.of(Images.resolveRelative(output, backingName)),
-                            OpenOptions.defaults().withFormat(args.get("-F", o.backingFormat())));
-                    o = o.withBacking(backingName, backing.format());
+                            OpenOptions.defaults().withFormat(args.get("-F", qcow2Options.backingFormat())));
+                    options = options.withBacking(backing)
+                            .withQcow2(qcow2Options.withBacking(backingName, backing.format()));
                 }
-                CreateOptions options;
-                try {
-                    options = o.validate();
-                } catch (IllegalArgumentException e) {
-                    throw new QcowException(output, e.getMessage());
-                }
-                long hint = Qcow2Converter.dataClustersHint(inputs, options.clusterBits());
-                DiskImage base = backing;
-                OutputFile.writeAtomically(Path.of(output), file -> {
-                    try (Qcow2Writer w = Qcow2Writer.create(file, output, options, hint)) {
-                        new Qcow2Converter((int) threads, args.has("-c"), base, progress).convert(inputs, w);
-                        w.finish(sync);
-                    }
-                });
-            } else {
-                OutputFile.writeAtomically(Path.of(output), file -> {
-                    try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
-                        new RawConverter((int) threads, progress).convert(inputs, ch, output);
-                        if (sync) {
-                            try {
-                                ch.force(true);
-                            } catch (IOException e) {
-                                throw new QcowException(output, "cannot flush: " + e.getMessage(), e);
-                            }
-                        }
-                    }
-                });
             }
+            Images.convert(inputs, Path.of(output), options);
             if (bar != null) {
                 bar.finish();
             }

@@ -2,7 +2,6 @@ package org.qcow4j.cli;
 
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.io.RandomAccessFile;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -12,8 +11,6 @@ import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
-import org.qcow4j.io.OutputFile;
-import org.qcow4j.qcow2.Qcow2Writer;
 
 /** {@code create}: a new, empty image, as qemu-img create makes it. */
 final class CreateCommand implements Command {
@@ -97,11 +94,7 @@ final class CreateCommand implements Command {
             out.println(ImageOptions.describe(image, valid, o, options.size()));
             out.flush();
         }
-        OutputFile.writeAtomically(Path.of(image), file -> {
-            try (Qcow2Writer w = Qcow2Writer.create(file, image, valid, 0)) {
-                w.finish(false);
-            }
-        });
+        Images.create(Path.of(image), valid);
         return ExitCodes.OK;
     }
 
@@ -116,16 +109,11 @@ final class CreateCommand implements Command {
         if (s < 0) {
             throw new CommandLine.UsageException("Image creation needs a size parameter");
         }
-        long rounded = (s + 511) & ~511L;
         if (!quiet) {
             out.println("Formatting '" + image + "', fmt=raw size=" + s);
             out.flush();
         }
-        OutputFile.writeAtomically(Path.of(image), file -> {
-            try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
-                raf.setLength(rounded); // sparse: no block is allocated
-            }
-        });
+        Images.createRaw(Path.of(image), s);
         return ExitCodes.OK;
     }
 }

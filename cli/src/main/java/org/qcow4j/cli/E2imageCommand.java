@@ -9,18 +9,13 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.List;
 import java.util.function.LongConsumer;
-import org.qcow4j.ext.BlockRanges;
-import org.qcow4j.ext.ExtFilesystem;
-import org.qcow4j.CreateOptions;
+import org.qcow4j.ext.ExtMetadata;
+import org.qcow4j.ext.MetadataImage;
+import org.qcow4j.ConvertOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
-import org.qcow4j.QcowException;
 import org.qcow4j.format.Header;
-import org.qcow4j.io.OutputFile;
-import org.qcow4j.ops.Qcow2Converter;
-import org.qcow4j.ops.RawConverter;
-import org.qcow4j.qcow2.Qcow2Writer;
 
 /**
  * {@code e2image}: an ext2/3/4 filesystem's metadata as a packed qcow2 image ({@code -Q}) or a sparse raw image
@@ -89,25 +84,27 @@ final class E2imageCommand implements Command {
         if (srcOffset < 0 || destOffset < 0 || (qcow2 && destOffset != 0)) {
             throw new CommandLine.UsageException("offsets must be positive; -O needs -r");
         }
-        // -s numbers names in block order, so its blocks must be read in order, by one thread.
-        int threads = args.has("-s") ? 1 : Runtime.getRuntime().availableProcessors();
+        ConvertOptions raw = ConvertOptions.raw().withDurable(false);
         if (!qcow2 && srcOffset == 0 && isQcow2(Path.of(src))) {
             // e2image -r of a qcow2 image: any qcow2 qcow4j reads (v3, compressed, backing chains), not only v2.
             try (DiskImage in = Images.open(Path.of(src), OpenOptions.defaults().withFormat("qcow2"))) {
-                writeRaw(List.of(in), dest, destOffset, threads, progress(args, out, in.size()));
+                writeRaw(in, dest, destOffset, raw.withProgress(progress(args, out, in.size())));
             }
             return ExitCodes.OK;
         }
-        try (FileChannel device = FileChannel.open(Path.of(src), StandardOpenOption.READ)) {
-            ExtFilesystem fs = ExtFilesystem.open(device, src, srcOffset, args.getLong("-b", 0), (int) args.getLong("-B", 0));
-            BlockRanges blocks = fs.metadataBlocks(args.has("-a"));
-            BlockRanges dirs = args.has("-s") ? fs.directoryBlocks() : null;
-            MetadataImage image = new MetadataImage(src, device, srcOffset, fs.blockSize(), fs.blocksCount(), blocks, dirs);
+        ExtMetadata.Options options = ExtMetadata.Options.defaults().withOffset(srcOffset)
+                .withBackupSuperblock(args.getLong("-b", 0), (int) args.getLong("-B", 0))
+                .withData(args.has("-a")).withScrambling(args.has("-s"));
+        try (MetadataImage image = ExtMetadata.image(Path.of(src), options)) {
             LongConsumer bar = progress(args, out, image.size());
+            // Scrambled names are numbered in block order: such an image is read in order, by one thread.
+            int threads = image.readsInOrderOnly() ? 1 : Runtime.getRuntime().availableProcessors();
             if (qcow2) {
-                writeQcow2(image, dest, fs.blockSize(), compress, threads, bar);
+                ConvertOptions o = ConvertOptions.qcow2(ExtMetadata.qcow2Options(image, compress)).withDurable(false)
+                        .withCompression(compress != null).withThreads(threads).withProgress(bar);
+                Images.convert(List.of(image), Path.of(dest), o);
             } else {
-                writeRaw(List.of(image), dest, destOffset, threads, bar);
+                writeRaw(image, dest, destOffset, raw.withThreads(threads).withProgress(bar));
             }
         }
         return ExitCodes.OK;
@@ -125,45 +122,12 @@ final class E2imageCommand implements Command {
         }
     }
 
-    /**
-     * Like e2image: a version 2 image (what e2image -r reads back) whose clusters are the filesystem's blocks,
-     * the blocks in filesystem order, all-zero blocks left out. Compression with zstd needs version 3.
-     */
-    private static void writeQcow2(MetadataImage image, String dest, int blockSize, String compress, int threads,
-                                   LongConsumer progress) throws IOException {
-        CreateOptions defaults = CreateOptions.defaults(image.size());
-        CreateOptions o = new CreateOptions(image.size(), "zstd".equals(compress) ? 3 : 2,
-                Integer.numberOfTrailingZeros(blockSize), 4,
-                "zstd".equals(compress) ? Header.COMPRESSION_ZSTD : Header.COMPRESSION_ZLIB, false, false, null, false,
-                defaults.preallocation(), null, null);
-        CreateOptions options;
-        try {
-            options = o.validate();
-        } catch (IllegalArgumentException e) {
-            throw new QcowException(dest, e.getMessage());
-        }
-        long hint = Qcow2Converter.dataClustersHint(List.of(image), options.clusterBits());
-        OutputFile.writeAtomically(Path.of(dest), file -> {
-            try (Qcow2Writer w = Qcow2Writer.create(file, dest, options, hint)) {
-                new Qcow2Converter(threads, compress != null, null, progress).convert(List.of(image), w);
-                w.finish(false);
-            }
-        });
-    }
-
-    private static void writeRaw(List<DiskImage> in, String dest, long destOffset, int threads, LongConsumer progress)
-            throws IOException {
+    /** A raw image at {@code destOffset} of an existing file (a partition of a disk image), or a new file. */
+    private static void writeRaw(DiskImage in, String dest, long destOffset, ConvertOptions options) throws IOException {
         if (destOffset != 0) {
-            // Into an existing (or new) file, e.g. a partition of a disk image: written in place, the rest kept.
-            try (FileChannel ch = FileChannel.open(Path.of(dest), StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
-                new RawConverter(threads, progress).convertInto(in, ch, Path.of(dest), dest, destOffset);
-            }
-            return;
+            Images.convertInto(List.of(in), Path.of(dest), destOffset, options);
+        } else {
+            Images.convert(List.of(in), Path.of(dest), options);
         }
-        OutputFile.writeAtomically(Path.of(dest), file -> {
-            try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {
-                new RawConverter(threads, progress).convert(in, ch, dest);
-            }
-        });
     }
 }

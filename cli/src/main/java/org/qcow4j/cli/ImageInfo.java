@@ -7,11 +7,11 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qcow4j.DiskImage;
+import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.format.Bitmap;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.Snapshot;
-import org.qcow4j.qcow2.Qcow2Image;
 
 /**
  * What {@code qemu-img info} reports about one image, as an ordered tree of maps, lists, strings, numbers and
@@ -24,7 +24,7 @@ final class ImageInfo {
 
     static Map<String, Object> of(DiskImage image) throws IOException {
         Map<String, Object> m = new LinkedHashMap<>();
-        Qcow2Image q = image instanceof Qcow2Image qi ? qi : null;
+        Qcow2Metadata q = image.qcow2().orElse(null);
         Header h = q == null ? null : q.header();
         if (h != null && h.backingFile() != null && h.backingFormat() != null) {
             m.put("backing-filename-format", h.backingFormat());
@@ -75,7 +75,7 @@ final class ImageInfo {
         return m;
     }
 
-    private static Map<String, Object> qcow2Specific(Qcow2Image q) {
+    private static Map<String, Object> qcow2Specific(Qcow2Metadata q) {
         Header h = q.header();
         Map<String, Object> d = new LinkedHashMap<>();
         if (h.version() == 2) {

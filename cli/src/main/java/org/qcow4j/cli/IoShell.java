@@ -18,7 +18,6 @@ import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
-import org.qcow4j.qcow2.Qcow2Image;
 
 /**
  * The command interpreter of {@code io}: qemu-io's (QEMU 7.2) commands read, write, discard, flush, truncate,
@@ -668,11 +667,11 @@ final class IoShell {
     }
 
     private boolean version2WithBacking() {
-        return image instanceof Qcow2Image q && q.header().version() == 2 && q.backing() != null;
+        return image.backing() != null && image.qcow2().map(q -> q.header().version() == 2).orElse(false);
     }
 
     private long clusterSize() {
-        return ((Qcow2Image) image).header().clusterSize();
+        return image.qcow2().orElseThrow().header().clusterSize();
     }
 
     private static long alignUp(long value, long alignment) {

@@ -3,6 +3,7 @@ package org.qcow4j.cli;
 import java.io.PrintWriter;
 import java.util.List;
 import org.qcow4j.DiskImage;
+import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.Extent;
 import org.qcow4j.QcowException;
 
@@ -82,10 +83,7 @@ final class MapCommand implements Command {
         for (int i = 0; i < depth && layer.backing() != null; i++) {
             layer = layer.backing();
         }
-        if (layer instanceof org.qcow4j.qcow2.Qcow2Image q && q.dataFile() != null) {
-            return q.dataFile();
-        }
-        return layer.filename();
+        return layer.qcow2().map(Qcow2Metadata::dataFile).orElse(layer.filename());
     }
 
     private static boolean print(PrintWriter out, DiskImage d, Extent e, boolean json, boolean first) throws QcowException {

@@ -26,7 +26,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.qcow4j.CheckResult;
 import org.qcow4j.QcowException;
-import org.qcow4j.qcow2.Qcow2Check;
+import org.qcow4j.WritableImage;
+import org.qcow4j.Images;
 
 /**
  * {@code check -r leaks|all} against {@code qemu-img check -r}: each damaged image is copied twice, qemu-img repairs
@@ -350,43 +351,44 @@ class CheckRepairTest {
 
     /** The library's repair before a read-write open: the crashed image is rebuilt and no longer dirty. */
     @Test
-    void repairDirtyRepairsACrashedImage() throws IOException {
+    void openingADirtyImageForWritingRepairsIt() throws IOException {
         Path img = crashedLazyRefcountsImage("crashed.qcow2", "cluster_size=65536");
         Path original = create("original.qcow2", "64M");
         Qemu.io(dir, original.toString(), DATA);
-        List<String> lines = new ArrayList<>();
-        CheckResult r = Qcow2Check.repairDirty(img, lines::add);
-        assertTrue(lines.contains("Rebuilding refcount structure"), lines.toString());
-        assertTrue(r.corruptionsFixed() > 0, r.toString());
+        List<String> warnings;
+        try (WritableImage w = Images.openWritable(img)) {
+            warnings = w.warnings();
+        }
+        assertEquals(List.of(img + ": repaired the refcounts of a dirty image (lazy refcounts, not closed cleanly)"),
+                warnings);
         assertEquals(0, getLong(img, OFF_INCOMPATIBLE_FEATURES) & DIRTY, "dirty bit cleared");
         assertCleanAndEqual(img, original);
     }
 
     /**
      * A crashed image whose first refcount block is also misaligned: the rebuild meets check errors (the block
-     * cannot be read), after which QEMU keeps the dirty bit; repairDirty runs the repair again and clears it.
+     * cannot be read), after which QEMU keeps the dirty bit; the opener runs the repair again and clears it.
      */
     @Test
-    void repairDirtyClearsTheBitAfterCheckErrors() throws IOException {
+    void openingForWritingClearsTheDirtyBitAfterCheckErrors() throws IOException {
         Path img = crashedLazyRefcountsImage("crashed.qcow2", "cluster_size=65536");
         Path original = create("original.qcow2", "64M");
         Qemu.io(dir, original.toString(), DATA);
         long entry = getLong(img, OFF_REFCOUNT_TABLE_OFFSET);
         putLong(img, entry, getLong(img, entry) + 512);
-        CheckResult r = Qcow2Check.repairDirty(img, line -> { });
-        assertEquals(0, r.checkErrors(), r.toString());
+        Images.openWritable(img).close();
         assertEquals(0, getLong(img, OFF_INCOMPATIBLE_FEATURES) & DIRTY, "dirty bit cleared");
         assertCleanAndEqual(img, original);
     }
 
-    /** repairDirty refuses (untouched, one line) what repair refuses. */
+    /** Opening a dirty image for writing refuses (untouched, one line) what repair refuses. */
     @Test
-    void repairDirtyRefusesWhatRepairRefuses() throws IOException {
+    void openingADirtyImageRefusesWhatRepairRefuses() throws IOException {
         Path img = crashedLazyRefcountsImage("crashed.qcow2", "cluster_size=65536");
         long l2 = CheckTest.l2TableOf(img, 0);
         putLong(img, l2, getLong(img, l2) | 0x0100_0000_0000_0000L); // reserved bits: no repair touches them
         byte[] before = Files.readAllBytes(img);
-        QcowException e = assertThrows(QcowException.class, () -> Qcow2Check.repairDirty(img, line -> { }));
+        QcowException e = assertThrows(QcowException.class, () -> Images.openWritable(img));
         assertTrue(e.getMessage().contains("cannot repair") && e.getMessage().indexOf('\n') < 0, e.getMessage());
         assertArrayEquals(before, Files.readAllBytes(img));
     }

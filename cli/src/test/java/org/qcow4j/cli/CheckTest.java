@@ -39,7 +39,6 @@ import org.junit.jupiter.params.provider.ValueSource;
 import org.qcow4j.CheckResult;
 import org.qcow4j.Images;
 import org.qcow4j.format.Header;
-import org.qcow4j.qcow2.Qcow2Check;
 
 /**
  * {@code check} against {@code qemu-img check}: the same exit code, the same JSON (field by field, then layout), the
@@ -126,7 +125,7 @@ class CheckTest {
         long l2 = l2TableOf(img, 0);
         putLong(img, l2 + 8, getLong(img, l2 + 8) & ~COPIED);
         setRefcount(img, 2, 0);
-        CheckResult r = Qcow2Check.check(img);
+        CheckResult r = Images.check(img);
         Qemu.Result q = qemuCheck(img, "--output=json", img.toString());
         assertEquals(diagnostics(q.err()), r.diagnostics());
         assertEquals(JSON.readTree(q.out()).get("corruptions").asLong(), r.corruptions());

@@ -3,24 +3,30 @@ package org.qcow4j.ops;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
+import org.qcow4j.AbstractDiskImage;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 
 /** Several images read as one disk, one after the other (qemu-img convert's multiple inputs). */
-public final class ConcatenatedImage implements DiskImage {
+public final class ConcatenatedImage extends AbstractDiskImage {
     private final List<DiskImage> parts;
     private final long[] starts;
-    private final long size;
 
     ConcatenatedImage(List<DiskImage> parts) {
+        super(parts.get(0).filename(), parts.get(0).format(), totalSize(parts));
         this.parts = List.copyOf(parts);
         this.starts = new long[parts.size()];
-        long total = 0;
-        for (int i = 0; i < parts.size(); i++) {
-            starts[i] = total;
-            total = Math.addExact(total, parts.get(i).size());
+        for (int i = 1; i < parts.size(); i++) {
+            starts[i] = starts[i - 1] + parts.get(i - 1).size();
         }
-        this.size = total;
+    }
+
+    private static long totalSize(List<DiskImage> parts) {
+        long total = 0;
+        for (DiskImage p : parts) {
+            total = Math.addExact(total, p.size());
+        }
+        return total;
     }
 
     /** One image as it is, several concatenated. */
@@ -35,28 +41,12 @@ public final class ConcatenatedImage implements DiskImage {
                 return i;
             }
         }
-        throw new IndexOutOfBoundsException("offset " + offset + " past the end of " + size + " bytes");
+        throw new IndexOutOfBoundsException("offset " + offset + " past the end of " + size() + " bytes");
     }
 
-    @Override
-    public String filename() {
-        return parts.get(0).filename();
-    }
 
-    @Override
-    public String format() {
-        return parts.get(0).format();
-    }
 
-    @Override
-    public long size() {
-        return size;
-    }
 
-    @Override
-    public DiskImage backing() {
-        return null;
-    }
 
     @Override
     public void read(ByteBuffer dst, long offset) throws IOException {

@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.List;
+import java.util.Optional;
 import java.nio.channels.SeekableByteChannel;
 import java.nio.file.Path;
 import java.util.concurrent.ConcurrentLinkedQueue;
@@ -14,6 +15,7 @@ import org.qcow4j.Extent;
 import org.qcow4j.FormatException;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
+import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
@@ -36,7 +38,7 @@ import org.qcow4j.raw.WritableRawImage;
  * Everything read from the file is validated before it is used to size or address anything. Opened for writing
  * ({@link Images#openWritable}), a {@link Qcow2Updater} does the writes under this image's write lock.
  */
-public final class Qcow2Image implements WritableImage {
+public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private final String filename;
     private final FileStorage storage;
     private final FileStorage dataStorage;
@@ -222,25 +224,32 @@ public final class Qcow2Image implements WritableImage {
         return backing;
     }
 
-    /** The backing file name as resolved against this image's directory (qemu-img's full-backing-filename). */
+    @Override
+    public Optional<Qcow2Metadata> qcow2() {
+        return Optional.of(this);
+    }
+
+    @Override
     public String fullBackingFilename() {
         return backingFilename;
     }
 
+    @Override
     public Header header() {
         return header;
     }
 
+    @Override
     public List<Snapshot> snapshots() {
         return snapshots;
     }
 
-    /** Persistent bitmaps, when the bitmaps extension is present and consistent. */
+    @Override
     public List<Bitmap> bitmaps() {
         return bitmaps;
     }
 
-    /** The external data file name as written in the header, or null. */
+    @Override
     public String dataFile() {
         return dataFileName;
     }

@@ -2,7 +2,7 @@ package org.qcow4j.raw;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import org.qcow4j.DiskImage;
+import org.qcow4j.AbstractDiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.io.FileExtents;
 import org.qcow4j.io.FileStorage;
@@ -12,51 +12,29 @@ import org.qcow4j.io.FileStorage;
  * 512-byte sectors, the tail past the end of the file reading as zeros. Holes of a sparse file are reported as
  * zero extents (found through {@link FileExtents} on first use), so copies skip them as qemu-img's do.
  */
-public final class RawImage implements DiskImage {
-    private final String filename;
+public final class RawImage extends AbstractDiskImage {
     private final FileStorage storage;
-    private final long size;
     /** Sorted {start, end} data ranges; null until asked for; {0, length} when the file system cannot tell. */
     private volatile long[] dataRanges;
 
     public RawImage(String filename, FileStorage storage) {
-        this.filename = filename;
+        super(filename, "raw", (storage.length() + 511) & ~511L);
         this.storage = storage;
-        this.size = (storage.length() + 511) & ~511L;
     }
 
-    @Override
-    public String filename() {
-        return filename;
-    }
 
-    @Override
-    public String format() {
-        return "raw";
-    }
 
-    @Override
-    public long size() {
-        return size;
-    }
 
-    @Override
-    public DiskImage backing() {
-        return null;
-    }
 
     @Override
     public void read(ByteBuffer dst, long offset) throws IOException {
-        if (offset < 0 || offset > size - dst.remaining()) {
-            throw new IndexOutOfBoundsException("read of " + dst.remaining() + " bytes at " + offset
-                    + " outside the virtual disk of " + size + " bytes");
-        }
+        checkRange(offset, dst.remaining());
         storage.readFully(dst, offset);
     }
 
     @Override
     public Extent extentAt(long offset, long maxLength) {
-        long max = Math.min(maxLength, size - offset);
+        long max = Math.min(maxLength, size() - offset);
         long[] r = ranges();
         // The first range ending after offset: offset is in it (data) or in the hole before it.
         int lo = 0;
@@ -72,7 +50,7 @@ public final class RawImage implements DiskImage {
         if (lo < r.length / 2 && r[2 * lo] <= offset) {
             return new Extent(offset, Math.min(max, r[2 * lo + 1] - offset), 0, true, false, true, offset);
         }
-        long holeEnd = lo < r.length / 2 ? r[2 * lo] : size;
+        long holeEnd = lo < r.length / 2 ? r[2 * lo] : size();
         return new Extent(offset, Math.min(max, holeEnd - offset), 0, true, true, false, offset);
     }
 

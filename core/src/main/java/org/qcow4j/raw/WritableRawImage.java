@@ -12,7 +12,7 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
-import org.qcow4j.DiskImage;
+import org.qcow4j.AbstractDiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Images;
 import org.qcow4j.WritableImage;
@@ -27,18 +27,17 @@ import org.qcow4j.io.ImageChannel;
  * writes that would make its first sector look like a qcow2 image, as QEMU restricts writes to block 0 of probed
  * raw images.
  */
-public final class WritableRawImage implements WritableImage {
+public final class WritableRawImage extends AbstractDiskImage implements WritableImage {
     private static final int ZERO_CHUNK = 1 << 20;
     private static final byte[] QCOW2_MAGIC = {'Q', 'F', 'I', (byte) 0xfb};
 
-    private final String filename;
     private final RandomAccessFile file;
     private final FileChannel channel;
     private final boolean probed;
     private long size;
 
     private WritableRawImage(String filename, RandomAccessFile file, boolean probed) throws IOException {
-        this.filename = filename;
+        super(filename, "raw", roundUp(file.length()));
         this.file = file;
         this.channel = file.getChannel();
         this.probed = probed;
@@ -63,35 +62,17 @@ public final class WritableRawImage implements WritableImage {
         return (length + 511) & ~511L;
     }
 
-    @Override
-    public String filename() {
-        return filename;
-    }
 
-    @Override
-    public String format() {
-        return "raw";
-    }
 
     @Override
     public synchronized long size() {
         return size;
     }
 
-    @Override
-    public DiskImage backing() {
-        return null;
-    }
-
-    private void check(long offset, long length) {
-        if (offset < 0 || length < 0 || offset > size || size - offset < length) {
-            throw new IndexOutOfBoundsException(length + " bytes at " + offset + " outside the virtual disk of " + size + " bytes");
-        }
-    }
 
     @Override
     public synchronized void read(ByteBuffer dst, long offset) throws IOException {
-        check(offset, dst.remaining());
+        checkRange(offset, dst.remaining());
         long pos = offset;
         while (dst.hasRemaining()) {
             int n = channel.read(dst, pos);
@@ -113,7 +94,7 @@ public final class WritableRawImage implements WritableImage {
 
     @Override
     public synchronized void write(ByteBuffer src, long offset) throws IOException {
-        check(offset, src.remaining());
+        checkRange(offset, src.remaining());
         if (probed && offset < QCOW2_MAGIC.length && src.hasRemaining()) {
             byte[] head = new byte[QCOW2_MAGIC.length];
             read(ByteBuffer.wrap(head, 0, (int) Math.min(head.length, size)), 0);
@@ -121,7 +102,7 @@ public final class WritableRawImage implements WritableImage {
                 head[i] = src.get(src.position() + i - (int) offset);
             }
             if (Arrays.equals(head, QCOW2_MAGIC)) {
-                throw new WriteRefusedException(filename, "write to block 0 of a probed raw image would make it look like qcow2"
+                throw new WriteRefusedException(filename(), "write to block 0 of a probed raw image would make it look like qcow2"
                         + " (give the format raw)");
             }
         }
@@ -133,7 +114,7 @@ public final class WritableRawImage implements WritableImage {
 
     @Override
     public synchronized void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
-        check(offset, length);
+        checkRange(offset, length);
         ByteBuffer zeros = ByteBuffer.allocate((int) Math.min(ZERO_CHUNK, Math.max(length, 1)));
         long pos = offset;
         long end = offset + length;

@@ -1,25 +1,24 @@
-package org.qcow4j.cli;
+package org.qcow4j.ext;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import org.qcow4j.ext.BlockRanges;
-import org.qcow4j.ext.DirectoryScrambler;
+import org.qcow4j.AbstractDiskImage;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.QcowException;
 
 /**
  * A filesystem seen as a disk that holds only its metadata blocks (what e2image images): those blocks read as
  * on the device, directory blocks scrambled with {@code -s}, every other block as an unallocated zero. As a
  * {@link DiskImage} it feeds the converters unchanged: {@code -Q} is a qcow2 conversion of it, {@code -r} a raw one.
+ * Open one with {@link ExtMetadata#image}; it owns the device and closes it.
  */
-final class MetadataImage implements DiskImage {
+public final class MetadataImage extends AbstractDiskImage {
     private static final byte[] ZEROS = new byte[64 * 1024];
-    private final String name;
     private final FileChannel device;
     private final long deviceOffset;
     private final int blockSize;
-    private final long size;
     private final BlockRanges blocks;
     private final BlockRanges scrambled;
     private final DirectoryScrambler scrambler;
@@ -31,34 +30,13 @@ final class MetadataImage implements DiskImage {
      */
     MetadataImage(String name, FileChannel device, long deviceOffset, int blockSize, long blocksCount, BlockRanges blocks,
                   BlockRanges scrambled) {
-        this.name = name;
+        super(name, "raw", blocksCount * blockSize);
         this.device = device;
         this.deviceOffset = deviceOffset;
         this.blockSize = blockSize;
-        this.size = blocksCount * blockSize;
         this.blocks = blocks;
         this.scrambled = scrambled;
         this.scrambler = scrambled == null ? null : new DirectoryScrambler(name, blockSize);
-    }
-
-    @Override
-    public String filename() {
-        return name;
-    }
-
-    @Override
-    public String format() {
-        return "raw";
-    }
-
-    @Override
-    public long size() {
-        return size;
-    }
-
-    @Override
-    public DiskImage backing() {
-        return null;
     }
 
     /** Index of the first run that ends after {@code block}, or blocks.size(). */
@@ -78,13 +56,13 @@ final class MetadataImage implements DiskImage {
 
     @Override
     public Extent extentAt(long offset, long maxLength) {
-        long max = Math.min(maxLength, size - offset);
+        long max = Math.min(maxLength, size() - offset);
         long block = offset / blockSize;
         int run = runAfter(block);
         if (run < blocks.size() && blocks.start(run) <= block) {
             return new Extent(offset, Math.min(max, blocks.end(run) * blockSize - offset), 0, true, false, true, -1);
         }
-        long next = run < blocks.size() ? blocks.start(run) * blockSize : size;
+        long next = run < blocks.size() ? blocks.start(run) * blockSize : size();
         return new Extent(offset, Math.min(max, next - offset), 0, false, true, false, -1);
     }
 
@@ -112,7 +90,7 @@ final class MetadataImage implements DiskImage {
         while (part.hasRemaining()) {
             int k = device.read(part, pos);
             if (k < 0) {
-                throw new org.qcow4j.QcowException(name, "device ends before block " + (pos / blockSize));
+                throw new QcowException(filename(), "device ends before block " + (pos / blockSize));
             }
             pos += k;
         }
@@ -130,8 +108,22 @@ final class MetadataImage implements DiskImage {
         }
     }
 
+    /** The filesystem's block size: the cluster size of the qcow2 image e2image writes. */
+    public int blockSize() {
+        return blockSize;
+    }
+
+    /**
+     * Whether the image must be read once, in ascending order, by one thread: scrambled names are numbered in block
+     * order (e2image's counters run from block to block).
+     */
+    public boolean readsInOrderOnly() {
+        return scrambler != null;
+    }
+
+    /** Closes the device. */
     @Override
-    public void close() {
-        // the device belongs to the caller
+    public void close() throws IOException {
+        device.close();
     }
 }

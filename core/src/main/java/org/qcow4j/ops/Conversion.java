@@ -1,0 +1,98 @@
+package org.qcow4j.ops;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.List;
+import org.qcow4j.ConvertOptions;
+import org.qcow4j.CreateOptions;
+import org.qcow4j.DiskImage;
+import org.qcow4j.QcowException;
+import org.qcow4j.io.OutputFile;
+import org.qcow4j.qcow2.Qcow2Writer;
+
+/** Whole-file outputs: new images and conversions, written under a temporary name and renamed when complete. */
+public final class Conversion {
+    private Conversion() {
+    }
+
+    /** A new, empty qcow2 image ({@code qemu-img create}). */
+    public static void create(Path path, CreateOptions options) throws IOException {
+        String name = path.toString();
+        CreateOptions valid = validate(options, name);
+        OutputFile.writeAtomically(path, file -> {
+            try (Qcow2Writer w = Qcow2Writer.create(file, name, valid, 0)) {
+                w.finish(false);
+            }
+        });
+    }
+
+    /** A new sparse raw image of {@code size} bytes rounded up to 512. */
+    public static void createRaw(Path path, long size) throws IOException {
+        long rounded = (size + 511) & ~511L;
+        OutputFile.writeAtomically(path, file -> {
+            try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
+                raf.setLength(rounded); // sparse: no block is allocated
+            }
+        });
+    }
+
+    /** The inputs concatenated into the new image {@code output}, raw or qcow2. */
+    public static void convert(List<DiskImage> inputs, Path output, ConvertOptions options) throws IOException {
+        String name = output.toString();
+        long total = RawConverter.totalSize(inputs);
+        if (options.qcow2() == null) {
+            OutputFile.writeAtomically(output, file -> {
+                try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
+                    new RawConverter(options.threads(), options.progress()).convert(inputs, ch, name);
+                    if (options.durable()) {
+                        force(ch, name);
+                    }
+                }
+            });
+            return;
+        }
+        CreateOptions valid = validate(options.qcow2().withSize(total), name);
+        if (options.compress() && valid.dataFile() != null) {
+            throw new QcowException(name, "compression is not possible with an external data file");
+        }
+        long hint = Qcow2Converter.dataClustersHint(inputs, valid.clusterBits());
+        OutputFile.writeAtomically(output, file -> {
+            try (Qcow2Writer w = Qcow2Writer.create(file, name, valid, hint)) {
+                new Qcow2Converter(options.threads(), options.compress(), options.backing(), options.progress())
+                        .convert(inputs, w);
+                w.finish(options.durable());
+            }
+        });
+    }
+
+    /** The inputs as raw data written in place into {@code target} at {@code offset}, the rest of it kept. */
+    public static void convertInto(List<DiskImage> inputs, Path target, long offset, ConvertOptions options)
+            throws IOException {
+        String name = target.toString();
+        try (FileChannel ch = FileChannel.open(target, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
+            new RawConverter(options.threads(), options.progress()).convertInto(inputs, ch, target, name, offset);
+            if (options.durable()) {
+                force(ch, name);
+            }
+        }
+    }
+
+    private static CreateOptions validate(CreateOptions options, String name) throws QcowException {
+        try {
+            return options.validate();
+        } catch (IllegalArgumentException e) {
+            throw new QcowException(name, e.getMessage());
+        }
+    }
+
+    private static void force(FileChannel ch, String name) throws QcowException {
+        try {
+            ch.force(true);
+        } catch (IOException e) {
+            throw new QcowException(name, "cannot flush: " + e.getMessage(), e);
+        }
+    }
+}
