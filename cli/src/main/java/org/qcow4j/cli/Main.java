@@ -1,6 +1,8 @@
 package org.qcow4j.cli;
 
 import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.InputStream;
 import java.io.OutputStreamWriter;
 import java.io.PrintStream;
 import java.io.PrintWriter;
@@ -11,11 +13,19 @@ import java.util.List;
 
 /** {@code qcow4j}: a qemu-img shaped command line for qcow2 images. */
 public final class Main {
-    static final String VERSION = "qcow4j 0.1.0";
     private static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
             new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand());
 
     private Main() {
+    }
+
+    /** "qcow4j" and the POM's version (read only when asked: --version and the help). */
+    static String version() {
+        try (InputStream in = Main.class.getResourceAsStream("version.txt")) {
+            return in == null ? "qcow4j" : "qcow4j " + new String(in.readAllBytes(), StandardCharsets.UTF_8).trim();
+        } catch (IOException e) {
+            return "qcow4j";
+        }
     }
 
     public static void main(String[] args) {
@@ -40,7 +50,7 @@ public final class Main {
             return argv.isEmpty() ? ExitCodes.USAGE : ExitCodes.OK;
         }
         if (argv.get(0).equals("-V") || argv.get(0).equals("--version")) {
-            out.println(VERSION);
+            out.println(version());
             return ExitCodes.OK;
         }
         Command command = COMMANDS.stream().filter(c -> c.name().equals(argv.get(0))).findFirst().orElse(null);
@@ -71,7 +81,7 @@ public final class Main {
     }
 
     private static String help() {
-        StringBuilder sb = new StringBuilder(VERSION).append(": inspect and convert qcow2 disk images (qemu-img compatible).\n\n")
+        StringBuilder sb = new StringBuilder(version()).append(": inspect and convert qcow2 disk images (qemu-img compatible).\n\n")
                 .append("usage: qcow4j COMMAND [OPTIONS]... (qcow4j COMMAND --help for a command's options)\n\n");
         for (Command c : COMMANDS) {
             sb.append(String.format("  %-9s %s%n", c.name(), c.description()));

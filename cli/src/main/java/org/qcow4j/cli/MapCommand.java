@@ -6,6 +6,7 @@ import org.qcow4j.DiskImage;
 import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.Extent;
 import org.qcow4j.QcowException;
+import org.qcow4j.format.CFormat;
 
 /** {@code map}: the allocation of every guest byte, as qemu-img map prints it. */
 final class MapCommand implements Command {
@@ -99,14 +100,9 @@ final class MapCommand implements Command {
                 throw new QcowException(d.filename(), "File contains external, encrypted or compressed clusters.");
             }
             if (e.data() && !e.zero()) {
-                out.printf("%-16s%-16s%-16s%s%n", hex(e.start()), hex(e.length()), hex(e.hostOffset()), layerFile(d, e.depth()));
+                out.printf("%-16s%-16s%-16s%s%n", CFormat.altHex(e.start()), CFormat.altHex(e.length()), CFormat.altHex(e.hostOffset()), layerFile(d, e.depth()));
             }
         }
         return false;
-    }
-
-    /** C's {@code %#x}: no prefix for zero. */
-    private static String hex(long v) {
-        return v == 0 ? "0" : "0x" + Long.toHexString(v);
     }
 }

@@ -1,0 +1,2 @@
+/** Engine: raw files as disk images, read-only ({@code RawImage}) and writable ({@code WritableRawImage}). Not exported. */
+package org.qcow4j.raw;
