@@ -27,6 +27,11 @@ public final class Images {
         return new ChainOpener(options).open(path.toString(), options.format(), 0, null);
     }
 
+    /** The format of {@code path} as qemu-img probes it: "qcow2" if it starts with the qcow2 magic, else "raw". */
+    public static String probeFormat(Path path) throws IOException {
+        return ChainOpener.probe(path);
+    }
+
     /**
      * Opens the qcow2 or raw image {@code path} for reading and writing (a qcow2 image's backing chain read-only).
      * A dirty qcow2 image (lazy refcounts, not closed) is repaired first, as QEMU does; one marked corrupt opens

@@ -1,14 +1,10 @@
 package org.qcow4j.cli;
 
-import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStreamWriter;
 import java.io.PrintWriter;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
-import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -17,7 +13,6 @@ import org.qcow4j.CheckResult;
 import org.qcow4j.Images;
 import org.qcow4j.RepairMode;
 import org.qcow4j.UnsupportedFeatureException;
-import org.qcow4j.format.Header;
 
 /**
  * {@code check}: what {@code qemu-img check} reports, and with {@code -r leaks|all} repairs (leaks, refcounts too
@@ -88,7 +83,7 @@ final class CheckCommand implements Command {
         }
         String format = args.get("-f", null);
         if (format == null) {
-            format = hasQcow2Magic(Path.of(image)) ? "qcow2" : "raw";
+            format = Images.probeFormat(Path.of(image));
         }
         switch (format) {
             case "qcow2" -> {
@@ -129,14 +124,6 @@ final class CheckCommand implements Command {
             return ExitCodes.FAILURE;
         }
         return r.corruptions() > 0 ? CORRUPT : r.leaks() > 0 ? LEAKS : ExitCodes.OK;
-    }
-
-    /** qemu-img's probe, as far as check needs it: the qcow2 magic, else raw. */
-    private static boolean hasQcow2Magic(Path image) throws IOException {
-        try (InputStream in = Files.newInputStream(image)) {
-            byte[] magic = in.readNBytes(4);
-            return magic.length == 4 && ByteBuffer.wrap(magic).getInt() == Header.MAGIC;
-        }
     }
 
     /**

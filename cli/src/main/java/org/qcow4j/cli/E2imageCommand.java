@@ -2,20 +2,15 @@ package org.qcow4j.cli;
 
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.List;
 import java.util.function.LongConsumer;
-import org.qcow4j.ext.ExtMetadata;
-import org.qcow4j.ext.MetadataImage;
 import org.qcow4j.ConvertOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
-import org.qcow4j.format.Header;
+import org.qcow4j.ext.ExtMetadata;
+import org.qcow4j.ext.MetadataImage;
 
 /**
  * {@code e2image}: an ext2/3/4 filesystem's metadata as a packed qcow2 image ({@code -Q}) or a sparse raw image
@@ -85,7 +80,7 @@ final class E2imageCommand implements Command {
             throw new CommandLine.UsageException("offsets must be positive; -O needs -r");
         }
         ConvertOptions raw = ConvertOptions.raw().withDurable(false);
-        if (!qcow2 && srcOffset == 0 && isQcow2(Path.of(src))) {
+        if (!qcow2 && srcOffset == 0 && Images.probeFormat(Path.of(src)).equals("qcow2")) {
             // e2image -r of a qcow2 image: any qcow2 qcow4j reads (v3, compressed, backing chains), not only v2.
             try (DiskImage in = Images.open(Path.of(src), OpenOptions.defaults().withFormat("qcow2"))) {
                 writeRaw(in, dest, destOffset, raw.withProgress(progress(args, out, in.size())));
@@ -112,14 +107,6 @@ final class E2imageCommand implements Command {
 
     private static LongConsumer progress(CommandLine args, PrintWriter out, long total) {
         return args.has("-p") ? new Progress(out, total)::advance : null;
-    }
-
-    private static boolean isQcow2(Path file) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            ByteBuffer magic = ByteBuffer.allocate(4).order(ByteOrder.BIG_ENDIAN);
-            ch.read(magic, 0);
-            return magic.position() == 4 && magic.getInt(0) == Header.MAGIC;
-        }
     }
 
     /** A raw image at {@code destOffset} of an existing file (a partition of a disk image), or a new file. */

@@ -3,8 +3,8 @@ package org.qcow4j.cli;
 import java.io.PrintWriter;
 import java.util.List;
 import org.qcow4j.DiskImage;
-import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.Extent;
+import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.QcowException;
 import org.qcow4j.format.CFormat;
 

@@ -24,10 +24,9 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
-import org.qcow4j.CheckResult;
+import org.qcow4j.Images;
 import org.qcow4j.QcowException;
 import org.qcow4j.WritableImage;
-import org.qcow4j.Images;
 
 /**
  * {@code check -r leaks|all} against {@code qemu-img check -r}: each damaged image is copied twice, qemu-img repairs

@@ -13,9 +13,9 @@ import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.qcow4j.QcowException;
 import org.qcow4j.testing.DamagedInput;
 import org.qcow4j.testing.Processes;
-import org.qcow4j.QcowException;
 
 /**
  * Hostile filesystems at random: bytes flipped in the metadata of small filesystems mke2fs made. Listing the
