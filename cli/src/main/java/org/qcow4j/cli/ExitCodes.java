@@ -26,14 +26,22 @@ final class ExitCodes {
     }
 
     private static String describe(Throwable ex) {
+        return describe(ex, "no such file or directory", "permission denied");
+    }
+
+    /**
+     * One line for an exception; a missing file and a denied access end with {@code noSuchFile} and
+     * {@code permissionDenied} (in lower case for qemu-img's commands, strerror's capitals for io's).
+     */
+    static String describe(Throwable ex, String noSuchFile, String permissionDenied) {
         if (ex instanceof QcowException) {
             return ex.getMessage();
         }
         if (ex instanceof NoSuchFileException e) {
-            return e.getFile() + ": no such file or directory";
+            return e.getFile() + ": " + noSuchFile;
         }
         if (ex instanceof AccessDeniedException e) {
-            return e.getFile() + ": permission denied";
+            return e.getFile() + ": " + permissionDenied;
         }
         if (ex instanceof FileSystemException e) {
             return e.getFile() + ": " + (e.getReason() != null ? e.getReason() : e.getClass().getSimpleName());

@@ -117,7 +117,7 @@ final class IoCommand implements Command {
             return true;
         } catch (IOException | RuntimeException e) {
             out.flush();
-            err.println("qcow4j: " + IoShell.describe(e));
+            err.println("qcow4j: " + IoErrno.describe(e));
             if (debug) {
                 e.printStackTrace(err);
             }
@@ -200,7 +200,7 @@ final class IoCommand implements Command {
         if (!exists(filename)) {
             return "Could not open '" + filename + "': No such file or directory";
         }
-        String m = IoShell.describe(e);
+        String m = IoErrno.describe(e);
         return m.startsWith(filename + ": ") && m.length() > filename.length() + 2 ? m.substring(filename.length() + 2) : m;
     }
 
