@@ -1,8 +1,6 @@
 package org.qcow4j.cli;
 
-import java.io.OutputStreamWriter;
 import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -21,7 +19,7 @@ import org.qcow4j.WritableImage;
  * {@link BenchRun}). Unlike qemu-img, whose time stops before it closes the image, the time of a write run includes
  * the final flush (what qemu-img's close does after printing it).
  */
-final class BenchCommand implements Command {
+final class BenchCommand extends Command {
     /** Threads beyond this many do not add parallelism worth having; a deeper {@code -d} is reported but capped. */
     static final int MAX_THREADS = 256;
 
@@ -53,6 +51,14 @@ final class BenchCommand implements Command {
     private static final CommandLine.Option NO_DRAIN = CommandLine.Option.flag(
             "Flush without first waiting for the requests in flight.", "--no-drain");
 
+    BenchCommand() {
+        super("bench", "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] [--no-drain]"
+                + " [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename",
+                "Run a simple read or write benchmark on an image, as qemu-img bench does (its output and checks).",
+                COUNT, DEPTH, FORMAT, FLUSH_INTERVAL, AIO, NATIVE, NO_DRAIN, OFFSET, PATTERN, QUIET, BUFFER, STEP,
+                CACHE, WRITE, SHARE);
+    }
+
     /** An argument qemu-img bench refuses: its error lines, printed as they are with qcow4j's prefix, exit 1. */
     private static final class Refused extends Exception {
         private static final long serialVersionUID = 1L;
@@ -69,35 +75,7 @@ final class BenchCommand implements Command {
     }
 
     @Override
-    public String name() {
-        return "bench";
-    }
-
-    @Override
-    public String synopsis() {
-        return "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] [--no-drain]"
-                + " [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename";
-    }
-
-    @Override
-    public String description() {
-        return "Run a simple read or write benchmark on an image, as qemu-img bench does (its output and checks).";
-    }
-
-    @Override
-    public List<CommandLine.Option> options() {
-        return List.of(COUNT, DEPTH, FORMAT, FLUSH_INTERVAL, AIO, NATIVE, NO_DRAIN, OFFSET, PATTERN, QUIET, BUFFER, STEP,
-                CACHE, WRITE, SHARE);
-    }
-
-    @Override
-    public int run(CommandLine args, PrintWriter out) throws Exception {
-        // Autoflushed: bench writes its warnings and errors with println.
-        return run(args, out, new PrintWriter(new OutputStreamWriter(System.err, StandardCharsets.UTF_8), true));
-    }
-
-    @Override
-    public int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         try {
             return bench(args, out, err);
         } catch (Refused | BenchRun.Failure e) {

@@ -1,10 +1,8 @@
 package org.qcow4j.cli;
 
-import java.io.OutputStreamWriter;
 import java.io.PrintWriter;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -20,7 +18,7 @@ import org.qcow4j.UnsupportedFeatureException;
  * followed by a second check: diagnostics on stderr as they are found, then the summary (human or JSON) on stdout,
  * and qemu-img's exit codes.
  */
-final class CheckCommand implements Command {
+final class CheckCommand extends Command {
     /** The image has corruptions. */
     static final int CORRUPT = 2;
     /** The image leaks clusters but is otherwise good. */
@@ -34,40 +32,15 @@ final class CheckCommand implements Command {
                     + " a broken refcount structure, rebuilt (all). The dirty and corrupt bits are cleared when no errors"
                     + " remain. Images needing repairs qcow4j does not make are refused untouched.", "-r", "--repair");
 
-    @Override
-    public String name() {
-        return "check";
-    }
-
-    @Override
-    public String synopsis() {
-        return "check [-f FMT] [--output=human|json] [-q] [-r leaks|all] IMAGE";
-    }
-
-    @Override
-    public String description() {
-        return "Check a qcow2 image's metadata for leaked clusters and corruption (read-only unless -r), as qemu-img check does.";
-    }
-
-    @Override
-    public List<CommandLine.Option> options() {
-        return List.of(FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE);
-    }
-
-    /** Diagnostics go to the process's stderr; {@link #run(CommandLine, PrintWriter, PrintWriter)} takes a stream. */
-    @Override
-    public int run(CommandLine args, PrintWriter out) throws Exception {
-        PrintWriter err = new PrintWriter(new OutputStreamWriter(System.err, StandardCharsets.UTF_8), true);
-        try {
-            return run(args, out, err);
-        } finally {
-            err.flush();
-        }
+    CheckCommand() {
+        super("check", "check [-f FMT] [--output=human|json] [-q] [-r leaks|all] IMAGE",
+                "Check a qcow2 image's metadata for leaked clusters and corruption (read-only unless -r), as qemu-img check does.",
+                FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE);
     }
 
     /** Runs the check; the diagnostic lines and the final "Check failed" go to {@code err}. */
     @Override
-    public int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         boolean json = ImageArgs.json(args);
         String image = ImageArgs.oneImage(args);
         Boolean fixErrors = null; // null: no -r, a read-only check

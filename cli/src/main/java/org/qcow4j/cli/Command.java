@@ -3,30 +3,53 @@ package org.qcow4j.cli;
 import java.io.PrintWriter;
 import java.util.List;
 
-/** One qcow4j command (info, map, convert): its options, its help and what it does. */
-interface Command {
+/** One qcow4j command (info, map, convert...): its name, help and options, and what it does. */
+abstract class Command {
     /** The options every command takes. */
-    CommandLine.Option HELP = CommandLine.Option.flag("Show this help.", "-h", "--help");
-    CommandLine.Option DEBUG = CommandLine.Option.flag("Show stack traces of errors.", "--debug");
-    CommandLine.Option FORMAT = CommandLine.Option.value("FMT", "Image format (qcow2 or raw); probed if omitted.", "-f");
-    CommandLine.Option FORCE_SHARE = CommandLine.Option.flag(
+    static final CommandLine.Option HELP = CommandLine.Option.flag("Show this help.", "-h", "--help");
+    static final CommandLine.Option DEBUG = CommandLine.Option.flag("Show stack traces of errors.", "--debug");
+    /** Options several commands take. */
+    static final CommandLine.Option FORMAT = CommandLine.Option.value("FMT",
+            "Image format (qcow2 or raw); probed if omitted.", "-f");
+    static final CommandLine.Option FORCE_SHARE = CommandLine.Option.flag(
             "Accepted for qemu-img compatibility: inputs are opened read-only, without locks.", "-U", "--force-share");
-    CommandLine.Option OUTPUT = CommandLine.Option.value("human|json", "Output format (default: human).", "--output");
+    static final CommandLine.Option OUTPUT = CommandLine.Option.value("human|json", "Output format (default: human).",
+            "--output");
 
-    String name();
+    private final String name;
+    private final String synopsis;
+    private final String description;
+    private final List<CommandLine.Option> options;
 
-    String synopsis();
-
-    String description();
-
-    /** This command's options, without {@link #HELP} and {@link #DEBUG}. */
-    List<CommandLine.Option> options();
-
-    /** Runs the command; returns the exit code. */
-    int run(CommandLine args, PrintWriter out) throws Exception;
-
-    /** Runs the command with a stream for diagnostics besides the one error line (check's findings). */
-    default int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
-        return run(args, out);
+    /**
+     * @param options this command's options, without {@link #HELP} and {@link #DEBUG}
+     */
+    Command(String name, String synopsis, String description, CommandLine.Option... options) {
+        this.name = name;
+        this.synopsis = synopsis;
+        this.description = description;
+        this.options = List.of(options);
     }
+
+    final String name() {
+        return name;
+    }
+
+    final String synopsis() {
+        return synopsis;
+    }
+
+    final String description() {
+        return description;
+    }
+
+    final List<CommandLine.Option> options() {
+        return options;
+    }
+
+    /**
+     * Runs the command; returns the exit code. Results go to {@code out}; {@code err} takes what a command says
+     * besides the one error line {@link ExitCodes} prints for an exception (check's findings, io's failures).
+     */
+    abstract int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception;
 }

@@ -13,7 +13,7 @@ import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
 
 /** {@code convert}: copy images (concatenated) into a new image, as qemu-img convert does. */
-final class ConvertCommand implements Command {
+final class ConvertCommand extends Command {
     private static final CommandLine.Option OUTPUT_FORMAT = CommandLine.Option.value("OUTPUT_FMT", "Output format: raw (default) or qcow2.", "-O");
     private static final CommandLine.Option PROGRESS = CommandLine.Option.flag("Show progress.", "-p");
     private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet: no progress.", "-q");
@@ -31,29 +31,15 @@ final class ConvertCommand implements Command {
             "Backing file of the output: only what differs from it is written.", "-B");
     private static final CommandLine.Option BACKING_FORMAT = CommandLine.Option.value("FMT", "Format of -B (probed if omitted).", "-F");
 
-    @Override
-    public String name() {
-        return "convert";
-    }
-
-    @Override
-    public String synopsis() {
-        return "convert [-p] [-c] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT";
-    }
-
-    @Override
-    public String description() {
-        return "Convert images (their contents concatenated) into a new raw or qcow2 image.";
-    }
-
-    @Override
-    public List<CommandLine.Option> options() {
-        return List.of(FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE,
+    ConvertCommand() {
+        super("convert", "convert [-p] [-c] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
+                "Convert images (their contents concatenated) into a new raw or qcow2 image.",
+                FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE,
                 OUT_OF_ORDER, FORCE_SHARE);
     }
 
     @Override
-    public int run(CommandLine args, PrintWriter out) throws Exception {
+    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         List<String> files = args.positionals();
         if (files.size() < 2) {
             throw new CommandLine.UsageException("expecting INPUT... OUTPUT");

@@ -13,7 +13,7 @@ import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
 
 /** {@code create}: a new, empty image, as qemu-img create makes it. */
-final class CreateCommand implements Command {
+final class CreateCommand extends Command {
     private static final CommandLine.Option OPTIONS = CommandLine.Option.value("OPTIONS",
             "Image options: compat, cluster_size, refcount_bits, compression_type, extended_l2, lazy_refcounts, "
                     + "data_file, data_file_raw, preallocation, backing_file, backing_fmt.", "-o");
@@ -23,28 +23,14 @@ final class CreateCommand implements Command {
     private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet.", "-q");
     private static final CommandLine.Option OUT_FORMAT = CommandLine.Option.value("FMT", "Image format: qcow2 (default) or raw.", "-f");
 
-    @Override
-    public String name() {
-        return "create";
+    CreateCommand() {
+        super("create", "create [-q] [-f FMT] [-o OPTIONS] [-b BACKING -F FMT] [-u] IMAGE [SIZE]",
+                "Create a new image, empty or over a backing file.",
+                OUT_FORMAT, OPTIONS, BACKING, BACKING_FORMAT, UNSAFE, QUIET);
     }
 
     @Override
-    public String synopsis() {
-        return "create [-q] [-f FMT] [-o OPTIONS] [-b BACKING -F FMT] [-u] IMAGE [SIZE]";
-    }
-
-    @Override
-    public String description() {
-        return "Create a new image, empty or over a backing file.";
-    }
-
-    @Override
-    public List<CommandLine.Option> options() {
-        return List.of(OUT_FORMAT, OPTIONS, BACKING, BACKING_FORMAT, UNSAFE, QUIET);
-    }
-
-    @Override
-    public int run(CommandLine args, PrintWriter out) throws Exception {
+    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         List<String> p = args.positionals();
         if (p.isEmpty() || p.size() > 2) {
             throw new CommandLine.UsageException("expecting IMAGE [SIZE]");

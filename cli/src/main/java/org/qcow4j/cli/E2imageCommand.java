@@ -16,7 +16,7 @@ import org.qcow4j.ext.MetadataImage;
  * {@code e2image}: an ext2/3/4 filesystem's metadata as a packed qcow2 image ({@code -Q}) or a sparse raw image
  * ({@code -r}), as e2fsprogs' e2image writes them; {@code -r} also turns any qcow2 image back into raw.
  */
-final class E2imageCommand implements Command {
+final class E2imageCommand extends Command {
     private static final CommandLine.Option QCOW2 = CommandLine.Option.flag("Write a qcow2 image.", "-Q");
     private static final CommandLine.Option RAW = CommandLine.Option.flag(
             "Write a sparse raw image (SRC may also be a qcow2 image to turn back into raw).", "-r");
@@ -34,29 +34,15 @@ final class E2imageCommand implements Command {
     private static final CommandLine.Option COMPRESS = CommandLine.Option.value("zlib|zstd",
             "Compress the qcow2 image's clusters (beyond e2image).", "--compress");
 
-    @Override
-    public String name() {
-        return "e2image";
+    E2imageCommand() {
+        super("e2image", "e2image -Q|-r [-a] [-s] [-p] [-o SRC_OFFSET] [-O DEST_OFFSET] [-b SUPERBLOCK -B BLOCKSIZE] "
+                + "[--compress zlib|zstd] SRC DEST",
+                "Image an ext2/3/4 filesystem's metadata (e2image -Q, -r).",
+                QCOW2, RAW, ALL, SCRAMBLE, PROGRESS, SRC_OFFSET, DEST_OFFSET, SUPERBLOCK, BLOCK_SIZE, COMPRESS);
     }
 
     @Override
-    public String synopsis() {
-        return "e2image -Q|-r [-a] [-s] [-p] [-o SRC_OFFSET] [-O DEST_OFFSET] [-b SUPERBLOCK -B BLOCKSIZE] "
-                + "[--compress zlib|zstd] SRC DEST";
-    }
-
-    @Override
-    public String description() {
-        return "Image an ext2/3/4 filesystem's metadata (e2image -Q, -r).";
-    }
-
-    @Override
-    public List<CommandLine.Option> options() {
-        return List.of(QCOW2, RAW, ALL, SCRAMBLE, PROGRESS, SRC_OFFSET, DEST_OFFSET, SUPERBLOCK, BLOCK_SIZE, COMPRESS);
-    }
-
-    @Override
-    public int run(CommandLine args, PrintWriter out) throws Exception {
+    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         List<String> p = args.positionals();
         if (p.size() != 2) {
             throw new CommandLine.UsageException("expecting SRC DEST");

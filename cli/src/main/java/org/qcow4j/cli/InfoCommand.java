@@ -10,33 +10,19 @@ import java.util.Map;
 import org.qcow4j.DiskImage;
 
 /** {@code info}: what qemu-img info prints, field for field. */
-final class InfoCommand implements Command {
+final class InfoCommand extends Command {
     private static final DateTimeFormatter DATE = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss");
     private static final CommandLine.Option BACKING_CHAIN = CommandLine.Option.flag(
             "Show every image of the backing chain.", "--backing-chain");
 
-    @Override
-    public String name() {
-        return "info";
+    InfoCommand() {
+        super("info", "info [-f FMT] [--output=human|json] [--backing-chain] IMAGE",
+                "Show an image's format, size, backing file and format-specific details.",
+                FORMAT, OUTPUT, BACKING_CHAIN, FORCE_SHARE);
     }
 
     @Override
-    public String synopsis() {
-        return "info [-f FMT] [--output=human|json] [--backing-chain] IMAGE";
-    }
-
-    @Override
-    public String description() {
-        return "Show an image's format, size, backing file and format-specific details.";
-    }
-
-    @Override
-    public List<CommandLine.Option> options() {
-        return List.of(FORMAT, OUTPUT, BACKING_CHAIN, FORCE_SHARE);
-    }
-
-    @Override
-    public int run(CommandLine args, PrintWriter out) throws Exception {
+    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         boolean json = ImageArgs.json(args);
         boolean backingChain = args.has("--backing-chain");
         List<Map<String, Object>> infos = new ArrayList<>();

@@ -23,7 +23,7 @@ import org.qcow4j.WritableImage;
  * per line of standard input until EOF or {@code quit}. The commands, their output and their errors are qemu-io's
  * (see {@link IoShell}); the exit code is 1 when any command failed, as qemu-io's.
  */
-final class IoCommand implements Command {
+final class IoCommand extends Command {
     static final CommandLine.Option READ_ONLY = CommandLine.Option.flag("Open the image read-only.", "-r", "--read-only");
     static final CommandLine.Option QUIET = CommandLine.Option.flag(
             "Quiet: no statistics lines (every command as if given -q).", "-q", "--quiet");
@@ -42,37 +42,15 @@ final class IoCommand implements Command {
 
     /** For tests: commands from {@code stdin}, and what {@code abort} does. */
     IoCommand(Supplier<InputStream> stdin, Runnable abort) {
+        super("io", "io [-f FMT] [-r] [-q] [-c COMMAND]... IMAGE",
+                "Read and write an image as qemu-io does (try: qcow4j io -c help IMAGE).",
+                CMD, FORMAT, READ_ONLY, QUIET, FORCE_SHARE);
         this.stdin = stdin;
         this.abort = abort;
     }
 
     @Override
-    public String name() {
-        return "io";
-    }
-
-    @Override
-    public String synopsis() {
-        return "io [-f FMT] [-r] [-q] [-c COMMAND]... IMAGE";
-    }
-
-    @Override
-    public String description() {
-        return "Read and write an image as qemu-io does (try: qcow4j io -c help IMAGE).";
-    }
-
-    @Override
-    public List<CommandLine.Option> options() {
-        return List.of(CMD, FORMAT, READ_ONLY, QUIET, FORCE_SHARE);
-    }
-
-    @Override
-    public int run(CommandLine args, PrintWriter out) throws Exception {
-        return run(args, out, new PrintWriter(new java.io.OutputStreamWriter(System.err, StandardCharsets.UTF_8), true));
-    }
-
-    @Override
-    public int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         List<String> operands = args.positionals();
         List<String> commands = args.has("-c") ? args.all("-c") : null;
         if (operands.size() > 1 || (operands.isEmpty() && commands == null)) {

@@ -1,7 +1,6 @@
 package org.qcow4j.cli;
 
 import java.io.PrintWriter;
-import java.util.List;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Qcow2Metadata;
@@ -9,33 +8,19 @@ import org.qcow4j.QcowException;
 import org.qcow4j.format.CFormat;
 
 /** {@code map}: the allocation of every guest byte, as qemu-img map prints it. */
-final class MapCommand implements Command {
+final class MapCommand extends Command {
     private static final CommandLine.Option START = CommandLine.Option.value("OFFSET", "First guest byte to map.",
             "-s", "--start-offset");
     private static final CommandLine.Option LENGTH = CommandLine.Option.value("LENGTH", "Bytes to map.", "-l", "--max-length");
 
-    @Override
-    public String name() {
-        return "map";
+    MapCommand() {
+        super("map", "map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] IMAGE",
+                "Show which layer of the backing chain holds each range of the disk.",
+                FORMAT, OUTPUT, START, LENGTH, FORCE_SHARE);
     }
 
     @Override
-    public String synopsis() {
-        return "map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] IMAGE";
-    }
-
-    @Override
-    public String description() {
-        return "Show which layer of the backing chain holds each range of the disk.";
-    }
-
-    @Override
-    public List<CommandLine.Option> options() {
-        return List.of(FORMAT, OUTPUT, START, LENGTH, FORCE_SHARE);
-    }
-
-    @Override
-    public int run(CommandLine args, PrintWriter out) throws Exception {
+    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
         boolean json = ImageArgs.json(args);
         long startOffset = args.getLong("-s", 0);
         long maxLength = args.getLong("-l", -1);
