@@ -121,7 +121,6 @@ public final class ChainOpener {
         }
     }
 
-    /** qemu-img's probe, reduced to the formats qcow4j reads: the qcow2 magic, else raw. */
     /** qemu-img's probe of the file {@code path}: see {@link #probe(FileStorage)}. */
     public static String probe(Path path) throws IOException {
         try (FileStorage storage = FileStorage.openReadOnly(path)) {
@@ -129,6 +128,7 @@ public final class ChainOpener {
         }
     }
 
+    /** qemu-img's probe, reduced to the formats qcow4j reads: the qcow2 magic, else raw. */
     static String probe(FileStorage storage) throws IOException {
         if (storage.length() < 4) {
             return "raw";
