@@ -82,6 +82,11 @@ public final class Images {
         return Qcow2Check.check(image, diagnostics);
     }
 
+    /** {@link #check(Path, Consumer)} with {@code options}: of them, {@link OpenOptions#forceShare} applies. */
+    public static CheckResult check(Path image, OpenOptions options, Consumer<String> diagnostics) throws IOException {
+        return Qcow2Check.check(image, options.forceShare(), diagnostics);
+    }
+
     /**
      * Repairs the qcow2 image {@code image} in place as {@code qemu-img check -r leaks|all} does, with the same
      * diagnostics, counts and resulting bytes. Images that need repairs qcow4j does not make are refused with a

@@ -43,7 +43,7 @@ final class BenchCommand extends Command {
                     + " end and at --flush-interval).", "-t");
     private static final CommandLine.Option WRITE = CommandLine.Option.flag("Write (the --pattern byte) instead of reading.", "-w");
     private static final CommandLine.Option SHARE = CommandLine.Option.flag(
-            "Accepted for read runs (images are read without locks); refused with -w, as qemu-img does.", "-U", "--force-share");
+            "Read the image whatever other processes do with it (read runs); refused with -w, as qemu-img does.", "-U", "--force-share");
     private static final CommandLine.Option PATTERN = CommandLine.Option.value("N",
             "Byte value written by -w (default 0).", "--pattern");
     private static final CommandLine.Option FLUSH_INTERVAL = CommandLine.Option.value("N",
@@ -150,7 +150,7 @@ final class BenchCommand extends Command {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
-        OpenOptions options = OpenOptions.defaults().withFormat(format);
+        OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"));
         DiskImage image = write ? Images.openWritable(path, options) : Images.open(path, options);
         WritableImage writable = write ? (WritableImage) image : null;
         try (image) {

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Map;
 import org.qcow4j.CheckResult;
 import org.qcow4j.Images;
+import org.qcow4j.OpenOptions;
 import org.qcow4j.RepairMode;
 import org.qcow4j.UnsupportedFeatureException;
 
@@ -70,7 +71,7 @@ final class CheckCommand extends Command {
 
         CheckResult r;
         if (fixErrors == null) {
-            r = Images.check(Path.of(image), err::println);
+            r = Images.check(Path.of(image), OpenOptions.defaults().withForceShare(args.has("-U")), err::println);
         } else {
             r = Images.repair(Path.of(image), fixErrors ? RepairMode.ALL : RepairMode.LEAKS, err::println);
             if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {

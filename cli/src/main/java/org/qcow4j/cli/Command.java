@@ -12,7 +12,7 @@ abstract class Command {
     static final CommandLine.Option FORMAT = CommandLine.Option.value("FMT",
             "Image format (qcow2 or raw); probed if omitted.", "-f");
     static final CommandLine.Option FORCE_SHARE = CommandLine.Option.flag(
-            "Accepted for qemu-img compatibility: inputs are opened read-only, without locks.", "-U", "--force-share");
+            "Read the image whatever other processes do with it: no image lock refuses it.", "-U", "--force-share");
     static final CommandLine.Option OUTPUT = CommandLine.Option.value("human|json", "Output format (default: human).",
             "--output");
 

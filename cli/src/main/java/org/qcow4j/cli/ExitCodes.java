@@ -5,6 +5,7 @@ import java.io.PrintWriter;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileSystemException;
 import java.nio.file.NoSuchFileException;
+import org.qcow4j.ImageLockedException;
 import org.qcow4j.QcowException;
 
 /** The one place exceptions become a line on stderr and an exit code (qemu-img uses 1 for failures). */
@@ -18,11 +19,19 @@ final class ExitCodes {
 
     static int report(Throwable ex, PrintWriter err, boolean debug) {
         err.println("qcow4j: " + describe(ex));
+        explain(ex, err);
         if (debug) {
             ex.printStackTrace(err);
         }
         err.flush();
         return FAILURE;
+    }
+
+    /** QEMU's second line for an image another process holds. */
+    static void explain(Throwable ex, PrintWriter err) {
+        if (ex instanceof ImageLockedException e) {
+            err.println("Is another process using the image [" + e.file() + "]?");
+        }
     }
 
     private static String describe(Throwable ex) {

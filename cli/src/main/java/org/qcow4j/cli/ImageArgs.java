@@ -13,13 +13,16 @@ final class ImageArgs {
     private ImageArgs() {
     }
 
-    /** Opens {@code filename} read-only with its backing chain, in the format given by {@code -f} (or probed). */
+    /**
+     * Opens {@code filename} read-only with its backing chain, in the format given by {@code -f} (or probed), locked
+     * as QEMU's readers lock unless {@code -U}.
+     */
     static DiskImage open(CommandLine args, String filename) throws IOException {
         String format = args.get("-f", null);
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
-        return Images.open(Path.of(filename), OpenOptions.defaults().withFormat(format));
+        return Images.open(Path.of(filename), OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U")));
     }
 
     /** {@code --output}: true for json, false for human. */

@@ -63,9 +63,10 @@ final class IoCommand extends Command {
         DiskImage image = null;
         if (filename != null) {
             try {
-                image = open(filename, args.get("-f", null), args.has("-r"), err);
+                image = open(filename, args.get("-f", null), args.has("-r"), args.has("-U"), err);
             } catch (IOException | RuntimeException e) {
                 err.println("qcow4j: can't open device " + filename + ": " + openError(filename, e));
+                ExitCodes.explain(e, err);
                 if (debug) {
                     e.printStackTrace(err);
                 }
@@ -134,13 +135,15 @@ final class IoCommand extends Command {
      * Opens the image for writing through the library, or with -r read-only with its backing chain. The library's warnings (a dirty image repaired, a corrupt one opened
      * read-only) go to stderr.
      */
-    private static DiskImage open(String filename, String format, boolean readOnly, PrintWriter err) throws IOException {
+    private static DiskImage open(String filename, String format, boolean readOnly, boolean forceShare, PrintWriter err)
+            throws IOException {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             throw new IoOpenException("Unknown driver '" + format + "'");
         }
         Path path = Path.of(filename);
+        OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(forceShare);
         if (readOnly) {
-            return Images.open(path, OpenOptions.defaults().withFormat(format));
+            return Images.open(path, options);
         }
         if (format == null && probe(path).equals("raw")) {
             // qemu-io's warning; the library restricts block 0 of a probed raw image as QEMU does
@@ -148,7 +151,7 @@ final class IoCommand extends Command {
             err.println("         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.");
             err.println("         Specify the 'raw' format explicitly to remove the restrictions.");
         }
-        WritableImage image = Images.openWritable(path, OpenOptions.defaults().withFormat(format));
+        WritableImage image = Images.openWritable(path, options);
         for (String w : image.warnings()) {
             err.println("qcow4j: warning: " + w);
         }
@@ -163,11 +166,7 @@ final class IoCommand extends Command {
         if (Files.isDirectory(path) || !Files.isReadable(path)) {
             return "qcow2"; // let the library say what is wrong
         }
-        byte[] magic = new byte[4];
-        try (InputStream in = Files.newInputStream(path)) {
-            int n = in.readNBytes(magic, 0, 4);
-            return n == 4 && magic[0] == 'Q' && magic[1] == 'F' && magic[2] == 'I' && (magic[3] & 0xff) == 0xfb ? "qcow2" : "raw";
-        }
+        return Images.probeFormat(path);
     }
 
     /** The reason after "can't open device X: ", qemu-io's wording for a missing file. */

@@ -4,29 +4,39 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 
 /**
  * An image file with positional reads and writes (no shared file position, so threads never contend).
- * Reads past the end of the file return zeros, as QEMU's block layer does.
+ * Reads past the end of the file return zeros, as QEMU's block layer does. Opened through {@link OpenFiles}, with the
+ * locks its {@link Access} takes.
  */
 public final class FileStorage implements AutoCloseable {
     private final Path path;
+    private final OpenFile file;
     private final FileChannel channel;
     private volatile long length;
 
-    private FileStorage(Path path, FileChannel channel) throws IOException {
+    private FileStorage(Path path, OpenFile file) throws IOException {
         this.path = path;
-        this.channel = channel;
+        this.file = file;
+        this.channel = file.channel();
         this.length = channel.size();
     }
 
-    public static FileStorage openReadOnly(Path path) throws IOException {
-        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ));
-    }
-
-    public static FileStorage openReadWrite(Path path) throws IOException {
-        return new FileStorage(path, FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE));
+    /**
+     * Opens {@code path} as {@code access} says.
+     *
+     * @throws org.qcow4j.ImageLockedException when another process holds the image in a way {@code access} cannot
+     *         share
+     */
+    public static FileStorage open(Path path, Access access) throws IOException {
+        OpenFile f = OpenFiles.open(path, access, path.toString());
+        try {
+            return new FileStorage(path, f);
+        } catch (IOException | RuntimeException e) {
+            f.close();
+            throw e;
+        }
     }
 
     public Path path() {
@@ -87,6 +97,6 @@ public final class FileStorage implements AutoCloseable {
 
     @Override
     public void close() throws IOException {
-        channel.close();
+        file.close();
     }
 }

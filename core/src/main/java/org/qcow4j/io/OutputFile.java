@@ -30,6 +30,14 @@ public final class OutputFile {
             writer.write(output); // a device or pipe: write in place, there is nothing to rename
             return;
         }
+        // An image being replaced may be in use: hold QEMU's write locks on it until the new one is in place.
+        try (OpenFile old = Files.isRegularFile(output) ? OpenFiles.open(output, Access.REPLACE, requested.toString())
+                : null) {
+            replace(requested, output, writer);
+        }
+    }
+
+    private static void replace(Path requested, Path output, Writer writer) throws IOException {
         Path dir = output.toAbsolutePath().getParent();
         Path tmp;
         try {

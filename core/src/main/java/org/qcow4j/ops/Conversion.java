@@ -3,6 +3,7 @@ package org.qcow4j.ops;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.List;
@@ -10,6 +11,9 @@ import org.qcow4j.ConvertOptions;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.QcowException;
+import org.qcow4j.io.Access;
+import org.qcow4j.io.OpenFile;
+import org.qcow4j.io.OpenFiles;
 import org.qcow4j.io.OutputFile;
 import org.qcow4j.qcow2.Qcow2Writer;
 
@@ -72,7 +76,11 @@ public final class Conversion {
     public static void convertInto(List<DiskImage> inputs, Path target, long offset, ConvertOptions options)
             throws IOException {
         String name = target.toString();
-        try (FileChannel ch = FileChannel.open(target, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
+        if (!Files.exists(target)) {
+            Files.createFile(target);
+        }
+        try (OpenFile file = OpenFiles.open(target, Access.WRITE, name)) {
+            FileChannel ch = file.channel();
             new RawConverter(options.threads(), options.progress()).convertInto(inputs, ch, target, name, offset);
             if (options.durable()) {
                 force(ch, name);

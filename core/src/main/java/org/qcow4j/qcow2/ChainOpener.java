@@ -14,6 +14,7 @@ import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.Header;
+import org.qcow4j.io.Access;
 import org.qcow4j.io.FileStorage;
 import org.qcow4j.raw.RawImage;
 
@@ -54,7 +55,7 @@ public final class ChainOpener {
         }
         chain.add(real);
         names.add(filename);
-        FileStorage storage = openFile(path, real, filename, overlay == null ? null : "backing file of " + overlay);
+        FileStorage storage = openFile(path, real, filename, overlay == null ? null : "backing file of " + overlay, readAccess());
         try {
             String fmt = format != null && !format.isEmpty() ? format : probe(storage);
             return switch (fmt) {
@@ -77,7 +78,7 @@ public final class ChainOpener {
         }
         chain.add(real);
         names.add(filename);
-        FileStorage storage = FileStorage.openReadWrite(path);
+        FileStorage storage = FileStorage.open(path, Access.WRITE);
         try {
             String fmt = options.format() != null && !options.format().isEmpty() ? options.format() : probe(storage);
             if (!fmt.equals("qcow2")) {
@@ -93,17 +94,23 @@ public final class ChainOpener {
     /** Opens an external data file (incompatible bit 2) for reading. */
     FileStorage openDataFile(String filename, String image) throws IOException {
         String role = "external data file of " + image;
-        return openFile(Path.of(filename), realPath(Path.of(filename), filename, role), filename, role);
+        return openFile(Path.of(filename), realPath(Path.of(filename), filename, role), filename, role, readAccess());
+    }
+
+    /** How the images read here are locked: as QEMU's readers, or not at all with force-share. */
+    private Access readAccess() {
+        return options.forceShare() ? Access.SHARED_READ : Access.READ;
     }
 
     /** Opens a file of the chain; a directory or an I/O error is reported with the file's name and role. */
-    private static FileStorage openFile(Path path, Path real, String filename, String role) throws IOException {
+    private static FileStorage openFile(Path path, Path real, String filename, String role, Access access)
+            throws IOException {
         String why = role == null ? "" : " (" + role + ")";
         if (Files.isDirectory(real)) {
             throw new QcowException(filename, "is a directory" + why);
         }
         try {
-            return FileStorage.openReadOnly(path);
+            return FileStorage.open(path, access);
         } catch (QcowException e) {
             throw e;
         } catch (IOException e) {
@@ -123,7 +130,7 @@ public final class ChainOpener {
 
     /** qemu-img's probe of the file {@code path}: see {@link #probe(FileStorage)}. */
     public static String probe(Path path) throws IOException {
-        try (FileStorage storage = FileStorage.openReadOnly(path)) {
+        try (FileStorage storage = FileStorage.open(path, Access.PROBE)) {
             return probe(storage);
         }
     }

@@ -12,6 +12,7 @@ import org.qcow4j.QcowException;
 import org.qcow4j.format.BitmapTable;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
+import org.qcow4j.io.Access;
 import org.qcow4j.io.FileStorage;
 
 /**
@@ -127,7 +128,7 @@ final class CheckContext {
      * and with it the stored refcounts, under the current refcount table.
      */
     void reopenStorage(int tableEntries) throws IOException {
-        FileStorage reopened = FileStorage.openReadOnly(storage.path());
+        FileStorage reopened = FileStorage.open(storage.path(), Access.PROBE);
         if (ownsStorage) {
             storage.close();
         }

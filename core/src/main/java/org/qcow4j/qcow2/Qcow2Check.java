@@ -5,7 +5,6 @@ import java.nio.channels.FileChannel;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
@@ -17,7 +16,11 @@ import org.qcow4j.QcowException;
 import org.qcow4j.format.BitmapTable;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
+import org.qcow4j.ImageLockedException;
+import org.qcow4j.io.Access;
 import org.qcow4j.io.FileStorage;
+import org.qcow4j.io.OpenFile;
+import org.qcow4j.io.OpenFiles;
 
 /**
  * A read-only consistency check of a qcow2 image that reports what {@code qemu-img check} (QEMU 7.2, no {@code -r})
@@ -76,11 +79,16 @@ public final class Qcow2Check {
      * the result's diagnostics are then empty.
      */
     public static CheckResult check(Path image, Consumer<String> diagnostics) throws IOException {
+        return check(image, false, diagnostics);
+    }
+
+    /** {@link #check(Path, Consumer)}, with {@code forceShare} reading the image whatever others do ({@code -U}). */
+    public static CheckResult check(Path image, boolean forceShare, Consumer<String> diagnostics) throws IOException {
         String filename = image.toString();
-        try (FileStorage storage = FileStorage.openReadOnly(image)) {
+        try (FileStorage storage = FileStorage.open(image, forceShare ? Access.SHARED_READ : Access.READ)) {
             Qcow2Check check = new Qcow2Check(filename, storage, Qcow2Image.readHeader(storage, filename), diagnostics,
                     null, false, false);
-            check.open();
+            check.open(forceShare);
             check.run();
             return check.c.result();
         }
@@ -115,7 +123,24 @@ public final class Qcow2Check {
      */
     public static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
         String filename = image.toString();
-        try (FileStorage storage = FileStorage.openReadOnly(image)) {
+        // Held for the whole repair, as QEMU holds the image open read-write: the opens below share its file.
+        OpenFile hold;
+        try {
+            hold = OpenFiles.open(image, Access.WRITE, filename);
+        } catch (ImageLockedException e) {
+            throw e;
+        } catch (IOException e) {
+            throw new QcowException(filename, "cannot open for writing: " + CheckContext.describe(e));
+        }
+        try (hold) {
+            return repair(image, hold.channel(), fixErrors, diagnostics);
+        }
+    }
+
+    private static CheckResult repair(Path image, FileChannel out, boolean fixErrors, Consumer<String> diagnostics)
+            throws IOException {
+        String filename = image.toString();
+        try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
             Header header = Qcow2Image.readHeader(storage, filename);
             String refused = header.autoclearFeatures() != 0 ? "the image has autoclear features (bitmaps, raw external data)"
                     : header.has(Feature.EXTERNAL_DATA_FILE) ? "the image has an external data file" : null;
@@ -125,7 +150,7 @@ public final class Qcow2Check {
             }
             // The dry run: the same decisions, nothing written, nothing printed.
             Qcow2Check dry = new Qcow2Check(filename, storage, header, line -> { }, null, true, fixErrors);
-            dry.open();
+            dry.open(false);
             dry.run();
             if (dry.c.unrepairable > 0) {
                 throw new QcowException(filename, "cannot repair (nothing written): " + dry.c.unrepairable
@@ -133,17 +158,11 @@ public final class Qcow2Check {
                         + dry.c.firstUnrepairable);
             }
         }
-        FileChannel out;
-        try {
-            out = FileChannel.open(image, StandardOpenOption.READ, StandardOpenOption.WRITE);
-        } catch (IOException e) {
-            throw new QcowException(filename, "cannot open for writing: " + CheckContext.describe(e));
-        }
-        try (out; FileStorage storage = FileStorage.openReadOnly(image)) {
+        try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
             Qcow2Check check = new Qcow2Check(filename, storage, Qcow2Image.readHeader(storage, filename), diagnostics,
                     out, true, fixErrors);
             try {
-                check.open();
+                check.open(false);
                 check.run();
                 check.c.force();
                 return check.c.result();
@@ -178,7 +197,7 @@ public final class Qcow2Check {
     }
 
     private static boolean isDirty(Path image) throws IOException {
-        try (FileStorage storage = FileStorage.openReadOnly(image)) {
+        try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
             return Qcow2Image.readHeader(storage, image.toString()).has(Feature.DIRTY);
         }
     }
@@ -186,7 +205,7 @@ public final class Qcow2Check {
     // ------------------------------------------------------------------ what QEMU checks when it opens the image
 
     /** Refuses what QEMU's open refuses beyond the header: broken bitmaps, a missing backing or data file. */
-    private void open() throws IOException {
+    private void open(boolean forceShare) throws IOException {
         Header header = c.header;
         String filename = c.filename;
         c.activeL1 = c.readLongs(header.l1TableOffset(), header.l1Size());
@@ -206,12 +225,13 @@ public final class Qcow2Check {
         if (header.backingFile() != null) {
             // qemu-img check opens the whole backing chain and fails if it cannot.
             String name = Images.resolveRelative(filename, header.backingFile());
-            Images.open(Path.of(name), OpenOptions.defaults().withFormat(header.backingFormat())).close();
+            Images.open(Path.of(name), OpenOptions.defaults().withFormat(header.backingFormat())
+                    .withForceShare(forceShare)).close();
         }
         if (c.hasDataFile) {
             String name = Images.resolveRelative(filename, header.dataFile());
             try {
-                FileChannel.open(Path.of(name), StandardOpenOption.READ).close(); // it only has to open
+                FileStorage.open(Path.of(name), Access.PROBE).close(); // it only has to open
             } catch (NoSuchFileException e) {
                 throw new QcowException(name, "no such file (external data file of " + filename + ")");
             } catch (AccessDeniedException e) {

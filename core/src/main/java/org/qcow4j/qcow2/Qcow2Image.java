@@ -16,6 +16,7 @@ import org.qcow4j.FormatException;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.Qcow2Metadata;
+import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
@@ -27,7 +28,10 @@ import org.qcow4j.format.L1Entry;
 import org.qcow4j.format.L2Entry;
 import org.qcow4j.format.Snapshot;
 import org.qcow4j.format.SubclusterType;
+import org.qcow4j.io.Access;
 import org.qcow4j.io.FileStorage;
+import org.qcow4j.io.OpenFile;
+import org.qcow4j.io.OpenFiles;
 import org.qcow4j.io.ImageChannel;
 import org.qcow4j.io.Zeros;
 import org.qcow4j.raw.WritableRawImage;
@@ -111,11 +115,20 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
      * (internal snapshots, persistent bitmaps, an external data file) before anything is written.
      */
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
+        if (options.forceShare()) {
+            throw new QcowException(path.toString(), "force-share=on can only be used with read-only images");
+        }
+        // QEMU's write locks are taken first and held until the image is open, so nothing slips in between.
+        try (OpenFile hold = OpenFiles.open(path, Access.WRITE, path.toString())) {
+            return openHeld(path, options);
+        }
+    }
+
+    private static WritableImage openHeld(Path path, OpenOptions options) throws IOException {
         String filename = path.toString();
         List<String> notes = new java.util.ArrayList<>();
         Header h;
-        try (FileStorage probe = FileStorage.openReadOnly(path)) {
-            String format = options.format() != null && !options.format().isEmpty() ? options.format() : ChainOpener.probe(probe);
+        try (FileStorage probe = FileStorage.open(path, Access.PROBE)) {            String format = options.format() != null && !options.format().isEmpty() ? options.format() : ChainOpener.probe(probe);
             if (format.equals("raw")) {
                 return WritableRawImage.open(path, options.format() == null || options.format().isEmpty());
             }

@@ -1,7 +1,6 @@
 package org.qcow4j.raw;
 
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.channels.SeekableByteChannel;
@@ -17,7 +16,10 @@ import org.qcow4j.Extent;
 import org.qcow4j.Images;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
+import org.qcow4j.io.Access;
 import org.qcow4j.io.ImageChannel;
+import org.qcow4j.io.OpenFile;
+import org.qcow4j.io.OpenFiles;
 
 /**
  * A raw file opened for writing ({@link Images#openWritable}), as QEMU's raw driver over a file: guest offset = file offset; the
@@ -31,15 +33,15 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
     private static final int ZERO_CHUNK = 1 << 20;
     private static final byte[] QCOW2_MAGIC = {'Q', 'F', 'I', (byte) 0xfb};
 
-    private final RandomAccessFile file;
+    private final OpenFile file;
     private final FileChannel channel;
     private final boolean probed;
     private long size;
 
-    private WritableRawImage(String filename, RandomAccessFile file, boolean probed) throws IOException {
-        super(filename, "raw", roundUp(file.length()));
+    private WritableRawImage(String filename, OpenFile file, boolean probed) throws IOException {
+        super(filename, "raw", roundUp(file.channel().size()));
         this.file = file;
-        this.channel = file.getChannel();
+        this.channel = file.channel();
         this.probed = probed;
         this.size = roundUp(channel.size());
     }
@@ -55,20 +57,23 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
         if (!Files.isWritable(path)) {
             throw new AccessDeniedException(path.toString());
         }
-        return new WritableRawImage(path.toString(), new RandomAccessFile(path.toFile(), "rw"), probed);
+        OpenFile file = OpenFiles.open(path, Access.WRITE, path.toString());
+        try {
+            return new WritableRawImage(path.toString(), file, probed);
+        } catch (IOException | RuntimeException e) {
+            file.close();
+            throw e;
+        }
     }
 
     private static long roundUp(long length) {
         return (length + 511) & ~511L;
     }
 
-
-
     @Override
     public synchronized long size() {
         return size;
     }
-
 
     @Override
     public synchronized void read(ByteBuffer dst, long offset) throws IOException {
@@ -141,7 +146,13 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
         if (newSize < 0) {
             throw new IllegalArgumentException("negative size " + newSize);
         }
-        file.setLength(newSize);
+        // The channel is the process's one descriptor of the file (closing another would drop its locks), and a
+        // FileChannel only shrinks: grow by writing the last byte.
+        if (newSize < channel.size()) {
+            channel.truncate(newSize);
+        } else if (newSize > channel.size()) {
+            channel.write(ByteBuffer.allocate(1), newSize - 1);
+        }
         size = roundUp(newSize);
     }
 
