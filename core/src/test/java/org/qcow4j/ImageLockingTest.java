@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -15,12 +14,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Set;
-import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.qcow4j.testing.ImageLocks;
 import org.qcow4j.testing.Processes;
 
 /**
@@ -44,15 +43,12 @@ class ImageLockingTest {
 
     @AfterEach
     void stopHolder() throws InterruptedException {
-        if (holder != null) {
-            holder.destroyForcibly();
-            holder.waitFor(10, TimeUnit.SECONDS);
-        }
+        ImageLocks.stop(holder);
     }
 
     @Test
     void aQemuWriterMakesEveryOpenButForceShareRefuse() throws IOException {
-        holdWithQemuIo();
+        holder = ImageLocks.qemuIoHolding(img);
         byte[] before = Files.readAllBytes(img);
         ImageLockedException w = assertThrows(ImageLockedException.class, () -> Images.openWritable(img));
         assertEquals(img + ": Failed to get \"write\" lock", w.getMessage());
@@ -73,7 +69,7 @@ class ImageLockingTest {
 
     @Test
     void aQemuReaderLetsUsReadButNotWrite() throws IOException {
-        holdWithQemuIo("-r");
+        holder = ImageLocks.qemuIoHolding(img, "-r");
         assertThrows(ImageLockedException.class, () -> Images.openWritable(img));
         Images.open(img).close();
     }
@@ -106,22 +102,22 @@ class ImageLockingTest {
 
     @Test
     void ourLockBytesAreQemus() throws IOException, InterruptedException {
-        holdWithQemuIo();
-        Set<String> qemuWriter = lockBytes(holder.pid());
+        holder = ImageLocks.qemuIoHolding(img);
+        Set<String> qemuWriter = ImageLocks.held(img, holder.pid());
         stopHolder();
         holder = null;
-        holdWithQemuIo("-r");
-        Set<String> qemuReader = lockBytes(holder.pid());
+        holder = ImageLocks.qemuIoHolding(img, "-r");
+        Set<String> qemuReader = ImageLocks.held(img, holder.pid());
         stopHolder();
         holder = null;
         long self = ProcessHandle.current().pid();
         try (WritableImage w = Images.openWritable(img)) {
-            assertEquals(qemuWriter, lockBytes(self));
+            assertEquals(qemuWriter, ImageLocks.held(img, self));
         }
         try (DiskImage r = Images.open(img)) {
-            assertEquals(qemuReader, lockBytes(self));
+            assertEquals(qemuReader, ImageLocks.held(img, self));
         }
-        assertEquals(Set.of(), lockBytes(self));
+        assertEquals(Set.of(), ImageLocks.held(img, self));
         assertEquals(Set.of("100-101", "103-103", "201-201", "203-203"), qemuWriter);
         assertEquals(Set.of("100-100", "201-201", "203-203"), qemuReader);
     }
@@ -168,50 +164,6 @@ class ImageLockingTest {
             w.write(ByteBuffer.wrap(new byte[] {1}), 0);
         }
         assertEquals(0, Processes.run(dir, "qemu-img", "check", overlay.toString()).exit());
-    }
-
-    /** Starts {@code qemu-io [FLAGS] -c "sleep ..." IMAGE} and waits until its locks are in place. */
-    private void holdWithQemuIo(String... flags) throws IOException {
-        List<String> cmd = new java.util.ArrayList<>(List.of("qemu-io"));
-        cmd.addAll(List.of(flags));
-        cmd.addAll(List.of("-c", "sleep 60000", img.toString()));
-        holder = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).start();
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (lockBytes(holder.pid()).isEmpty() && holder.isAlive()) {
-            if (System.nanoTime() > deadline) {
-                fail("qemu-io took no locks within 10 s");
-            }
-            sleep();
-        }
-        assertTrue(holder.isAlive(), "qemu-io " + cmd + " ended early");
-    }
-
-    private static void sleep() {
-        try {
-            Thread.sleep(10);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new AssertionError(e);
-        }
-    }
-
-    /**
-     * The byte ranges locked on the image by process {@code pid} ("100-101"), from /proc/locks: POSIX locks show
-     * their process, and an OFD lock (QEMU's) shows -1, so for QEMU's the holder is the only other process.
-     */
-    private Set<String> lockBytes(long pid) throws IOException {
-        String ino = ":" + Files.getAttribute(img, "unix:ino") + " ";
-        Set<String> ranges = new TreeSet<>();
-        for (String line : Files.readAllLines(Path.of("/proc/locks"))) {
-            if (line.contains(ino) && !line.contains("->")) {
-                String[] f = line.trim().split("\\s+");
-                boolean mine = f[1].equals("OFDLCK") ? pid != ProcessHandle.current().pid() : f[4].equals(Long.toString(pid));
-                if (mine) {
-                    ranges.add(f[6] + "-" + f[7]);
-                }
-            }
-        }
-        return ranges;
     }
 
     private void qemuImg(String... args) {

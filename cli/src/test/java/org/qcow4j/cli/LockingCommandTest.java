@@ -9,12 +9,12 @@ import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.qcow4j.testing.ImageLocks;
 
 /**
  * The commands under QEMU's image locking, as a user meets it: while qemu-io (standing in for a running VM) writes
@@ -36,16 +36,12 @@ class LockingCommandTest {
 
     @AfterEach
     void stopHolder() throws InterruptedException {
-        if (holder != null) {
-            holder.destroyForcibly();
-            holder.waitFor(10, TimeUnit.SECONDS);
-        }
+        ImageLocks.stop(holder);
     }
 
     @Test
     void whileQemuWritesTheImageOurCommandsRefuseIt() throws IOException {
-        holder = new ProcessBuilder("qemu-io", "-c", "sleep 60000", img).redirectErrorStream(true).start();
-        awaitLocks();
+        holder = ImageLocks.qemuIoHolding(Path.of(img));
         byte[] before = Files.readAllBytes(Path.of(img));
         String out = dir.resolve("out.qcow2").toString();
         String writeRefused = "qcow4j: " + img + ": Failed to get \"write\" lock\n" + usingIt();
@@ -85,7 +81,7 @@ class LockingCommandTest {
         OutputStream stdin = holder.getOutputStream();
         stdin.write("write -P 5 0 4k\n".getBytes(StandardCharsets.UTF_8));
         stdin.flush();
-        awaitLocks(); // io's output is buffered until it ends: its locks say it has the image open
+        ImageLocks.await(Path.of(img), holder); // io's output is buffered until it ends: its locks say it has the image open
 
         Qemu.Result info = Qemu.run(dir, "qemu-img", "info", img);
         assertEquals(1, info.exit());
@@ -113,24 +109,5 @@ class LockingCommandTest {
 
     private String usingIt() {
         return "Is another process using the image [" + img + "]?\n";
-    }
-
-    /** Waits (10 s at most) until qemu-io's locks are on the image. */
-    private void awaitLocks() throws IOException {
-        String ino = ":" + Files.getAttribute(Path.of(img), "unix:ino") + " ";
-        for (int i = 0; i < 1000; i++) {
-            List<String> locks = Files.readAllLines(Path.of("/proc/locks"));
-            if (locks.stream().anyMatch(l -> l.contains(ino))) {
-                return;
-            }
-            assertTrue(holder.isAlive(), "qemu-io ended early");
-            try {
-                Thread.sleep(10);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new AssertionError(e);
-            }
-        }
-        throw new AssertionError("qemu-io took no locks within 10 s");
     }
 }
