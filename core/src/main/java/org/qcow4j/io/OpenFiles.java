@@ -30,7 +30,8 @@ import org.qcow4j.ImageLockedException;
  */
 public final class OpenFiles {
     private static final Path PROC_LOCKS = Path.of("/proc/locks");
-    private static final long PID = ProcessHandle.current().pid();
+    /** This process's id as /proc/locks prints it; read when first needed (ProcessHandle costs start-up time). */
+    private static String pid;
     /** Guarded by itself. */
     private static final Map<Object, Entry> FILES = new HashMap<>();
 
@@ -65,6 +66,14 @@ public final class OpenFiles {
             }
             return new OpenFile(e, access.writable(), heldBytes(access));
         }
+    }
+
+    /** This process's id, from /proc/self (a link named by it). */
+    private static String pid() throws IOException {
+        if (pid == null) {
+            pid = Files.readSymbolicLink(Path.of("/proc/self")).toString();
+        }
+        return pid;
     }
 
     static void close(Entry e, int held) throws IOException {
@@ -170,27 +179,52 @@ public final class OpenFiles {
             }
             String id = deviceAndInode();
             int found = 0;
-            for (String line : locks.split("\n")) {
-                if (!line.contains(id)) {
-                    continue;
+            for (int at = 0, end; at < locks.length(); at = end + 1) {
+                end = locks.indexOf('\n', at);
+                end = end < 0 ? locks.length() : end;
+                String line = locks.substring(at, end);
+                if (line.contains(id)) {
+                    found |= foreignBytes(line, id, mask);
                 }
-                // "1: POSIX  ADVISORY  READ 1234 fe:00:2146340 100 100", waiters as "1: -> POSIX ..."
-                String[] f = line.trim().split("\\s+");
-                int k = f.length > 1 && f[1].equals("->") ? 2 : 1;
-                if (f.length < k + 7 || !f[k + 4].equals(id)) {
-                    continue;
+            }
+            return found;
+        }
+
+        /**
+         * The bytes of {@code mask} that one /proc/locks line locks for someone else: "1: POSIX  ADVISORY  READ 1234
+         * fe:00:2146340 100 100" (a waiter: "1: -> POSIX ..."). An OFD lock (QEMU's) is never ours; a POSIX lock is
+         * ours when it names this process.
+         */
+        private static int foreignBytes(String line, String id, int mask) throws IOException {
+            String[] f = new String[9];
+            int n = 0;
+            for (int i = 0; i < line.length() && n < f.length; ) {
+                while (i < line.length() && line.charAt(i) == ' ') {
+                    i++;
                 }
-                boolean foreign = f[k].equals("OFDLCK") || (f[k].equals("POSIX") && !f[k + 3].equals(Long.toString(PID)));
-                if (!foreign) {
-                    continue;
+                int start = i;
+                while (i < line.length() && line.charAt(i) != ' ') {
+                    i++;
                 }
-                long start = Long.parseLong(f[k + 5]);
-                long end = f[k + 6].equals("EOF") ? Long.MAX_VALUE : Long.parseLong(f[k + 6]);
-                for (int i = 0; i < 8; i++) {
-                    int b = byteAt(i);
-                    if ((mask & (1 << i)) != 0 && start <= b && b <= end) {
-                        found |= 1 << i;
-                    }
+                if (i > start) {
+                    f[n++] = line.substring(start, i);
+                }
+            }
+            int k = n > 1 && f[1].equals("->") ? 2 : 1;
+            if (n < k + 7 || !f[k + 4].equals(id)) {
+                return 0;
+            }
+            boolean foreign = f[k].equals("OFDLCK") || (f[k].equals("POSIX") && !f[k + 3].equals(pid()));
+            if (!foreign) {
+                return 0;
+            }
+            long first = Long.parseLong(f[k + 5]);
+            long last = f[k + 6].equals("EOF") ? Long.MAX_VALUE : Long.parseLong(f[k + 6]);
+            int found = 0;
+            for (int i = 0; i < 8; i++) {
+                int b = byteAt(i);
+                if ((mask & (1 << i)) != 0 && first <= b && b <= last) {
+                    found |= 1 << i;
                 }
             }
             return found;
@@ -202,7 +236,12 @@ public final class OpenFiles {
             long ino = ((Number) Files.getAttribute(path, "unix:ino")).longValue();
             long major = ((dev >>> 8) & 0xfff) | ((dev >>> 32) & ~0xfffL);
             long minor = (dev & 0xff) | ((dev >>> 12) & ~0xffL);
-            return String.format("%02x:%02x:%d", major, minor, ino);
+            return hex2(major) + ":" + hex2(minor) + ":" + ino;
+        }
+
+        private static String hex2(long v) {
+            String h = Long.toHexString(v);
+            return h.length() < 2 ? "0" + h : h;
         }
 
         private ImageLockedException refusal(int index, String name) {
