@@ -2,7 +2,6 @@ package org.qcow4j;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import java.nio.ByteBuffer;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import org.qcow4j.format.Header;
@@ -42,7 +41,7 @@ class CompressedClusterFuzzTest {
         int shift = L2Entry.compressedSizeShift(CLUSTER_BITS);
         long sectors = Math.max(1, Math.min(1L << (CLUSTER_BITS - 8), ((streamAt & 511) + stream.length + 511) / 512));
         ByteBuffer.wrap(bytes).putLong(l2At, L2Entry.COMPRESSED | ((sectors - 1) << shift) | streamAt);
-        Path img = Files.write(FuzzTemplates.dir().resolve("fuzz-compressed.qcow2"), bytes);
+        Path img = FuzzTemplates.write("fuzz-compressed.qcow2", bytes);
         DamagedInput.runOrRefuse(5000, QcowException.class, () -> {
             try (DiskImage d = Images.open(img, OpenOptions.defaults().withFormat("qcow2"))) {
                 d.read(ByteBuffer.allocate(1 << CLUSTER_BITS), 0);

@@ -57,9 +57,13 @@ public final class FuzzTemplates {
     public static Path overwrite(String name, byte[] template, byte[] prefix) {
         byte[] bytes = prefix.length >= template.length ? prefix : template.clone();
         System.arraycopy(prefix, 0, bytes, 0, Math.min(prefix.length, bytes.length));
-        Path path = DIR.resolve(name);
+        return write(name, bytes);
+    }
+
+    /** Writes {@code bytes} to {@code name} in the fuzz directory and returns its path. */
+    public static Path write(String name, byte[] bytes) {
         try {
-            return Files.write(path, bytes);
+            return Files.write(DIR.resolve(name), bytes);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
