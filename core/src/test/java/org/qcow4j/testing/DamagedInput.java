@@ -19,6 +19,7 @@ import org.qcow4j.QcowException;
 public final class DamagedInput {
     /** One worker thread, reused between runs (the coverage-guided targets run thousands a second). */
     private static ExecutorService worker = newWorker();
+    private static Thread workerThread;
 
     private DamagedInput() {
     }
@@ -53,10 +54,12 @@ public final class DamagedInput {
             run.get(millis, TimeUnit.MILLISECONDS);
             return true;
         } catch (TimeoutException e) {
+            AssertionError hang = new AssertionError("did not finish in " + millis + " ms (the stack: where it was)");
+            hang.setStackTrace(workerThread.getStackTrace());
             run.cancel(true);
             worker.shutdownNow();
             worker = newWorker(); // the old thread may spin on: it is a daemon
-            throw new AssertionError("did not finish in " + millis + " ms");
+            throw hang;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new AssertionError(e);
@@ -74,6 +77,7 @@ public final class DamagedInput {
         return Executors.newSingleThreadExecutor(r -> {
             Thread t = new Thread(r, "damaged-input");
             t.setDaemon(true);
+            workerThread = t;
             return t;
         });
     }
