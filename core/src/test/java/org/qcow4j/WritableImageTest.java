@@ -79,6 +79,22 @@ class WritableImageTest {
         assertEquals(1024, headerInt("g.qcow2", 36), "l1_size: 32 MiB / (512 * 64)");
     }
 
+    /**
+     * ImageWriteFuzzTest's crash-large-l1-growth: an L1 table longer than one refcount block's range (here 65,536
+     * clusters, 256 per block) never found room, as each new block was put inside the run it was to count, splitting
+     * it again; the refcount table grew until it broke the image. The blocks now go after the run.
+     */
+    @Test
+    void anL1TableLongerThanARefcountBlockRangeIsAllocated() throws IOException {
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=512", "l.qcow2", "64k");
+        try (WritableImage image = Images.openWritable(dir.resolve("l.qcow2"))) {
+            image.resize((128L << 30) - 512);
+            image.write(ByteBuffer.wrap(pattern(512, 5)), (128L << 30) - 1024);
+        }
+        assertEquals(4194304, headerInt("l.qcow2", 36), "l1_size: QEMU's limit");
+        qemu("qemu-img", "check", "l.qcow2");
+    }
+
     private int headerInt(String image, int at) throws IOException {
         return ByteBuffer.wrap(Files.readAllBytes(dir.resolve(image))).getInt(at);
     }

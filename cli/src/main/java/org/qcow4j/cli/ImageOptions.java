@@ -66,6 +66,9 @@ final class ImageOptions {
             if (v.compareTo(BigDecimal.valueOf(Long.MAX_VALUE)) > 0) {
                 throw new CommandLine.UsageException("Image size '" + text + "' is too large");
             }
+            if (v.compareTo(BigDecimal.ONE) < 0) {
+                return 0; // at once: rounding "1e-2222220" down divides by 10^2222221
+            }
             return v.setScale(0, java.math.RoundingMode.DOWN).longValueExact();
         } catch (NumberFormatException | ArithmeticException e) {
             throw new CommandLine.UsageException("Invalid image size '" + text

@@ -13,7 +13,7 @@ import java.util.List;
 
 /** {@code qcow4j}: a qemu-img shaped command line for qcow2 images. */
 public final class Main {
-    private static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
+    static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
             new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand());
 
     private Main() {

@@ -374,7 +374,7 @@ public record Header(
                 throw new FormatException(file, "backing_file_offset", backingFileOffset,
                         "backing file name past the end of the file (" + fileLength + " bytes)");
             }
-            backingFile = string(b, (int) backingFileOffset, (int) len);
+            backingFile = fileName(b, (int) backingFileOffset, (int) len, file, "backing_file");
             if (backingFile.isEmpty()) {
                 backingFile = null; // QEMU: an empty name means no backing file
             }
@@ -463,7 +463,7 @@ public record Header(
                     }
                     backingFormat = string(b, at, n);
                 }
-                case EXT_DATA_FILE -> dataFile = string(b, at, n);
+                case EXT_DATA_FILE -> dataFile = fileName(b, at, n, file, "data_file");
                 case EXT_FEATURE_TABLE -> {
                     for (int i = 0; i + FeatureName.ENTRY_SIZE <= n; i += FeatureName.ENTRY_SIZE) {
                         String name = string(b, at + i + 2, FeatureName.ENTRY_SIZE - 2);
@@ -496,6 +496,15 @@ public record Header(
             off += (len + 7) & ~7L;
         }
         return new Extensions(backingFormat, dataFile, names, bitmaps, unknown);
+    }
+
+    /** A file name the image gives (backing or data file): no file system takes a NUL byte in a name. */
+    private static String fileName(ByteBuffer b, int at, int len, String file, String field) throws FormatException {
+        String name = string(b, at, len);
+        if (name.indexOf('\0') >= 0) {
+            throw new FormatException(file, field, "'" + name.replace("\0", "\\0") + "'", "file name contains a NUL byte");
+        }
+        return name;
     }
 
     private static String string(ByteBuffer b, int at, int len) {

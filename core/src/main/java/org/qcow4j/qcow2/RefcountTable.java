@@ -160,8 +160,19 @@ public final class RefcountTable {
             }
             for (long ti = start >>> blockBits; ti <= (start + n - 1) >>> blockBits; ti++) {
                 if (ti >= table.length || table[(int) ti] == 0) {
-                    createBlock(ti, Math.max(start, ti << blockBits));
-                    continue search; // the block took a cluster of the run
+                    if (n < 1L << blockBits) {
+                        createBlock(ti, Math.max(start, ti << blockBits));
+                        continue search; // the block took a cluster of the run
+                    }
+                    // A run as long as a block's range cannot hold its blocks (each would split it again, for ever):
+                    // they go after it, the first one of a new range counting itself.
+                    long at = start + n;
+                    while (!isFree(at)) {
+                        at++;
+                    }
+                    long atTi = at >>> blockBits;
+                    createBlock(atTi < table.length && table[(int) atTi] != 0 ? ti : atTi, at);
+                    continue search;
                 }
             }
             break;
@@ -244,9 +255,9 @@ public final class RefcountTable {
     }
 
     /**
-     * Creates the missing refcount block {@code ti} at cluster {@code at} (inside its range), counting itself; or,
-     * when the table is too short for it, grows the table only (whose new clusters may have taken {@code at}: the
-     * caller searches again either way).
+     * Creates the missing refcount block {@code ti} at the free cluster {@code at}: inside its own range, counting
+     * itself, or in a range another block already counts. When the table is too short for it, grows the table only
+     * (whose new clusters may have taken {@code at}: the caller searches again either way).
      */
     private void createBlock(long ti, long at) throws IOException {
         if (ti >= table.length) {
@@ -254,12 +265,18 @@ public final class RefcountTable {
             return;
         }
         ByteBuffer block = ByteBuffer.allocate((int) clusterSize);
-        RefcountBlock.set(block, (int) (at & ((1L << blockBits) - 1)), order, 1);
+        boolean countsItself = at >>> blockBits == ti;
+        if (countsItself) {
+            RefcountBlock.set(block, (int) (at & ((1L << blockBits) - 1)), order, 1);
+        }
         long offset = at << clusterBits;
         markMetadata(offset, 1, "new refcount block");
         blocks.putDirty(offset, block);
         table[(int) ti] = offset;
         dirtyEntries.set((int) ti);
+        if (!countsItself) {
+            add(at, 1);
+        }
         zeroFrom = Math.max(zeroFrom, at + 1);
     }
 

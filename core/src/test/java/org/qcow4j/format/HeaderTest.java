@@ -65,6 +65,9 @@ class HeaderTest {
         assertRefused(b -> b.put(104, (byte) 2).putLong(72, 1L << 3), "compression_type = 2: unknown");
         assertRefused(b -> b.putInt(20, 13).putLong(72, 1L << 4), "cluster_bits = 13: extended L2");
         assertRefused(b -> b.putLong(8, 65530).putInt(16, 20), "backing_file_size = 20");
+        // ImageReadFuzzTest's crash-backing-name-nul: Path.of threw InvalidPathException on such a name
+        assertRefused(b -> b.putLong(8, 1024).putInt(16, 6).put(1024, new byte[] {'b', 0, 'a', 's', 'e', 0}),
+                "backing_file = 'b\\0ase\\0': file name contains a NUL byte");
     }
 
     @Test

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
@@ -63,19 +64,22 @@ class DamagedFilesystemFuzzTest {
 
     /** Lists the metadata and scrambles every directory block; false if refused with a QcowException. */
     private static boolean scan(Path img) throws Exception {
-        return DamagedInput.readOrRefuse(img, 5000, () -> {
-            try (FileChannel ch = FileChannel.open(img, StandardOpenOption.READ)) {
-                ExtFilesystem fs = ExtFilesystem.open(ch, img.toString(), 0, 0, 0);
-                fs.metadataBlocks(false);
-                fs.metadataBlocks(true);
-                BlockRanges dirs = fs.directoryBlocks();
-                DirectoryScrambler scrambler = new DirectoryScrambler(img.toString(), fs.blockSize());
-                for (var it = dirs.iterator(); it.hasNext(); ) {
-                    ByteBuffer block = ByteBuffer.allocate(fs.blockSize());
-                    ch.read(block, it.nextLong() * fs.blockSize());
-                    scrambler.scramble(block.clear());
-                }
+        return DamagedInput.readOrRefuse(img, 5000, () -> scanAll(img));
+    }
+
+    /** Lists the metadata (with and without data) and scrambles every directory block (also for ExtFuzzTest). */
+    static void scanAll(Path img) throws IOException {
+        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.READ)) {
+            ExtFilesystem fs = ExtFilesystem.open(ch, img.toString(), 0, 0, 0);
+            fs.metadataBlocks(false);
+            fs.metadataBlocks(true);
+            BlockRanges dirs = fs.directoryBlocks();
+            DirectoryScrambler scrambler = new DirectoryScrambler(img.toString(), fs.blockSize());
+            for (var it = dirs.iterator(); it.hasNext(); ) {
+                ByteBuffer block = ByteBuffer.allocate(fs.blockSize());
+                ch.read(block, it.nextLong() * fs.blockSize());
+                scrambler.scramble(block.clear());
             }
-        });
+        }
     }
 }
