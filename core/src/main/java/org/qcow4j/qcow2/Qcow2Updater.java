@@ -11,6 +11,7 @@ import org.qcow4j.format.Header;
 import org.qcow4j.format.L1Entry;
 import org.qcow4j.format.L2Entry;
 import org.qcow4j.format.SubclusterType;
+import org.qcow4j.io.FileIOException;
 import org.qcow4j.io.FileStorage;
 
 /**
@@ -23,6 +24,14 @@ import org.qcow4j.io.FileStorage;
  * then the refcount decrements of what the tables stopped using. A crash at any moment leaves the last flushed
  * state plus, at most, leaked clusters. With lazy refcounts the refcounts are written only on close and the dirty
  * bit says so meanwhile.
+ *
+ * <p>A failing file (a full disk, an I/O error) fails the request, as in QEMU. A failed guest data write changes no
+ * table (the cluster it allocated leaks), so the image goes on. Any other failure (a metadata write, a flush, a read
+ * in the middle of an allocation) may leave the tables in memory apart from the file in a way no later write-back
+ * can order safely (a refcount table grown in memory but not on disk, a header switched but not forced), so from
+ * then on the image refuses writes and flushes, and closing it writes nothing, much as QEMU marks such an image
+ * broken: the file keeps its last flushed state, plus whatever of the failed flush reached it in QEMU's order, plus
+ * at most leaked clusters (see {@link #run}).
  */
 public final class Qcow2Updater {
     private final Qcow2Image image;
@@ -36,6 +45,16 @@ public final class Qcow2Updater {
     private final boolean lazy;
     private final long clusterSize;
     private boolean dirtyBitSet;
+    /** The failure that stopped the image taking writes (see the class comment), or null. */
+    private volatile QcowException broken;
+    /** The failure of the last guest data write: it fails only its request. */
+    private FileIOException dataFailure;
+
+    /** One request run by {@link #run}. */
+    @FunctionalInterface
+    interface Request {
+        void run() throws IOException;
+    }
 
     Qcow2Updater(Qcow2Image image, String filename, FileStorage storage, Header header, ClusterMap map,
                  DiskImage backing, OpenOptions options) throws IOException {
@@ -63,6 +82,33 @@ public final class Qcow2Updater {
         }
     }
 
+    /**
+     * Runs a request (the caller holds the write lock): refused once the image is broken, and breaking it when the
+     * file fails other than in a guest data write.
+     */
+    void run(Request request) throws IOException {
+        ensureUsable();
+        dataFailure = null;
+        try {
+            request.run();
+        } catch (FileIOException e) {
+            if (e != dataFailure) {
+                broken = e;
+            }
+            throw e;
+        }
+    }
+
+    private void ensureUsable() throws QcowException {
+        QcowException b = broken;
+        if (b != null) {
+            String cause = b.getMessage().startsWith(filename + ": ") ? b.getMessage().substring(filename.length() + 2)
+                    : b.getMessage();
+            throw new QcowException(filename, "no more writes after an earlier failure (" + cause
+                    + "); the image is as last flushed", b);
+        }
+    }
+
     // ---------------------------------------------------------------------------------------------- writes
 
     void write(ByteBuffer src, long offset) throws IOException {
@@ -86,6 +132,7 @@ public final class Qcow2Updater {
      * parallel. Returns false, having written nothing, when any part needs the allocating path.
      */
     boolean tryWriteInPlace(ByteBuffer src, long offset) throws IOException {
+        ensureUsable();
         long end = offset + src.remaining();
         long[] hosts = new long[(int) (geo.sizeToClusters(geo.offsetInCluster(offset) + src.remaining()))];
         int i = 0;
@@ -227,7 +274,12 @@ public final class Qcow2Updater {
     private void writeData(ByteBuffer data, long host) throws IOException {
         // QEMU's overlap checks: a damaged entry must not make a guest write destroy metadata.
         refcounts.checkDataWrite(host, data.remaining());
-        storage.writeFully(data.duplicate(), host);
+        try {
+            storage.writeFully(data.duplicate(), host);
+        } catch (FileIOException e) {
+            dataFailure = e; // under the shared lock (tryWriteInPlace) it is never looked at: that path changes no table
+            throw e;
+        }
     }
 
     /** Gives back the host space an entry used (after the next flush). */
@@ -497,8 +549,18 @@ public final class Qcow2Updater {
         storage.force();
     }
 
-    /** Flushes, and with lazy refcounts writes the refcounts and clears the dirty bit: the image is clean. */
+    /**
+     * Flushes, and with lazy refcounts writes the refcounts and clears the dirty bit: the image is clean. A broken
+     * image is left as it is (its failure was reported when it happened).
+     */
     void close() throws IOException {
+        if (broken != null) {
+            return;
+        }
+        run(this::closeClean);
+    }
+
+    private void closeClean() throws IOException {
         flush();
         if (lazy) {
             writeRefcounts();
