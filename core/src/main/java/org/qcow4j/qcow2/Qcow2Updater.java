@@ -47,6 +47,13 @@ public final class Qcow2Updater {
     private boolean dirtyBitSet;
     /** The failure that stopped the image taking writes (see the class comment), or null. */
     private volatile QcowException broken;
+    /**
+     * The end of the furthest new cluster guest data went to: the file must reach it before an L2 entry points there
+     * (the rest of a cluster written in part must read as zeros). Not the allocator's end, which may lie past a
+     * cluster whose data write failed (leaked, never pointed at): extending the file to it could fail again on a full
+     * disk and stop the flush that keeps the completed writes.
+     */
+    private long dataEnd;
     /** The failure of the last guest data write: it fails only its request. */
     private FileIOException dataFailure;
 
@@ -207,6 +214,7 @@ public final class Qcow2Updater {
             }
             writeData(overlay(whole, in, data), host);
         }
+        dataEnd = Math.max(dataEnd, host + clusterSize);
         map.set(guest, host | L2Entry.COPIED, 0, refcounts);
         release(m);
     }
@@ -227,6 +235,7 @@ public final class Qcow2Updater {
             readGuest(whole, start);
             long host = refcounts.allocate(1);
             writeData(overlay(whole, in, data), host);
+            dataEnd = Math.max(dataEnd, host + clusterSize);
             map.set(guest, host | L2Entry.COPIED, L2Entry.BITMAP_ALL_ALLOC, refcounts);
             release(m);
             return;
@@ -243,6 +252,7 @@ public final class Qcow2Updater {
         }
         long host = hasHost ? m.host() : refcounts.allocate(1);
         writeData(span, host + from);
+        dataEnd = Math.max(dataEnd, host + clusterSize);
         long bitmap = (m.bitmap() | touched) & ~L2Entry.zeroBits(touched);
         if (!hasHost || bitmap != m.bitmap()) {
             map.set(guest, host | L2Entry.COPIED, bitmap, refcounts);
@@ -498,7 +508,7 @@ public final class Qcow2Updater {
 
     /** Makes everything written so far durable, in the order described above. */
     void flush() throws IOException {
-        storage.extendTo(refcounts.allocatedEnd());
+        storage.extendTo(dataEnd);
         storage.force(); // data before the tables that point at it
         if (!map.dirty() && !refcounts.hasDirtyBlocks() && !refcounts.hasDirtyEntries() && !refcounts.hasPendingFrees()) {
             return;
