@@ -132,8 +132,11 @@ class WritableImagePropertyTest {
                 + current.size() + " operations " + current + ": " + last.getMessage(), last);
     }
 
-    private static void run(Path dir, Config c, List<Op> ops) throws IOException {
-        Path img = dir.resolve("top.qcow2");
+    /**
+     * Makes {@code top.qcow2} (and {@code base.qcow2} below it) in {@code dir} with QEMU's tools, as {@code c} says;
+     * returns the disk's content.
+     */
+    static byte[] make(Path dir, Config c) throws IOException {
         byte[] base = null;
         if (c.backing()) {
             // A backing file shorter than the overlay, of an odd length, with data everywhere.
@@ -167,10 +170,16 @@ class WritableImagePropertyTest {
             cmd.addAll(List.of("top.qcow2", Long.toString(c.size())));
             qemu(dir, cmd.toArray(String[]::new));
         }
+        return model;
+    }
+
+    private static void run(Path dir, Config c, List<Op> ops) throws IOException {
+        byte[] model = make(dir, c);
+        Path img = dir.resolve("top.qcow2");
         List<String> done = new ArrayList<>();
         try (WritableImage image = Images.openWritable(img)) {
             for (Op op : ops) {
-                model = apply(image, c, base, model, op, done);
+                model = apply(image, c, model, op, done);
             }
             byte[] ours = new byte[(int) image.size()];
             image.read(ByteBuffer.wrap(ours), 0);
@@ -182,8 +191,11 @@ class WritableImagePropertyTest {
         assertEquals(0, check.exit(), "qemu-img check after " + done + ":\n" + check.out() + check.err());
     }
 
-    private static byte[] apply(WritableImage image, Config c, byte[] base, byte[] model, Op op, List<String> done)
-            throws IOException {
+    /**
+     * Applies {@code op} to {@code image} and returns the model after it (the same array, or a new one after a
+     * resize); with a null image only the model changes: what the operation is meant to do.
+     */
+    static byte[] apply(WritableImage image, Config c, byte[] model, Op op, List<String> done) throws IOException {
         long size = model.length;
         int off = (int) (op.a() % size);
         // Lengths up to three clusters (or 64 KiB), often unaligned.
@@ -197,17 +209,23 @@ class WritableImagePropertyTest {
             case WRITE -> {
                 byte[] data = new byte[len];
                 fill(data, 0, len, op.pattern(), off);
-                image.write(ByteBuffer.wrap(data), off);
+                if (image != null) {
+                    image.write(ByteBuffer.wrap(data), off);
+                }
                 System.arraycopy(data, 0, model, off, len);
                 done.add("write " + off + "+" + len);
             }
             case ZEROES, ZEROES_UNMAP -> {
-                image.writeZeroes(off, len, op.kind() == Kind.ZEROES_UNMAP);
+                if (image != null) {
+                    image.writeZeroes(off, len, op.kind() == Kind.ZEROES_UNMAP);
+                }
                 Arrays.fill(model, off, off + len, (byte) 0);
                 done.add((op.kind() == Kind.ZEROES ? "zeroes " : "zeroes-unmap ") + off + "+" + len);
             }
             case DISCARD -> {
-                image.discard(off, len);
+                if (image != null) {
+                    image.discard(off, len);
+                }
                 long cs = c.clusterSize();
                 long start = (off + cs - 1) / cs * cs;
                 long end = off + len == size ? size : (off + len) / cs * cs;
@@ -218,12 +236,16 @@ class WritableImagePropertyTest {
             }
             case RESIZE -> {
                 long newSize = Math.max(64 << 10, Math.min(c.size() * 2, (op.a() % (c.size() * 2)) / 512 * 512));
-                image.resize(newSize);
+                if (image != null) {
+                    image.resize(newSize);
+                }
                 model = Arrays.copyOf(model, (int) newSize);
                 done.add("resize " + newSize);
             }
             case FLUSH -> {
-                image.flush();
+                if (image != null) {
+                    image.flush();
+                }
                 done.add("flush");
             }
         }
@@ -231,13 +253,13 @@ class WritableImagePropertyTest {
     }
 
     /** A pattern that differs from sector to sector, so data in the wrong place shows. */
-    private static void fill(byte[] b, int from, int to, int pattern, long guest) {
+    static void fill(byte[] b, int from, int to, int pattern, long guest) {
         for (int i = from; i < to; i++) {
             b[i] = (byte) (pattern + ((guest + i - from) >>> 9));
         }
     }
 
-    private static void qemu(Path dir, String... cmd) {
+    static void qemu(Path dir, String... cmd) {
         Processes.Result r = Processes.run(dir, cmd);
         assertEquals(0, r.exit(), String.join(" ", cmd) + ": " + r.err());
     }

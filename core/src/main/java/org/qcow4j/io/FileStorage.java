@@ -4,11 +4,13 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import org.qcow4j.QcowException;
 
 /**
  * An image file with positional reads and writes (no shared file position, so threads never contend).
  * Reads past the end of the file return zeros, as QEMU's block layer does. Opened through {@link OpenFiles}, with the
- * locks its {@link Access} takes.
+ * locks its {@link Access} takes. A failed read, write or flush is a {@link FileIOException} naming the file; writes
+ * and flushes consult {@link WriteFaults} first (fault-injection tests).
  */
 public final class FileStorage implements AutoCloseable {
     private final Path path;
@@ -49,25 +51,42 @@ public final class FileStorage implements AutoCloseable {
 
     /** Fills {@code dst} from {@code pos}; the part past end of file is zero-filled. */
     public void readFully(ByteBuffer dst, long pos) throws IOException {
-        while (dst.hasRemaining()) {
-            if (pos >= length) {
-                Zeros.fill(dst);
-                return;
+        try {
+            while (dst.hasRemaining()) {
+                if (pos >= length) {
+                    Zeros.fill(dst);
+                    return;
+                }
+                int n = channel.read(dst, pos);
+                if (n < 0) {
+                    Zeros.fill(dst);
+                    return;
+                }
+                pos += n;
             }
-            int n = channel.read(dst, pos);
-            if (n < 0) {
-                Zeros.fill(dst);
-                return;
-            }
-            pos += n;
+        } catch (IOException e) {
+            throw failed("read failed at offset " + pos, e);
         }
     }
 
-    /** Writes all of {@code src} at {@code pos}, growing the file if need be. */
+    /**
+     * Writes all of {@code src} at {@code pos}, growing the file if need be.
+     *
+     * @throws QcowException naming the file when the write fails (a full disk, an I/O error)
+     */
     public void writeFully(ByteBuffer src, long pos) throws IOException {
+        write(src, pos, WriteFaults.Op.WRITE);
+    }
+
+    private void write(ByteBuffer src, long pos, WriteFaults.Op op) throws IOException {
         long end = pos + src.remaining();
-        while (src.hasRemaining()) {
-            pos += channel.write(src, pos);
+        try {
+            WriteFaults.check(path, op, pos);
+            while (src.hasRemaining()) {
+                pos += channel.write(src, pos);
+            }
+        } catch (IOException e) {
+            throw failed("write failed at offset " + pos, e);
         }
         if (end > length) {
             synchronized (this) {
@@ -79,13 +98,23 @@ public final class FileStorage implements AutoCloseable {
     /** Makes the file at least {@code size} bytes long (the new part reads as zeros). */
     public void extendTo(long size) throws IOException {
         if (size > length && size > channel.size()) {
-            writeFully(ByteBuffer.allocate(1), size - 1);
+            write(ByteBuffer.allocate(1), size - 1, WriteFaults.Op.EXTEND);
         }
     }
 
-    /** Forces written data (and the file's length) to the disk. */
+    /** Forces written data (and the file's length) to the disk; a failure is a {@link QcowException} naming the file. */
     public void force() throws IOException {
-        channel.force(true);
+        try {
+            WriteFaults.check(path, WriteFaults.Op.FORCE, -1);
+            channel.force(true);
+        } catch (IOException e) {
+            throw failed("flush failed", e);
+        }
+    }
+
+    private QcowException failed(String what, IOException e) {
+        return e instanceof QcowException q ? q
+                : new FileIOException(path.toString(), what + ": " + (e.getMessage() != null ? e.getMessage() : e), e);
     }
 
     /** Reads {@code len} bytes at {@code pos} into a new heap buffer; {@code len} must already be bounded. */

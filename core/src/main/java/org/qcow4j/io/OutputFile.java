@@ -48,15 +48,17 @@ public final class OutputFile {
             String reason = Files.isDirectory(dir) ? "permission denied" : "no such directory";
             throw new QcowException(requested.toString(), "cannot create: " + reason, e);
         }
-        boolean done = false;
         try {
             writer.write(tmp);
             Files.move(tmp, output, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-            done = true;
-        } finally {
-            if (!done) {
+        } catch (IOException | RuntimeException | Error e) {
+            // The temporary file goes too (a full disk may have stopped it anywhere); the first failure is the one told.
+            try {
                 Files.deleteIfExists(tmp);
+            } catch (IOException d) {
+                e.addSuppressed(d);
             }
+            throw e;
         }
     }
 }

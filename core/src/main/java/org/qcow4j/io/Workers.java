@@ -9,6 +9,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 
 /**
  * A pool of worker threads with a bounded window of tasks in flight, whose results are taken in submission
@@ -63,8 +64,22 @@ public final class Workers<T> implements AutoCloseable {
         }
     }
 
+    /**
+     * Drops the tasks not started and waits (a minute at most) for the running ones. Not {@code shutdownNow}: an interrupt in the middle
+     * of a read closes the {@code FileChannel} it reads (the input image, which the caller still owns), and the
+     * error that stopped the work (a full disk) would then be followed by closed-channel errors.
+     */
     @Override
     public void close() {
-        pool.shutdownNow();
+        for (Future<T> f : inFlight) {
+            f.cancel(false);
+        }
+        inFlight.clear();
+        pool.shutdown();
+        try {
+            pool.awaitTermination(1, TimeUnit.MINUTES); // a chunk each at most; the threads are daemons anyway
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 }

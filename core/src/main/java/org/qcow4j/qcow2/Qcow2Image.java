@@ -486,52 +486,43 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                 lock.readLock().unlock();
             }
         }
-        lockForWriting();
-        try {
+        update(() -> {
             checkRange(offset, src.remaining());
             writes.write(src, offset);
-        } finally {
-            lock.writeLock().unlock();
-        }
+        });
     }
 
     @Override
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
-        lockForWriting();
-        try {
+        update(() -> {
             checkRange(offset, length);
             writes.writeZeroes(offset, length, mayUnmap);
-        } finally {
-            lock.writeLock().unlock();
-        }
+        });
     }
 
     @Override
     public void discard(long offset, long length) throws IOException {
-        lockForWriting();
-        try {
+        update(() -> {
             checkRange(offset, length);
             writes.discard(offset, length, false);
-        } finally {
-            lock.writeLock().unlock();
-        }
+        });
     }
 
     @Override
     public void flush() throws IOException {
-        lockForWriting();
-        try {
-            writes.flush();
-        } finally {
-            lock.writeLock().unlock();
-        }
+        update(() -> writes.flush());
     }
 
     @Override
     public void resize(long newSize) throws IOException {
+        update(() -> writes.resize(newSize));
+    }
+
+    /** Runs a request of the updater holding the write lock alone. */
+    private void update(Qcow2Updater.Request request) throws IOException {
         lockForWriting();
         try {
-            writes.resize(newSize);
+            writes.run(request);
         } finally {
             lock.writeLock().unlock();
         }

@@ -11,6 +11,7 @@ import org.qcow4j.format.Header;
 import org.qcow4j.format.L1Entry;
 import org.qcow4j.format.L2Entry;
 import org.qcow4j.format.SubclusterType;
+import org.qcow4j.io.FileIOException;
 import org.qcow4j.io.FileStorage;
 
 /**
@@ -23,6 +24,14 @@ import org.qcow4j.io.FileStorage;
  * then the refcount decrements of what the tables stopped using. A crash at any moment leaves the last flushed
  * state plus, at most, leaked clusters. With lazy refcounts the refcounts are written only on close and the dirty
  * bit says so meanwhile.
+ *
+ * <p>A failing file (a full disk, an I/O error) fails the request, as in QEMU. A failed guest data write changes no
+ * table (the cluster it allocated leaks), so the image goes on. Any other failure (a metadata write, a flush, a read
+ * in the middle of an allocation) may leave the tables in memory apart from the file in a way no later write-back
+ * can order safely (a refcount table grown in memory but not on disk, a header switched but not forced), so from
+ * then on the image refuses writes and flushes, and closing it writes nothing, much as QEMU marks such an image
+ * broken: the file keeps its last flushed state, plus whatever of the failed flush reached it in QEMU's order, plus
+ * at most leaked clusters (see {@link #run}).
  */
 public final class Qcow2Updater {
     private final Qcow2Image image;
@@ -36,6 +45,23 @@ public final class Qcow2Updater {
     private final boolean lazy;
     private final long clusterSize;
     private boolean dirtyBitSet;
+    /** The failure that stopped the image taking writes (see the class comment), or null. */
+    private volatile QcowException broken;
+    /**
+     * The end of the furthest new cluster guest data went to: the file must reach it before an L2 entry points there
+     * (the rest of a cluster written in part must read as zeros). Not the allocator's end, which may lie past a
+     * cluster whose data write failed (leaked, never pointed at): extending the file to it could fail again on a full
+     * disk and stop the flush that keeps the completed writes.
+     */
+    private long dataEnd;
+    /** The failure of the last guest data write: it fails only its request. */
+    private FileIOException dataFailure;
+
+    /** One request run by {@link #run}. */
+    @FunctionalInterface
+    interface Request {
+        void run() throws IOException;
+    }
 
     Qcow2Updater(Qcow2Image image, String filename, FileStorage storage, Header header, ClusterMap map,
                  DiskImage backing, OpenOptions options) throws IOException {
@@ -63,6 +89,33 @@ public final class Qcow2Updater {
         }
     }
 
+    /**
+     * Runs a request (the caller holds the write lock): refused once the image is broken, and breaking it when the
+     * file fails other than in a guest data write.
+     */
+    void run(Request request) throws IOException {
+        ensureUsable();
+        dataFailure = null;
+        try {
+            request.run();
+        } catch (FileIOException e) {
+            if (e != dataFailure) {
+                broken = e;
+            }
+            throw e;
+        }
+    }
+
+    private void ensureUsable() throws QcowException {
+        QcowException b = broken;
+        if (b != null) {
+            String cause = b.getMessage().startsWith(filename + ": ") ? b.getMessage().substring(filename.length() + 2)
+                    : b.getMessage();
+            throw new QcowException(filename, "no more writes after an earlier failure (" + cause
+                    + "); the image is as last flushed", b);
+        }
+    }
+
     // ---------------------------------------------------------------------------------------------- writes
 
     void write(ByteBuffer src, long offset) throws IOException {
@@ -86,6 +139,7 @@ public final class Qcow2Updater {
      * parallel. Returns false, having written nothing, when any part needs the allocating path.
      */
     boolean tryWriteInPlace(ByteBuffer src, long offset) throws IOException {
+        ensureUsable();
         long end = offset + src.remaining();
         long[] hosts = new long[(int) (geo.sizeToClusters(geo.offsetInCluster(offset) + src.remaining()))];
         int i = 0;
@@ -160,6 +214,7 @@ public final class Qcow2Updater {
             }
             writeData(overlay(whole, in, data), host);
         }
+        dataEnd = Math.max(dataEnd, host + clusterSize);
         map.set(guest, host | L2Entry.COPIED, 0, refcounts);
         release(m);
     }
@@ -180,6 +235,7 @@ public final class Qcow2Updater {
             readGuest(whole, start);
             long host = refcounts.allocate(1);
             writeData(overlay(whole, in, data), host);
+            dataEnd = Math.max(dataEnd, host + clusterSize);
             map.set(guest, host | L2Entry.COPIED, L2Entry.BITMAP_ALL_ALLOC, refcounts);
             release(m);
             return;
@@ -196,6 +252,7 @@ public final class Qcow2Updater {
         }
         long host = hasHost ? m.host() : refcounts.allocate(1);
         writeData(span, host + from);
+        dataEnd = Math.max(dataEnd, host + clusterSize);
         long bitmap = (m.bitmap() | touched) & ~L2Entry.zeroBits(touched);
         if (!hasHost || bitmap != m.bitmap()) {
             map.set(guest, host | L2Entry.COPIED, bitmap, refcounts);
@@ -227,7 +284,12 @@ public final class Qcow2Updater {
     private void writeData(ByteBuffer data, long host) throws IOException {
         // QEMU's overlap checks: a damaged entry must not make a guest write destroy metadata.
         refcounts.checkDataWrite(host, data.remaining());
-        storage.writeFully(data.duplicate(), host);
+        try {
+            storage.writeFully(data.duplicate(), host);
+        } catch (FileIOException e) {
+            dataFailure = e; // under the shared lock (tryWriteInPlace) it is never looked at: that path changes no table
+            throw e;
+        }
     }
 
     /** Gives back the host space an entry used (after the next flush). */
@@ -446,7 +508,7 @@ public final class Qcow2Updater {
 
     /** Makes everything written so far durable, in the order described above. */
     void flush() throws IOException {
-        storage.extendTo(refcounts.allocatedEnd());
+        storage.extendTo(dataEnd);
         storage.force(); // data before the tables that point at it
         if (!map.dirty() && !refcounts.hasDirtyBlocks() && !refcounts.hasDirtyEntries() && !refcounts.hasPendingFrees()) {
             return;
@@ -497,8 +559,18 @@ public final class Qcow2Updater {
         storage.force();
     }
 
-    /** Flushes, and with lazy refcounts writes the refcounts and clears the dirty bit: the image is clean. */
+    /**
+     * Flushes, and with lazy refcounts writes the refcounts and clears the dirty bit: the image is clean. A broken
+     * image is left as it is (its failure was reported when it happened).
+     */
     void close() throws IOException {
+        if (broken != null) {
+            return;
+        }
+        run(this::closeClean);
+    }
+
+    private void closeClean() throws IOException {
         flush();
         if (lazy) {
             writeRefcounts();

@@ -135,7 +135,7 @@ public final class RefcountTable {
         return RefcountBlock.get(blocks.get(table[(int) ti]), (int) (index & ((1L << blockBits) - 1)), order);
     }
 
-    /** The end of the last cluster handed out or present in the file: the file must reach it before metadata does. */
+    /** The end of the last cluster handed out or present in the file. */
     long allocatedEnd() {
         return zeroFrom << clusterBits;
     }

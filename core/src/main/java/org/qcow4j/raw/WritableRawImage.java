@@ -14,6 +14,7 @@ import java.util.List;
 import org.qcow4j.AbstractDiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Images;
+import org.qcow4j.QcowException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
 import org.qcow4j.io.Access;
@@ -111,10 +112,22 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
                         + " (give the format raw)");
             }
         }
-        long pos = offset;
-        while (src.hasRemaining()) {
-            pos += channel.write(src, pos);
+        writeFully(src, offset);
+    }
+
+    /** Writes all of {@code src} at {@code pos}; a failure (a full disk, an I/O error) names the file. */
+    private void writeFully(ByteBuffer src, long pos) throws IOException {
+        try {
+            while (src.hasRemaining()) {
+                pos += channel.write(src, pos);
+            }
+        } catch (IOException e) {
+            throw failed("write failed at offset " + pos, e);
         }
+    }
+
+    private QcowException failed(String what, IOException e) {
+        return new QcowException(filename(), what + ": " + (e.getMessage() != null ? e.getMessage() : e), e);
     }
 
     @Override
@@ -125,9 +138,8 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
         long end = offset + length;
         while (pos < end) {
             zeros.clear().limit((int) Math.min(zeros.capacity(), end - pos));
-            while (zeros.hasRemaining()) {
-                pos += channel.write(zeros, pos);
-            }
+            writeFully(zeros, pos);
+            pos += zeros.limit();
         }
     }
 
@@ -138,7 +150,11 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
 
     @Override
     public synchronized void flush() throws IOException {
-        channel.force(true);
+        try {
+            channel.force(true);
+        } catch (IOException e) {
+            throw failed("flush failed", e);
+        }
     }
 
     @Override
@@ -151,7 +167,7 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
         if (newSize < channel.size()) {
             channel.truncate(newSize);
         } else if (newSize > channel.size()) {
-            channel.write(ByteBuffer.allocate(1), newSize - 1);
+            writeFully(ByteBuffer.allocate(1), newSize - 1);
         }
         size = roundUp(newSize);
     }
