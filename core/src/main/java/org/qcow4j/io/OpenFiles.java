@@ -253,7 +253,9 @@ public final class OpenFiles {
         private void unlock(int bytes) throws IOException {
             for (int i = 0; i < 8; i++) {
                 if ((bytes & (1 << i)) != 0 && --needed[i] == 0) {
-                    locks[i].release();
+                    if (locks[i].isValid()) { // not if its channel was closed (an interrupted read closes it)
+                        locks[i].release();
+                    }
                     locks[i] = null;
                 }
             }
