@@ -22,7 +22,10 @@ class ImageWriteFuzzTest {
             ops[i] = new int[] {data.consumeInt(0, 4), data.consumeInt(), data.consumeInt(), data.consumeInt(0, 255)};
         }
         Path img = FuzzedImages.image(kind, data.consumeRemainingAsBytes(), "fuzz-write.qcow2");
-        DamagedInput.runOrRefuse(5000, QcowException.class, () -> {
+        // 30 s: a bound for hangs, not a speed test. Growing a 512-byte-cluster image to 128 GiB writes a 32 MiB L1
+        // table (its size follows the virtual size in qcow2): about 3 s, and several times that under the fuzzer's
+        // instrumentation on a busy machine.
+        DamagedInput.runOrRefuse(30_000, QcowException.class, () -> {
             try (WritableImage d = Images.openWritable(img, OpenOptions.defaults().withFormat("qcow2"))) {
                 for (int[] op : ops) {
                     long size = d.size();
