@@ -92,6 +92,7 @@ class ImageLockingTest {
     }
 
     @Test
+    @SuppressWarnings("try") // the images are open only for their locks
     void anImageWeReadIsReadableByQemuButNotWritable() throws IOException {
         try (DiskImage r = Images.open(img)) {
             assertEquals(0, Processes.run(dir, "qemu-img", "info", img.toString()).exit());
@@ -101,6 +102,7 @@ class ImageLockingTest {
     }
 
     @Test
+    @SuppressWarnings("try") // the images are open only for their locks
     void ourLockBytesAreQemus() throws IOException, InterruptedException {
         holder = ImageLocks.qemuIoHolding(img);
         Set<String> qemuWriter = ImageLocks.held(img, holder.pid());
@@ -138,6 +140,7 @@ class ImageLockingTest {
 
     /** The child of the test above: holds the image open for writing until killed. */
     public static final class Holder {
+        @SuppressWarnings("try") // the image is open only for its locks
         public static void main(String[] args) throws Exception {
             try (WritableImage w = Images.openWritable(Path.of(args[0]))) {
                 System.out.println("HOLDING");
@@ -148,6 +151,7 @@ class ImageLockingTest {
     }
 
     @Test
+    @SuppressWarnings("try") // the images are open only for their locks
     void locksSurviveTheChainAndReopeningTheSameFiles() throws IOException {
         Path overlay = dir.resolve("overlay.qcow2");
         qemuImg("create", "-q", "-f", "qcow2", "-b", img.toString(), "-F", "qcow2", overlay.toString());

@@ -262,6 +262,7 @@ public final class OpenFiles {
         }
 
         /** One user is done: its lock bytes, and with the last user the channels (and so every lock) go. */
+        @SuppressWarnings("try") // the channels are only there to be closed, each even if the other fails
         void release(int held) throws IOException {
             try {
                 unlock(held);

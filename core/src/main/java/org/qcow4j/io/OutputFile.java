@@ -20,6 +20,7 @@ public final class OutputFile {
         void write(Path file) throws IOException;
     }
 
+    @SuppressWarnings("try") // the old file is held only for its locks
     public static void writeAtomically(Path requested, Writer writer) throws IOException {
         Path output = requested;
         while (Files.isSymbolicLink(output)) {

@@ -114,6 +114,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
      * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
      * (internal snapshots, persistent bitmaps, an external data file) before anything is written.
      */
+    @SuppressWarnings("try") // the hold is there only for its locks
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
         if (options.forceShare()) {
             throw new QcowException(path.toString(), "force-share=on can only be used with read-only images");
