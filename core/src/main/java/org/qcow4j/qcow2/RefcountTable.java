@@ -171,8 +171,14 @@ public final class RefcountTable {
                         at++;
                     }
                     long atTi = at >>> blockBits;
+                    int tableLength = table.length;
                     createBlock(atTi < table.length && table[(int) atTi] != 0 ? ti : atTi, at);
-                    continue search;
+                    if (table.length != tableLength) {
+                        continue search; // the grown table's clusters may lie in the run
+                    }
+                    // The run is untouched (the block went after it): no need to scan it again, which made a
+                    // run needing many blocks cost their number times its length. Block ti may still be missing.
+                    ti--;
                 }
             }
             break;
