@@ -75,20 +75,20 @@ final class BenchCommand extends Command {
     }
 
     @Override
-    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         try {
             return bench(args, out, err);
         } catch (Refused | BenchRun.Failure e) {
             out.flush();
             for (String line : e instanceof Refused r ? r.lines : List.of(e.getMessage())) {
-                err.println("qcow4j: " + line);
+                err.error(line);
             }
             err.flush();
             return ExitCodes.FAILURE;
         }
     }
 
-    private int bench(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    private int bench(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         // The values, checked as img_bench's getopt loop checks them.
         int count = strtoul(args, "-c", 75000, Integer.MAX_VALUE, "Invalid request count specified");
         int depth = strtoul(args, "-d", 64, Integer.MAX_VALUE, "Invalid queue depth specified");
@@ -163,7 +163,7 @@ final class BenchCommand extends Command {
                     err.println("         Specify the 'raw' format explicitly to remove the restrictions.");
                 }
                 for (String w : writable.warnings()) {
-                    err.println("qcow4j: warning: " + w);
+                    err.error("warning: " + w);
                 }
                 if (writable.readOnly()) {
                     throw new QcowException(filename, "image is corrupt: cannot be opened for writing");
@@ -208,10 +208,10 @@ final class BenchCommand extends Command {
      * As {@link #strtoul}, with qemu-img's {@code cvtnum_full(name, optarg, 0, max)}: a size ({@code qemu_strtosz}),
      * refused with two lines about suffixes when it is not one, with one line about the range when it is too large.
      */
-    private static long cvtnum(CommandLine args, String key, String name, long fallback, long max, PrintWriter err) throws Refused {
+    private static long cvtnum(CommandLine args, String key, String name, long fallback, long max, Stderr err) throws Refused {
         long value = fallback;
         for (String v : values(args, key)) {
-            value = QemuNumbers.strtosz(v, warning -> err.println("qcow4j: " + warning));
+            value = QemuNumbers.strtosz(v, warning -> err.error(warning));
             if (value == QemuNumbers.EINVAL) {
                 throw new Refused(List.of("Invalid " + name + " specified. You may use k, M, G, T, P or E suffixes for",
                         "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."));

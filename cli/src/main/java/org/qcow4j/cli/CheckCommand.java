@@ -41,7 +41,7 @@ final class CheckCommand extends Command {
 
     /** Runs the check; the diagnostic lines and the final "Check failed" go to {@code err}. */
     @Override
-    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         boolean json = ImageArgs.json(args);
         String image = ImageArgs.oneImage(args);
         Boolean fixErrors = null; // null: no -r, a read-only check
@@ -63,7 +63,7 @@ final class CheckCommand extends Command {
             case "qcow2" -> {
             }
             case "raw" -> {
-                err.println("qcow4j: " + image + ": This image format does not support checks");
+                err.error(image + ": This image format does not support checks");
                 return NOT_SUPPORTED;
             }
             default -> throw new UnsupportedFeatureException(image, "image format '" + format + "' (qcow4j checks qcow2)");
@@ -94,7 +94,7 @@ final class CheckCommand extends Command {
         }
         if (r.checkErrors() > 0) {
             out.flush();
-            err.println("qcow4j: " + image + ": Check failed");
+            err.error(image + ": Check failed");
             return ExitCodes.FAILURE;
         }
         return r.corruptions() > 0 ? CORRUPT : r.leaks() > 0 ? LEAKS : ExitCodes.OK;

@@ -8,6 +8,7 @@ abstract class Command {
     /** The options every command takes. */
     static final CommandLine.Option HELP = CommandLine.Option.flag("Show this help.", "-h", "--help");
     static final CommandLine.Option DEBUG = CommandLine.Option.flag("Show stack traces of errors.", "--debug");
+    static final CommandLine.Option VERSION = CommandLine.Option.flag("Show the version.", "-V", "--version");
     /** Options several commands take. */
     static final CommandLine.Option FORMAT = CommandLine.Option.value("FMT",
             "Image format (qcow2 or raw); probed if omitted.", "-f");
@@ -51,5 +52,5 @@ abstract class Command {
      * Runs the command; returns the exit code. Results go to {@code out}; {@code err} takes what a command says
      * besides the one error line {@link ExitCodes} prints for an exception (check's findings, io's failures).
      */
-    abstract int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception;
+    abstract int run(CommandLine args, PrintWriter out, Stderr err) throws Exception;
 }

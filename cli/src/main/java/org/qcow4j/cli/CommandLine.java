@@ -2,6 +2,7 @@ package org.qcow4j.cli;
 
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -27,12 +28,68 @@ final class CommandLine {
         }
     }
 
-    /** A command-line mistake: reported as one line plus a hint, exit 1. */
+    /**
+     * A command-line mistake: reported as one line plus a hint, exit 1. The message is getopt's (glibc's words, as
+     * qemu-io and qcow4j print them); qemu-img handles getopt's errors itself and words them differently.
+     */
     static final class UsageException extends Exception {
         private static final long serialVersionUID = 1L;
+        private final String qemuImgMessage;
 
+        private final boolean hint;
+
+        /** A mistake followed by the hint to read the help (QEMU's error_exit). */
         UsageException(String message) {
+            this(message, message, true);
+        }
+
+        private UsageException(String message, String qemuImgMessage) {
+            this(message, qemuImgMessage, true);
+        }
+
+        private UsageException(String message, String qemuImgMessage, boolean hint) {
             super(message);
+            this.qemuImgMessage = qemuImgMessage;
+            this.hint = hint;
+        }
+
+        /** A mistake reported without the hint (where QEMU uses error_report and exits 1). */
+        static UsageException withoutHint(String message) {
+            return new UsageException(message, message, false);
+        }
+
+        /** Whether the hint to read the help follows the message. */
+        boolean hint() {
+            return hint;
+        }
+
+        /** qemu-img's words: "unrecognized option '-Z'", "missing argument for option '-f'" (the word typed). */
+        String qemuImgMessage() {
+            return qemuImgMessage;
+        }
+
+        static UsageException unknownLong(String word) {
+            return new UsageException("unrecognized option '" + word + "'", "unrecognized option '" + word + "'");
+        }
+
+        static UsageException unknownShort(char c, String word) {
+            return new UsageException("invalid option -- '" + c + "'", "unrecognized option '" + word + "'");
+        }
+
+        static UsageException missingArgument(String name, String word) {
+            String getopt = name.startsWith("--") ? "option '" + name + "' requires an argument"
+                    : "option requires an argument -- '" + name.charAt(1) + "'";
+            return new UsageException(getopt, "missing argument for option '" + word + "'");
+        }
+
+        static UsageException argumentNotAllowed(String name, String word) {
+            return new UsageException("option '" + name + "' doesn't allow an argument", "unrecognized option '" + word + "'");
+        }
+
+        static UsageException ambiguous(String name, List<String> candidates, String word) {
+            StringBuilder sb = new StringBuilder("option '" + name + "' is ambiguous; possibilities:");
+            candidates.forEach(c -> sb.append(" '").append(c).append('\''));
+            return new UsageException(sb.toString(), "unrecognized option '" + word + "'");
         }
     }
 
@@ -60,32 +117,30 @@ final class CommandLine {
             }
             if (a.startsWith("--")) {
                 int eq = a.indexOf('=');
-                String name = eq < 0 ? a : a.substring(0, eq);
-                Option o = byName.get(name);
-                if (o == null) {
-                    throw new UsageException("unrecognized option '" + name + "'");
-                }
+                String typed = eq < 0 ? a : a.substring(0, eq);
+                Option o = longOption(byName, typed, a);
+                String name = o.names().stream().filter(n -> n.startsWith(typed)).findFirst().orElse(typed);
                 if (o.param() == null) {
                     if (eq >= 0) {
-                        throw new UsageException("option '" + name + "' doesn't allow an argument");
+                        throw UsageException.argumentNotAllowed(name, a);
                     }
                     cl.put(o, "");
                 } else if (eq >= 0) {
                     cl.put(o, a.substring(eq + 1));
                 } else {
-                    cl.put(o, argument(args, ++i, name));
+                    cl.put(o, argument(args, ++i, name, a));
                 }
             } else if (a.startsWith("-") && a.length() > 1) {
                 for (int j = 1; j < a.length(); j++) {
                     String name = "-" + a.charAt(j);
                     Option o = byName.get(name);
                     if (o == null) {
-                        throw new UsageException("invalid option -- '" + a.charAt(j) + "'");
+                        throw UsageException.unknownShort(a.charAt(j), a);
                     }
                     if (o.param() == null) {
                         cl.put(o, "");
                     } else {
-                        cl.put(o, j + 1 < a.length() ? a.substring(j + 1) : argument(args, ++i, name));
+                        cl.put(o, j + 1 < a.length() ? a.substring(j + 1) : argument(args, ++i, name, a));
                         break;
                     }
                 }
@@ -102,11 +157,31 @@ final class CommandLine {
         all.computeIfAbsent(o.key(), k -> new ArrayList<>()).add(value);
     }
 
-    private static String argument(List<String> args, int i, String name) throws UsageException {
+    private static String argument(List<String> args, int i, String name, String word) throws UsageException {
         if (i >= args.size()) {
-            throw new UsageException("option '" + name + "' requires an argument");
+            throw UsageException.missingArgument(name, word);
         }
         return args.get(i);
+    }
+
+    /** A long option by its name or, as getopt_long allows, a prefix only one option's names start with. */
+    private static Option longOption(Map<String, Option> byName, String typed, String word) throws UsageException {
+        Option exact = byName.get(typed);
+        if (exact != null) {
+            return exact;
+        }
+        Map<Option, String> matches = new LinkedHashMap<>();
+        if (typed.length() > 2) {
+            byName.entrySet().stream().filter(e -> e.getKey().startsWith(typed)).sorted(Map.Entry.comparingByKey())
+                    .forEach(e -> matches.putIfAbsent(e.getValue(), e.getKey()));
+        }
+        if (matches.isEmpty()) {
+            throw UsageException.unknownLong(word);
+        }
+        if (matches.size() > 1) {
+            throw UsageException.ambiguous(typed, List.copyOf(matches.values()), word);
+        }
+        return matches.keySet().iterator().next();
     }
 
     boolean has(String key) {

@@ -39,10 +39,10 @@ final class ConvertCommand extends Command {
     }
 
     @Override
-    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         List<String> files = args.positionals();
         if (files.size() < 2) {
-            throw new CommandLine.UsageException("expecting INPUT... OUTPUT");
+            throw CommandLine.UsageException.withoutHint("Must specify image file name");
         }
         String output = files.get(files.size() - 1);
         String outputFormat = args.get("-O", "raw");
@@ -59,11 +59,12 @@ final class ConvertCommand extends Command {
         boolean sync = switch (args.get("-t", "unsafe")) {
             case "unsafe" -> false;
             case "writeback", "none", "directsync", "writethrough" -> true;
-            default -> throw new CommandLine.UsageException("invalid cache option '" + args.get("-t", "") + "'");
+            default -> throw CommandLine.UsageException.withoutHint("Invalid cache option: " + args.get("-t", ""));
         };
         long threads = args.getLong("-m", Runtime.getRuntime().availableProcessors());
         if (threads < 1 || threads > 16) {
-            throw new CommandLine.UsageException("-m must be 1..16, not " + threads);
+            throw CommandLine.UsageException.withoutHint(
+                    "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
         }
         CreateOptions qcow2Options = qcow2 ? ImageOptions.apply(CreateOptions.defaults(0), ImageOptions.parse(args.get("-o", null)))
                 : null;

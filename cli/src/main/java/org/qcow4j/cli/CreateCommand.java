@@ -30,10 +30,13 @@ final class CreateCommand extends Command {
     }
 
     @Override
-    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         List<String> p = args.positionals();
-        if (p.isEmpty() || p.size() > 2) {
-            throw new CommandLine.UsageException("expecting IMAGE [SIZE]");
+        if (p.isEmpty()) {
+            throw new CommandLine.UsageException("Expecting image file name");
+        }
+        if (p.size() > 2) {
+            throw new CommandLine.UsageException("Unexpected argument: " + p.get(2));
         }
         String image = p.get(0);
         String format = args.get("-f", "qcow2");

@@ -42,7 +42,7 @@ final class E2imageCommand extends Command {
     }
 
     @Override
-    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         List<String> p = args.positionals();
         if (p.size() != 2) {
             throw new CommandLine.UsageException("expecting SRC DEST");

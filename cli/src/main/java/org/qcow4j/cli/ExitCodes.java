@@ -17,8 +17,8 @@ final class ExitCodes {
     private ExitCodes() {
     }
 
-    static int report(Throwable ex, PrintWriter err, boolean debug) {
-        err.println("qcow4j: " + describe(ex));
+    static int report(Throwable ex, Stderr err, boolean debug) {
+        err.error(describe(ex));
         explain(ex, err);
         if (debug) {
             ex.printStackTrace(err);
@@ -28,7 +28,7 @@ final class ExitCodes {
     }
 
     /** QEMU's second line for an image another process holds. */
-    static void explain(Throwable ex, PrintWriter err) {
+    static void explain(Throwable ex, Stderr err) {
         if (ex instanceof ImageLockedException e) {
             err.println("Is another process using the image [" + e.file() + "]?");
         }

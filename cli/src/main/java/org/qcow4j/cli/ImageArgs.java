@@ -31,7 +31,7 @@ final class ImageArgs {
         return switch (output) {
             case "json" -> true;
             case "human" -> false;
-            default -> throw new CommandLine.UsageException("--output must be 'human' or 'json', not '" + output + "'");
+            default -> throw CommandLine.UsageException.withoutHint("--output must be used with human or json as argument.");
         };
     }
 
@@ -39,7 +39,7 @@ final class ImageArgs {
     static String oneImage(CommandLine args) throws CommandLine.UsageException {
         List<String> p = args.positionals();
         if (p.size() != 1) {
-            throw new CommandLine.UsageException(p.isEmpty() ? "expecting an image file name" : "too many arguments: " + p);
+            throw new CommandLine.UsageException("Expecting one image file name");
         }
         return p.get(0);
     }

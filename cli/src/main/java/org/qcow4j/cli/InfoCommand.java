@@ -22,7 +22,7 @@ final class InfoCommand extends Command {
     }
 
     @Override
-    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         boolean json = ImageArgs.json(args);
         boolean backingChain = args.has("--backing-chain");
         List<Map<String, Object>> infos = new ArrayList<>();

@@ -43,7 +43,7 @@ final class IoArgs {
     }
 
     private final PrintWriter out;
-    private final PrintWriter err;
+    private final Stderr err;
     /** {@code -q}: every command as if given {@code -q}. */
     private final boolean quiet;
 
@@ -76,7 +76,7 @@ final class IoArgs {
         }
     }
 
-    IoArgs(PrintWriter out, PrintWriter err, boolean quiet) {
+    IoArgs(PrintWriter out, Stderr err, boolean quiet) {
         this.out = out;
         this.err = err;
         this.quiet = quiet;
@@ -187,7 +187,7 @@ final class IoArgs {
         IoGetopt g = IoGetopt.parse(argv, "m:");
         for (IoGetopt.Opt o : g.options()) {
             if (!List.of("off", "metadata", "falloc", "full").contains(o.value())) {
-                err.println("qcow4j: Invalid preallocation mode '" + o.value() + "'");
+                err.error("Invalid preallocation mode '" + o.value() + "'");
                 throw new Refused(IoErrno.EINVAL);
             }
             mode = o.value();
@@ -252,7 +252,7 @@ final class IoArgs {
      * print_cvtnum_err's line on stdout, naming {@code named}.
      */
     private long number(String arg, String named) throws Refused {
-        long v = arg == null ? QemuNumbers.EINVAL : QemuNumbers.strtosz(arg, warning -> err.println("qcow4j: " + warning));
+        long v = arg == null ? QemuNumbers.EINVAL : QemuNumbers.strtosz(arg, warning -> err.error(warning));
         if (v == QemuNumbers.EINVAL) {
             out.println("Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- " + named);
         } else if (v == QemuNumbers.ERANGE) {

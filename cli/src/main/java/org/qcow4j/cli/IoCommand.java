@@ -50,13 +50,13 @@ final class IoCommand extends Command {
     }
 
     @Override
-    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         List<String> operands = args.positionals();
         List<String> commands = args.has("-c") ? args.all("-c") : null;
-        if (operands.size() > 1 || (operands.isEmpty() && commands == null)) {
-            throw new CommandLine.UsageException(operands.isEmpty() ? "expecting an image file name" : "too many arguments: " + operands);
+        if (operands.size() > 1) {
+            throw new CommandLine.UsageException(""); // qemu-io prints its usage, no message
         }
-        // As qemu-io -c CMD without a file: the commands run with no image open.
+        // As qemu-io without a file: the commands (-c or standard input) run with no image open.
         String filename = operands.isEmpty() ? null : operands.get(0);
         boolean debug = args.has("--debug");
 
@@ -65,7 +65,7 @@ final class IoCommand extends Command {
             try {
                 image = open(filename, args.get("-f", null), args.has("-r"), args.has("-U"), err);
             } catch (IOException | RuntimeException e) {
-                err.println("qcow4j: can't open device " + filename + ": " + openError(filename, e));
+                err.error("can't open device " + filename + ": " + openError(filename, e));
                 ExitCodes.explain(e, err);
                 if (debug) {
                     e.printStackTrace(err);
@@ -81,7 +81,7 @@ final class IoCommand extends Command {
                     shell.execute(commands.get(i));
                 }
             } else {
-                readLoop(shell, out);
+                readLoop(shell, out, err.program().displayName() + "> ");
             }
         } finally {
             closed = image == null || close(image, out, err, debug);
@@ -90,13 +90,13 @@ final class IoCommand extends Command {
     }
 
     /** Closes the image (the last writes made durable); false, with the reason on stderr, if that failed. */
-    private static boolean close(DiskImage image, PrintWriter out, PrintWriter err, boolean debug) {
+    private static boolean close(DiskImage image, PrintWriter out, Stderr err, boolean debug) {
         try {
             image.close();
             return true;
         } catch (IOException | RuntimeException e) {
             out.flush();
-            err.println("qcow4j: " + IoErrno.describe(e));
+            err.error(IoErrno.describe(e));
             if (debug) {
                 e.printStackTrace(err);
             }
@@ -105,14 +105,14 @@ final class IoCommand extends Command {
     }
 
     /** One command per line of standard input, until EOF or quit; a prompt only when talking to a terminal. */
-    private void readLoop(IoShell shell, PrintWriter out) throws IOException {
+    private void readLoop(IoShell shell, PrintWriter out, String prompt) throws IOException {
         InputStream in = stdin.get();
         boolean interactive = in == System.in && System.console() != null;
         BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);
         StringBuilder line = new StringBuilder();
         while (!shell.quit()) {
             if (interactive) {
-                out.print("qcow4j> ");
+                out.print(prompt);
                 out.flush();
             }
             // Lines end at '\n' only, as fgets reads them.
@@ -135,7 +135,7 @@ final class IoCommand extends Command {
      * Opens the image for writing through the library, or with -r read-only with its backing chain. The library's warnings (a dirty image repaired, a corrupt one opened
      * read-only) go to stderr.
      */
-    private static DiskImage open(String filename, String format, boolean readOnly, boolean forceShare, PrintWriter err)
+    private static DiskImage open(String filename, String format, boolean readOnly, boolean forceShare, Stderr err)
             throws IOException {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             throw new IoOpenException("Unknown driver '" + format + "'");
@@ -153,7 +153,7 @@ final class IoCommand extends Command {
         }
         WritableImage image = Images.openWritable(path, options);
         for (String w : image.warnings()) {
-            err.println("qcow4j: warning: " + w);
+            err.error("warning: " + w);
         }
         return image;
     }

@@ -28,7 +28,7 @@ final class IoExecutor {
     private final DiskImage image;
     private final WritableImage writable;
     private final PrintWriter out;
-    private final PrintWriter err;
+    private final Stderr err;
     private final boolean debug;
     private final Runnable abort;
 
@@ -36,7 +36,7 @@ final class IoExecutor {
      * @param image    the open image, or null (then {@link IoShell} runs only the commands that need none)
      * @param abort    what {@code abort} does after flushing the output (the process ends, image untouched)
      */
-    IoExecutor(DiskImage image, PrintWriter out, PrintWriter err, boolean debug, Runnable abort) {
+    IoExecutor(DiskImage image, PrintWriter out, Stderr err, boolean debug, Runnable abort) {
         this.image = image;
         this.writable = image instanceof WritableImage w && !w.readOnly() ? w : null;
         this.out = out;
@@ -227,22 +227,22 @@ final class IoExecutor {
         String mode = a.mode();
         boolean qcow2 = image.format().equals("qcow2");
         if (qcow2 && size % 512 != 0) {
-            err.println("qcow4j: The new size must be a multiple of 512");
+            err.error("The new size must be a multiple of 512");
             return IoErrno.EINVAL;
         }
         if (qcow2 && !mode.equals("off") && size < image.size()) {
-            err.println("qcow4j: Preallocation can't be used for shrinking an image");
+            err.error("Preallocation can't be used for shrinking an image");
             return IoErrno.EINVAL;
         }
         if (!mode.equals("off")) {
-            err.println("qcow4j: Unsupported preallocation mode '" + mode + "'");
+            err.error("Unsupported preallocation mode '" + mode + "'");
             return IoErrno.ENOTSUP;
         }
         long oldSize = image.size();
         if (version2WithBacking() && image.backing().size() > oldSize && size > alignUp(oldSize, clusterSize())) {
             // QEMU must zero the new clusters to hide a longer backing file, and a version 2 image has no zero flag
             // (qcow2_subcluster_zeroize's -ENOTSUP). The library grows it with zeros; io refuses as qemu-io does.
-            err.println("qcow4j: Failed to zero out new clusters: " + IoErrno.strerror(IoErrno.ENOTSUP));
+            err.error("Failed to zero out new clusters: " + IoErrno.strerror(IoErrno.ENOTSUP));
             return IoErrno.ENOTSUP;
         }
         try {
@@ -307,7 +307,7 @@ final class IoExecutor {
             failed(op, errno);
         }
         if (!(e instanceof OutOfMemoryError)) {
-            err.println("qcow4j: " + IoErrno.describe(e));
+            err.error(IoErrno.describe(e));
         }
         if (debug) {
             e.printStackTrace(err);

@@ -14,7 +14,7 @@ import org.qcow4j.DiskImage;
  */
 final class IoShell {
     private final PrintWriter out;
-    private final PrintWriter err;
+    private final Stderr err;
     private final IoArgs args;
     private final IoExecutor executor;
     private boolean quit;
@@ -25,7 +25,7 @@ final class IoShell {
      * @param quiet    {@code -q}: every command as if given {@code -q}
      * @param abort    what {@code abort} does after flushing the output (the process ends, image untouched)
      */
-    IoShell(DiskImage image, PrintWriter out, PrintWriter err, boolean quiet, boolean debug, Runnable abort) {
+    IoShell(DiskImage image, PrintWriter out, Stderr err, boolean quiet, boolean debug, Runnable abort) {
         this.out = out;
         this.err = err;
         this.args = new IoArgs(out, err, quiet);
@@ -98,7 +98,7 @@ final class IoShell {
         }
         if (c.writes() && !executor.writable()) {
             // qemu-io asks for the write permission before running the command.
-            err.println("qcow4j: Block node is read-only");
+            err.error("Block node is read-only");
             return IoErrno.EPERM;
         }
         try {

@@ -6,15 +6,21 @@ import java.io.InputStream;
 import java.io.OutputStreamWriter;
 import java.io.PrintStream;
 import java.io.PrintWriter;
+import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
-/** {@code qcow4j}: a qemu-img shaped command line for qcow2 images. */
+/**
+ * {@code qcow4j}: a qemu-img shaped command line for qcow2 images, and through links named {@code qemu-img} and
+ * {@code qemu-io} a drop-in for those programs (see {@link Program}).
+ */
 public final class Main {
     static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
             new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand());
+    /** qemu-img's commands among ours (io and e2image are other programs' jobs). */
+    private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "convert", "create", "info", "map");
 
     private Main() {
     }
@@ -28,23 +34,34 @@ public final class Main {
         }
     }
 
+    /** The launcher passes the name it was invoked by as {@code -Dqcow4j.program=NAME}. */
     public static void main(String[] args) {
-        System.exit(run(args, System.out, System.err));
+        System.exit(run(Program.invokedAs(System.getProperty("qcow4j.program")), args, System.out, System.err));
     }
 
-    /** Runs one command line; returns the exit code. Output goes to {@code out}, diagnostics to {@code err}. */
+    /** Runs one qcow4j command line; returns the exit code. Output goes to {@code out}, diagnostics to {@code err}. */
     public static int run(String[] argv, PrintStream out, PrintStream err) {
+        return run(Program.QCOW4J, argv, out, err);
+    }
+
+    /** Runs one command line of {@code program} (qcow4j, or the QEMU tool it stands in for). */
+    static int run(Program program, String[] argv, PrintStream out, PrintStream err) {
         PrintWriter o = new PrintWriter(new BufferedWriter(new OutputStreamWriter(out, StandardCharsets.UTF_8)));
-        PrintWriter e = new PrintWriter(new OutputStreamWriter(err, StandardCharsets.UTF_8), true);
+        Stderr e = new Stderr(err, program);
         try {
-            return dispatch(Arrays.asList(argv), o, e);
+            List<String> args = Arrays.asList(argv);
+            return switch (program) {
+                case QCOW4J -> qcow4j(args, o, e);
+                case QEMU_IMG -> qemuImg(args, o, e);
+                case QEMU_IO -> command(command("io"), args, o, e);
+            };
         } finally {
             o.flush();
             e.flush();
         }
     }
 
-    private static int dispatch(List<String> argv, PrintWriter out, PrintWriter err) {
+    private static int qcow4j(List<String> argv, PrintWriter out, Stderr err) {
         if (argv.isEmpty() || argv.get(0).equals("-h") || argv.get(0).equals("--help")) {
             (argv.isEmpty() ? err : out).print(help());
             return argv.isEmpty() ? ExitCodes.USAGE : ExitCodes.OK;
@@ -53,26 +70,84 @@ public final class Main {
             out.println(version());
             return ExitCodes.OK;
         }
-        Command command = COMMANDS.stream().filter(c -> c.name().equals(argv.get(0))).findFirst().orElse(null);
+        Command command = command(argv.get(0));
         if (command == null) {
-            err.println("qcow4j: unknown command '" + argv.get(0) + "'");
+            err.error("unknown command '" + argv.get(0) + "'");
             err.println("Try 'qcow4j --help' for more information.");
             return ExitCodes.USAGE;
         }
+        return command(command, argv.subList(1, argv.size()), out, err);
+    }
+
+    /** qemu-img's main: its standard options, then a command among those qemu-img has. */
+    private static int qemuImg(List<String> argv, PrintWriter out, Stderr err) {
+        if (argv.isEmpty()) {
+            err.error("Not enough arguments");
+            err.println(Program.QEMU_IMG.helpHint(null));
+            return ExitCodes.USAGE;
+        }
+        String first = argv.get(0);
+        if (first.equals("-h") || first.equals("--help")) {
+            out.print(programHelp(Program.QEMU_IMG));
+            return ExitCodes.OK;
+        }
+        if (first.equals("-V") || first.equals("--version")) {
+            out.println(Program.QEMU_IMG.version(version()));
+            return ExitCodes.OK;
+        }
+        if (first.startsWith("-")) {
+            err.error("unrecognized option '" + first + "'");
+            err.println(Program.QEMU_IMG.helpHint(null));
+            return ExitCodes.USAGE;
+        }
+        if (!QEMU_IMG_COMMANDS.contains(first)) {
+            err.error("Command not found: " + first);
+            err.println(Program.QEMU_IMG.helpHint(null));
+            return ExitCodes.USAGE;
+        }
+        return command(command(first), argv.subList(1, argv.size()), out, err);
+    }
+
+    private static Command command(String name) {
+        return COMMANDS.stream().filter(c -> c.name().equals(name)).findFirst().orElse(null);
+    }
+
+    /** Parses a command's options and runs it, turning every failure into a message and an exit code. */
+    private static int command(Command command, List<String> argv, PrintWriter out, Stderr err) {
+        Program program = err.program();
         List<CommandLine.Option> options = new ArrayList<>(command.options());
         options.add(Command.HELP);
         options.add(Command.DEBUG);
+        if (program == Program.QEMU_IO) {
+            options.add(Command.VERSION); // qemu-io's options include -V; qemu-img's commands' do not
+        }
         boolean debug = argv.contains("--debug");
         try {
-            CommandLine args = CommandLine.parse(argv.subList(1, argv.size()), options);
+            CommandLine args = CommandLine.parse(argv, options);
             if (args.has("-h")) {
-                out.print(CommandLine.help(command.synopsis(), command.description(), options));
+                out.print(program == Program.QCOW4J
+                        ? CommandLine.help(command.synopsis(), command.description(), options)
+                        : programHelp(program));
+                return ExitCodes.OK;
+            }
+            if (args.has("-V")) {
+                out.println(program.version(version()));
                 return ExitCodes.OK;
             }
             return command.run(args, out, err);
         } catch (CommandLine.UsageException ex) {
-            err.println("qcow4j: " + ex.getMessage());
-            err.println("Try 'qcow4j " + command.name() + " --help' for more information.");
+            String message = program == Program.QEMU_IMG ? ex.qemuImgMessage() : ex.getMessage();
+            if (!message.isEmpty()) {
+                err.error(message);
+            }
+            if (ex.hint()) { // else QEMU's error_report: the message alone
+                String hint = program.helpHint(command.name());
+                if (hint != null) {
+                    err.println(hint);
+                } else {
+                    out.print(programHelp(program)); // qemu-io prints its usage after getopt's complaint
+                }
+            }
             return ExitCodes.USAGE;
         } catch (Exception | OutOfMemoryError ex) {
             out.flush();
@@ -86,6 +161,21 @@ public final class Main {
         for (Command c : COMMANDS) {
             sb.append(String.format("  %-9s %s%n", c.name(), c.description()));
         }
-        return sb.append("\n  -h, --help     Show this help.\n  -V, --version  Show the version.\n").toString();
+        return sb.append("\n  -h, --help     Show this help.\n  -V, --version  Show the version.\n")
+                .append("\nLinked as qemu-img or qemu-io, qcow4j acts as that program (see the README).\n").toString();
+    }
+
+    /** A drop-in's help: QEMU's text (qemu-img's with only the commands qcow4j has), read when asked. */
+    static String programHelp(Program program) {
+        String resource = program.displayName() + "-help.txt";
+        try (InputStream in = Main.class.getResourceAsStream(resource)) {
+            if (in == null) {
+                throw new IOException("missing resource " + resource);
+            }
+            String text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+            return program == Program.QEMU_IMG ? program.version(version()) + "\n" + text : text;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
     }
 }

@@ -20,7 +20,7 @@ final class MapCommand extends Command {
     }
 
     @Override
-    int run(CommandLine args, PrintWriter out, PrintWriter err) throws Exception {
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         boolean json = ImageArgs.json(args);
         long startOffset = args.getLong("-s", 0);
         long maxLength = args.getLong("-l", -1);

@@ -33,8 +33,36 @@ class CommandLineTest {
     void refusesUnknownOrIncompleteOptions() {
         assertEquals("unrecognized option '--bogus'", assertThrows(CommandLine.UsageException.class, () -> parse("--bogus")).getMessage());
         assertEquals("invalid option -- 'z'", assertThrows(CommandLine.UsageException.class, () -> parse("-pz")).getMessage());
-        assertEquals("option '-f' requires an argument", assertThrows(CommandLine.UsageException.class, () -> parse("-f")).getMessage());
-        assertThrows(CommandLine.UsageException.class, () -> parse("-p=1", "--force-share=yes"));
+        assertEquals("option requires an argument -- 'f'", assertThrows(CommandLine.UsageException.class, () -> parse("-f")).getMessage());
+        assertEquals("option '--output' requires an argument",
+                assertThrows(CommandLine.UsageException.class, () -> parse("--output")).getMessage());
+        assertEquals("option '--force-share' doesn't allow an argument",
+                assertThrows(CommandLine.UsageException.class, () -> parse("--force-share=yes")).getMessage());
+        assertThrows(CommandLine.UsageException.class, () -> parse("-p=1"));
+    }
+
+    @Test
+    void qemuImgWordsGetoptErrorsItself() {
+        // qemu-img's missing_argument() and unrecognized_option() quote the word typed (argv[optind - 1])
+        assertEquals("unrecognized option '-pz'", qemuImgMessage("-pz"));
+        assertEquals("unrecognized option '--bogus=1'", qemuImgMessage("--bogus=1"));
+        assertEquals("unrecognized option '--force-share=yes'", qemuImgMessage("--force-share=yes"));
+        assertEquals("missing argument for option '-f'", qemuImgMessage("-f"));
+        assertEquals("missing argument for option '--output'", qemuImgMessage("x", "--output"));
+    }
+
+    @Test
+    void longOptionsMayBeAbbreviatedWhileUnambiguous() throws Exception {
+        assertEquals("json", parse("--out=json").get("--output", null));
+        assertTrue(parse("--force").has("-U"));
+        List<CommandLine.Option> two = List.of(CommandLine.Option.flag("", "--cache"), CommandLine.Option.flag("", "--cmd"));
+        assertEquals("option '--c' is ambiguous; possibilities: '--cache' '--cmd'",
+                assertThrows(CommandLine.UsageException.class, () -> CommandLine.parse(List.of("--c"), two)).getMessage());
+        assertTrue(CommandLine.parse(List.of("--ca"), two).has("--cache"));
+    }
+
+    private static String qemuImgMessage(String... args) {
+        return assertThrows(CommandLine.UsageException.class, () -> parse(args)).qemuImgMessage();
     }
 
     @Test

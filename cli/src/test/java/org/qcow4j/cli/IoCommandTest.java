@@ -244,7 +244,7 @@ class IoCommandTest {
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int exit;
         try (PrintWriter o = new PrintWriter(out, false, StandardCharsets.UTF_8);
-             PrintWriter e = new PrintWriter(err, true, StandardCharsets.UTF_8)) {
+             Stderr e = new Stderr(err, Program.QCOW4J)) {
             exit = io.run(CommandLine.parse(List.of(args), options), o, e);
         }
         return new Qemu.Result(exit, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));

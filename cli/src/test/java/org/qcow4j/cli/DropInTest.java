@@ -1,0 +1,109 @@
+package org.qcow4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * qcow4j invoked as qemu-img or qemu-io (through a link of that name) acts as that program: the same usage
+ * messages, prefixes, help and exit codes as QEMU 7.2's tools, compared here with the real ones.
+ */
+class DropInTest {
+    @TempDir
+    static Path dir;
+    static String image;
+
+    @BeforeAll
+    static void image() {
+        image = dir.resolve("a.qcow2").toString();
+        Qemu.img(dir, "create", "-f", "qcow2", image, "1M");
+    }
+
+    @Test
+    void theProgramIsTheNameInvokedBy() {
+        assertEquals(Program.QEMU_IMG, Program.invokedAs("/usr/local/bin/qemu-img"));
+        assertEquals(Program.QEMU_IO, Program.invokedAs("qemu-io"));
+        assertEquals(Program.QCOW4J, Program.invokedAs("/opt/q/qcow4j"));
+        assertEquals(Program.QCOW4J, Program.invokedAs(null));
+        assertEquals(Program.QCOW4J, Program.invokedAs("qemu-img-wrapper"));
+    }
+
+    /** Each line is one command line (words split at spaces; IMG is the test image). */
+    @ParameterizedTest
+    @ValueSource(strings = {"", "foo", "-Z", "info", "info -Z IMG", "info --bogus IMG", "info --bogus=3 IMG",
+            "info -f", "info --output", "info IMG IMG", "info --output=xml IMG", "info --ou=json IMG",
+            "info --backing-chain=1 IMG", "check", "check -r", "check IMG IMG", "map", "map IMG IMG", "create",
+            "create -f qcow2", "create DIR/x 1G extra", "convert", "convert IMG", "convert -O", "convert -t foo IMG DIR/y",
+            "convert -m 0 IMG DIR/y", "bench", "io IMG", "e2image IMG"})
+    void qemuImgSaysWhatQemuImgSays(String line) {
+        String[] args = words(line);
+        Qemu.Result expected = Qemu.run(dir, Qemu.concat("qemu-img", args));
+        Qemu.Result actual = run(Program.QEMU_IMG, args);
+        assertEquals(expected, actual, "qemu-img " + line);
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"-z", "-pZ", "--bogus=3", "-c", "--cmd", "-r=3", "--read-only=3", "IMG IMG", "-h"})
+    void qemuIoSaysWhatQemuIoSays(String line) {
+        String[] args = words(line);
+        Qemu.Result expected = Qemu.run(dir, Qemu.concat("qemu-io", args));
+        Qemu.Result actual = run(Program.QEMU_IO, args);
+        assertEquals(expected, actual, "qemu-io " + line);
+    }
+
+    @Test
+    void helpAndVersionAreQemusWithQcow4jsVersion() {
+        String version = "qcow4j " + System.getProperty("qcow4j.pom.version");
+        String qemuImgVersion = "qemu-img version " + Program.QEMU_VERSION + " (" + version + ")\n"
+                + "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n";
+        assertEquals(new Qemu.Result(0, qemuImgVersion, ""), run(Program.QEMU_IMG, "--version"));
+        assertEquals(new Qemu.Result(0, qemuImgVersion.replace("qemu-img", "qemu-io"), ""), run(Program.QEMU_IO, "-V"));
+        Qemu.Result help = run(Program.QEMU_IMG, "info", "--help");
+        assertEquals(0, help.exit());
+        assertTrue(help.out().startsWith(qemuImgVersion + "usage: qemu-img [standard options] command [command options]\n"),
+                help.out());
+        // qemu-img's help past its version lines, less the commands qcow4j does not have
+        String real = Qemu.img(dir, "--help").out();
+        String ours = help.out();
+        assertEquals(real.substring(real.indexOf("usage:"), real.indexOf("Command syntax:")),
+                ours.substring(ours.indexOf("usage:"), ours.indexOf("Command syntax:")));
+        for (String command : new String[] {"bench", "check", "convert", "create", "info", "map"}) {
+            String syntax = real.lines().filter(l -> l.startsWith("  " + command + " ")).findFirst().orElseThrow();
+            assertTrue(ours.contains(syntax + "\n"), syntax);
+        }
+    }
+
+    @Test
+    void messagesOfAFailedCommandCarryTheProgramsName() {
+        Qemu.Result r = run(Program.QEMU_IO, "-c", "write 0 512", "-r", image);
+        assertEquals("qemu-io: Block node is read-only\n", r.err());
+        assertEquals(1, r.exit());
+        assertEquals(new Qemu.Result(1, "", "qemu-io: Block node is read-only\n"),
+                Qemu.run(dir, "qemu-io", "-c", "write 0 512", "-r", image));
+    }
+
+    private static String[] words(String line) {
+        return line.isEmpty() ? new String[0]
+                : line.replace("IMG", image).replace("DIR", dir.toString()).split(" ");
+    }
+
+    private static Qemu.Result run(Program program, String... args) {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        int code;
+        try (PrintStream o = new PrintStream(out, true, StandardCharsets.UTF_8);
+             PrintStream e = new PrintStream(err, true, StandardCharsets.UTF_8)) {
+            code = Main.run(program, args, o, e);
+        }
+        return new Qemu.Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+    }
+}
