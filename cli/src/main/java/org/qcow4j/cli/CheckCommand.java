@@ -57,7 +57,7 @@ final class CheckCommand extends Command {
         }
         String format = args.get("-f", null);
         if (format == null) {
-            format = Images.probeFormat(Path.of(image));
+            format = Images.probeFormat(ImageArgs.path(image));
         }
         switch (format) {
             case "qcow2" -> {
@@ -71,9 +71,9 @@ final class CheckCommand extends Command {
 
         CheckResult r;
         if (fixErrors == null) {
-            r = Images.check(Path.of(image), OpenOptions.defaults().withForceShare(args.has("-U")), err::println);
+            r = Images.check(ImageArgs.path(image), OpenOptions.defaults().withForceShare(args.has("-U")), err::println);
         } else {
-            r = Images.repair(Path.of(image), fixErrors ? RepairMode.ALL : RepairMode.LEAKS, err::println);
+            r = Images.repair(ImageArgs.path(image), fixErrors ? RepairMode.ALL : RepairMode.LEAKS, err::println);
             if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {
                 // qemu-img: say what was repaired, then check again (read-only) and report that check.
                 if (!json && !args.has("-q")) {
@@ -82,7 +82,7 @@ final class CheckCommand extends Command {
                             + "    " + r.corruptionsFixed() + " corruptions\n\n"
                             + "Double checking the fixed image now...\n");
                 }
-                CheckResult again = Images.check(Path.of(image), err::println);
+                CheckResult again = Images.check(ImageArgs.path(image), err::println);
                 r = new CheckResult(again.filename(), again.format(), again.checkErrors(), again.corruptions(),
                         again.leaks(), r.corruptionsFixed(), r.leaksFixed(), again.imageEndOffset(),
                         again.totalClusters(), again.allocatedClusters(), again.fragmentedClusters(),

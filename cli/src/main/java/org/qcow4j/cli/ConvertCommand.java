@@ -94,7 +94,7 @@ final class ConvertCommand extends Command {
                             .withQcow2(qcow2Options.withBacking(backingName, backing.format()));
                 }
             }
-            Images.convert(inputs, Path.of(output), options);
+            Images.convert(inputs, ImageArgs.path(output), options);
             if (bar != null) {
                 bar.finish();
             }

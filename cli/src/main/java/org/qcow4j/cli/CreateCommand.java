@@ -83,14 +83,14 @@ final class CreateCommand extends Command {
             out.println(ImageOptions.describe(image, valid, o, options.size()));
             out.flush();
         }
-        Images.create(Path.of(image), valid);
+        Images.create(ImageArgs.path(image), valid);
         return ExitCodes.OK;
     }
 
     private static int createRaw(String image, long size, Map<String, String> o, boolean quiet, PrintWriter out)
             throws IOException, CommandLine.UsageException {
         for (String key : o.keySet()) {
-            if (!key.equals("size")) {
+            if (!key.equals("size") && !key.equals(ImageOptions.EXTENT_SIZE_HINT)) {
                 throw new CommandLine.UsageException("Invalid parameter '" + key + "'");
             }
         }
@@ -99,10 +99,10 @@ final class CreateCommand extends Command {
             throw new CommandLine.UsageException("Image creation needs a size parameter");
         }
         if (!quiet) {
-            out.println("Formatting '" + image + "', fmt=raw size=" + s);
+            out.println("Formatting '" + image + "', fmt=raw size=" + s + ImageOptions.describeFileOptions(o));
             out.flush();
         }
-        Images.createRaw(Path.of(image), s);
+        Images.createRaw(ImageArgs.path(image), s);
         return ExitCodes.OK;
     }
 }

@@ -14,6 +14,14 @@ final class ImageArgs {
     }
 
     /**
+     * The file an image name on the command line names: QEMU's {@code file:} protocol prefix (how a name holding a
+     * colon is written, {@code file:disk:1.qcow2}) is dropped; any other name is a path as given.
+     */
+    static Path path(String name) {
+        return Path.of(name.startsWith("file:") ? name.substring("file:".length()) : name);
+    }
+
+    /**
      * Opens {@code filename} read-only with its backing chain, in the format given by {@code -f} (or probed), locked
      * as QEMU's readers lock unless {@code -U}.
      */
@@ -22,7 +30,7 @@ final class ImageArgs {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
-        return Images.open(Path.of(filename), OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U")));
+        return Images.open(path(filename), OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U")));
     }
 
     /** {@code --output}: true for json, false for human. */

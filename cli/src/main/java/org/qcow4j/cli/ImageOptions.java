@@ -12,7 +12,18 @@ import org.qcow4j.format.Header;
  * k/M/G/T/P/E suffixes, turned into {@link CreateOptions}.
  */
 final class ImageOptions {
+    /**
+     * The file protocol's option: QEMU asks XFS for that extent size (FS_IOC_FSSETXATTR), which the JDK cannot do
+     * and other file systems ignore. Accepted and shown as qemu-img shows it, with no effect.
+     */
+    static final String EXTENT_SIZE_HINT = "extent_size_hint";
+
     private ImageOptions() {
+    }
+
+    /** The end of qemu-img create's "Formatting" line for the file protocol's options given. */
+    static String describeFileOptions(Map<String, String> given) throws CommandLine.UsageException {
+        return given.containsKey(EXTENT_SIZE_HINT) ? " " + EXTENT_SIZE_HINT + "=" + size(given.get(EXTENT_SIZE_HINT)) : "";
     }
 
     /** Parses one or more {@code -o} strings (later keys win) into an ordered map. */
@@ -131,6 +142,7 @@ final class ImageOptions {
                 case "backing_file" -> backing = v;
                 case "backing_fmt" -> backingFmt = v;
                 case "size" -> size = size(v);
+                case EXTENT_SIZE_HINT -> size(v); // checked, then unused: see EXTENT_SIZE_HINT
                 case "encrypt.format", "encryption", "encrypt.key-secret" -> throw new CommandLine.UsageException(
                         "Encryption is not supported by qcow4j ('" + e.getKey() + "')");
                 default -> throw new CommandLine.UsageException("Invalid parameter '" + e.getKey() + "'");
@@ -160,7 +172,8 @@ final class ImageOptions {
      * The "Formatting ..." line qemu-img create prints: its options in qemu-img's order, sizes as numbers, the size
      * as requested (before rounding), optional ones only when given, strings as given.
      */
-    static String describe(String file, CreateOptions o, Map<String, String> given, long requestedSize) {
+    static String describe(String file, CreateOptions o, Map<String, String> given, long requestedSize)
+            throws CommandLine.UsageException {
         StringBuilder sb = new StringBuilder("Formatting '").append(file).append("', fmt=qcow2 cluster_size=")
                 .append(1L << o.clusterBits()).append(" extended_l2=").append(o.extendedL2() ? "on" : "off");
         if (given.containsKey("preallocation")) {
@@ -184,6 +197,6 @@ final class ImageOptions {
             sb.append(" data_file_raw=").append(o.dataFileRaw() ? "on" : "off");
         }
         return sb.append(" lazy_refcounts=").append(o.lazyRefcounts() ? "on" : "off")
-                .append(" refcount_bits=").append(1 << o.refcountOrder()).toString();
+                .append(" refcount_bits=").append(1 << o.refcountOrder()).append(describeFileOptions(given)).toString();
     }
 }

@@ -140,7 +140,7 @@ final class IoCommand extends Command {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             throw new IoOpenException("Unknown driver '" + format + "'");
         }
-        Path path = Path.of(filename);
+        Path path = ImageArgs.path(filename);
         OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(forceShare);
         if (readOnly) {
             return Images.open(path, options);

@@ -39,7 +39,7 @@ class CreateTest {
     private static final List<String> IDENTICAL_OPTIONS = List.of("", "cluster_size=512", "cluster_size=2048",
             "cluster_size=4k,refcount_bits=64", "compat=0.10", "cluster_size=512,refcount_bits=1",
             "extended_l2=on,compression_type=zstd,lazy_refcounts=on", "cluster_size=2M", "data_file=NAME.data",
-            "data_file=NAME.data,data_file_raw=on", "preallocation=metadata");
+            "data_file=NAME.data,data_file_raw=on", "preallocation=metadata", "extent_size_hint=1M");
 
     private static final List<String> SIZES = List.of("1G", "0", "1000001", "3M");
 
@@ -203,7 +203,8 @@ class CreateTest {
     static Stream<Arguments> formattingCombinations() {
         return Stream.of("", "cluster_size=4k,refcount_bits=64", "compat=0.10", "compat=1.1,lazy_refcounts=on",
                         "extended_l2=on,compression_type=zstd,lazy_refcounts=on", "preallocation=metadata",
-                        "data_file=img.data", "data_file=img.data,data_file_raw=on", "preallocation=off", "compat=v3")
+                        "data_file=img.data", "data_file=img.data,data_file_raw=on", "preallocation=off", "compat=v3",
+                        "extent_size_hint=1M", "extent_size_hint=0,preallocation=metadata")
                 .flatMap(o -> Stream.of("1M", "1000001").map(s -> Arguments.of(o, s)));
     }
 
@@ -241,6 +242,25 @@ class CreateTest {
         Files.delete(Path.of(image));
         Qemu.Result r = Qemu.qcow4j("create", "-f", "raw", image, size).ok();
         assertEquals(q.out(), r.out());
+    }
+
+    @Test
+    void printsQemuImgsFormattingLineForRawWithAnExtentSizeHint() throws IOException {
+        String image = tmp.resolve("x.raw").toString();
+        Qemu.Result q = Qemu.img(tmp, "create", "-f", "raw", "-o", "extent_size_hint=256k", image, "1M");
+        Files.delete(Path.of(image));
+        assertEquals(q.out(), Qemu.qcow4j("create", "-f", "raw", "-o", "extent_size_hint=256k", image, "1M").ok().out());
+    }
+
+    /** A name holding a colon is given through QEMU's file: protocol prefix, which is not part of the file's name. */
+    @Test
+    void createsThroughTheFileProtocolPrefix() throws IOException {
+        Path qemu = Files.createDirectories(tmp.resolve("qemu"));
+        Path ours = Files.createDirectories(tmp.resolve("ours"));
+        Qemu.img(qemu, "create", "-q", "-f", "qcow2", "file:" + qemu.resolve("a:b.qcow2"), "1M");
+        Qemu.qcow4j("create", "-q", "-f", "qcow2", "file:" + ours.resolve("a:b.qcow2"), "1M").ok();
+        assertIdentical(qemu.resolve("a:b.qcow2"), ours.resolve("a:b.qcow2"));
+        Qemu.qcow4j("check", "file:" + ours.resolve("a:b.qcow2")).ok();
     }
 
     static Stream<String> rawSizes() {
