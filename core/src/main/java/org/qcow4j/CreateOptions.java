@@ -49,23 +49,23 @@ public record CreateOptions(long size, int version, int clusterBits, int refcoun
         if (version == 2) {
             if (refcountOrder != 4) {
                 throw new IllegalArgumentException("Different refcount widths than 16 bits require compatibility level 1.1 "
-                        + "or above (use compat=1.1 or greater)");
+                        + "or above (use version=v3 or greater)");
             }
             if (lazyRefcounts) {
                 throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 and above "
-                        + "(use compat=1.1 or greater)");
+                        + "(use version=v3 or greater)");
             }
             if (extendedL2) {
                 throw new IllegalArgumentException("Extended L2 entries are only supported with compatibility level 1.1 "
-                        + "and above (use compat=1.1 or greater)");
+                        + "and above (use version=v3 or greater)");
             }
             if (compressionType != Header.COMPRESSION_ZLIB) {
                 throw new IllegalArgumentException("Non-zlib compression type is only supported with compatibility level "
-                        + "1.1 and above (use compat=1.1 or greater)");
+                        + "1.1 and above (use version=v3 or greater)");
             }
             if (dataFile != null) {
-                throw new IllegalArgumentException("data-file is only supported with compatibility level 1.1 and above "
-                        + "(use compat=1.1 or greater)");
+                throw new IllegalArgumentException("External data files are only supported with compatibility level 1.1 and above "
+                        + "(use version=v3 or greater)");
             }
         }
         if (extendedL2 && clusterBits < 14) {

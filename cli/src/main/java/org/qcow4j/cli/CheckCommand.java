@@ -57,7 +57,7 @@ final class CheckCommand extends Command {
         }
         String format = args.get("-f", null);
         if (format == null) {
-            format = Images.probeFormat(ImageArgs.path(image));
+            format = ImageArgs.opening(image, () -> Images.probeFormat(ImageArgs.path(image)));
         }
         switch (format) {
             case "qcow2" -> {
@@ -71,9 +71,11 @@ final class CheckCommand extends Command {
 
         CheckResult r;
         if (fixErrors == null) {
-            r = Images.check(ImageArgs.path(image), OpenOptions.defaults().withForceShare(args.has("-U")), err::println);
+            r = ImageArgs.opening(image, () ->
+                    Images.check(ImageArgs.path(image), OpenOptions.defaults().withForceShare(args.has("-U")), err::println));
         } else {
-            r = Images.repair(ImageArgs.path(image), fixErrors ? RepairMode.ALL : RepairMode.LEAKS, err::println);
+            RepairMode repair = fixErrors ? RepairMode.ALL : RepairMode.LEAKS;
+            r = ImageArgs.opening(image, () -> Images.repair(ImageArgs.path(image), repair, err::println));
             if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {
                 // qemu-img: say what was repaired, then check again (read-only) and report that check.
                 if (!json && !args.has("-q")) {

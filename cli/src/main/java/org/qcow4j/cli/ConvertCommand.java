@@ -4,6 +4,7 @@ import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import org.qcow4j.ConvertOptions;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
@@ -47,15 +48,20 @@ final class ConvertCommand extends Command {
         String output = files.get(files.size() - 1);
         String outputFormat = args.get("-O", "raw");
         if (!outputFormat.equals("raw") && !outputFormat.equals("qcow2")) {
+            if (!ImageArgs.QEMU_FORMATS.contains(outputFormat)) {
+                throw CommandLine.UsageException.withoutHint("Unknown file format '" + outputFormat + "'");
+            }
             throw new UnsupportedFeatureException(output, "output format '" + outputFormat + "' (convert writes raw and qcow2)");
         }
         boolean qcow2 = outputFormat.equals("qcow2");
         if (args.has("-c") && !qcow2) {
             throw new QcowException(output, "compression not supported for output format 'raw'");
         }
-        if (!qcow2 && (args.has("-o") || args.has("-B"))) {
-            throw new CommandLine.UsageException("-o and -B need -O qcow2");
+        if (!qcow2 && args.has("-B")) {
+            throw CommandLine.UsageException.withoutHint("Backing file not supported for file format 'raw'");
         }
+        Map<String, String> given = ImageOptions.check(ImageOptions.parse(ImageOptions.optionList(args.all("-o"))),
+                qcow2 ? ImageOptions.QCOW2 : ImageOptions.RAW, "");
         boolean sync = switch (args.get("-t", "unsafe")) {
             case "unsafe" -> false;
             case "writeback", "none", "directsync", "writethrough" -> true;
@@ -66,8 +72,14 @@ final class ConvertCommand extends Command {
             throw CommandLine.UsageException.withoutHint(
                     "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
         }
-        CreateOptions qcow2Options = qcow2 ? ImageOptions.apply(CreateOptions.defaults(0), ImageOptions.parse(args.get("-o", null)))
-                : null;
+        CreateOptions qcow2Options = null;
+        if (qcow2) {
+            try {
+                qcow2Options = ImageOptions.apply(output, CreateOptions.defaults(0), given);
+            } catch (IllegalArgumentException e) {
+                throw new QcowException(output, "error while converting qcow2: " + e.getMessage());
+            }
+        }
         if (qcow2 && args.has("-c") && qcow2Options.dataFile() != null) {
             throw new QcowException(output, "compression is not possible with an external data file");
         }

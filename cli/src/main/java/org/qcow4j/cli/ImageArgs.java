@@ -1,15 +1,25 @@
 package org.qcow4j.cli;
 
 import java.io.IOException;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Set;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.UnsupportedFeatureException;
 
 /** Argument handling shared by the commands. */
 final class ImageArgs {
+    /** The block drivers QEMU 7.2's qemu-img knows ("Supported formats"): others are unknown to it too. */
+    static final Set<String> QEMU_FORMATS = Set.of("blkdebug", "blklogwrites", "blkverify", "bochs", "cloop", "compress",
+            "copy-before-write", "copy-on-read", "dmg", "file", "ftp", "ftps", "gluster", "host_cdrom", "host_device",
+            "http", "https", "iscsi", "iser", "luks", "nbd", "nfs", "null-aio", "null-co", "nvme", "parallels",
+            "preallocate", "qcow", "qcow2", "qed", "quorum", "raw", "rbd", "replication", "snapshot-access", "ssh",
+            "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat");
+
     private ImageArgs() {
     }
 
@@ -28,9 +38,30 @@ final class ImageArgs {
     static DiskImage open(CommandLine args, String filename) throws IOException {
         String format = args.get("-f", null);
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
+            if (!QEMU_FORMATS.contains(format)) {
+                throw new IOException("Could not open '" + filename + "': Unknown driver '" + format + "'");
+            }
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
-        return Images.open(path(filename), OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U")));
+        return opening(filename, () -> Images.open(path(filename),
+                OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"))));
+    }
+
+    /** Something that opens an image. */
+    interface Opening<T> {
+        T open() throws IOException;
+    }
+
+    /** Runs {@code open}, a missing file (the image or one it names) worded as qemu-img words it. */
+    static <T> T opening(String filename, Opening<T> open) throws IOException {
+        try {
+            return open.open();
+        } catch (MissingFileException e) {
+            throw new IOException("Could not open '" + filename + "': " + ExitCodes.openReason(filename, e), e);
+        } catch (NoSuchFileException e) {
+            throw new IOException("Could not open '" + filename + "': Could not open '" + filename
+                    + "': No such file or directory", e);
+        }
     }
 
     /** {@code --output}: true for json, false for human. */

@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.function.Supplier;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.WritableImage;
 
@@ -173,6 +174,9 @@ final class IoCommand extends Command {
     private static String openError(String filename, Throwable e) {
         if (e instanceof IoOpenException) {
             return e.getMessage();
+        }
+        if (e instanceof MissingFileException) {
+            return ExitCodes.openReason(filename, e);
         }
         if (!exists(filename)) {
             return "Could not open '" + filename + "': No such file or directory";

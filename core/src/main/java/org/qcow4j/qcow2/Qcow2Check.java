@@ -10,13 +10,13 @@ import java.util.List;
 import java.util.function.Consumer;
 import org.qcow4j.CheckResult;
 import org.qcow4j.FormatException;
-import org.qcow4j.Images;
+import org.qcow4j.ImageLockedException;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.format.BitmapTable;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
-import org.qcow4j.ImageLockedException;
 import org.qcow4j.io.Access;
 import org.qcow4j.io.FileStorage;
 import org.qcow4j.io.OpenFile;
@@ -224,16 +224,16 @@ public final class Qcow2Check {
         }
         if (header.backingFile() != null) {
             // qemu-img check opens the whole backing chain and fails if it cannot.
-            String name = Images.resolveRelative(filename, header.backingFile());
-            Images.open(Path.of(name), OpenOptions.defaults().withFormat(header.backingFormat())
-                    .withForceShare(forceShare)).close();
+            String name = ChainOpener.resolveRelative(filename, header.backingFile());
+            new ChainOpener(OpenOptions.defaults().withForceShare(forceShare))
+                    .open(name, header.backingFormat(), 1, filename).close();
         }
         if (c.hasDataFile) {
-            String name = Images.resolveRelative(filename, header.dataFile());
+            String name = ChainOpener.resolveRelative(filename, header.dataFile());
             try {
                 FileStorage.open(Path.of(name), Access.PROBE).close(); // it only has to open
             } catch (NoSuchFileException e) {
-                throw new QcowException(name, "no such file (external data file of " + filename + ")");
+                throw new MissingFileException(name, MissingFileException.Role.DATA_FILE, filename, 0);
             } catch (AccessDeniedException e) {
                 throw new QcowException(name, "permission denied (external data file of " + filename + ")");
             }

@@ -96,7 +96,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                 ? Bitmap.readDirectory(h.bitmaps(), storage::read, filename, length) : List.of();
 
         FileStorage data = h.has(Feature.EXTERNAL_DATA_FILE)
-                ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename) : storage;
+                ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename, depth) : storage;
         try {
             String backingName = h.backingFile() == null ? null : ChainOpener.resolveRelative(filename, h.backingFile());
             DiskImage backing = backingName == null ? null : chain.open(backingName, h.backingFormat(), depth + 1, filename);
