@@ -429,6 +429,9 @@ public final class RefcountTable {
         zeroFrom = Math.max(zeroFrom, end);
         writeBlocks();
         file.force();
+        // QEMU hooked every earlier new block into the old table at once (alloc_refcount_block): it holds them too.
+        writeEntries();
+        file.force();
         ByteBuffer out = ByteBuffer.allocate((int) (tableSize * 8));
         out.asLongBuffer().put(newTable);
         file.writeFully(out, newTableAt << clusterBits);
