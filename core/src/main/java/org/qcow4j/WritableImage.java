@@ -35,21 +35,9 @@ public interface WritableImage extends DiskImage {
 
     /**
      * Changes the virtual size. Growing exposes zeros (never backing data); shrinking drops the clusters past the
-     * new end.
+     * new end. Opened with {@link OpenOptions#withQemuLayout}, it does exactly what QEMU does instead.
      */
     void resize(long newSize) throws IOException;
-
-    /**
-     * Changes the virtual size exactly as QEMU 7.2 does ({@code qemu-io truncate}, {@code qemu-img resize}), so that
-     * the file ends up byte for byte as QEMU leaves it: unlike {@link #resize}, growing does not zero what QEMU leaves
-     * showing (the old content of a partial last cluster past the old end, after a shrink that was not cluster
-     * aligned), and growing a version 2 image over a longer backing file fails, as in QEMU, with an
-     * {@link UnsupportedFeatureException} (after the L1 table has grown). For images other than qcow2 it is
-     * {@link #resize}.
-     */
-    default void resizeLikeQemu(long newSize) throws IOException {
-        resize(newSize);
-    }
 
     /** A channel over the guest bytes (position starts at 0; {@code truncate} shrinks the disk). */
     SeekableByteChannel channel();

@@ -243,7 +243,7 @@ final class IoExecutor {
         boolean needsZeroFlags = version2WithBacking() && image.backing().size() > oldSize
                 && size > alignUp(oldSize, clusterSize());
         try {
-            writable.resizeLikeQemu(size); // qemu-io's file, byte for byte (the library's resize zeroes more)
+            writable.resize(size); // opened with OpenOptions.withQemuLayout: qemu-io's file, byte for byte
         } catch (UnsupportedFeatureException e) {
             if (!needsZeroFlags) {
                 return ioError("truncate", e, false);

@@ -540,12 +540,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     @Override
     public void resize(long newSize) throws IOException {
-        update(() -> writes.resize(newSize, true));
-    }
-
-    @Override
-    public void resizeLikeQemu(long newSize) throws IOException {
-        update(() -> writes.resize(newSize, false));
+        update(() -> writes.resize(newSize));
     }
 
     /** Runs a request of the updater holding the write lock alone. */

@@ -47,6 +47,8 @@ public final class Qcow2Updater {
     private final RefcountTable refcounts;
     private final DiskImage backing;
     private final boolean lazy;
+    /** {@link OpenOptions#qemuLayout}: QEMU's layout also where it costs more. */
+    private final boolean qemuLayout;
     private final long clusterSize;
     private boolean dirtyBitSet;
     /** The failure that stopped the image taking writes (see the class comment), or null. */
@@ -78,6 +80,7 @@ public final class Qcow2Updater {
         this.backing = backing;
         this.clusterSize = geo.clusterSize();
         this.lazy = header.has(Feature.LAZY_REFCOUNTS);
+        this.qemuLayout = options.qemuLayout();
         this.refcounts = new RefcountTable(filename, storage, header, options.refcountCacheBytes());
         refcounts.setReuseBarrier(this::flush);
         refcounts.markMetadata(map.l1Offset(), geo.sizeToClusters(map.l1Size() * 8L), "L1 table");
@@ -620,6 +623,9 @@ public final class Qcow2Updater {
 
     /** QEMU's {@code zero_l2_subclusters}: the zero bits of {@code count} subclusters of one (not compressed) cluster. */
     private boolean zeroSubclusters(long offset, int count) throws IOException {
+        if (noTableNeeded(offset, false)) {
+            return true;
+        }
         long l2 = map.ensureTable(offset, refcounts);
         long[] table = map.table(l2);
         int index = geo.l2Index(offset);
@@ -639,8 +645,11 @@ public final class Qcow2Updater {
 
     /** QEMU's {@code zero_in_l2_slice}: zero flags for up to {@code n} clusters of one L2 table; returns how many. */
     private long zeroInL2Table(long offset, long n, boolean mayUnmap) throws IOException {
-        long l2 = map.ensureTable(offset, refcounts);
         int index = geo.l2Index(offset);
+        if (noTableNeeded(offset, false)) {
+            return Math.min(n, geo.l2Entries() - index);
+        }
+        long l2 = map.ensureTable(offset, refcounts);
         n = Math.min(n, geo.l2Entries() - index);
         boolean ext = geo.extendedL2();
         for (int i = 0; i < n; i++) {
@@ -665,6 +674,16 @@ public final class Qcow2Updater {
             }
         }
         return n;
+    }
+
+    /**
+     * Without {@link OpenOptions#qemuLayout}: whether a zero write or discard can leave the L2 range of {@code offset}
+     * alone because it has no table and nothing below shows through (or, with {@code full}, everything stays
+     * unallocated anyway). QEMU allocates a table there all the same, and sets zero flags.
+     */
+    private boolean noTableNeeded(long offset, boolean full) {
+        return !qemuLayout && map.l2Offset(geo.l1Index(offset)) == 0
+                && (full || backing == null || offset >= backing.size());
     }
 
     /** QEMU's {@code qcow2_cluster_is_allocated}. */
@@ -727,8 +746,11 @@ public final class Qcow2Updater {
 
     /** QEMU's {@code discard_in_l2_slice}. */
     private long discardInL2Table(long offset, long n, RefcountTable.Discard type, boolean full) throws IOException {
-        long l2 = map.ensureTable(offset, refcounts);
         int index = geo.l2Index(offset);
+        if (noTableNeeded(offset, full)) {
+            return Math.min(n, geo.l2Entries() - index);
+        }
+        long l2 = map.ensureTable(offset, refcounts);
         n = Math.min(n, geo.l2Entries() - index);
         boolean ext = geo.extendedL2();
         for (int i = 0; i < n; i++) {
@@ -760,8 +782,8 @@ public final class Qcow2Updater {
     // ---------------------------------------------------------------------------------------------- resize
 
     /**
-     * Changes the virtual size as QEMU's {@code qcow2_co_truncate} does, and with {@code zeroTail} also zeroes what
-     * QEMU leaves showing: the old content of the last cluster past the old end (after a shrink to a size that is not
+     * Changes the virtual size as QEMU's {@code qcow2_co_truncate} does, and without {@link OpenOptions#qemuLayout}
+     * also zeroes what QEMU leaves showing: the old content of the last cluster past the old end (after a shrink to a size that is not
      * a multiple of the cluster size), and, in a version 2 image, a longer backing file.
      *
      * <p>QEMU: shrinking discards the clusters past the new end (their L2 tables allocated first), drops the L2
@@ -769,10 +791,11 @@ public final class Qcow2Updater {
      * count only themselves and cuts the file after its last used cluster. Growing moves the L1 table to one of the
      * exact new size, and only when the backing file is longer than the old size (the block layer's
      * {@code BDRV_REQ_ZERO_WRITE}) gives the new clusters zero flags (zero data for the rest of the old last
-     * subcluster). A version 2 image cannot do that: QEMU fails after growing the L1 table, and so does this without
-     * {@code zeroTail}.
+     * subcluster). A version 2 image cannot do that: QEMU fails after growing the L1 table, and so does this with
+     * {@link OpenOptions#qemuLayout}.
      */
-    void resize(long newSize, boolean zeroTail) throws IOException {
+    void resize(long newSize) throws IOException {
+        boolean zeroTail = !qemuLayout;
         long oldSize = image.size();
         if (newSize < 0 || (newSize & 511) != 0) {
             throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")");
