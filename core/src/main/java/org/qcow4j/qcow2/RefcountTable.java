@@ -271,12 +271,10 @@ public final class RefcountTable {
         if (!hasPending(start, n)) {
             return;
         }
-        long index = freeIndex;
         barrier.flush();
         if (hasPending(start, n)) {
             throw new IllegalStateException("the flush before reusing clusters left decrements pending");
         }
-        freeIndex = index; // applying the decrements changes nothing QEMU would see
     }
 
     /** A damaged refcount of 0 for metadata must not hand the cluster out. */
@@ -539,14 +537,14 @@ public final class RefcountTable {
         for (long[] r : runs) {
             for (long c = r[0]; c < r[1]; c++) {
                 if (refcount(c) > 0) {
-                    add(c, -1);
+                    add(c, -1, false);
                 }
             }
         }
         for (Map.Entry<Long, Integer> e : extra.entrySet()) {
             for (int i = 0; i < e.getValue(); i++) {
                 if (refcount(e.getKey()) > 0) {
-                    add(e.getKey(), -1);
+                    add(e.getKey(), -1, false);
                 }
             }
         }
@@ -584,6 +582,15 @@ public final class RefcountTable {
     }
 
     private void add(long index, long delta) throws IOException {
+        add(index, delta, true);
+    }
+
+    /**
+     * Changes a stored refcount; a refcount dropping to 0 lowers the free index when {@code lowersFreeIndex} (QEMU's
+     * {@code update_refcount}), but not when a flush applies a decrement QEMU made long ago: its free index moved then,
+     * and allocations since may have moved it on past the cluster.
+     */
+    private void add(long index, long delta, boolean lowersFreeIndex) throws IOException {
         long ti = index >>> blockBits;
         if (ti >= table.length || table[(int) ti] == 0) {
             throw new FormatException(filename, "refcount of cluster " + index, "none", "cluster is not counted by any refcount block");
@@ -597,7 +604,7 @@ public final class RefcountTable {
                     delta < 0 ? "freeing a cluster that is already free" : "refcount overflow");
         }
         RefcountBlock.set(block, i, order, old + delta);
-        if (delta < 0 && old == 1) {
+        if (lowersFreeIndex && delta < 0 && old == 1) {
             freeIndex = Math.min(freeIndex, index);
         }
     }
