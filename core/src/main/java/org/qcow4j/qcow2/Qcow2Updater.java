@@ -29,6 +29,13 @@ import org.qcow4j.io.Zeros;
  * state plus, at most, leaked clusters. With lazy refcounts the refcounts are written only on close and the dirty
  * bit says so meanwhile.
  *
+ * <p>What ends up in the file is what QEMU 7.2 writes for the same requests, byte for byte: each request follows the
+ * QEMU function named in its comment (the block layer's splitting of zero writes and discards, then block/qcow2.c and
+ * block/qcow2-cluster.c), and {@link RefcountTable} places clusters as QEMU's allocator does. Only the moments of
+ * metadata writes differ (QEMU writes some of them at once, this at the next flush), which the final bytes do not
+ * show; and a cluster freed since the last flush is handed out again only after a flush (see {@link RefcountTable}).
+ * Without {@link OpenOptions#qemuLayout} two costly QEMU habits are left out (see there).
+ *
  * <p>A failing file (a full disk, an I/O error) fails the request, as in QEMU. A failed guest data write changes no
  * table (the cluster it allocated leaks), so the image goes on. Any other failure (a metadata write, a flush, a read
  * in the middle of an allocation) may leave the tables in memory apart from the file in a way no later write-back
