@@ -9,9 +9,16 @@ package org.qcow4j;
  * @param maxChainDepth       how many backing files deep a chain may go before it is refused
  * @param forceShare          read the image whatever other processes do with it ({@code -U}, QEMU's
  *                            {@code force-share=on}): no lock refuses it, and it stops no writer; read-only opens only
+ * @param qemuLayout          writes leave the file exactly as QEMU 7.2 leaves it, also where that costs more: a zero
+ *                            write or discard over a range with no L2 table allocates one (and sets zero flags) as
+ *                            QEMU does, and growing does not zero what QEMU leaves showing (the rest of a partial last
+ *                            cluster a shrink left behind), nor does it grow a version 2 image over a longer backing
+ *                            file (refused after the L1 table grew, as QEMU does). Off by default: such ranges are
+ *                            left alone (they read as zeros already) and growing always exposes zeros. Everything else
+ *                            is laid out as QEMU lays it out either way. {@code qcow4j io} turns it on.
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
-                          boolean forceShare) {
+                          boolean forceShare, boolean qemuLayout) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -21,22 +28,26 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
 
     /** Format probed, default caches and chain depth, QEMU's locking. */
     public static OpenOptions defaults() {
-        return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false);
+        return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false, false);
     }
 
     public OpenOptions withFormat(String f) {
-        return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare);
+        return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
-        return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare);
+        return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
-        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare);
+        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout);
     }
 
     public OpenOptions withForceShare(boolean share) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout);
+    }
+
+    public OpenOptions withQemuLayout(boolean exact) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact);
     }
 }

@@ -142,7 +142,7 @@ final class IoCommand extends Command {
             throw new IoOpenException("Unknown driver '" + format + "'");
         }
         Path path = ImageArgs.path(filename);
-        OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(forceShare);
+        OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(forceShare).withQemuLayout(true);
         if (readOnly) {
             return Images.open(path, options);
         }

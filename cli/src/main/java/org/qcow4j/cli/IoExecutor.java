@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import org.qcow4j.DiskImage;
+import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 
 /**
@@ -239,14 +240,18 @@ final class IoExecutor {
             return IoErrno.ENOTSUP;
         }
         long oldSize = image.size();
-        if (version2WithBacking() && image.backing().size() > oldSize && size > alignUp(oldSize, clusterSize())) {
+        boolean needsZeroFlags = version2WithBacking() && image.backing().size() > oldSize
+                && size > alignUp(oldSize, clusterSize());
+        try {
+            writable.resize(size); // opened with OpenOptions.withQemuLayout: qemu-io's file, byte for byte
+        } catch (UnsupportedFeatureException e) {
+            if (!needsZeroFlags) {
+                return ioError("truncate", e, false);
+            }
             // QEMU must zero the new clusters to hide a longer backing file, and a version 2 image has no zero flag
-            // (qcow2_subcluster_zeroize's -ENOTSUP). The library grows it with zeros; io refuses as qemu-io does.
+            // (qcow2_subcluster_zeroize's -ENOTSUP): it fails once the L1 table has grown, and so does the library.
             err.error("Failed to zero out new clusters: " + IoErrno.strerror(IoErrno.ENOTSUP));
             return IoErrno.ENOTSUP;
-        }
-        try {
-            writable.resize(size);
         } catch (IOException | RuntimeException e) {
             return ioError("truncate", e, false);
         }

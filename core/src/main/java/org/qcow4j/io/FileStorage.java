@@ -102,6 +102,37 @@ public final class FileStorage implements AutoCloseable {
         }
     }
 
+    /**
+     * Makes {@code [pos, pos + len)} read as zeros without growing the file: what QEMU's discard passthrough leaves
+     * where it punches a hole ({@code FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE}). The JDK cannot punch holes, so
+     * the bytes inside the file are written as zeros; past its end they read as zeros already.
+     */
+    public void zero(long pos, long len) throws IOException {
+        long end = Math.min(pos + len, length);
+        ByteBuffer zeros = null;
+        for (long p = pos; p < end; ) {
+            int n = (int) Math.min(end - p, 1 << 20);
+            if (zeros == null || zeros.capacity() < n) {
+                zeros = ByteBuffer.allocate(n);
+            }
+            write(zeros.clear().limit(n), p, WriteFaults.Op.WRITE);
+            p += n;
+        }
+    }
+
+    /** Cuts the file to {@code size} bytes (QEMU truncates an image file whose tail a shrink freed). */
+    public void truncate(long size) throws IOException {
+        try {
+            WriteFaults.check(path, WriteFaults.Op.EXTEND, size);
+            channel.truncate(size);
+        } catch (IOException e) {
+            throw failed("truncate failed at " + size, e);
+        }
+        synchronized (this) {
+            length = Math.min(length, size);
+        }
+    }
+
     /** Forces written data (and the file's length) to the disk; a failure is a {@link QcowException} naming the file. */
     public void force() throws IOException {
         try {

@@ -346,6 +346,14 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     /** {@link #read} for callers that need no lock: read-only images, or the writer holding the write lock. */
     void readUnlocked(ByteBuffer dst, long offset) throws IOException {
         checkRange(offset, dst.remaining());
+        readMapped(dst, offset);
+    }
+
+    /**
+     * Reads what the mapping says, even past the end of the disk (in its last cluster): what QEMU's copy-on-write
+     * reads through the driver, without the block layer's end-of-disk check.
+     */
+    void readMapped(ByteBuffer dst, long offset) throws IOException {
         while (dst.hasRemaining()) {
             Run run = lookup(offset, dst.remaining());
             int n = (int) run.length();
@@ -454,6 +462,22 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    /**
+     * Whether {@code [offset, offset + length)} is known to read as zeros through the whole backing chain (clamped to
+     * the disk), as QEMU's {@code is_zero()} asks the block status; for the writer, which holds the write lock.
+     */
+    boolean readsAsZero(long offset, long length) throws IOException {
+        long end = Math.min(offset + length, size());
+        while (offset < end) {
+            Extent e = extentUnlocked(offset, end - offset);
+            if (!e.zero() || e.length() <= 0) {
+                return false;
+            }
+            offset += e.length();
+        }
+        return true;
+    }
+
     private Extent extentUnlocked(long offset, long maxLength) throws IOException {
         checkRange(offset, 1);
         Run run = lookup(offset, Math.min(maxLength, size() - offset));
@@ -505,7 +529,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     public void discard(long offset, long length) throws IOException {
         update(() -> {
             checkRange(offset, length);
-            writes.discard(offset, length, false);
+            writes.discard(offset, length);
         });
     }
 
