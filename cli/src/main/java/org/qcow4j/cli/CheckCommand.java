@@ -34,9 +34,9 @@ final class CheckCommand extends Command {
                     + " remain. Images needing repairs qcow4j does not make are refused untouched.", "-r", "--repair");
 
     CheckCommand() {
-        super("check", "check [-f FMT] [--output=human|json] [-q] [-r leaks|all] IMAGE",
+        super("check", "check [-f FMT] [--output=human|json] [-q] [-r leaks|all] [-T CACHE] [-U] IMAGE",
                 "Check a qcow2 image's metadata for leaked clusters and corruption (read-only unless -r), as qemu-img check does.",
-                FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE);
+                FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE, SOURCE_CACHE);
     }
 
     /** Runs the check; the diagnostic lines and the final "Check failed" go to {@code err}. */
@@ -44,6 +44,7 @@ final class CheckCommand extends Command {
     int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         boolean json = ImageArgs.json(args);
         String image = ImageArgs.oneImage(args);
+        ImageArgs.cacheMode(args.get("-T", "writeback"), "source cache");
         Boolean fixErrors = null; // null: no -r, a read-only check
         if (args.has("-r")) {
             String mode = args.get("-r", null);

@@ -35,7 +35,7 @@ final class ConvertCommand extends Command {
     ConvertCommand() {
         super("convert", "convert [-p] [-c] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
                 "Convert images (their contents concatenated) into a new raw or qcow2 image.",
-                FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE,
+                FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, SOURCE_CACHE,
                 OUT_OF_ORDER, FORCE_SHARE);
     }
 
@@ -62,11 +62,8 @@ final class ConvertCommand extends Command {
         }
         Map<String, String> given = ImageOptions.check(ImageOptions.parse(ImageOptions.optionList(args.all("-o"))),
                 qcow2 ? ImageOptions.QCOW2 : ImageOptions.RAW, "");
-        boolean sync = switch (args.get("-t", "unsafe")) {
-            case "unsafe" -> false;
-            case "writeback", "none", "directsync", "writethrough" -> true;
-            default -> throw CommandLine.UsageException.withoutHint("Invalid cache option: " + args.get("-t", ""));
-        };
+        boolean sync = ImageArgs.cacheMode(args.get("-t", "unsafe"), "cache");
+        ImageArgs.cacheMode(args.get("-T", "writeback"), "source cache");
         long threads = args.getLong("-m", Runtime.getRuntime().availableProcessors());
         if (threads < 1 || threads > 16) {
             throw CommandLine.UsageException.withoutHint(

@@ -47,6 +47,19 @@ final class ImageArgs {
                 OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"))));
     }
 
+    /**
+     * A cache mode (bdrv_parse_cache_mode's words); returns whether it asks writes to be durable before the command
+     * ends ({@code unsafe} does not). {@code what} names the option in qemu-img's message ("cache", "source cache").
+     * qcow4j reads through the page cache whatever the mode: the JDK 17 API has no O_DIRECT for FileChannel.
+     */
+    static boolean cacheMode(String mode, String what) throws CommandLine.UsageException {
+        return switch (mode) {
+            case "unsafe" -> false;
+            case "writeback", "none", "off", "directsync", "writethrough" -> true;
+            default -> throw CommandLine.UsageException.withoutHint("Invalid " + what + " option: " + mode);
+        };
+    }
+
     /** Something that opens an image. */
     interface Opening<T> {
         T open() throws IOException;

@@ -65,7 +65,10 @@ class DropInTest {
             // formats and files QEMU does not know or cannot find
             "info -f foo IMG", "map -f foo IMG", "convert -O foo IMG DIR/y", "convert -O raw -B IMG IMG DIR/y",
             "convert -O qcow2 -o foo=1 IMG DIR/y", "info DIR/nonexist", "check DIR/nonexist", "map DIR/nonexist",
-            "convert DIR/nonexist DIR/y", "check DIR/orphan.qcow2", "map DIR/orphan.qcow2"})
+            "convert DIR/nonexist DIR/y", "check DIR/orphan.qcow2", "map DIR/orphan.qcow2",
+            // cache modes: accepted (reads go through the page cache), wrong ones refused as qemu-img does
+            "check -T foo IMG", "check -T none IMG", "convert -T foo IMG DIR/y", "convert -t foo IMG DIR/y",
+            "convert -T off -t writeback -O raw IMG DIR/y"})
     void qemuImgSaysWhatQemuImgSays(String line) throws IOException {
         String[] args = words(line);
         Qemu.Result expected = Qemu.run(dir, Qemu.concat("qemu-img", args));
