@@ -90,7 +90,9 @@ final class ConvertCommand extends Command {
             for (DiskImage in : inputs) {
                 total = Math.addExact(total, in.size());
             }
-            Progress bar = args.has("-p") && !args.has("-q") ? new Progress(out, total) : null;
+            Progress bar = args.has("-p") && !args.has("-q")
+                    ? new Progress(out, Progress.dataRuns(inputs, qcow2 && args.get("-B", qcow2Options.backingFile()) != null))
+                    : null;
             ConvertOptions options = (qcow2 ? ConvertOptions.qcow2(qcow2Options) : ConvertOptions.raw())
                     .withThreads((int) threads).withCompression(args.has("-c")).withDurable(sync)
                     .withProgress(bar == null ? null : bar::advance);

@@ -44,6 +44,28 @@ class ConvertTest {
         assertEquals("", Qemu.qcow4j("convert", "-p", "-q", "-O", "raw", path("a.qcow2"), path("out.raw")).ok().out());
     }
 
+    /** -p prints the values qemu-img prints: the share of its data runs (2 MiB at most) done, 1% apart at least. */
+    @Test
+    void printsQemuImgsProgressValues() throws IOException {
+        String[][] layouts = {
+            {"write 0 1M", "write 2M 1M", "write 4M 1M", "write 32M 1M"}, // iotest 086
+            {"write 0 5M", "write -z 8M 1M", "write 20M 64k"},
+            {"write 0 64k", "write 1M 64k", "write 2M 64k", "write 3M 64k", "write 100M 3M"},
+            {},
+        };
+        for (String[] writes : layouts) {
+            Qemu.img(dir, "create", "-q", "-f", "qcow2", path("p.qcow2"), "128M");
+            if (writes.length > 0) {
+                Qemu.io(dir, path("p.qcow2"), writes);
+            }
+            for (String format : new String[] {"qcow2", "raw"}) {
+                String want = Qemu.img(dir, "convert", "-p", "-O", format, path("p.qcow2"), path("want.img")).out();
+                String got = Qemu.qcow4j("convert", "-p", "-O", format, path("p.qcow2"), path("got.img")).ok().out();
+                assertEquals(want, got, String.join(", ", writes) + " to " + format);
+            }
+        }
+    }
+
     @Test
     void replacesAnExistingOutputOnlyOnSuccess() throws IOException {
         Qemu.img(dir, "create", "-q", "-f", "qcow2", path("good.qcow2"), "1M");
