@@ -145,9 +145,7 @@ public final class ClusterMap {
 
     /** Writes the changed L1 entries (not forced); the tables they point at must be on disk already. */
     void writeL1() throws IOException {
-        for (int i = dirtyL1.nextSetBit(0); i >= 0; i = dirtyL1.nextSetBit(i + 1)) {
-            storage.writeFully(ByteBuffer.allocate(8).putLong(0, l1[i]), l1Offset + i * 8L);
-        }
+        storage.writeEntries(l1, dirtyL1, l1Offset);
         dirtyL1.clear();
     }
 

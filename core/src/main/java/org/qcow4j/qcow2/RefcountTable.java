@@ -710,9 +710,7 @@ public final class RefcountTable {
 
     /** Writes the refcount table entries of new blocks (not forced); the blocks must be on disk already. */
     void writeEntries() throws IOException {
-        for (int i = dirtyEntries.nextSetBit(0); i >= 0; i = dirtyEntries.nextSetBit(i + 1)) {
-            file.writeFully(ByteBuffer.allocate(8).putLong(0, table[i]), tableOffset + i * 8L);
-        }
+        file.writeEntries(table, dirtyEntries, tableOffset);
         dirtyEntries.clear();
     }
 
