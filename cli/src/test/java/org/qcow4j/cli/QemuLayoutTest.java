@@ -112,11 +112,11 @@ class QemuLayoutTest {
         Files.copy(a, b);
         assertEquals(null, difference(a, b));
         byte[] bytes = Files.readAllBytes(b);
-        bytes[(int) (4 * 65536 + 16 * 8 + 7)] ^= 1; // L2 table at cluster 4, entry for guest 1M
+        bytes[4 * 65536 + 16 * 8 + 7] ^= 1; // L2 table at cluster 4, entry for guest 1M
         Files.write(b, bytes);
         assertEquals("first difference at 262279 (file lengths 393216 and 393216): L2 table of L1 entry 0 in both",
                 difference(a, b));
-        bytes[(int) (4 * 65536 + 16 * 8 + 7)] ^= 1;
+        bytes[4 * 65536 + 16 * 8 + 7] ^= 1;
         bytes[5 * 65536 + 3] ^= 1;
         Files.write(b, bytes);
         assertEquals("first difference at 327683 (file lengths 393216 and 393216): data of guest offset 1048576 in both",
