@@ -65,6 +65,9 @@ final class CreateCommand extends Command {
             o.put("backing_fmt", args.get("-F", null));
         }
         String backing = o.get("backing_file");
+        if (backing != null && format.equals("raw")) {
+            throw new QcowException(image, "Backing file not supported for file format 'raw'");
+        }
         if (backing != null && backing.isEmpty()) {
             throw new QcowException(image, "Expected backing file name, got empty string");
         }

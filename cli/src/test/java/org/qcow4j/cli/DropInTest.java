@@ -61,7 +61,7 @@ class DropInTest {
             "create -f qcow2 -o lazy_refcounts=maybe DIR/x 1M", "create -f qcow2 -o refcount_bits=abc DIR/x 1M",
             "create -f qcow2 -o cluster_size=abc DIR/x 1M", "create -f raw -o cluster_size=4k DIR/x 1M",
             "create -f foo DIR/x 1M", "create -f qcow2 DIR/x", "create -f qcow2 -o size=1M DIR/x 2M",
-            "create -f qcow2 -b DIR/nonexist DIR/x", "create -f qcow2 -u -b DIR/nonexist DIR/x 1M",
+            "create -f qcow2 -b DIR/nonexist DIR/x", "create -f raw -b IMG -F qcow2 DIR/x 1M", "create -f qcow2 -u -b DIR/nonexist DIR/x 1M",
             // formats and files QEMU does not know or cannot find
             "info -f foo IMG", "map -f foo IMG", "convert -O foo IMG DIR/y", "convert -O raw -B IMG IMG DIR/y",
             "convert -O qcow2 -o foo=1 IMG DIR/y", "info DIR/nonexist", "check DIR/nonexist", "map DIR/nonexist",
