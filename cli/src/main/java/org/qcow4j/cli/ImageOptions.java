@@ -3,7 +3,6 @@ package org.qcow4j.cli;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.UnsupportedFeatureException;
