@@ -80,8 +80,7 @@ final class CreateCommand extends Command {
             try {
                 b = Images.open(Path.of(backingPath), OpenOptions.defaults().withFormat(backingFormat));
             } catch (MissingFileException e) {
-                throw new QcowException(image, "Could not open '" + backingPath + "': No such file or directory\n"
-                        + "Could not open backing image.");
+                throw new QcowException(image, ExitCodes.noSuchFile(backingPath) + "\nCould not open backing image.");
             }
             try (b) {
                 if (backingFormat == null) {

@@ -41,10 +41,15 @@ final class ExitCodes {
      */
     static String openReason(String filename, Throwable ex) {
         if (ex instanceof MissingFileException m) {
-            return "Could not open backing file: ".repeat(m.depth()) + "Could not open '" + m.file() + "': No such file or directory";
+            return "Could not open backing file: ".repeat(m.depth()) + noSuchFile(m.file());
         }
         String m = describe(ex, "No such file or directory", "Permission denied");
         return m.startsWith(filename + ": ") && m.length() > filename.length() + 2 ? m.substring(filename.length() + 2) : m;
+    }
+
+    /** QEMU's words for a file that is not there: {@code Could not open 'FILE': No such file or directory}. */
+    static String noSuchFile(String file) {
+        return "Could not open '" + file + "': No such file or directory";
     }
 
     private static String describe(Throwable ex) {

@@ -72,8 +72,7 @@ final class ImageArgs {
         } catch (MissingFileException e) {
             throw new IOException("Could not open '" + filename + "': " + ExitCodes.openReason(filename, e), e);
         } catch (NoSuchFileException e) {
-            throw new IOException("Could not open '" + filename + "': Could not open '" + filename
-                    + "': No such file or directory", e);
+            throw new IOException("Could not open '" + filename + "': " + ExitCodes.noSuchFile(filename), e);
         }
     }
 

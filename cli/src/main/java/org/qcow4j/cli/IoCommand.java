@@ -175,14 +175,10 @@ final class IoCommand extends Command {
         if (e instanceof IoOpenException) {
             return e.getMessage();
         }
-        if (e instanceof MissingFileException) {
-            return ExitCodes.openReason(filename, e);
+        if (!(e instanceof MissingFileException) && !exists(filename)) {
+            return ExitCodes.noSuchFile(filename); // a probe's NoSuchFileException, before the library is asked
         }
-        if (!exists(filename)) {
-            return "Could not open '" + filename + "': No such file or directory";
-        }
-        String m = IoErrno.describe(e);
-        return m.startsWith(filename + ": ") && m.length() > filename.length() + 2 ? m.substring(filename.length() + 2) : m;
+        return ExitCodes.openReason(filename, e);
     }
 
     private static boolean exists(String name) {
