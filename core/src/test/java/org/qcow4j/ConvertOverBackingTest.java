@@ -1,6 +1,8 @@
 package org.qcow4j;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
@@ -8,6 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.stream.Collectors;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -86,5 +89,23 @@ class ConvertOverBackingTest {
         ok("qemu-io", "-c", "write -z 64k 64k", "-c", "write -P 0x33 960k 128k", "-c", "write -z 2M 64k",
                 "-c", "write -P 0x44 3M 4k", "top.qcow2");
         assertLikeQemuImg(version);
+    }
+
+    @Test
+    void concatenatingOntoABackingFileIsRefusedAsQemuImgRefusesIt() throws IOException {
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "base.qcow2", "1M");
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "a.qcow2", "1M");
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "b.qcow2", "1M");
+        String msg = "Having a backing file for the target makes no sense when concatenating multiple input images";
+        assertTrue(Processes.run(dir, "qemu-img", "convert", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2",
+                "a.qcow2", "b.qcow2", "want.qcow2").err().contains(msg));
+        CreateOptions o = CreateOptions.defaults(0).withBacking("base.qcow2", "qcow2");
+        try (DiskImage a = Images.open(dir.resolve("a.qcow2")); DiskImage b = Images.open(dir.resolve("b.qcow2"));
+             DiskImage base = Images.open(dir.resolve("base.qcow2"))) {
+            QcowException e = assertThrows(QcowException.class, () -> Images.convert(List.of(a, b),
+                    dir.resolve("got.qcow2"), ConvertOptions.qcow2(o).withBacking(base)));
+            assertTrue(e.getMessage().endsWith(msg), e.getMessage());
+        }
+        assertFalse(Files.exists(dir.resolve("got.qcow2")));
     }
 }
