@@ -63,7 +63,12 @@ public final class Conversion {
             throw new QcowException(name, "Having a backing file for the target makes no sense when concatenating "
                     + "multiple input images");
         }
-        CreateOptions valid = validate(options.qcow2().withSize(total), name);
+        CreateOptions valid;
+        try {
+            valid = options.qcow2().withSize(total).validate();
+        } catch (IllegalArgumentException e) {
+            throw new QcowException(name, "error while converting qcow2: " + e.getMessage()); // qemu-img's words
+        }
         if (options.compress() && valid.dataFile() != null) {
             throw new QcowException(name, "compression is not possible with an external data file");
         }
