@@ -16,9 +16,12 @@ package org.qcow4j;
  *                            file (refused after the L1 table grew, as QEMU does). Off by default: such ranges are
  *                            left alone (they read as zeros already) and growing always exposes zeros. Everything else
  *                            is laid out as QEMU lays it out either way. {@code qcow4j io} turns it on.
+ * @param openBacking         open the backing chain; without it (QEMU's {@code BDRV_O_NO_BACKING}, as qemu-img info
+ *                            opens images) the image still names its backing file but reads as if it had none, and a
+ *                            missing or looping backing file does not stop it opening; read-only opens only
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
-                          boolean forceShare, boolean qemuLayout) {
+                          boolean forceShare, boolean qemuLayout, boolean openBacking) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -28,26 +31,31 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
 
     /** Format probed, default caches and chain depth, QEMU's locking. */
     public static OpenOptions defaults() {
-        return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false, false);
+        return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false, false, true);
     }
 
     public OpenOptions withFormat(String f) {
-        return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout);
+        return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
-        return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout);
+        return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
-        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout);
+        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking);
+    }
+
+    /** The image alone, its backing file named but not opened (see {@link #openBacking}). */
+    public OpenOptions withoutBacking() {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false);
     }
 
     public OpenOptions withForceShare(boolean share) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking);
     }
 
     public OpenOptions withQemuLayout(boolean exact) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking);
     }
 }

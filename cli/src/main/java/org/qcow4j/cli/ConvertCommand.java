@@ -98,6 +98,11 @@ final class ConvertCommand extends Command {
                     .withProgress(bar == null ? null : bar::advance);
             if (qcow2) {
                 String backingName = args.get("-B", qcow2Options.backingFile());
+                if (backingName != null && inputs.size() > 1) {
+                    // qemu-img's words, naming no file (the library refuses it too, naming the output)
+                    throw CommandLine.UsageException.withoutHint("Having a backing file for the target makes no sense "
+                            + "when concatenating multiple input images");
+                }
                 if (backingName != null) {
                     backing = Images.open(Path.of(Images.resolveRelative(output, backingName)),
                             OpenOptions.defaults().withFormat(args.get("-F", qcow2Options.backingFormat())));

@@ -36,15 +36,19 @@ final class ImageArgs {
      * as QEMU's readers lock unless {@code -U}.
      */
     static DiskImage open(CommandLine args, String filename) throws IOException {
-        String format = args.get("-f", null);
+        return open(args, filename, args.get("-f", null), true);
+    }
+
+    /** {@link #open(CommandLine, String)} in {@code format}, with or without its backing chain. */
+    static DiskImage open(CommandLine args, String filename, String format, boolean backing) throws IOException {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             if (!QEMU_FORMATS.contains(format)) {
                 throw new IOException("Could not open '" + filename + "': Unknown driver '" + format + "'");
             }
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
-        return opening(filename, () -> Images.open(path(filename),
-                OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"))));
+        OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"));
+        return opening(filename, () -> Images.open(path(filename), backing ? options : options.withoutBacking()));
     }
 
     /**

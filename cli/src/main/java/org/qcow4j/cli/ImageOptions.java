@@ -1,6 +1,8 @@
 package org.qcow4j.cli;
 
+import java.util.ArrayList;
 import java.util.Collections;
+import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -180,7 +182,12 @@ final class ImageOptions {
         String backing = base.backingFile();
         String backingFmt = base.backingFormat();
         long size = base.size();
-        for (Map.Entry<String, String> e : o.entrySet()) {
+        // In the order QEMU's QAPI visitor meets them (BlockdevCreateOptionsQcow2), so the first value refused
+        // is the one qemu-img names.
+        List<Map.Entry<String, String>> entries = new ArrayList<>(o.entrySet());
+        entries.sort(Comparator.comparingInt(e -> QAPI_ORDER.indexOf(e.getKey()) < 0 ? QAPI_ORDER.size()
+                : QAPI_ORDER.indexOf(e.getKey())));
+        for (Map.Entry<String, String> e : entries) {
             String v = e.getValue();
             switch (e.getKey()) {
                 case "compat" -> version = switch (v) {
@@ -188,19 +195,15 @@ final class ImageOptions {
                     case "1.1", "v3" -> 3;
                     default -> throw notAccepted("version", v);
                 };
+                // A cluster size or refcount width out of range is refused by CreateOptions.validate, in QEMU's
+                // order among its other checks; -1 stands for a number that is no power of two.
                 case "cluster_size" -> {
                     long cs = Long.parseLong(v);
-                    if (Long.bitCount(cs) != 1 || cs < 512 || cs > 2 << 20) {
-                        throw new IllegalArgumentException("Cluster size must be a power of two between 512 and 2048k");
-                    }
-                    clusterBits = Long.numberOfTrailingZeros(cs);
+                    clusterBits = Long.bitCount(cs) == 1 ? Long.numberOfTrailingZeros(cs) : -1;
                 }
                 case "refcount_bits" -> {
                     long bits = Long.parseLong(v);
-                    if (Long.bitCount(bits) != 1 || bits > 64 || bits < 0) {
-                        throw new IllegalArgumentException("Refcount width must be a power of two and may not exceed 64 bits");
-                    }
-                    refcountOrder = Long.numberOfTrailingZeros(bits);
+                    refcountOrder = Long.bitCount(bits) == 1 && bits > 0 ? Long.numberOfTrailingZeros(bits) : -1;
                 }
                 case "compression_type" -> compression = switch (v) {
                     case "zlib" -> Header.COMPRESSION_ZLIB;
@@ -232,6 +235,11 @@ final class ImageOptions {
         return new CreateOptions(size, version, clusterBits, refcountOrder, compression, extendedL2, lazy, dataFile,
                 dataFileRaw, prealloc, backing, backingFmt);
     }
+
+    /** The members of QEMU's BlockdevCreateOptionsQcow2, in the schema's order, by their -o names. */
+    private static final List<String> QAPI_ORDER = List.of("data_file", "data_file_raw", "extended_l2", "size",
+            "compat", "backing_file", "backing_fmt", "encryption", "encrypt.format", "encrypt.key-secret",
+            "cluster_size", "preallocation", "lazy_refcounts", "refcount_bits", "compression_type");
 
     private static IllegalArgumentException notAccepted(String parameter, String value) {
         return new IllegalArgumentException("Parameter '" + parameter + "' does not accept value '" + value + "'");

@@ -5,9 +5,12 @@ import java.time.Instant;
 import java.time.ZoneId;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.qcow4j.DiskImage;
+import org.qcow4j.Qcow2Metadata;
 
 /** {@code info}: what qemu-img info prints, field for field. */
 final class InfoCommand extends Command {
@@ -26,9 +29,21 @@ final class InfoCommand extends Command {
         boolean json = ImageArgs.json(args);
         boolean backingChain = args.has("--backing-chain");
         List<Map<String, Object>> infos = new ArrayList<>();
-        try (DiskImage top = ImageArgs.open(args, ImageArgs.oneImage(args))) {
-            for (DiskImage d = top; d != null; d = backingChain ? d.backing() : null) {
+        // As qemu-img's collect_image_info_list: each image opened alone (a missing backing file does not stop
+        // plain info), the chain followed by the backing names the images give, in the formats they give.
+        Set<String> seen = new HashSet<>();
+        String filename = ImageArgs.oneImage(args);
+        String format = args.get("-f", null);
+        while (filename != null) {
+            if (!seen.add(filename)) {
+                err.error("Backing file '" + filename + "' creates an infinite loop.");
+                return ExitCodes.FAILURE;
+            }
+            try (DiskImage d = ImageArgs.open(args, filename, format, false)) {
                 infos.add(ImageInfo.of(d));
+                Qcow2Metadata q = backingChain ? d.qcow2().orElse(null) : null;
+                filename = q == null ? null : q.fullBackingFilename();
+                format = q == null ? null : q.header().backingFormat();
             }
         }
         if (json) {

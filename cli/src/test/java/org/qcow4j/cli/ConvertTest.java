@@ -116,6 +116,40 @@ class ConvertTest {
         assertEquals("qcow4j: /nonexistent-dir/out.qcow2: cannot create: no such directory\n", r.err());
     }
 
+    /** convert refuses what create refuses, in qemu-img's words for a conversion ("error while converting qcow2"). */
+    @Test
+    void refusesWhatTheQcow2DriverRefusesAsQemuImg() throws IOException {
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("in.qcow2"), "1M");
+        for (String opts : CreateTest.DRIVER_REFUSALS) {
+            Qemu.Result want = Qemu.run(dir, "qemu-img", "convert", "-O", "qcow2", "-o", opts, path("in.qcow2"),
+                    path("out.qcow2"));
+            Qemu.Result got = Qemu.qcow4j("convert", "-O", "qcow2", "-o", opts, path("in.qcow2"), path("out.qcow2"));
+            assertEquals(1, want.exit(), opts);
+            assertEquals(1, got.exit(), opts);
+            assertEquals(want.err().replace("qemu-img: ", "qcow4j: "), got.err(), opts);
+            assertFalse(Files.exists(dir.resolve("out.qcow2")), opts);
+        }
+    }
+
+    @Test
+    void refusesABackingFileForSeveralInputsAsQemuImg() throws IOException {
+        for (String name : new String[] {"a.qcow2", "b.qcow2", "base.qcow2"}) {
+            Qemu.img(dir, "create", "-q", "-f", "qcow2", path(name), "1M");
+        }
+        for (List<String> backing : List.<List<String>>of(List.of("-B", path("base.qcow2")),
+                List.of("-o", "backing_file=" + path("base.qcow2") + ",backing_fmt=qcow2"))) {
+            List<String> args = Qemu.list("convert", "-O", "qcow2");
+            args.addAll(backing);
+            args.addAll(List.of(path("a.qcow2"), path("b.qcow2"), path("out.qcow2")));
+            Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", args.toArray(String[]::new)));
+            Qemu.Result got = Qemu.qcow4j(args.toArray(String[]::new));
+            assertEquals(1, want.exit());
+            assertEquals(1, got.exit());
+            assertEquals(want.err().replace("qemu-img: ", "qcow4j: "), got.err());
+            assertFalse(Files.exists(dir.resolve("out.qcow2")));
+        }
+    }
+
     @Test
     void refusesOutputFormatsItCannotWriteYet() {
         Qemu.Result r = Qemu.qcow4j("convert", "-O", "vmdk", path("in"), path("out"));

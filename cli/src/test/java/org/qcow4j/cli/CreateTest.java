@@ -312,6 +312,36 @@ class CreateTest {
         assertEquals(before, listing(tmp), "files left behind");
     }
 
+    /** Options qemu-img's qcow2 driver refuses, alone and together (the first refused in QEMU's order is named). */
+    static final String[] DRIVER_REFUSALS = {"preallocation=metadata,cluster_size=4194304", "cluster_size=3000",
+        "cluster_size=0", "refcount_bits=128", "refcount_bits=3", "compat=0.10,refcount_bits=8",
+        "compat=0.10,lazy_refcounts=on", "compat=0.10,extended_l2=on,cluster_size=4k", "compat=0.10,data_file=x.data",
+        "compat=0.10,compression_type=zstd", "extended_l2=on,cluster_size=4k", "data_file_raw=on", "backing_fmt=qcow2",
+        "cluster_size=3000,refcount_bits=3,compat=0.10,lazy_refcounts=on", "refcount_bits=3,cluster_size=3000",
+        "compression_type=foo,compat=foo", "preallocation=foo,compression_type=foo"};
+
+    /**
+     * What qemu-img's qcow2 driver refuses, it refuses after the "Formatting ..." line, naming the image (iotest 079:
+     * {@code preallocation=metadata,cluster_size=4194304}): the same lines, the same check first.
+     */
+    @ParameterizedTest(name = "-o {0}")
+    @MethodSource("driverRefusals")
+    void refusesAfterTheFormattingLineAsQemuImg(String opts) throws IOException {
+        String image = tmp.resolve("x.qcow2").toString();
+        Qemu.Result q = Qemu.run(tmp, "qemu-img", "create", "-f", "qcow2", "-o", opts, image, "4G");
+        Qemu.Result r = Qemu.qcow4j("create", "-f", "qcow2", "-o", opts, image, "4G");
+        assertEquals(1, q.exit(), q.err());
+        assertEquals(1, r.exit(), r.err());
+        assertTrue(q.out().startsWith("Formatting "), q.out());
+        assertEquals(q.out(), r.out());
+        assertEquals(q.err().replace("qemu-img: ", "qcow4j: "), r.err());
+        assertEquals(Set.of(), listing(tmp));
+    }
+
+    static Stream<String> driverRefusals() {
+        return Stream.of(DRIVER_REFUSALS);
+    }
+
     /** A failing create leaves an existing image where the new one should go untouched. */
     @Test
     void failingCreateKeepsTheExistingImage() throws IOException {

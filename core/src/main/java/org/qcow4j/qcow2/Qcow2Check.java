@@ -94,6 +94,9 @@ public final class Qcow2Check {
         }
     }
 
+    /** The autoclear features QEMU maintains: an image with them set is not repaired here. */
+    private static final long KNOWN_AUTOCLEAR = Feature.BITMAPS.mask() | Feature.RAW_EXTERNAL_DATA.mask();
+
     /**
      * {@code qemu-img check -r leaks} ({@code fixErrors} false) or {@code -r all} ({@code fixErrors} true), repairing
      * what QEMU 7.2's {@code qcow2_co_check_locked} repairs, in the same way and with the same counts:
@@ -118,8 +121,9 @@ public final class Qcow2Check {
      *
      * <p>Before anything is written the image is checked read-only; an image needing repairs QEMU makes otherwise
      * (snapshot table fixes, zeroing misaligned preallocated L2 entries) or with corruptions no repair touches
-     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with autoclear features
-     * (bitmaps) or an external data file, is refused with a {@link QcowException}, untouched.
+     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with the autoclear features
+     * QEMU maintains (bitmaps, raw external data) or an external data file, is refused with a {@link QcowException},
+     * untouched. Unknown autoclear bits are cleared, as QEMU clears them when it opens the image for the repair.
      */
     public static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
         String filename = image.toString();
@@ -142,7 +146,8 @@ public final class Qcow2Check {
         String filename = image.toString();
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
             Header header = Qcow2Image.readHeader(storage, filename);
-            String refused = header.autoclearFeatures() != 0 ? "the image has autoclear features (bitmaps, raw external data)"
+            String refused = (header.autoclearFeatures() & KNOWN_AUTOCLEAR) != 0
+                    ? "the image has autoclear features (bitmaps, raw external data)"
                     : header.has(Feature.EXTERNAL_DATA_FILE) ? "the image has an external data file" : null;
             if (refused != null) {
                 throw new QcowException(filename, "cannot repair: " + refused + "; qcow4j repairs only images without them"
@@ -156,6 +161,16 @@ public final class Qcow2Check {
                 throw new QcowException(filename, "cannot repair (nothing written): " + dry.c.unrepairable
                         + " problems need repairs qcow4j does not make (use qemu-img check -r all), the first: "
                         + dry.c.firstUnrepairable);
+            }
+            if (header.version() >= 3 && header.autoclearFeatures() != 0) {
+                // As QEMU opening the image read-write for the repair: unknown autoclear bits are cleared (the
+                // known ones were refused above).
+                try {
+                    out.write(java.nio.ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
+                    out.force(false);
+                } catch (IOException e) {
+                    throw new QcowException(filename, "write failed (autoclear_features): " + CheckContext.describe(e));
+                }
             }
         }
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {

@@ -99,7 +99,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                 ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename, depth) : storage;
         try {
             String backingName = h.backingFile() == null ? null : ChainOpener.resolveRelative(filename, h.backingFile());
-            DiskImage backing = backingName == null ? null : chain.open(backingName, h.backingFormat(), depth + 1, filename);
+            DiskImage backing = backingName == null || !chain.options().openBacking() ? null
+                    : chain.open(backingName, h.backingFormat(), depth + 1, filename);
             return new Qcow2Image(filename, storage, h, l1, snapshots, bitmaps, data, data != storage ? h.dataFile() : null, chain.options(),
                     backing, backingName);
         } catch (IOException | RuntimeException e) {
@@ -118,6 +119,10 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
         if (options.forceShare()) {
             throw new QcowException(path.toString(), "force-share=on can only be used with read-only images");
+        }
+        if (!options.openBacking()) {
+            // a write would copy zeros where the backing file has data
+            throw new QcowException(path.toString(), "an image opened for writing needs its backing chain");
         }
         // QEMU's write locks are taken first and held until the image is open, so nothing slips in between.
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, path.toString())) {
