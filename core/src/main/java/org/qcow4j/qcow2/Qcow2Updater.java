@@ -482,13 +482,33 @@ public final class Qcow2Updater {
      * none to write: an empty region, or zeros going to clusters that read as zeros already.
      */
     private ByteBuffer cow(Meta m, long from, long to) throws IOException {
-        if (from >= to) {
+        if (from >= to || m.fresh() && readsZeroUnread(m.guest() + from)) {
             return null;
         }
         ByteBuffer b = ByteBuffer.allocate((int) (to - from));
         image.readMapped(b, m.guest() + from);
         b.clear();
         return m.fresh() && Zeros.isZero(b, 0, b.limit()) ? null : b;
+    }
+
+    /**
+     * Whether the cluster holding {@code guest} reads as zeros by its L2 entry alone: unallocated with no backing
+     * file beneath, or a zero cluster. The common allocating write (a new cluster, no backing file) then skips
+     * reading and scanning its copy-on-write regions.
+     */
+    private boolean readsZeroUnread(long guest) throws IOException {
+        long l2 = map.ensureTable(guest, refcounts);
+        long[] table = map.table(l2);
+        int index = geo.l2Index(guest);
+        if (geo.extendedL2()) {
+            long entry = entryAt(table, index);
+            long bitmap = bitmapAt(table, index);
+            return entry == 0 && (bitmap & L2Entry.BITMAP_ALL_ALLOC) == 0
+                    && (bitmap == L2Entry.BITMAP_ALL_ZERO || backing == null || guest >= backing.size());
+        }
+        SubclusterType t = image.classify(table, index, 0, l2);
+        return t == SubclusterType.ZERO_PLAIN || t == SubclusterType.ZERO_ALLOC
+                || t == SubclusterType.UNALLOCATED_PLAIN && (backing == null || guest >= backing.size());
     }
 
     /** QEMU's {@code qcow2_alloc_cluster_link_l2}: the meta's clusters mapped, subclusters written marked. */
