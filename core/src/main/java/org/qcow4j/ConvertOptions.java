@@ -14,41 +14,67 @@ import java.util.function.LongConsumer;
  * @param progress   told how many guest bytes were finished, as they finish ({@code -p}); may be null
  * @param durable    force the output to the disk before it appears under its name (every cache mode but
  *                   {@code unsafe})
+ * @param minSparse  {@code -S}: zero runs of at least this many bytes (a multiple of 512) are left out of the
+ *                   output, smaller ones inside data are written ({@link org.qcow4j.ops.SparseRuns}); 0 writes
+ *                   everything, zeros included, so the output is fully allocated. Default 4096, as qemu-img's
+ * @param targetIsZero {@code --target-is-zero}: {@link Images#convertInto(List, WritableImage, ConvertOptions)} may
+ *                   leave the target's zero ranges alone because it reads as zeros already
  */
 public record ConvertOptions(CreateOptions qcow2, int threads, boolean compress, DiskImage backing,
-                             LongConsumer progress, boolean durable) {
+                             LongConsumer progress, boolean durable, int minSparse, boolean targetIsZero) {
+    /** qemu-img's default {@code -S}. */
+    public static final int DEFAULT_MIN_SPARSE = 4096;
+    /** The largest {@code -S} qemu-img takes (its largest buffer, 32768 sectors). */
+    public static final int MAX_MIN_SPARSE = 16 << 20;
+
+    public ConvertOptions {
+        if (minSparse < 0 || minSparse % 512 != 0 || minSparse > MAX_MIN_SPARSE) {
+            throw new IllegalArgumentException("minSparse must be a multiple of 512 up to " + MAX_MIN_SPARSE + ": "
+                    + minSparse);
+        }
+    }
 
     /** A raw output, on as many threads as there are cores, forced to disk. */
     public static ConvertOptions raw() {
-        return new ConvertOptions(null, Runtime.getRuntime().availableProcessors(), false, null, null, true);
+        return new ConvertOptions(null, Runtime.getRuntime().availableProcessors(), false, null, null, true,
+                DEFAULT_MIN_SPARSE, false);
     }
 
     /** A qcow2 output with {@code options}, on as many threads as there are cores, forced to disk. */
     public static ConvertOptions qcow2(CreateOptions options) {
-        return new ConvertOptions(options, Runtime.getRuntime().availableProcessors(), false, null, null, true);
+        return new ConvertOptions(options, Runtime.getRuntime().availableProcessors(), false, null, null, true,
+                DEFAULT_MIN_SPARSE, false);
     }
 
     public ConvertOptions withQcow2(CreateOptions o) {
-        return new ConvertOptions(o, threads, compress, backing, progress, durable);
+        return new ConvertOptions(o, threads, compress, backing, progress, durable, minSparse, targetIsZero);
     }
 
     public ConvertOptions withThreads(int n) {
-        return new ConvertOptions(qcow2, n, compress, backing, progress, durable);
+        return new ConvertOptions(qcow2, n, compress, backing, progress, durable, minSparse, targetIsZero);
     }
 
     public ConvertOptions withCompression(boolean c) {
-        return new ConvertOptions(qcow2, threads, c, backing, progress, durable);
+        return new ConvertOptions(qcow2, threads, c, backing, progress, durable, minSparse, targetIsZero);
     }
 
     public ConvertOptions withBacking(DiskImage b) {
-        return new ConvertOptions(qcow2, threads, compress, b, progress, durable);
+        return new ConvertOptions(qcow2, threads, compress, b, progress, durable, minSparse, targetIsZero);
     }
 
     public ConvertOptions withProgress(LongConsumer p) {
-        return new ConvertOptions(qcow2, threads, compress, backing, p, durable);
+        return new ConvertOptions(qcow2, threads, compress, backing, p, durable, minSparse, targetIsZero);
     }
 
     public ConvertOptions withDurable(boolean d) {
-        return new ConvertOptions(qcow2, threads, compress, backing, progress, d);
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, d, minSparse, targetIsZero);
+    }
+
+    public ConvertOptions withMinSparse(int bytes) {
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, bytes, targetIsZero);
+    }
+
+    public ConvertOptions withTargetIsZero(boolean z) {
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, minSparse, z);
     }
 }

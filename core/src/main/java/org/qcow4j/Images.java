@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.function.Consumer;
 import org.qcow4j.ops.Conversion;
+import org.qcow4j.ops.ImageCopier;
 import org.qcow4j.qcow2.ChainOpener;
 import org.qcow4j.qcow2.Qcow2Check;
 import org.qcow4j.qcow2.Qcow2Image;
@@ -113,6 +114,20 @@ public final class Images {
     public static void convertInto(List<DiskImage> inputs, Path target, long offset, ConvertOptions options)
             throws IOException {
         Conversion.convertInto(inputs, target, offset, options);
+    }
+
+    /**
+     * Writes the inputs, one after the other, into the existing image {@code target} from its first byte
+     * ({@code qemu-img convert -n}): where they read as zeros the target is zeroed too (unless
+     * {@link ConvertOptions#targetIsZero}), the rest of it past their end is kept. Only {@code options}' threads-free
+     * fields apply: {@code minSparse}, {@code targetIsZero}, {@code backing} (non-null: ranges the inputs leave to their
+     * backing chain stay unwritten), {@code progress} and {@code durable} (a flush at the end).
+     *
+     * @throws QcowException if the target is smaller than the inputs
+     */
+    public static void convertInto(List<DiskImage> inputs, WritableImage target, ConvertOptions options)
+            throws IOException {
+        ImageCopier.copy(inputs, target, options);
     }
 
     /**

@@ -211,13 +211,10 @@ final class BenchCommand extends Command {
     private static long cvtnum(CommandLine args, String key, String name, long fallback, long max, Stderr err) throws Refused {
         long value = fallback;
         for (String v : values(args, key)) {
-            value = QemuNumbers.strtosz(v, warning -> err.error(warning));
-            if (value == QemuNumbers.EINVAL) {
-                throw new Refused(List.of("Invalid " + name + " specified. You may use k, M, G, T, P or E suffixes for",
-                        "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes."));
-            }
-            if (value < 0 || value > max) {
-                throw new Refused("Invalid " + name + " specified. Must be between 0 and " + max + ".");
+            try {
+                value = QemuNumbers.cvtnum(name, v, max, err::error);
+            } catch (CommandLine.UsageException e) {
+                throw new Refused(e.reportedLines(e.getMessage()));
             }
         }
         return value;

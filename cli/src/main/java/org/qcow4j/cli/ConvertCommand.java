@@ -12,6 +12,7 @@ import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.WritableImage;
 
 /** {@code convert}: copy images (concatenated) into a new image, as qemu-img convert does. */
 final class ConvertCommand extends Command {
@@ -31,16 +32,31 @@ final class ConvertCommand extends Command {
     private static final CommandLine.Option BACKING = CommandLine.Option.value("BACKING",
             "Backing file of the output: only what differs from it is written.", "-B");
     private static final CommandLine.Option BACKING_FORMAT = CommandLine.Option.value("FMT", "Format of -B (probed if omitted).", "-F");
+    private static final CommandLine.Option SPARSE = CommandLine.Option.value("SPARSE_SIZE",
+            "Zero runs of at least this size (default 4k) stay unallocated; 0 allocates the whole output.", "-S");
+    private static final CommandLine.Option SKIP_CREATE = CommandLine.Option.flag(
+            "Write into the existing OUTPUT (opened in the -O format, raw by default) instead of creating it.", "-n");
+    private static final CommandLine.Option TARGET_IS_ZERO = CommandLine.Option.flag(
+            "With -n: the target reads as zeros already, so zero ranges are not written.", "--target-is-zero");
 
     ConvertCommand() {
-        super("convert", "convert [-p] [-c] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
+        super("convert", "convert [-p] [-c] [-n [--target-is-zero]] [-S SPARSE_SIZE] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] "
+                        + "[-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
                 "Convert images (their contents concatenated) into a new raw or qcow2 image.",
                 FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, SOURCE_CACHE,
-                OUT_OF_ORDER, FORCE_SHARE);
+                OUT_OF_ORDER, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO);
     }
 
     @Override
     int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
+        int minSparse = minSparse(args, err);
+        boolean skipCreate = args.has("-n");
+        if (skipCreate && args.has("-o")) {
+            throw CommandLine.UsageException.withoutHint("-o has no effect when skipping image creation");
+        }
+        if (args.has("--target-is-zero") && !skipCreate) {
+            throw CommandLine.UsageException.withoutHint("--target-is-zero requires use of -n flag");
+        }
         List<String> files = args.positionals();
         if (files.size() < 2) {
             throw CommandLine.UsageException.withoutHint("Must specify image file name");
@@ -53,6 +69,16 @@ final class ConvertCommand extends Command {
             }
             throw new UnsupportedFeatureException(output, "output format '" + outputFormat + "' (convert writes raw and qcow2)");
         }
+        boolean sync = ImageArgs.cacheMode(args.get("-t", "unsafe"), "cache");
+        ImageArgs.cacheMode(args.get("-T", "writeback"), "source cache");
+        long threads = args.getLong("-m", Runtime.getRuntime().availableProcessors());
+        if (threads < 1 || threads > 16) {
+            throw CommandLine.UsageException.withoutHint(
+                    "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
+        }
+        if (skipCreate) {
+            return convertInto(args, files, output, outputFormat, sync, (int) threads, minSparse, out);
+        }
         boolean qcow2 = outputFormat.equals("qcow2");
         if (args.has("-c") && !qcow2) {
             throw new QcowException(output, "compression not supported for output format 'raw'");
@@ -62,13 +88,6 @@ final class ConvertCommand extends Command {
         }
         Map<String, String> given = ImageOptions.check(ImageOptions.parse(ImageOptions.optionList(args.all("-o"))),
                 qcow2 ? ImageOptions.QCOW2 : ImageOptions.RAW, "");
-        boolean sync = ImageArgs.cacheMode(args.get("-t", "unsafe"), "cache");
-        ImageArgs.cacheMode(args.get("-T", "writeback"), "source cache");
-        long threads = args.getLong("-m", Runtime.getRuntime().availableProcessors());
-        if (threads < 1 || threads > 16) {
-            throw CommandLine.UsageException.withoutHint(
-                    "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
-        }
         CreateOptions qcow2Options = null;
         if (qcow2) {
             try {
@@ -94,7 +113,7 @@ final class ConvertCommand extends Command {
                     ? new Progress(out, Progress.dataRuns(inputs, qcow2 && args.get("-B", qcow2Options.backingFile()) != null))
                     : null;
             ConvertOptions options = (qcow2 ? ConvertOptions.qcow2(qcow2Options) : ConvertOptions.raw())
-                    .withThreads((int) threads).withCompression(args.has("-c")).withDurable(sync)
+                    .withThreads((int) threads).withCompression(args.has("-c")).withDurable(sync).withMinSparse(minSparse)
                     .withProgress(bar == null ? null : bar::advance);
             if (qcow2) {
                 String backingName = args.get("-B", qcow2Options.backingFile());
@@ -120,6 +139,79 @@ final class ConvertCommand extends Command {
             }
             if (backing != null) {
                 backing.close();
+            }
+        }
+        return ExitCodes.OK;
+    }
+
+    /** {@code -S}: qemu-img's checks and words; the default 4k. */
+    private static int minSparse(CommandLine args, Stderr err) throws CommandLine.UsageException {
+        long value = ConvertOptions.DEFAULT_MIN_SPARSE;
+        for (String v : args.all("-S")) {
+            value = QemuNumbers.cvtnum("buffer size for sparse output", v, Long.MAX_VALUE, err::error);
+            if (value % 512 != 0 || value > ConvertOptions.MAX_MIN_SPARSE) {
+                throw CommandLine.UsageException.withoutHint("Invalid buffer size for sparse output specified. Valid "
+                        + "sizes are multiples of 512 up to " + ConvertOptions.MAX_MIN_SPARSE + ". Select 0 to disable "
+                        + "sparse detection (fully allocates output).");
+            }
+        }
+        return (int) value;
+    }
+
+    /**
+     * {@code -n}: the inputs written into the existing output, opened in the {@code -O} format (raw unless given: as
+     * qemu-img, the target is not probed), which must be at least as large as they are together.
+     */
+    private static int convertInto(CommandLine args, List<String> files, String output, String outputFormat,
+                                   boolean sync, int threads, int minSparse, PrintWriter out) throws Exception {
+        if (args.has("-c")) {
+            throw new UnsupportedFeatureException(output, "compressed writes into an existing image (-c with -n)");
+        }
+        List<DiskImage> inputs = new ArrayList<>();
+        DiskImage backing = null;
+        WritableImage target = null;
+        try {
+            for (String in : files.subList(0, files.size() - 1)) {
+                inputs.add(ImageArgs.open(args, in));
+            }
+            String backingName = args.get("-B", null);
+            if (backingName != null && inputs.size() > 1) {
+                throw CommandLine.UsageException.withoutHint("Having a backing file for the target makes no sense "
+                        + "when concatenating multiple input images");
+            }
+            target = ImageArgs.opening(output, () -> Images.openWritable(ImageArgs.path(output),
+                    OpenOptions.defaults().withFormat(outputFormat).withQemuLayout(true)));
+            long total = 0;
+            for (DiskImage in : inputs) {
+                total = Math.addExact(total, in.size());
+            }
+            if (target.size() < total) {
+                throw CommandLine.UsageException.withoutHint("output file is smaller than input file");
+            }
+            if (backingName != null) {
+                // Only says that the target has a backing file: what the inputs leave to theirs stays unwritten.
+                String name = Images.resolveRelative(output, backingName);
+                backing = ImageArgs.opening(name, () -> Images.open(Path.of(name),
+                        OpenOptions.defaults().withFormat(args.get("-F", null))));
+            }
+            Progress bar = args.has("-p") && !args.has("-q") ? new Progress(out, Progress.dataRuns(inputs, backing != null))
+                    : null;
+            ConvertOptions options = ConvertOptions.raw().withThreads(threads).withDurable(sync).withMinSparse(minSparse)
+                    .withTargetIsZero(args.has("--target-is-zero")).withBacking(backing)
+                    .withProgress(bar == null ? null : bar::advance);
+            Images.convertInto(inputs, target, options);
+            if (bar != null) {
+                bar.finish();
+            }
+        } finally {
+            for (DiskImage d : inputs) {
+                d.close();
+            }
+            if (backing != null) {
+                backing.close();
+            }
+            if (target != null) {
+                target.close();
             }
         }
         return ExitCodes.OK;

@@ -81,8 +81,9 @@ final class E2imageCommand extends Command {
             // Scrambled names are numbered in block order: such an image is read in order, by one thread.
             int threads = image.readsInOrderOnly() ? 1 : Runtime.getRuntime().availableProcessors();
             if (qcow2) {
+                // e2image -Q leaves out exactly the all-zero blocks (clusters): -S of one sector.
                 ConvertOptions o = ConvertOptions.qcow2(ExtMetadata.qcow2Options(image, compress)).withDurable(false)
-                        .withCompression(compress != null).withThreads(threads).withProgress(bar);
+                        .withCompression(compress != null).withThreads(threads).withProgress(bar).withMinSparse(512);
                 Images.convert(List.of(image), Path.of(dest), o);
             } else {
                 writeRaw(image, dest, destOffset, raw.withThreads(threads).withProgress(bar));

@@ -93,6 +93,23 @@ final class QemuNumbers {
      * A result above INT64_MAX is {@link #ERANGE}, as in qemu-io's {@code cvtnum}; qemu-img's callers have lower
      * limits.
      */
+    /**
+     * qemu-img's {@code cvtnum_full(name, value, 0, max)}: a size by {@link #strtosz}, refused in its words (two
+     * lines about suffixes when it is not one, one about the range when it is too large).
+     */
+    static long cvtnum(String name, String value, long max, Consumer<String> warn) throws CommandLine.UsageException {
+        long v = strtosz(value, warn);
+        if (v == EINVAL) {
+            throw CommandLine.UsageException.reports("Invalid " + name + " specified. You may use k, M, G, T, P or E "
+                    + "suffixes for", "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        }
+        if (v < 0 || v > max) {
+            throw CommandLine.UsageException.withoutHint("Invalid " + name + " specified. Must be between 0 and " + max
+                    + ".");
+        }
+        return v;
+    }
+
     static long strtosz(String s, Consumer<String> warn) {
         // The integral part, as decimal (qemu_strtou64, base 10).
         Strtoull p = strtoull(s, 10);

@@ -50,7 +50,8 @@ public final class Conversion {
         if (options.qcow2() == null) {
             OutputFile.writeAtomically(output, file -> {
                 try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
-                    new RawConverter(options.threads(), options.progress()).convert(inputs, ch, name);
+                    new RawConverter(options.threads(), options.progress(), options.minSparse())
+                            .convert(inputs, ch, name);
                     if (options.durable()) {
                         force(ch, name);
                     }
@@ -72,10 +73,12 @@ public final class Conversion {
         if (options.compress() && valid.dataFile() != null) {
             throw new QcowException(name, "compression is not possible with an external data file");
         }
-        long hint = Qcow2Converter.dataClustersHint(inputs, valid.clusterBits());
+        long hint = options.minSparse() == 0 ? valid.geometry().sizeToClusters(total) // every cluster is written
+                : Qcow2Converter.dataClustersHint(inputs, valid.clusterBits());
         OutputFile.writeAtomically(output, file -> {
             try (Qcow2Writer w = Qcow2Writer.create(file, name, valid, hint)) {
-                new Qcow2Converter(options.threads(), options.compress(), options.backing(), options.progress())
+                new Qcow2Converter(options.threads(), options.compress(), options.backing(), options.progress(),
+                        options.minSparse())
                         .convert(inputs, w);
                 w.finish(options.durable());
             }
@@ -91,7 +94,8 @@ public final class Conversion {
         }
         try (OpenFile file = OpenFiles.open(target, Access.WRITE, name)) {
             FileChannel ch = file.channel();
-            new RawConverter(options.threads(), options.progress()).convertInto(inputs, ch, target, name, offset);
+            new RawConverter(options.threads(), options.progress(), options.minSparse())
+                    .convertInto(inputs, ch, target, name, offset);
             if (options.durable()) {
                 force(ch, name);
             }

@@ -30,16 +30,20 @@ public final class Qcow2Converter {
     private final boolean compress;
     private final DiskImage backing;
     private final LongConsumer progress;
+    private final int minSparse;
 
     /**
-     * @param backing  the new image's backing file, opened, to write only what differs from it; or null
-     * @param progress told how many guest bytes were finished; may be null
+     * @param backing   the new image's backing file, opened, to write only what differs from it; or null
+     * @param progress  told how many guest bytes were finished; may be null
+     * @param minSparse qemu-img's {@code -S} in bytes ({@link SparseRuns}; compressed outputs only tell 0 from the
+     *                  rest, as qemu-img); 0 allocates every cluster, zeros included
      */
-    public Qcow2Converter(int threads, boolean compress, DiskImage backing, LongConsumer progress) {
+    public Qcow2Converter(int threads, boolean compress, DiskImage backing, LongConsumer progress, int minSparse) {
         this.threads = Math.max(1, threads);
         this.compress = compress;
         this.backing = backing;
         this.progress = progress == null ? n -> { } : progress;
+        this.minSparse = minSparse;
     }
 
     /** What one cluster of a chunk becomes. */
@@ -92,7 +96,7 @@ public final class Qcow2Converter {
             for (long pos = 0; pos < size; ) {
                 Extent e = needsCopy(in, pos, size - pos);
                 long end = e.end();
-                if (e.data() || !e.zero()) {
+                if (e.data() || !e.zero() || minSparse == 0) {
                     long a = Math.max(scheduledEnd, e.start() & -clusterSize);
                     long rangeEnd = Math.min(roundUp(end, clusterSize), roundUp(size, clusterSize));
                     while (a < rangeEnd) {
@@ -160,9 +164,10 @@ public final class Qcow2Converter {
         ByteBuffer[] streams = compress ? new ByteBuffer[n] : null;
         ClusterCompressor compressor = null;
         try {
+            boolean[] written = minSparse > clusterSize && !compress ? writtenClusters(data, start, clusterBits) : null;
             for (int i = 0; i < n; i++) {
                 int at = i << clusterBits;
-                boolean zero = Zeros.isZero(data, at, at + clusterSize);
+                boolean zero = minSparse > 0 && (written == null ? Zeros.isZero(data, at, at + clusterSize) : !written[i]);
                 if (base != null && data.slice(at, clusterSize).equals(base.slice(at, clusterSize))) {
                     ops[i] = Op.SKIP;
                 } else if (zero) {
@@ -196,6 +201,25 @@ public final class Qcow2Converter {
             }
         }
         return new Chunk(start >> clusterBits, ops, bufs, streams, Math.min(end, in.size()) - start);
+    }
+
+    /**
+     * The clusters of a chunk that qemu-img writes with an {@code -S} larger than a cluster: those holding part of a
+     * data run of {@link SparseRuns} (zero clusters between data clusters among them). With an {@code -S} up to the
+     * cluster size, that is exactly the clusters that are not all zeros, and this is not needed.
+     */
+    private boolean[] writtenClusters(ByteBuffer data, long start, int clusterBits) throws IOException {
+        boolean[] written = new boolean[data.limit() >> clusterBits];
+        int min = minSparse / SparseRuns.SECTOR;
+        SparseRuns.forEach(data, data.limit() / SparseRuns.SECTOR, start / SparseRuns.SECTOR, min,
+                SparseRuns.alignment(min), (from, length, isData) -> {
+                    if (isData) {
+                        for (int c = from >> clusterBits; c <= (from + length - 1) >> clusterBits; c++) {
+                            written[c] = true;
+                        }
+                    }
+                });
+        return written;
     }
 
     /**

@@ -22,18 +22,21 @@ import org.qcow4j.io.Zeros;
 public final class RawConverter {
     /** Guest bytes one worker handles at a time. */
     static final int CHUNK = 2 * 1024 * 1024;
-    private static final int ZERO_BLOCK = 4096;
 
     private final int threads;
     private final LongConsumer progress;
+    private final int minSparse;
 
     /**
-     * @param threads  workers (at least 1)
-     * @param progress told how many guest bytes were finished, as they finish; may be null
+     * @param threads   workers (at least 1)
+     * @param progress  told how many guest bytes were finished, as they finish; may be null
+     * @param minSparse qemu-img's {@code -S} in bytes: zero runs left as holes by {@link SparseRuns}; 0 writes every
+     *                  byte, zeros included (a fully allocated output)
      */
-    public RawConverter(int threads, LongConsumer progress) {
+    public RawConverter(int threads, LongConsumer progress, int minSparse) {
         this.threads = Math.max(1, threads);
         this.progress = progress == null ? n -> { } : progress;
+        this.minSparse = minSparse;
     }
 
     /** Total guest bytes of the inputs, which is the output's size. */
@@ -99,7 +102,7 @@ public final class RawConverter {
         try (Workers<Long> workers = new Workers<>(threads)) {
             for (long pos = 0; pos < total; ) {
                 Extent e = in.extentAt(pos, total - pos);
-                if (!e.data() && e.zero()) {
+                if (!e.data() && e.zero() && minSparse > 0) {
                     progress.accept(e.length());
                 } else {
                     for (long off = e.start(); off < e.end(); off += CHUNK) {
@@ -109,7 +112,7 @@ public final class RawConverter {
                             progress.accept(workers.next());
                         }
                         workers.submit(() -> {
-                            copy(in, guest, (int) len, out, outName, base + guest, buffers.get());
+                            copy(in, guest, (int) len, out, outName, base + guest, buffers.get(), minSparse);
                             return len;
                         });
                     }
@@ -123,26 +126,23 @@ public final class RawConverter {
     }
 
     private static void copy(DiskImage in, long guest, int len, FileChannel out, String outName, long outPos,
-                             ByteBuffer buf)
-            throws IOException {
+                             ByteBuffer buf, int minSparse) throws IOException {
         buf.clear().limit(len);
         in.read(buf, guest);
-        buf.flip();
-        // Write the runs of non-zero 4 KiB blocks; zero blocks stay holes.
-        int runStart = -1;
-        for (int at = 0; at < len; at += ZERO_BLOCK) {
-            int end = Math.min(len, at + ZERO_BLOCK);
-            boolean zero = Zeros.isZero(buf, at, end);
-            if (!zero && runStart < 0) {
-                runStart = at;
-            } else if (zero && runStart >= 0) {
-                writeFully(out, outName, buf.slice(runStart, at - runStart), outPos + runStart);
-                runStart = -1;
-            }
+        if (minSparse == 0) {
+            writeFully(out, outName, buf.flip(), outPos);
+            return;
         }
-        if (runStart >= 0) {
-            writeFully(out, outName, buf.slice(runStart, len - runStart), outPos + runStart);
-        }
+        // Whole sectors for the rule: a short last sector is padded with zeros.
+        int padded = (len + SparseRuns.SECTOR - 1) & -SparseRuns.SECTOR;
+        Zeros.fill(buf.limit(padded));
+        int min = minSparse / SparseRuns.SECTOR;
+        SparseRuns.forEach(buf, padded / SparseRuns.SECTOR, guest / SparseRuns.SECTOR, min, SparseRuns.alignment(min),
+                (from, length, data) -> {
+                    if (data) {
+                        writeFully(out, outName, buf.slice(from, Math.min(length, len - from)), outPos + from);
+                    }
+                });
     }
 
     private static void writeFully(FileChannel out, String outName, ByteBuffer src, long pos) throws IOException {

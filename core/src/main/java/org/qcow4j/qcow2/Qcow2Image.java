@@ -134,7 +134,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         String filename = path.toString();
         List<String> notes = new java.util.ArrayList<>();
         Header h;
-        try (FileStorage probe = FileStorage.open(path, Access.PROBE)) {            String format = options.format() != null && !options.format().isEmpty() ? options.format() : ChainOpener.probe(probe);
+        try (FileStorage probe = FileStorage.open(path, Access.PROBE)) {
+            String format = options.format() != null && !options.format().isEmpty() ? options.format() : ChainOpener.probe(probe);
             if (format.equals("raw")) {
                 return WritableRawImage.open(path, options.format() == null || options.format().isEmpty());
             }
