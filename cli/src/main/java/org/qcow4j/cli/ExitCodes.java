@@ -7,6 +7,7 @@ import java.nio.file.NoSuchFileException;
 import org.qcow4j.ImageLockedException;
 import org.qcow4j.MissingFileException;
 import org.qcow4j.QcowException;
+import org.qcow4j.UnsupportedFeatureException;
 
 /** The one place exceptions become a line on stderr and an exit code (qemu-img uses 1 for failures). */
 final class ExitCodes {
@@ -42,6 +43,9 @@ final class ExitCodes {
     static String openReason(String filename, Throwable ex) {
         if (ex instanceof MissingFileException m) {
             return "Could not open backing file: ".repeat(m.depth()) + noSuchFile(m.file());
+        }
+        if (ex instanceof UnsupportedFeatureException u && u.qemuWords() != null) {
+            return u.qemuWords();
         }
         String m = describe(ex, "No such file or directory", "Permission denied");
         return m.startsWith(filename + ": ") && m.length() > filename.length() + 2 ? m.substring(filename.length() + 2) : m;

@@ -77,6 +77,11 @@ final class ImageArgs {
             throw new IOException("Could not open '" + filename + "': " + ExitCodes.openReason(filename, e), e);
         } catch (NoSuchFileException e) {
             throw new IOException("Could not open '" + filename + "': " + ExitCodes.noSuchFile(filename), e);
+        } catch (UnsupportedFeatureException e) {
+            if (e.qemuWords() == null) {
+                throw e;
+            }
+            throw new IOException("Could not open '" + filename + "': " + e.qemuWords(), e);
         }
     }
 

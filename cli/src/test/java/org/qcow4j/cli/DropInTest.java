@@ -33,6 +33,13 @@ class DropInTest {
         Qemu.img(dir, "create", "-f", "qcow2", "-b", "gone.qcow2", "-F", "qcow2", dir.resolve("mid.qcow2").toString());
         Qemu.img(dir, "create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", dir.resolve("orphan.qcow2").toString());
         Files.delete(dir.resolve("gone.qcow2"));
+        // incompatible feature bits 61-63, unknown to both: QEMU's "Unsupported qcow2 feature(s)" sentence
+        Path feat = dir.resolve("feat.qcow2");
+        Qemu.img(dir, "create", "-f", "qcow2", feat.toString(), "1M");
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(feat,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            ch.write(java.nio.ByteBuffer.allocate(8).putLong(0, 0xe000000000000000L), 72);
+        }
     }
 
     @Test
@@ -66,6 +73,7 @@ class DropInTest {
             "info -f foo IMG", "map -f foo IMG", "convert -O foo IMG DIR/y", "convert -O raw -B IMG IMG DIR/y",
             "convert -O qcow2 -o foo=1 IMG DIR/y", "info DIR/nonexist", "check DIR/nonexist", "map DIR/nonexist",
             "convert DIR/nonexist DIR/y", "check DIR/orphan.qcow2", "map DIR/orphan.qcow2",
+            "info DIR/feat.qcow2", "check DIR/feat.qcow2", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
             // cache modes: accepted (reads go through the page cache), wrong ones refused as qemu-img does
             "check -T foo IMG", "check -T none IMG", "convert -T foo IMG DIR/y", "convert -t foo IMG DIR/y",
             "convert -T off -t writeback -O raw IMG DIR/y"})
@@ -81,7 +89,8 @@ class DropInTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"-z", "-pZ", "--bogus=3", "-c", "--cmd", "-r=3", "--read-only=3", "IMG IMG", "-h"})
+    @ValueSource(strings = {"-z", "-pZ", "--bogus=3", "-c", "--cmd", "-r=3", "--read-only=3", "IMG IMG", "-h",
+            "-c read~0~1 DIR/feat.qcow2"})
     void qemuIoSaysWhatQemuIoSays(String line) {
         String[] args = words(line);
         Qemu.Result expected = Qemu.run(dir, Qemu.concat("qemu-io", args));
@@ -120,9 +129,10 @@ class DropInTest {
                 Qemu.run(dir, "qemu-io", "-c", "write 0 512", "-r", image));
     }
 
+    /** The words of a line: split at spaces, then each {@code ~} a space inside a word. */
     private static String[] words(String line) {
-        return line.isEmpty() ? new String[0]
-                : line.replace("IMG", image).replace("DIR", dir.toString()).split(" ");
+        return line.isEmpty() ? new String[0] : java.util.Arrays.stream(line.replace("IMG", image)
+                .replace("DIR", dir.toString()).split(" ")).map(w -> w.replace('~', ' ')).toArray(String[]::new);
     }
 
     private static Qemu.Result run(Program program, String... args) {

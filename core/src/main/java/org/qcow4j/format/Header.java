@@ -296,7 +296,8 @@ public record Header(
 
         long unknownIncompat = incompatible & ~Feature.KNOWN_INCOMPATIBLE;
         if (unknownIncompat != 0) {
-            throw new UnsupportedFeatureException(file, describeUnknown(unknownIncompat, ext.featureNames));
+            throw new UnsupportedFeatureException(file, describeUnknown(unknownIncompat, ext.featureNames),
+                    qemuUnsupported(unknownIncompat, ext.featureNames));
         }
         if (cryptMethod == CRYPT_AES) {
             throw new UnsupportedFeatureException(file, "AES encryption (crypt_method = 1)");
@@ -430,6 +431,24 @@ public record Header(
             }
         }
         return sb.toString();
+    }
+
+    /**
+     * QEMU's {@code report_unsupported_feature}: the names the image's feature table gives the unknown bits, in
+     * table order, then the bits left unnamed as one hexadecimal mask.
+     */
+    private static String qemuUnsupported(long bits, List<FeatureName> names) {
+        List<String> parts = new ArrayList<>();
+        for (FeatureName n : names) {
+            if (n.type() == 0 && (bits & (1L << n.bit())) != 0) {
+                parts.add(n.name().length() > 46 ? n.name().substring(0, 46) : n.name());
+                bits &= ~(1L << n.bit());
+            }
+        }
+        if (bits != 0) {
+            parts.add("Unknown incompatible feature: " + Long.toHexString(bits));
+        }
+        return "Unsupported qcow2 feature(s): " + String.join(", ", parts);
     }
 
     private record Extensions(String backingFormat, String dataFile, List<FeatureName> featureNames,
