@@ -74,13 +74,19 @@ final class CreateCommand extends Command {
         if (backing != null && !args.has("-u")) {
             // Like qemu-img, open the backing file: it must exist, its format be named, and it gives the size when
             // none is given.
-            String backingPath = Images.resolveRelative(image, backing);
             String backingFormat = o.get("backing_fmt");
             DiskImage b;
+            String backingPath = backing;
             try {
+                backingPath = Images.resolveRelative(image, backing);
                 b = Images.open(Path.of(backingPath), OpenOptions.defaults().withFormat(backingFormat));
             } catch (MissingFileException e) {
                 throw new QcowException(image, ExitCodes.noSuchFile(backingPath) + "\nCould not open backing image.");
+            } catch (UnsupportedFeatureException e) {
+                if (e.qemuWords() == null) {
+                    throw e;
+                }
+                throw new QcowException(image, e.qemuWords() + "\nCould not open backing image.");
             }
             try (b) {
                 if (backingFormat == null) {

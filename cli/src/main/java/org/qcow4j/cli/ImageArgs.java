@@ -32,6 +32,16 @@ final class ImageArgs {
     }
 
     /**
+     * The name QEMU shows for a local file (its {@code bs->filename}): a relative name that would read as a protocol
+     * name ({@code a:3.qcow2}, a colon before any slash) gets {@code ./} before it.
+     */
+    static String qemuFilename(String file) {
+        int colon = file.indexOf(':');
+        int slash = file.indexOf('/');
+        return colon > 0 && (slash < 0 || colon < slash) ? "./" + file : file;
+    }
+
+    /**
      * Opens {@code filename} read-only with its backing chain, in the format given by {@code -f} (or probed), locked
      * as QEMU's readers lock unless {@code -U}.
      */

@@ -37,7 +37,7 @@ final class ImageInfo {
             m.put("snapshots", list);
         }
         m.put("virtual-size", image.size());
-        m.put("filename", image.filename());
+        m.put("filename", ImageArgs.qemuFilename(image.filename()));
         if (h != null) {
             m.put("cluster-size", h.clusterSize());
         }
@@ -52,7 +52,9 @@ final class ImageInfo {
             fs.put("data", qcow2Specific(q));
             m.put("format-specific", fs);
             if (h.backingFile() != null) {
-                m.put("full-backing-filename", q.fullBackingFilename());
+                // a protocol name (file:...) is QEMU's full name as it is
+                m.put("full-backing-filename", h.backingFile().startsWith("file:") ? h.backingFile()
+                        : q.fullBackingFilename());
                 m.put("backing-filename", h.backingFile());
             }
         }

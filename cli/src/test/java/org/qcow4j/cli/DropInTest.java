@@ -33,6 +33,10 @@ class DropInTest {
         Qemu.img(dir, "create", "-f", "qcow2", "-b", "gone.qcow2", "-F", "qcow2", dir.resolve("mid.qcow2").toString());
         Qemu.img(dir, "create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", dir.resolve("orphan.qcow2").toString());
         Files.delete(dir.resolve("gone.qcow2"));
+        // a file whose name holds a colon, as a backing file through QEMU's file: protocol
+        Qemu.img(dir, "create", "-f", "qcow2", "file:" + dir.resolve("c:1.qcow2"), "1M");
+        Qemu.img(dir, "create", "-f", "qcow2", "-F", "qcow2", "-b", "file:" + dir.resolve("c:1.qcow2"),
+                dir.resolve("colon.qcow2").toString());
         // incompatible feature bits 61-63, unknown to both: QEMU's "Unsupported qcow2 feature(s)" sentence
         Path feat = dir.resolve("feat.qcow2");
         Qemu.img(dir, "create", "-f", "qcow2", feat.toString(), "1M");
@@ -40,6 +44,16 @@ class DropInTest {
                 java.nio.file.StandardOpenOption.WRITE)) {
             ch.write(java.nio.ByteBuffer.allocate(8).putLong(0, 0xe000000000000000L), 72);
         }
+    }
+
+    /** A relative name that would read as a protocol name is shown as QEMU shows it (qemu-img info file:a:3). */
+    @Test
+    void namesWithAColonAreShownAsQemuShowsThem() {
+        assertEquals("./a:3.qcow2", ImageArgs.qemuFilename("a:3.qcow2"));
+        assertEquals("./d:1/a.qcow2", ImageArgs.qemuFilename("d:1/a.qcow2"));
+        assertEquals("/tmp/a:3.qcow2", ImageArgs.qemuFilename("/tmp/a:3.qcow2"));
+        assertEquals("d/a:3.qcow2", ImageArgs.qemuFilename("d/a:3.qcow2"));
+        assertEquals("a.qcow2", ImageArgs.qemuFilename("a.qcow2"));
     }
 
     @Test
@@ -73,7 +87,8 @@ class DropInTest {
             "info -f foo IMG", "map -f foo IMG", "convert -O foo IMG DIR/y", "convert -O raw -B IMG IMG DIR/y",
             "convert -O qcow2 -o foo=1 IMG DIR/y", "info DIR/nonexist", "check DIR/nonexist", "map DIR/nonexist",
             "convert DIR/nonexist DIR/y", "check DIR/orphan.qcow2", "map DIR/orphan.qcow2",
-            "info DIR/feat.qcow2", "check DIR/feat.qcow2", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
+            "info DIR/colon.qcow2", "info --backing-chain --output=json DIR/colon.qcow2", "create -f qcow2 -b a:3 DIR/x",
+            "create -f qcow2 -b file:DIR/nonexist DIR/x", "info DIR/feat.qcow2", "check DIR/feat.qcow2", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
             // cache modes: accepted (reads go through the page cache), wrong ones refused as qemu-img does
             "check -T foo IMG", "check -T none IMG", "convert -T foo IMG DIR/y", "convert -t foo IMG DIR/y",
             "convert -T off -t writeback -O raw IMG DIR/y"})

@@ -148,17 +148,30 @@ public final class ChainOpener {
         return magic.getInt(0) == Header.MAGIC ? "qcow2" : "raw";
     }
 
+    /** The protocols QEMU 7.2's block layer knows (qcow4j reads local files only, through {@code file:} too). */
+    private static final java.util.Set<String> QEMU_PROTOCOLS = java.util.Set.of("file", "host_device", "host_cdrom",
+            "nbd", "nbd+tcp", "nbd+unix", "gluster", "gluster+tcp", "gluster+unix", "gluster+rdma", "iscsi", "iser",
+            "nfs", "ssh", "http", "https", "ftp", "ftps", "rbd", "nvme", "null-co", "null-aio", "blkdebug",
+            "blkverify", "json", "fat", "vvfat");
+
     /**
-     * Resolves a name written in an image against that image's name, as QEMU's {@code path_combine}:
-     * absolute names stay, relative ones are taken from the image's directory. Protocol names
-     * ({@code nbd:...}, {@code json:{...}}) are refused.
+     * Resolves a name written in an image against that image's name, as QEMU's
+     * {@code bdrv_get_full_backing_filename_from_filename}: absolute names stay, relative ones are taken from the
+     * image's directory, and a name with QEMU's {@code file:} protocol prefix is the file after it, as it is (from
+     * the working directory, as in QEMU). Other protocol names ({@code nbd:...}, {@code json:{...}}) are refused,
+     * in QEMU's words where QEMU does not know the protocol either.
      */
     public static String resolveRelative(String imageName, String name) throws UnsupportedFeatureException {
         int colon = name.indexOf(':');
         int slash = name.indexOf('/');
         if (colon > 0 && (slash < 0 || colon < slash)) {
-            throw new UnsupportedFeatureException(imageName, "backing or data file protocol '" + name.substring(0, colon)
-                    + "' (only local files are supported)");
+            String protocol = name.substring(0, colon);
+            if (protocol.equals("file")) {
+                return name.substring(colon + 1);
+            }
+            throw new UnsupportedFeatureException(imageName, "backing or data file protocol '" + protocol
+                    + "' (only local files are supported)",
+                    QEMU_PROTOCOLS.contains(protocol) ? null : "Unknown protocol '" + protocol + "'");
         }
         if (name.startsWith("/")) {
             return name;
