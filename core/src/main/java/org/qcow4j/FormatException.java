@@ -10,7 +10,12 @@ public class FormatException extends QcowException {
     private final String value;
 
     public FormatException(String file, String field, Object value, String reason) {
-        super(file, field + " = " + value + ": " + reason);
+        this(file, field, value, reason, null);
+    }
+
+    /** @param qemuWords QEMU 7.2's sentence for the same fault ({@link #qemuWords()}) */
+    public FormatException(String file, String field, Object value, String reason, String qemuWords) {
+        super(file, field + " = " + value + ": " + reason, null, qemuWords);
         this.field = field;
         this.value = String.valueOf(value);
     }

@@ -7,7 +7,6 @@ import java.nio.file.NoSuchFileException;
 import org.qcow4j.ImageLockedException;
 import org.qcow4j.MissingFileException;
 import org.qcow4j.QcowException;
-import org.qcow4j.UnsupportedFeatureException;
 
 /** The one place exceptions become a line on stderr and an exit code (qemu-img uses 1 for failures). */
 final class ExitCodes {
@@ -19,7 +18,8 @@ final class ExitCodes {
     }
 
     static int report(Throwable ex, Stderr err, boolean debug) {
-        err.error(describe(ex));
+        err.error(ex instanceof ImageArgs.QemuWorded && err.program() == Program.QCOW4J ? describe(ex.getCause())
+                : describe(ex));
         explain(ex, err);
         if (debug) {
             ex.printStackTrace(err);
@@ -44,8 +44,8 @@ final class ExitCodes {
         if (ex instanceof MissingFileException m) {
             return "Could not open backing file: ".repeat(m.depth()) + noSuchFile(m.file());
         }
-        if (ex instanceof UnsupportedFeatureException u && u.qemuWords() != null) {
-            return u.qemuWords();
+        if (ex instanceof QcowException q && q.qemuWords() != null) {
+            return q.qemuWords();
         }
         String m = describe(ex, "No such file or directory", "Permission denied");
         return m.startsWith(filename + ": ") && m.length() > filename.length() + 2 ? m.substring(filename.length() + 2) : m;

@@ -9,6 +9,7 @@ import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
+import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
 
 /** Argument handling shared by the commands. */
@@ -74,6 +75,18 @@ final class ImageArgs {
         };
     }
 
+    /**
+     * A refusal QEMU's tools word as {@link #getMessage()}: qemu-img and qemu-io print that, qcow4j under its own name
+     * the cause's message, which names the field and value at fault.
+     */
+    static final class QemuWorded extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        QemuWorded(String message, QcowException cause) {
+            super(message, cause);
+        }
+    }
+
     /** Something that opens an image. */
     interface Opening<T> {
         T open() throws IOException;
@@ -87,11 +100,11 @@ final class ImageArgs {
             throw new IOException("Could not open '" + filename + "': " + ExitCodes.openReason(filename, e), e);
         } catch (NoSuchFileException e) {
             throw new IOException("Could not open '" + filename + "': " + ExitCodes.noSuchFile(filename), e);
-        } catch (UnsupportedFeatureException e) {
+        } catch (QcowException e) {
             if (e.qemuWords() == null) {
                 throw e;
             }
-            throw new IOException("Could not open '" + filename + "': " + e.qemuWords(), e);
+            throw new QemuWorded("Could not open '" + filename + "': " + e.qemuWords(), e);
         }
     }
 

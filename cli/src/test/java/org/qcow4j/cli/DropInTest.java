@@ -33,6 +33,13 @@ class DropInTest {
         Qemu.img(dir, "create", "-f", "qcow2", "-b", "gone.qcow2", "-F", "qcow2", dir.resolve("mid.qcow2").toString());
         Qemu.img(dir, "create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", dir.resolve("orphan.qcow2").toString());
         Files.delete(dir.resolve("gone.qcow2"));
+        // a virtual size whose L1 table would pass INT_MAX entries: QEMU's "Image is too big"
+        Path big = dir.resolve("big.qcow2");
+        Qemu.img(dir, "create", "-f", "qcow2", big.toString(), "4G");
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(big,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            ch.write(java.nio.ByteBuffer.allocate(8).putLong(0, 1L << 60), 24);
+        }
         // a file whose name holds a colon, as a backing file through QEMU's file: protocol
         Qemu.img(dir, "create", "-f", "qcow2", "file:" + dir.resolve("c:1.qcow2"), "1M");
         Qemu.img(dir, "create", "-f", "qcow2", "-F", "qcow2", "-b", "file:" + dir.resolve("c:1.qcow2"),
@@ -88,7 +95,8 @@ class DropInTest {
             "convert -O qcow2 -o foo=1 IMG DIR/y", "info DIR/nonexist", "check DIR/nonexist", "map DIR/nonexist",
             "convert DIR/nonexist DIR/y", "check DIR/orphan.qcow2", "map DIR/orphan.qcow2",
             "info DIR/colon.qcow2", "info --backing-chain --output=json DIR/colon.qcow2", "create -f qcow2 -b a:3 DIR/x",
-            "create -f qcow2 -b file:DIR/nonexist DIR/x", "info DIR/feat.qcow2", "check DIR/feat.qcow2", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
+            "create -f qcow2 -b file:DIR/nonexist DIR/x", "info DIR/feat.qcow2", "check DIR/feat.qcow2",
+            "info DIR/big.qcow2", "check DIR/big.qcow2", "map DIR/big.qcow2", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
             // cache modes: accepted (reads go through the page cache), wrong ones refused as qemu-img does
             "check -T foo IMG", "check -T none IMG", "convert -T foo IMG DIR/y", "convert -t foo IMG DIR/y",
             "convert -T off -t writeback -O raw IMG DIR/y"})

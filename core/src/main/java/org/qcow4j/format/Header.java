@@ -334,15 +334,17 @@ public record Header(
         long l1Entries = Integer.toUnsignedLong(l1Size);
         if (l1Entries > L1Entry.MAX_ENTRIES) {
             throw new FormatException(file, "l1_size", l1Entries, "active L1 table too large (QEMU's limit is "
-                    + L1Entry.MAX_ENTRIES + " entries)");
+                    + L1Entry.MAX_ENTRIES + " entries)", "Active L1 table too large");
         }
         if (needL1 > L1Entry.MAX_ENTRIES) {
+            // QEMU: past INT_MAX entries the size itself; below, the L1 table (at most the limit) is too small
             throw new FormatException(file, "size", size, "virtual size too large for cluster size " + clusterSize
-                    + " (needs " + needL1 + " L1 entries, QEMU's limit is " + L1Entry.MAX_ENTRIES + ")");
+                    + " (needs " + needL1 + " L1 entries, QEMU's limit is " + L1Entry.MAX_ENTRIES + ")",
+                    needL1 > Integer.MAX_VALUE ? "Image is too big" : "L1 table is too small");
         }
         if (l1Entries < needL1) {
             throw new FormatException(file, "l1_size", l1Entries, "L1 table too small for virtual size " + size
-                    + " (needs " + needL1 + " entries)");
+                    + " (needs " + needL1 + " entries)", "L1 table is too small");
         }
         checkTable(file, "l1_table_offset", l1TableOffset, l1Entries * 8, clusterSize, fileLength, l1Entries > 0);
 
