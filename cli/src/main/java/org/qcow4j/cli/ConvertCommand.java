@@ -76,9 +76,30 @@ final class ConvertCommand extends Command {
             throw CommandLine.UsageException.withoutHint(
                     "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
         }
-        if (skipCreate) {
-            return convertInto(args, files, output, outputFormat, sync, (int) threads, minSparse, out);
+        ConvertOptions common = ConvertOptions.raw().withThreads((int) threads).withDurable(sync).withMinSparse(minSparse);
+        List<DiskImage> opened = new ArrayList<>(); // inputs, backing file, target: all closed at the end
+        try {
+            for (String in : files.subList(0, files.size() - 1)) {
+                opened.add(ImageArgs.open(args, in));
+            }
+            List<DiskImage> inputs = List.copyOf(opened);
+            totalSize(inputs); // the sum must fit
+            if (skipCreate) {
+                convertInto(args, inputs, output, outputFormat, common, opened, out);
+            } else {
+                convertNew(args, inputs, output, outputFormat, common, opened, out);
+            }
+        } finally {
+            for (DiskImage d : opened) {
+                d.close();
+            }
         }
+        return ExitCodes.OK;
+    }
+
+    /** The new image: raw or qcow2 with the {@code -o}, {@code -c} and {@code -B} options. */
+    private static void convertNew(CommandLine args, List<DiskImage> inputs, String output, String outputFormat,
+                                   ConvertOptions common, List<DiskImage> opened, PrintWriter out) throws Exception {
         boolean qcow2 = outputFormat.equals("qcow2");
         if (args.has("-c") && !qcow2) {
             throw new QcowException(output, "compression not supported for output format 'raw'");
@@ -88,60 +109,89 @@ final class ConvertCommand extends Command {
         }
         Map<String, String> given = ImageOptions.check(ImageOptions.parse(ImageOptions.optionList(args.all("-o"))),
                 qcow2 ? ImageOptions.QCOW2 : ImageOptions.RAW, "");
-        CreateOptions qcow2Options = null;
+        ConvertOptions options = common.withCompression(args.has("-c"));
         if (qcow2) {
+            CreateOptions qcow2Options;
             try {
                 qcow2Options = ImageOptions.apply(output, CreateOptions.defaults(0), given);
             } catch (IllegalArgumentException e) {
                 throw new QcowException(output, "error while converting qcow2: " + e.getMessage());
             }
-        }
-        if (qcow2 && args.has("-c") && qcow2Options.dataFile() != null) {
-            throw new QcowException(output, "compression is not possible with an external data file");
-        }
-        List<DiskImage> inputs = new ArrayList<>();
-        DiskImage backing = null;
-        try {
-            for (String in : files.subList(0, files.size() - 1)) {
-                inputs.add(ImageArgs.open(args, in));
+            if (args.has("-c") && qcow2Options.dataFile() != null) {
+                throw new QcowException(output, "compression is not possible with an external data file");
             }
-            long total = 0;
-            for (DiskImage in : inputs) {
-                total = Math.addExact(total, in.size());
-            }
-            Progress bar = args.has("-p") && !args.has("-q")
-                    ? new Progress(out, Progress.dataRuns(inputs, qcow2 && args.get("-B", qcow2Options.backingFile()) != null))
-                    : null;
-            ConvertOptions options = (qcow2 ? ConvertOptions.qcow2(qcow2Options) : ConvertOptions.raw())
-                    .withThreads((int) threads).withCompression(args.has("-c")).withDurable(sync).withMinSparse(minSparse)
-                    .withProgress(bar == null ? null : bar::advance);
-            if (qcow2) {
-                String backingName = args.get("-B", qcow2Options.backingFile());
-                if (backingName != null && inputs.size() > 1) {
-                    // qemu-img's words, naming no file (the library refuses it too, naming the output)
-                    throw CommandLine.UsageException.withoutHint("Having a backing file for the target makes no sense "
-                            + "when concatenating multiple input images");
-                }
-                if (backingName != null) {
-                    backing = Images.open(Path.of(Images.resolveRelative(output, backingName)),
-                            OpenOptions.defaults().withFormat(args.get("-F", qcow2Options.backingFormat())));
-                    options = options.withBacking(backing)
-                            .withQcow2(qcow2Options.withBacking(backingName, backing.format()));
-                }
-            }
-            Images.convert(inputs, ImageArgs.path(output), options);
-            if (bar != null) {
-                bar.finish();
-            }
-        } finally {
-            for (DiskImage d : inputs) {
-                d.close();
-            }
-            if (backing != null) {
-                backing.close();
+            options = options.withQcow2(qcow2Options);
+            String backingName = args.get("-B", qcow2Options.backingFile());
+            if (backingName != null) {
+                refuseBackingWithSeveral(inputs);
+                DiskImage backing = Images.open(Path.of(Images.resolveRelative(output, backingName)),
+                        OpenOptions.defaults().withFormat(args.get("-F", qcow2Options.backingFormat())));
+                opened.add(backing);
+                options = options.withBacking(backing).withQcow2(qcow2Options.withBacking(backingName, backing.format()));
             }
         }
-        return ExitCodes.OK;
+        Progress bar = progress(args, out, inputs, options.backing() != null);
+        Images.convert(inputs, ImageArgs.path(output), options.withProgress(bar == null ? null : bar::advance));
+        if (bar != null) {
+            bar.finish();
+        }
+    }
+
+    /**
+     * {@code -n}: the inputs written into the existing output, opened in the {@code -O} format (raw unless given: as
+     * qemu-img, the target is not probed), which must be at least as large as they are together.
+     */
+    private static void convertInto(CommandLine args, List<DiskImage> inputs, String output, String outputFormat,
+                                    ConvertOptions common, List<DiskImage> opened, PrintWriter out) throws Exception {
+        if (args.has("-c")) {
+            throw new UnsupportedFeatureException(output, "compressed writes into an existing image (-c with -n)");
+        }
+        String backingName = args.get("-B", null);
+        if (backingName != null) {
+            refuseBackingWithSeveral(inputs);
+        }
+        WritableImage target = ImageArgs.opening(output, () -> Images.openWritable(ImageArgs.path(output),
+                OpenOptions.defaults().withFormat(outputFormat).withQemuLayout(true)));
+        opened.add(target);
+        if (target.size() < totalSize(inputs)) {
+            throw CommandLine.UsageException.withoutHint("output file is smaller than input file");
+        }
+        ConvertOptions options = common.withTargetIsZero(args.has("--target-is-zero"));
+        if (backingName != null) {
+            // Only says that the target has a backing file: what the inputs leave to theirs stays unwritten.
+            String name = Images.resolveRelative(output, backingName);
+            DiskImage backing = ImageArgs.opening(name, () -> Images.open(Path.of(name),
+                    OpenOptions.defaults().withFormat(args.get("-F", null))));
+            opened.add(backing);
+            options = options.withBacking(backing);
+        }
+        Progress bar = progress(args, out, inputs, backingName != null);
+        Images.convertInto(inputs, target, options.withProgress(bar == null ? null : bar::advance));
+        if (bar != null) {
+            bar.finish();
+        }
+    }
+
+    private static long totalSize(List<DiskImage> inputs) {
+        long total = 0;
+        for (DiskImage in : inputs) {
+            total = Math.addExact(total, in.size());
+        }
+        return total;
+    }
+
+    /** qemu-img's refusal, naming no file (the library refuses it too, naming the output). */
+    private static void refuseBackingWithSeveral(List<DiskImage> inputs) throws CommandLine.UsageException {
+        if (inputs.size() > 1) {
+            throw CommandLine.UsageException.withoutHint("Having a backing file for the target makes no sense "
+                    + "when concatenating multiple input images");
+        }
+    }
+
+    /** {@code -p} without {@code -q}: qemu-img's progress over the data runs the copy will write. */
+    private static Progress progress(CommandLine args, PrintWriter out, List<DiskImage> inputs, boolean backing)
+            throws java.io.IOException {
+        return args.has("-p") && !args.has("-q") ? new Progress(out, Progress.dataRuns(inputs, backing)) : null;
     }
 
     /** {@code -S}: qemu-img's checks and words; the default 4k. */
@@ -156,64 +206,5 @@ final class ConvertCommand extends Command {
             }
         }
         return (int) value;
-    }
-
-    /**
-     * {@code -n}: the inputs written into the existing output, opened in the {@code -O} format (raw unless given: as
-     * qemu-img, the target is not probed), which must be at least as large as they are together.
-     */
-    private static int convertInto(CommandLine args, List<String> files, String output, String outputFormat,
-                                   boolean sync, int threads, int minSparse, PrintWriter out) throws Exception {
-        if (args.has("-c")) {
-            throw new UnsupportedFeatureException(output, "compressed writes into an existing image (-c with -n)");
-        }
-        List<DiskImage> inputs = new ArrayList<>();
-        DiskImage backing = null;
-        WritableImage target = null;
-        try {
-            for (String in : files.subList(0, files.size() - 1)) {
-                inputs.add(ImageArgs.open(args, in));
-            }
-            String backingName = args.get("-B", null);
-            if (backingName != null && inputs.size() > 1) {
-                throw CommandLine.UsageException.withoutHint("Having a backing file for the target makes no sense "
-                        + "when concatenating multiple input images");
-            }
-            target = ImageArgs.opening(output, () -> Images.openWritable(ImageArgs.path(output),
-                    OpenOptions.defaults().withFormat(outputFormat).withQemuLayout(true)));
-            long total = 0;
-            for (DiskImage in : inputs) {
-                total = Math.addExact(total, in.size());
-            }
-            if (target.size() < total) {
-                throw CommandLine.UsageException.withoutHint("output file is smaller than input file");
-            }
-            if (backingName != null) {
-                // Only says that the target has a backing file: what the inputs leave to theirs stays unwritten.
-                String name = Images.resolveRelative(output, backingName);
-                backing = ImageArgs.opening(name, () -> Images.open(Path.of(name),
-                        OpenOptions.defaults().withFormat(args.get("-F", null))));
-            }
-            Progress bar = args.has("-p") && !args.has("-q") ? new Progress(out, Progress.dataRuns(inputs, backing != null))
-                    : null;
-            ConvertOptions options = ConvertOptions.raw().withThreads(threads).withDurable(sync).withMinSparse(minSparse)
-                    .withTargetIsZero(args.has("--target-is-zero")).withBacking(backing)
-                    .withProgress(bar == null ? null : bar::advance);
-            Images.convertInto(inputs, target, options);
-            if (bar != null) {
-                bar.finish();
-            }
-        } finally {
-            for (DiskImage d : inputs) {
-                d.close();
-            }
-            if (backing != null) {
-                backing.close();
-            }
-            if (target != null) {
-                target.close();
-            }
-        }
-        return ExitCodes.OK;
     }
 }
