@@ -94,11 +94,19 @@ class CreateTest {
         assertTrue(Files.isRegularFile(ourData), "no data file " + ourData);
         assertEquals(Files.size(qemuData), Files.size(ourData), "data file length");
         assertEquals(-1, Files.mismatch(qemuData, ourData), "data file content");
+        // preallocation=falloc and full allocate the data file's blocks (iotest 243), off and metadata do not
+        assertEquals(allocatedWhole(p.qemu(), qemuData), allocatedWhole(p.ours(), ourData), "data file allocated");
+    }
+
+    private static boolean allocatedWhole(Path image, Path file) throws IOException {
+        long blocks = Long.parseLong(Qemu.run(image.getParent(), "stat", "-c", "%b", file.toString()).ok().out().trim());
+        return blocks * 512 >= Files.size(file);
     }
 
     static Stream<Arguments> dataFileCombinations() {
-        return Stream.of("data_file=NAME.data", "data_file=NAME.data,data_file_raw=on")
-                .flatMap(o -> SIZES.stream().map(s -> Arguments.of(o, s)));
+        return Stream.concat(Stream.of("data_file=NAME.data", "data_file=NAME.data,data_file_raw=on")
+                .flatMap(o -> SIZES.stream().map(s -> Arguments.of(o, s))),
+                Stream.of("metadata", "falloc", "full").map(m -> Arguments.of("data_file=NAME.data,preallocation=" + m, "1M")));
     }
 
     static Stream<Arguments> knownDifferentCombinations() {

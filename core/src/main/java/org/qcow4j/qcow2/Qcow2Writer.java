@@ -269,7 +269,9 @@ public final class Qcow2Writer implements Closeable {
             nextGuestCluster = guestCluster;
             return;
         }
-        ByteBuffer zeros = p == CreateOptions.Preallocation.OFF || p == CreateOptions.Preallocation.METADATA || dataFile != null
+        // falloc and full allocate the data's file, the external data file too (zeros written: the JDK has no
+        // fallocate); metadata leaves holes
+        ByteBuffer zeros = p == CreateOptions.Preallocation.OFF || p == CreateOptions.Preallocation.METADATA
                 ? null : ByteBuffer.allocate(clusterSize);
         for (long gc = nextGuestCluster; gc < guestCluster; gc++) {
             mapData(gc, zeros == null ? null : zeros.clear(), p != CreateOptions.Preallocation.OFF);
