@@ -46,6 +46,7 @@ public final class Server implements AutoCloseable {
     private boolean stopping;
     private boolean listenerClosed;
     private Path socketFile;
+    private boolean closed;
 
     /**
      * @param maxConnections clients at once (qemu-nbd's {@code -e}; 0 for no limit)
@@ -185,10 +186,17 @@ public final class Server implements AutoCloseable {
 
     /**
      * Stops the server: no new client, requests in flight answered (clients that do not take their replies within
-     * 10 s are cut off), connections closed, then every writable image flushed. The images stay open.
+     * 10 s are cut off), connections closed, then every writable image flushed. The images stay open. Closing again
+     * does nothing.
      */
     @Override
     public void close() throws IOException {
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+        }
         stop();
         boolean interrupted = false;
         try {
