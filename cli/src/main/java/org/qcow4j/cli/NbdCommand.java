@@ -6,11 +6,13 @@ import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.UnknownHostException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import org.qcow4j.DiskImage;
+import org.qcow4j.ImageLockedException;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.WritableImage;
@@ -221,7 +223,7 @@ final class NbdCommand extends Command {
         Path path = ImageArgs.path(filename);
         OpenOptions options = OpenOptions.defaults().withFormat(format).withQemuLayout(true);
         if (readOnly) {
-            return ImageArgs.opening(filename, () -> Images.open(path, options));
+            return opening(filename, () -> Images.open(path, options));
         }
         if (format == null && Files.isRegularFile(path) && Images.probeFormat(path).equals("raw")) {
             err.println("WARNING: Image format was not specified for '" + filename + "' and probing guessed raw.");
@@ -229,11 +231,24 @@ final class NbdCommand extends Command {
                     + "block 0 will be restricted.");
             err.println("         Specify the 'raw' format explicitly to remove the restrictions.");
         }
-        WritableImage image = ImageArgs.opening(filename, () -> Images.openWritable(path, options));
+        WritableImage image = opening(filename, () -> Images.openWritable(path, options));
         for (String w : image.warnings()) {
             err.error("warning: " + w);
         }
         return image;
+    }
+
+    /** Opens an image; a failure in qemu-nbd's words ("Failed to blk_new_open 'X': REASON"). */
+    private static <T> T opening(String filename, ImageArgs.Opening<T> open) throws IOException {
+        try {
+            return open.open();
+        } catch (ImageLockedException e) {
+            throw e; // its own two lines, as QEMU prints them
+        } catch (NoSuchFileException e) {
+            throw new IOException("Failed to blk_new_open '" + filename + "': " + ExitCodes.noSuchFile(filename), e);
+        } catch (IOException e) {
+            throw new IOException("Failed to blk_new_open '" + filename + "': " + ExitCodes.openReason(filename, e), e);
+        }
     }
 
     private static int shared(String value) throws CommandLine.UsageException {
