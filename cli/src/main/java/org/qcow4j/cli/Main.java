@@ -14,11 +14,11 @@ import java.util.List;
 
 /**
  * {@code qcow4j}: a qemu-img shaped command line for qcow2 images, and through links named {@code qemu-img} and
- * {@code qemu-io} a drop-in for those programs (see {@link Program}).
+ * {@code qemu-io} (and {@code qemu-nbd}) a drop-in for those programs (see {@link Program}).
  */
 public final class Main {
     static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
-            new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand());
+            new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand(), new NbdCommand());
     /** qemu-img's commands among ours (io and e2image are other programs' jobs). */
     private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "convert", "create", "info", "map");
 
@@ -54,6 +54,7 @@ public final class Main {
                 case QCOW4J -> qcow4j(args, o, e);
                 case QEMU_IMG -> qemuImg(args, o, e);
                 case QEMU_IO -> command(command("io"), args, o, e);
+                case QEMU_NBD -> command(command("nbd"), args, o, e);
             };
         } finally {
             o.flush();
@@ -118,8 +119,8 @@ public final class Main {
         List<CommandLine.Option> options = new ArrayList<>(command.options());
         options.add(Command.HELP);
         options.add(Command.DEBUG);
-        if (program == Program.QEMU_IO) {
-            options.add(Command.VERSION); // qemu-io's options include -V; qemu-img's commands' do not
+        if (program == Program.QEMU_IO || program == Program.QEMU_NBD) {
+            options.add(Command.VERSION); // qemu-io's and qemu-nbd's options include -V; qemu-img's commands' do not
         }
         boolean debug = argv.contains("--debug");
         try {
@@ -162,7 +163,7 @@ public final class Main {
             sb.append(String.format("  %-9s %s%n", c.name(), c.description()));
         }
         return sb.append("\n  -h, --help     Show this help.\n  -V, --version  Show the version.\n")
-                .append("\nLinked as qemu-img or qemu-io, qcow4j acts as that program (see the README).\n").toString();
+                .append("\nLinked as qemu-img, qemu-io or qemu-nbd, qcow4j acts as that program (see the README).\n").toString();
     }
 
     /** A drop-in's help: QEMU's text (qemu-img's with only the commands qcow4j has), read when asked. */

@@ -4,13 +4,14 @@ import java.util.Locale;
 
 /**
  * The program qcow4j runs as: itself, or a drop-in for the QEMU tool whose name it was invoked by (a link named
- * {@code qemu-img} or {@code qemu-io} to the launcher, which passes the name it was called by). A drop-in takes
+ * {@code qemu-img}, {@code qemu-io} or {@code qemu-nbd} to the launcher, which passes the name it was called by). A drop-in takes
  * that tool's command line, prints its usage, help and version, and prefixes its messages with its name.
  */
 enum Program {
     QCOW4J("qcow4j"),
     QEMU_IMG("qemu-img"),
-    QEMU_IO("qemu-io");
+    QEMU_IO("qemu-io"),
+    QEMU_NBD("qemu-nbd");
 
     /** The QEMU release whose tools the drop-ins stand in for (their {@code --version} says so). */
     static final String QEMU_VERSION = "7.2.0";
@@ -49,6 +50,7 @@ enum Program {
             case QCOW4J -> "Try 'qcow4j " + command + " --help' for more information.";
             case QEMU_IMG -> "Try 'qemu-img --help' for more information";
             case QEMU_IO -> null;
+            case QEMU_NBD -> "qemu-nbd: Try `qemu-nbd --help' for more information.";
         };
     }
 
@@ -56,6 +58,10 @@ enum Program {
     String version(String qcow4jVersion) {
         if (this == QCOW4J) {
             return qcow4jVersion;
+        }
+        if (this == QEMU_NBD) {
+            return name + " " + QEMU_VERSION + " (" + qcow4jVersion + ")\nWritten by Anthony Liguori.\n\n"
+                    + "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers";
         }
         return name + " version " + QEMU_VERSION + " (" + qcow4jVersion + ")\n"
                 + "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers";

@@ -25,9 +25,10 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.qcow4j.Images;
 import org.qcow4j.ext.ExtMetadata;
+import org.qcow4j.nbd.NbdServer;
 
 /**
- * The layering ARCHITECTURE.md describes, read from the compiled classes of the three modules: every reference a
+ * The layering ARCHITECTURE.md describes, read from the compiled classes of the four modules: every reference a
  * class file makes to another qcow4j class (its constant pool: classes, field and method descriptors) must point the
  * allowed way. module-info keeps other modules out of the engine when they compile; this keeps the packages inside
  * core in order too.
@@ -39,7 +40,7 @@ class LayeringTest {
 
     @BeforeAll
     static void readClassFiles() throws IOException, URISyntaxException {
-        for (Class<?> anchor : List.of(Images.class, ExtMetadata.class, Main.class)) {
+        for (Class<?> anchor : List.of(Images.class, ExtMetadata.class, NbdServer.class, Main.class)) {
             Path where = Path.of(anchor.getProtectionDomain().getCodeSource().getLocation().toURI());
             if (Files.isDirectory(where)) {
                 try (Stream<Path> files = Files.walk(where)) {
@@ -164,16 +165,24 @@ class LayeringTest {
     }
 
     @Test
-    void extAndTheCliReachCoreOnlyThroughTheApi() {
+    void extNbdAndTheCliReachCoreOnlyThroughTheApi() {
         Predicate<String> api = inPackages("org.qcow4j", "org.qcow4j.format");
         assertEquals(List.of(), violations("org.qcow4j.ext", cls -> true, api));
-        assertEquals(List.of(), violations("org.qcow4j.cli", cls -> true, api.or(inPackages("org.qcow4j.ext"))));
+        assertEquals(List.of(), violations("org.qcow4j.cli", cls -> true,
+                api.or(inPackages("org.qcow4j.ext", "org.qcow4j.nbd"))));
+    }
+
+    @Test
+    void nbdsEngineSitsUnderItsApi() {
+        Predicate<String> api = inPackages("org.qcow4j", "org.qcow4j.format");
+        assertEquals(List.of(), violations("org.qcow4j.nbd", cls -> true, api.or(inPackages("org.qcow4j.nbd.server"))));
+        assertEquals(List.of(), violations("org.qcow4j.nbd.server", cls -> true, api.or(inPackages("org.qcow4j.nbd"))));
     }
 
     @Test
     void everyPackageIsInALayer() {
         Set<String> known = Set.of("org.qcow4j", "org.qcow4j.format", "org.qcow4j.io", "org.qcow4j.raw",
-                "org.qcow4j.qcow2", "org.qcow4j.ops", "org.qcow4j.ext", "org.qcow4j.cli");
+                "org.qcow4j.qcow2", "org.qcow4j.ops", "org.qcow4j.ext", "org.qcow4j.nbd", "org.qcow4j.nbd.server", "org.qcow4j.cli");
         Set<String> found = new TreeSet<>();
         DEPENDENCIES.keySet().forEach(cls -> found.add(packageOf(cls)));
         assertEquals(known, found, "a new package needs its place in ARCHITECTURE.md and in this test");

@@ -1,0 +1,138 @@
+package org.qcow4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code nbd} and the {@code qemu-nbd} drop-in, run as their own JVMs: qemu-nbd's lifetime rules (the server ends
+ * with its last client unless {@code -t}; SIGTERM finishes, flushes and closes, leaving a lazy-refcount image clean),
+ * several exports, multi-conn with {@code -e}, the options refused by name.
+ */
+class NbdCommandTest {
+    @TempDir
+    Path dir;
+
+    private Process start(String program, String... args) throws IOException {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-cp", System.getProperty("java.class.path"), "-Dqcow4j.program=" + program, Main.class.getName()));
+        cmd.addAll(List.of(args));
+        return new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve(program + ".log").toFile()).start();
+    }
+
+    private String log(String program) throws IOException {
+        return Files.readString(dir.resolve(program + ".log"), StandardCharsets.UTF_8);
+    }
+
+    private static void awaitSocket(Path socket, Process p) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (System.nanoTime() < deadline && p.isAlive()) {
+            if (Files.exists(socket)) {
+                try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+                    ch.connect(UnixDomainSocketAddress.of(socket));
+                    return;
+                } catch (IOException e) {
+                    // not yet
+                }
+            }
+            Thread.sleep(20);
+        }
+        throw new AssertionError("server not listening on " + socket + " (alive: " + p.isAlive() + ")");
+    }
+
+    private static void kill(Process p) throws InterruptedException {
+        if (p.isAlive()) {
+            p.destroyForcibly();
+            p.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    private Qemu.Result ok(String... cmd) {
+        return Qemu.run(dir, cmd).ok();
+    }
+
+    @Test
+    void aServerWithoutPersistentEndsWithItsClient() throws Exception {
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "a.qcow2", "4M");
+        Path socket = dir.resolve("a.sock");
+        // the "probe" connection below never negotiates, so it does not end the server (as with qemu-nbd)
+        Process p = start("qcow4j", "nbd", "-r", "-k", socket.toString(), "a.qcow2");
+        try {
+            awaitSocket(socket, p);
+            String info = ok("nbdinfo", "nbd+unix:///?socket=" + socket).out();
+            assertTrue(info.contains("is_read_only: true") && info.contains("can_multi_conn: false"), info);
+            assertTrue(p.waitFor(20, TimeUnit.SECONDS), "still serving after its client left");
+            assertEquals(0, p.exitValue(), log("qcow4j"));
+            assertFalse(Files.exists(socket));
+        } finally {
+            kill(p);
+        }
+    }
+
+    @Test
+    void sigtermFinishesFlushesAndLeavesALazyRefcountImageClean() throws Exception {
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "lazy.qcow2", "16M");
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "b.qcow2", "1M");
+        Path socket = dir.resolve("q.sock");
+        Path pid = dir.resolve("nbd.pid");
+        Process p = start("qemu-nbd", "-t", "-e", "2", "--pid-file", pid.toString(), "-k", socket.toString(),
+                "-x", "disk", "--export", "other=b.qcow2", "lazy.qcow2");
+        try {
+            awaitSocket(socket, p);
+            for (int i = 0; i < 500 && !Files.exists(pid); i++) { // written just after the socket listens
+                Thread.sleep(10);
+            }
+            assertEquals(Long.toString(p.pid()), Files.readString(pid).trim());
+            String list = ok("nbdinfo", "--list", "nbd+unix:///?socket=" + socket).out();
+            assertTrue(list.contains("export=\"disk\"") && list.contains("export=\"other\"")
+                    && list.contains("can_multi_conn: true"), list);
+            ok("qemu-io", "-f", "raw", "-c", "write -P 3 0 3M", "-c", "write -z 4M 1M", "-c", "write -P 4 8M 1M",
+                    "nbd+unix:///disk?socket=" + socket);
+            p.destroy(); // SIGTERM
+            assertTrue(p.waitFor(20, TimeUnit.SECONDS), "did not stop on SIGTERM");
+        } finally {
+            kill(p);
+        }
+        assertFalse(Files.exists(socket));
+        assertFalse(Files.exists(pid));
+        ok("qemu-img", "check", "lazy.qcow2");
+        assertFalse(ok("qemu-img", "info", "lazy.qcow2").out().contains("dirty"), "lazy refcounts left dirty");
+        ok("qemu-io", "-c", "read -P 3 0 3M", "-c", "read -P 0 4M 1M", "-c", "read -P 4 8M 1M", "lazy.qcow2");
+    }
+
+    @Test
+    void optionsWithoutAMeaningHereAreRefusedByName() throws Exception {
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "c.qcow2", "1M");
+        for (String[] args : List.of(new String[] {"-c", "/dev/nbd0", "c.qcow2"}, new String[] {"--fork", "c.qcow2"},
+                new String[] {"--discard=sometimes", "c.qcow2"}, new String[] {"--detect-zeroes=unmap", "c.qcow2"},
+                new String[] {"-e", "-3", "c.qcow2"}, new String[] {"-k", "relative.sock", "c.qcow2"},
+                new String[] {})) {
+            Process p = start("qemu-nbd", args);
+            try {
+                assertTrue(p.waitFor(20, TimeUnit.SECONDS));
+                assertEquals(1, p.exitValue());
+                String err = log("qemu-nbd");
+                assertTrue(err.startsWith("qemu-nbd: ") && !err.contains("Exception"), err);
+            } finally {
+                kill(p);
+            }
+        }
+        Qemu.Result r = Qemu.qcow4j("nbd", "--fork", "c.qcow2");
+        assertEquals(1, r.exit());
+        assertTrue(r.err().startsWith("qcow4j: --fork is not supported"), r.err());
+    }
+}
