@@ -5,6 +5,7 @@ import java.nio.ByteBuffer;
 import org.qcow4j.DiskImage;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
+import org.qcow4j.RefusedRequestException;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
@@ -56,6 +57,8 @@ public final class Qcow2Updater {
     private long dataEnd;
     /** The failure of the last guest data write: it fails only its request. */
     private FileIOException dataFailure;
+    /** For compressed writes, made when first needed. */
+    private ClusterCompressor compressor;
 
     /** One request run by {@link #run}. */
     @FunctionalInterface
@@ -257,6 +260,53 @@ public final class Qcow2Updater {
         if (!hasHost || bitmap != m.bitmap()) {
             map.set(guest, host | L2Entry.COPIED, bitmap, refcounts);
         }
+    }
+
+    /**
+     * Writes whole clusters compressed, as QEMU's {@code qcow2_co_pwritev_compressed_part}: see
+     * {@link org.qcow4j.WritableImage#writeCompressed}. A cluster whose stream would not be shorter than a cluster is
+     * written plainly (whatever was there); a compressed one never goes over an allocated cluster.
+     */
+    void writeCompressed(ByteBuffer src, long offset) throws IOException {
+        if (image.dataFile() != null) {
+            throw new RefusedRequestException(filename, RefusedRequestException.Reason.NOT_SUPPORTED,
+                    "compressed writes are not possible with an external data file");
+        }
+        long end = offset + src.remaining();
+        if (geo.offsetInCluster(offset) != 0 || (geo.offsetInCluster(end) != 0 && end != image.size())) {
+            throw new RefusedRequestException(filename, RefusedRequestException.Reason.INVALID, "a compressed write of "
+                    + src.remaining() + " bytes at " + offset + " is not whole clusters of " + clusterSize + " bytes");
+        }
+        while (src.hasRemaining()) {
+            int n = (int) Math.min(src.remaining(), clusterSize);
+            ByteBuffer cluster = ByteBuffer.allocate((int) clusterSize); // a short last cluster ends in zeros
+            cluster.put(0, src, src.position(), n);
+            ByteBuffer stream = compressor().compress(cluster);
+            if (stream == null) {
+                write(src.slice(src.position(), n), offset);
+            } else {
+                Mapping m = mapping(offset, 0);
+                if (m.type() == SubclusterType.COMPRESSED || m.host() != 0) {
+                    throw new RefusedRequestException(filename, RefusedRequestException.Reason.CONFLICT,
+                            "a compressed write cannot overwrite the allocated cluster at guest offset " + offset);
+                }
+                int len = stream.remaining();
+                long host = refcounts.allocateBytes(len);
+                writeData(stream, host);
+                dataEnd = Math.max(dataEnd, host + len);
+                map.set(offset, L2Entry.compressed(host, len, geo.clusterBits()), 0, refcounts);
+                writeBackIfOverfull();
+            }
+            src.position(src.position() + n);
+            offset += n;
+        }
+    }
+
+    private ClusterCompressor compressor() {
+        if (compressor == null) {
+            compressor = new ClusterCompressor(header.compressionType(), (int) clusterSize);
+        }
+        return compressor;
     }
 
     /** Whether a cluster of this type reads as zeros without consulting anything. */
@@ -564,6 +614,10 @@ public final class Qcow2Updater {
      * image is left as it is (its failure was reported when it happened).
      */
     void close() throws IOException {
+        if (compressor != null) {
+            compressor.close();
+            compressor = null;
+        }
         if (broken != null) {
             return;
         }

@@ -51,6 +51,11 @@ public final class RefcountTable {
     private long freeHint;
     /** Clusters at and past this index have never been written since the file was opened: they read as zeros. */
     private long zeroFrom;
+    /**
+     * Where the next compressed stream may go, inside the cluster the last one ended in (QEMU's
+     * {@code free_byte_offset}), or 0.
+     */
+    private long freeByteOffset;
     private boolean growing;
 
     RefcountTable(String filename, FileStorage file, Header h, long cacheBytes) throws IOException {
@@ -196,6 +201,40 @@ public final class RefcountTable {
         return start << clusterBits;
     }
 
+    /**
+     * Allocates {@code size} bytes (1 to a cluster) for a compressed stream, as QEMU's {@code qcow2_alloc_bytes}:
+     * right after the previous stream while its cluster's refcount allows, spilling into the next cluster only when
+     * that is the one allocated next, else at the start of a new cluster. Every cluster the stream touches counts it
+     * once. Returns the host byte offset.
+     */
+    long allocateBytes(int size) throws IOException {
+        if (size <= 0 || size > clusterSize) {
+            throw new IllegalArgumentException("compressed stream of " + size + " bytes for " + clusterSize + "-byte clusters");
+        }
+        long offset = freeByteOffset;
+        if (offset != 0) {
+            long count = refcount(offset >>> clusterBits);
+            if (count == 0 || count == RefcountBlock.max(order)) {
+                offset = 0; // freed since (never to be reused as a half), or counted as often as it can be
+            }
+        }
+        long counted = -1; // a new cluster: allocate() already counts the stream in it
+        if (offset == 0 || clusterSize - (offset & (clusterSize - 1)) < size) {
+            long fresh = allocate(1);
+            counted = fresh >>> clusterBits;
+            if (offset == 0 || ((offset + clusterSize - 1) & ~(clusterSize - 1)) != fresh) {
+                offset = fresh;
+            }
+        }
+        for (long c = offset >>> clusterBits; c <= (offset + size - 1) >>> clusterBits; c++) {
+            if (c != counted) {
+                add(c, 1);
+            }
+        }
+        freeByteOffset = ((offset + size) & (clusterSize - 1)) == 0 ? 0 : offset + size;
+        return offset;
+    }
+
     /** Whether cluster {@code index} may be handed out; refuses a damaged refcount of 0 for metadata. */
     private boolean isFree(long index) throws IOException {
         if (refcount(index) != 0) {
@@ -257,6 +296,9 @@ public final class RefcountTable {
         RefcountBlock.set(block, i, order, old + delta);
         if (delta < 0 && old == 1) {
             freeHint = Math.min(freeHint, index);
+            if (freeByteOffset >>> clusterBits == index) {
+                freeByteOffset = 0; // the rest of a freed cluster is not a place for the next compressed stream
+            }
         }
     }
 
