@@ -16,9 +16,13 @@ package org.qcow4j;
  *                            ignore, {@link WritableImage#discard} does nothing and zero writes never give host space
  *                            back
  * @param detectZeroes        QEMU's {@code detect-zeroes}: writes of all-zero data become zero writes
+ * @param copyOnRead          QEMU's {@code copy-on-read}: a read first copies the clusters it touches that the image
+ *                            itself does not allocate (data from the backing chain, or zeros) into the image, as
+ *                            QEMU's copy-on-read does (writable opens only)
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
-                          boolean forceShare, boolean writethrough, boolean discard, DetectZeroes detectZeroes) {
+                          boolean forceShare, boolean writethrough, boolean discard, DetectZeroes detectZeroes,
+                          boolean copyOnRead) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -45,40 +49,46 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
     /** Format probed, default caches and chain depth, QEMU's locking, writeback caching, discards honoured. */
     public static OpenOptions defaults() {
         return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false,
-                false, true, DetectZeroes.OFF);
+                false, true, DetectZeroes.OFF, false);
     }
 
     public OpenOptions withFormat(String f) {
         return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, discard,
-                detectZeroes);
+                detectZeroes, copyOnRead);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
         return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, discard,
-                detectZeroes);
+                detectZeroes, copyOnRead);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
-        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, writethrough, discard, detectZeroes);
+        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, writethrough, discard, detectZeroes,
+                copyOnRead);
     }
 
     public OpenOptions withForceShare(boolean share) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, writethrough, discard,
-                detectZeroes);
+                detectZeroes, copyOnRead);
     }
 
     public OpenOptions withWritethrough(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, on, discard,
-                detectZeroes);
+                detectZeroes, copyOnRead);
     }
 
     public OpenOptions withDiscard(boolean unmap) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, unmap,
-                detectZeroes);
+                detectZeroes, copyOnRead);
+    }
+
+    public OpenOptions withCopyOnRead(boolean on) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, discard,
+                detectZeroes, on);
     }
 
     public OpenOptions withDetectZeroes(DetectZeroes mode) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, discard,
-                mode);
+                mode, copyOnRead);
     }
 }

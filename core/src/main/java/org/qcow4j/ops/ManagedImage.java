@@ -16,8 +16,9 @@ import org.qcow4j.io.ImageChannel;
 /**
  * A writable image with the request rules of its {@link OpenOptions} applied over the driver's, as QEMU's block layer
  * applies them above the format driver: a flush after every write ({@code writethrough}), discards ignored and zero
- * writes never unmapping ({@code discard=ignore}), all-zero data written as zeroes ({@code detect-zeroes}); and an
- * action run once the image is closed (a temporary overlay deleted). Everything else is the driver's.
+ * writes never unmapping ({@code discard=ignore}), all-zero data written as zeroes ({@code detect-zeroes}), what a
+ * read touches copied up from below first ({@code copy-on-read}); and an action run once the image is closed (a
+ * temporary overlay deleted). Everything else is the driver's.
  */
 public final class ManagedImage implements WritableImage {
     /** What runs after the image is closed, even if closing failed. */
@@ -30,6 +31,7 @@ public final class ManagedImage implements WritableImage {
     private final boolean writethrough;
     private final boolean discard;
     private final DetectZeroes detectZeroes;
+    private final boolean copyOnRead;
     private final AfterClose afterClose;
 
     private ManagedImage(WritableImage image, OpenOptions options, AfterClose afterClose) {
@@ -37,12 +39,14 @@ public final class ManagedImage implements WritableImage {
         this.writethrough = options.writethrough();
         this.discard = options.discard();
         this.detectZeroes = options.detectZeroes();
+        this.copyOnRead = options.copyOnRead();
         this.afterClose = afterClose;
     }
 
     /** {@code image} with the rules of {@code options}; {@code image} itself when they change nothing. */
     public static WritableImage of(WritableImage image, OpenOptions options) {
-        if (!options.writethrough() && options.discard() && options.detectZeroes() == DetectZeroes.OFF) {
+        if (!options.writethrough() && options.discard() && options.detectZeroes() == DetectZeroes.OFF
+                && !options.copyOnRead()) {
             return image;
         }
         return new ManagedImage(image, options, null);
@@ -146,7 +150,43 @@ public final class ManagedImage implements WritableImage {
 
     @Override
     public void read(ByteBuffer dst, long offset) throws IOException {
+        if (copyOnRead && dst.hasRemaining()) {
+            copyUp(offset, dst.remaining());
+        }
         image.read(dst, offset);
+    }
+
+    /** The largest piece copied up at once (QEMU's bounce buffer is at most 16 MiB). */
+    private static final int COPY_CHUNK = 1 << 20;
+
+    /**
+     * QEMU's bdrv_co_do_copy_on_readv: the clusters around {@code [offset, offset + length)} that the image does not
+     * allocate itself are written with what reads there (zeros as a zero write), so the image has them from now on.
+     */
+    private void copyUp(long offset, long length) throws IOException {
+        long size = image.size();
+        if (offset < 0 || length < 0 || offset > size - length) {
+            return; // the read itself refuses the range
+        }
+        long cluster = image.qcow2().map(q -> q.header().clusterSize()).orElse(512L);
+        long end = Math.min(size, (offset + length + cluster - 1) / cluster * cluster);
+        for (long pos = offset / cluster * cluster; pos < end; ) {
+            Extent e = image.extentAt(pos, end - pos);
+            if (e.depth() != 0 || !e.present()) {
+                for (long at = pos; at < pos + e.length(); ) {
+                    int n = (int) Math.min(COPY_CHUNK, pos + e.length() - at);
+                    ByteBuffer data = ByteBuffer.allocate(n);
+                    image.read(data, at);
+                    if (isZero(data.flip())) {
+                        image.writeZeroes(at, n, false);
+                    } else {
+                        image.write(data, at);
+                    }
+                    at += n;
+                }
+            }
+            pos += e.length();
+        }
     }
 
     @Override
