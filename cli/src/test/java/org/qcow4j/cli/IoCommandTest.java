@@ -235,8 +235,8 @@ class IoCommandTest {
 
     /** qcow4j io in-process with {@code input} as standard input. */
     private static Qemu.Result ioWithStdin(String input, String... args) throws Exception {
-        IoCommand io = new IoCommand(() -> new ByteArrayInputStream(input.getBytes(StandardCharsets.UTF_8)), () -> {
-            throw new AssertionError("abort in-process");
+        IoCommand io = new IoCommand(() -> new ByteArrayInputStream(input.getBytes(StandardCharsets.UTF_8)), sig -> {
+            throw new AssertionError("signal " + sig + " raised in-process");
         });
         List<CommandLine.Option> options = new ArrayList<>(io.options());
         options.add(Command.DEBUG);

@@ -1,0 +1,439 @@
+package org.qcow4j.cli;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.qcow4j.OpenOptions;
+
+/**
+ * What QEMU's block options say to open (QEMU 7.2's bdrv_open over the options of {@code --image-opts},
+ * {@code open -o}, {@code -f} and a file name): which local file, in which format, with which of the options qcow4j
+ * honours, each checked with QEMU's message. Built from a map of dotted keys ({@link QemuOpts#parse}); shared by
+ * qemu-io and qemu-img's {@code --image-opts}.
+ *
+ * <p>Honoured: {@code driver} (qcow2, raw, or file: the file itself as raw), {@code file.driver=file},
+ * {@code file.filename} (or {@code filename} with driver=file), {@code read-only}, {@code force-share},
+ * {@code cache.direct} (accepted, no O_DIRECT: the JDK's FileChannel has no portable way to it), {@code cache.no-flush},
+ * {@code discard}, {@code detect-zeroes}, {@code file.aio}, qcow2's cache sizes. Accepted as they change nothing
+ * observable here: {@code node-name}, {@code auto-read-only}, qcow2's {@code overlap-check*},
+ * {@code pass-discard-*}, {@code cache-clean-interval}, {@code l2-cache-entry-size}, the file's {@code locking=on|auto},
+ * {@code aio-max-batch}, {@code drop-cache}. Refused by name: what QEMU has and qcow4j does not (other drivers and
+ * protocols, {@code backing}, {@code data-file}, {@code encrypt.*}, {@code lazy-refcounts}, raw's {@code offset} and
+ * {@code size}, {@code locking=off}...). Unknown keys get QEMU's "does not support the option".
+ */
+final class ImageSpec {
+    /** Options QEMU refuses, or qcow4j refuses by name: the reason after "can't open: ", maybe with a hint line. */
+    static final class Refused extends Exception {
+        private static final long serialVersionUID = 1L;
+        private final String hint;
+
+        Refused(String message) {
+            this(message, null);
+        }
+
+        Refused(String message, String hint) {
+            super(message);
+            this.hint = hint;
+        }
+
+        String hint() {
+            return hint;
+        }
+    }
+
+    /** QEMU 7.2's block drivers (formats, protocols, filters): known to QEMU, so refused by name, not as unknown. */
+    private static final Set<String> QEMU_DRIVERS = Set.of("blkdebug", "blklogwrites", "blkreplay", "blkverify", "bochs",
+            "cloop", "compress", "copy-before-write", "copy-on-read", "dmg", "file", "ftp", "ftps", "gluster", "host_cdrom",
+            "host_device", "http", "https", "iscsi", "iser", "luks", "nbd", "nfs", "null-aio", "null-co", "nvme",
+            "parallels", "preallocate", "qcow", "qcow2", "qed", "quorum", "raw", "rbd", "replication", "snapshot-access",
+            "ssh", "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat");
+    /** QEMU 7.2's protocol prefixes of file names ("nbd:...", "json:..."), refused by name; "file:" is honoured. */
+    private static final Set<String> QEMU_PROTOCOLS = Set.of("blkdebug", "blkverify", "fat", "ftp", "ftps", "gluster",
+            "gluster+rdma", "gluster+tcp", "gluster+unix", "host_cdrom", "host_device", "http", "https", "iscsi", "iser",
+            "json", "nbd", "nbd+tcp", "nbd+unix", "nfs", "null-aio", "null-co", "nvme", "rbd", "ssh");
+    private static final String SIZE_HINT = "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+            + "and exabytes, respectively.";
+
+    private final String filename;
+    private final String format;
+    private final boolean fileDriver;
+    private final Boolean readOnly;
+    private final String forceShare;
+    private final Boolean cacheDirect;
+    private final Boolean cacheNoFlush;
+    private final Boolean discard;
+    private final OpenOptions.DetectZeroes detectZeroes;
+    private final String aio;
+    private final Long l2CacheBytes;
+    private final Long refcountCacheBytes;
+    /** The format-level keys no driver of ours took, for the probed format's "does not support" message. */
+    private final List<String> unknownFormatKeys;
+
+    private ImageSpec(Builder b) {
+        this.filename = b.filename;
+        this.format = b.format;
+        this.fileDriver = b.fileDriver;
+        this.readOnly = b.readOnly;
+        this.forceShare = b.forceShare;
+        this.cacheDirect = b.cacheDirect;
+        this.cacheNoFlush = b.cacheNoFlush;
+        this.discard = b.discard;
+        this.detectZeroes = b.detectZeroes;
+        this.aio = b.aio;
+        this.l2CacheBytes = b.l2CacheBytes;
+        this.refcountCacheBytes = b.refcountCacheBytes;
+        this.unknownFormatKeys = List.copyOf(b.unknown);
+    }
+
+    private static final class Builder {
+        String filename;
+        String format;
+        boolean fileDriver;
+        Boolean readOnly;
+        String forceShare;
+        Boolean cacheDirect;
+        Boolean cacheNoFlush;
+        Boolean discard;
+        OpenOptions.DetectZeroes detectZeroes;
+        String aio;
+        Long l2CacheBytes;
+        Long refcountCacheBytes;
+        final List<String> unknown = new java.util.ArrayList<>();
+    }
+
+    /**
+     * The image that {@code filename} (may be null: all from the options, as {@code --image-opts}) and
+     * {@code options} (dotted keys, not changed) describe.
+     */
+    static ImageSpec of(String filename, Map<String, String> options) throws Refused {
+        Map<String, String> top = new LinkedHashMap<>(options);
+        Map<String, String> file = new LinkedHashMap<>();
+        for (String k : List.copyOf(top.keySet())) {
+            if (k.startsWith("file.")) {
+                file.put(k.substring(5), top.remove(k));
+            }
+        }
+        String reference = top.remove("file");
+        String driver = top.remove("driver");
+        Builder b = new Builder();
+        if (driver != null) {
+            checkDriver(driver);
+        }
+        if (driver == null && filename == null && file.isEmpty() && reference == null) {
+            throw new Refused("Must specify either driver or file");
+        }
+        if ("file".equals(driver)) {
+            // The protocol itself is the image: its options are the file's, at the top.
+            if (reference != null) {
+                throw new Refused("Block protocol 'file' doesn't support the option 'file'");
+            }
+            file.putAll(top);
+            top.clear();
+            b.fileDriver = true;
+            b.format = "raw";
+            b.filename = fileName(filename, file);
+            fileOptions(b, file, true);
+            return new ImageSpec(b);
+        }
+        b.format = driver;
+        if (reference != null) {
+            if (!file.isEmpty() || filename != null) {
+                throw new Refused("Cannot reference an existing block device with additional options or a new filename");
+            }
+            throw new Refused("Cannot find device='" + reference + "' nor node-name='" + reference + "'");
+        }
+        if (filename == null && file.isEmpty()) {
+            throw new Refused("A block device must be specified for \"file\"");
+        }
+        String fileDriver = file.remove("driver");
+        if (fileDriver != null && !fileDriver.equals("file")) {
+            checkDriver(fileDriver);
+            throw refusedDriver(fileDriver);
+        }
+        b.filename = fileName(filename, file);
+        fileOptions(b, file, false);
+        formatOptions(b, top);
+        return new ImageSpec(b);
+    }
+
+    /** An unknown driver is QEMU's error; one QEMU has but qcow4j not is refused by name. */
+    private static void checkDriver(String driver) throws Refused {
+        if (!QEMU_DRIVERS.contains(driver)) {
+            throw new Refused("Unknown driver '" + driver + "'");
+        }
+        if (!driver.equals("qcow2") && !driver.equals("raw") && !driver.equals("file")) {
+            throw refusedDriver(driver);
+        }
+    }
+
+    private static Refused refusedDriver(String driver) {
+        return new Refused("the '" + driver + "' driver is not supported by qcow4j (qcow2 and raw images in local files)");
+    }
+
+    /**
+     * The local file: {@code filename} or {@code file.filename} (one of them), with QEMU's protocol prefixes: "file:"
+     * stripped, another known one refused by name, an unknown one QEMU's error.
+     */
+    private static String fileName(String filename, Map<String, String> file) throws Refused {
+        String option = file.remove("filename");
+        if (filename != null && option != null) {
+            throw new Refused("Can't specify 'file' and 'filename' options at the same time");
+        }
+        String name = filename != null ? filename : option;
+        if (name == null) {
+            throw new Refused("The 'file' block driver requires a file name");
+        }
+        if (filename == null) {
+            return name; // an option names the file as it is: no protocol prefix
+        }
+        int colon = name.indexOf(':');
+        int slash = name.indexOf('/');
+        if (colon > 0 && (slash < 0 || colon < slash)) {
+            String protocol = name.substring(0, colon);
+            if (protocol.equals("file")) {
+                return name.substring(5);
+            }
+            if (QEMU_PROTOCOLS.contains(protocol)) {
+                throw new Refused("the '" + protocol + ":' protocol is not supported by qcow4j (local files only)");
+            }
+            throw new Refused("Unknown protocol '" + protocol + "'");
+        }
+        return name;
+    }
+
+    /**
+     * The options of the file node (file-posix's and the generic ones); {@code top}: they are the image's own
+     * (driver=file), whose unknown keys QEMU words the same way.
+     */
+    private static void fileOptions(Builder b, Map<String, String> file, boolean top) throws Refused {
+        for (Map.Entry<String, String> e : file.entrySet()) {
+            String k = e.getKey();
+            String v = e.getValue();
+            switch (k) {
+                case "aio" -> b.aio = oneOf(v, List.of("threads", "native", "io_uring"));
+                case "locking" -> {
+                    if (oneOf(v, List.of("on", "off", "auto")).equals("off")) {
+                        throw new Refused("locking=off is not supported by qcow4j (it always takes QEMU's image locks)");
+                    }
+                }
+                case "aio-max-batch" -> number(k, v);
+                case "drop-cache", "x-check-cache-dropped", "auto-read-only" -> bool(k, v);
+                case "node-name" -> {
+                    // a name for the node: nothing refers to it here
+                }
+                case "pr-manager" -> throw new Refused("pr-manager is not supported by qcow4j");
+                default -> {
+                    if (top && generic(b, k, v)) {
+                        continue;
+                    }
+                    throw new Refused("Block protocol 'file' doesn't support the option '" + k + "'");
+                }
+            }
+        }
+    }
+
+    /** The options QEMU's block layer takes for every node (at the image's level); false if {@code k} is not one. */
+    private static boolean generic(Builder b, String k, String v) throws Refused {
+        switch (k) {
+            case "read-only" -> b.readOnly = bool(k, v);
+            case "force-share" -> {
+                bool(k, v);
+                b.forceShare = v;
+            }
+            case "cache.direct" -> b.cacheDirect = bool(k, v);
+            case "cache.no-flush" -> b.cacheNoFlush = bool(k, v);
+            case "discard" -> {
+                b.discard = switch (v) {
+                    case "off", "ignore" -> false;
+                    case "on", "unmap" -> true;
+                    default -> throw new Refused("Invalid discard option");
+                };
+            }
+            case "detect-zeroes" -> b.detectZeroes = switch (oneOf(v, List.of("off", "on", "unmap"))) {
+                case "on" -> OpenOptions.DetectZeroes.ON;
+                case "unmap" -> OpenOptions.DetectZeroes.UNMAP;
+                default -> OpenOptions.DetectZeroes.OFF;
+            };
+            case "auto-read-only" -> bool(k, v);
+            case "node-name" -> {
+                // a name for the node: nothing refers to it here
+            }
+            default -> {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** The format node's options: the generic ones, qcow2's runtime options; the rest left for the format's check. */
+    private static void formatOptions(Builder b, Map<String, String> top) throws Refused {
+        Long cacheSize = null;
+        for (Map.Entry<String, String> e : top.entrySet()) {
+            String k = e.getKey();
+            String v = e.getValue();
+            if (generic(b, k, v)) {
+                continue;
+            }
+            boolean qcow2 = b.format == null || b.format.equals("qcow2");
+            boolean raw = b.format == null || b.format.equals("raw");
+            if (qcow2 && k.equals("l2-cache-size")) {
+                b.l2CacheBytes = size(k, v);
+            } else if (qcow2 && k.equals("refcount-cache-size")) {
+                b.refcountCacheBytes = size(k, v);
+            } else if (qcow2 && k.equals("cache-size")) {
+                cacheSize = size(k, v);
+            } else if (qcow2 && k.equals("l2-cache-entry-size")) {
+                size(k, v);
+            } else if (qcow2 && k.equals("cache-clean-interval")) {
+                number(k, v);
+            } else if (qcow2 && k.equals("overlap-check")) {
+                if (!List.of("none", "constant", "cached", "all").contains(v)) {
+                    throw new Refused("Unsupported value '" + v + "' for qcow2 option 'overlap-check'. Allowed are any of "
+                            + "the following: none, constant, cached, all");
+                }
+            } else if (qcow2 && (k.startsWith("overlap-check.") || k.startsWith("pass-discard-"))) {
+                bool(k, v);
+            } else if (qcow2 && k.equals("lazy-refcounts")) {
+                bool(k, v);
+                throw new Refused("lazy-refcounts is not supported by qcow4j as an open option (the image header decides)");
+            } else if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
+                throw new Refused("the qcow2 option '" + k + "' is not supported by qcow4j");
+            } else if (k.equals("backing") || k.startsWith("backing.")) {
+                throw new Refused("the option '" + k + "' is not supported by qcow4j (the image header names the backing file)");
+            } else if (raw && (k.equals("offset") || k.equals("size"))) {
+                size(k, v);
+                throw new Refused("the raw option '" + k + "' is not supported by qcow4j");
+            } else {
+                b.unknown.add(k);
+            }
+        }
+        if (cacheSize != null && b.l2CacheBytes != null && b.refcountCacheBytes != null) {
+            throw new Refused("cache-size, l2-cache-size and refcount-cache-size may not be set at the same time");
+        }
+        if (cacheSize != null && b.l2CacheBytes == null) {
+            b.l2CacheBytes = cacheSize;
+        }
+        if (b.detectZeroes == OpenOptions.DetectZeroes.UNMAP && Boolean.FALSE.equals(b.discard)) {
+            throw new Refused("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
+        }
+    }
+
+    /** QEMU's boolean option values (qapi_bool_parse). */
+    private static boolean bool(String k, String v) throws Refused {
+        return switch (v) {
+            case "on", "yes", "true", "y" -> true;
+            case "off", "no", "false", "n" -> false;
+            default -> throw new Refused("Parameter '" + k + "' expects 'on' or 'off'");
+        };
+    }
+
+    /** An enum option: its value if it is one of {@code allowed}, else QEMU's error. */
+    private static String oneOf(String v, List<String> allowed) throws Refused {
+        if (!allowed.contains(v)) {
+            throw new Refused("invalid parameter value: " + v);
+        }
+        return v;
+    }
+
+    /** A size option (parse_option_size: qemu_strtosz). */
+    private static long size(String k, String v) throws Refused {
+        long n = QemuNumbers.strtosz(v, null);
+        if (n == QemuNumbers.ERANGE) {
+            throw new Refused("Value '" + v + "' is too large for parameter '" + k + "'");
+        }
+        if (n < 0) {
+            throw new Refused("Parameter '" + k + "' expects a non-negative number below 2^64", SIZE_HINT);
+        }
+        return n;
+    }
+
+    /** A number option (parse_option_number: qemu_strtou64). */
+    private static void number(String k, String v) throws Refused {
+        QemuNumbers.Strtoull n = QemuNumbers.strtoull(v, 0);
+        if (v.isEmpty() || n.end() != v.length() || n.overflow()) {
+            throw new Refused("Parameter '" + k + "' expects a number");
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ results
+
+    /** The local file. */
+    String filename() {
+        return filename;
+    }
+
+    /** "qcow2" or "raw", or null: probe the file. */
+    String format() {
+        return format;
+    }
+
+    /** driver=file: the file itself, as raw (qemu-io's info calls its format "file"). */
+    boolean fileDriver() {
+        return fileDriver;
+    }
+
+    /** The read-only option, or null when not given. */
+    Boolean readOnly() {
+        return readOnly;
+    }
+
+    /** The force-share option as given (QEMU compares it with "on" against -U), or null. */
+    String forceShare() {
+        return forceShare;
+    }
+
+    Boolean cacheDirect() {
+        return cacheDirect;
+    }
+
+    Boolean cacheNoFlush() {
+        return cacheNoFlush;
+    }
+
+    /** discard: true for unmap, false for ignore, null when not given. */
+    Boolean discard() {
+        return discard;
+    }
+
+    OpenOptions.DetectZeroes detectZeroes() {
+        return detectZeroes;
+    }
+
+    /** The file's aio mode, or null. */
+    String aio() {
+        return aio;
+    }
+
+    /**
+     * QEMU's check that every option was taken, once the format is known ({@code format}, probed when the options
+     * named none): "Block format 'qcow2' does not support the option 'foo'".
+     */
+    void checkFormatKeys(String probedFormat) throws Refused {
+        if (!unknownFormatKeys.isEmpty()) {
+            throw new Refused("Block format '" + probedFormat + "' does not support the option '" + unknownFormatKeys.get(0) + "'");
+        }
+    }
+
+    /** {@code base} with the options this spec gives (format, caches, force-share, discard, detect-zeroes). */
+    OpenOptions openOptions(OpenOptions base) {
+        OpenOptions o = base.withFormat(format);
+        if (l2CacheBytes != null && l2CacheBytes > 0) {
+            o = o.withL2CacheBytes(l2CacheBytes);
+        }
+        if (refcountCacheBytes != null && refcountCacheBytes > 0) {
+            o = o.withRefcountCacheBytes(refcountCacheBytes);
+        }
+        if (forceShare != null) {
+            o = o.withForceShare(forceShare.equals("on") || forceShare.equals("yes") || forceShare.equals("true")
+                    || forceShare.equals("y"));
+        }
+        if (discard != null) {
+            o = o.withDiscard(discard);
+        }
+        if (detectZeroes != null) {
+            o = o.withDetectZeroes(detectZeroes);
+        }
+        return o;
+    }
+}
