@@ -18,7 +18,8 @@ import org.qcow4j.OpenOptions;
  * {@code discard}, {@code detect-zeroes}, {@code file.aio}, qcow2's cache sizes. Accepted as they change nothing
  * observable here: {@code node-name}, {@code auto-read-only}, qcow2's {@code overlap-check*},
  * {@code pass-discard-*}, {@code cache-clean-interval}, {@code l2-cache-entry-size}, the file's {@code locking=on|auto},
- * {@code aio-max-batch}, {@code drop-cache}. Refused by name: what QEMU has and qcow4j does not (other drivers and
+ * {@code aio-max-batch}, {@code drop-cache}; blkdebug without rules as the file node (a pass-through here). Refused
+ * by name: what QEMU has and qcow4j does not (other drivers and
  * protocols, {@code backing}, {@code data-file}, {@code encrypt.*}, {@code lazy-refcounts}, raw's {@code offset} and
  * {@code size}, {@code locking=off}...). Unknown keys get QEMU's "does not support the option".
  */
@@ -67,6 +68,7 @@ final class ImageSpec {
     private final String aio;
     private final Long l2CacheBytes;
     private final Long refcountCacheBytes;
+    private final boolean blkdebug;
     /** The format-level keys no driver of ours took, for the probed format's "does not support" message. */
     private final List<String> unknownFormatKeys;
 
@@ -83,6 +85,7 @@ final class ImageSpec {
         this.aio = b.aio;
         this.l2CacheBytes = b.l2CacheBytes;
         this.refcountCacheBytes = b.refcountCacheBytes;
+        this.blkdebug = b.blkdebug;
         this.unknownFormatKeys = List.copyOf(b.unknown);
     }
 
@@ -99,6 +102,7 @@ final class ImageSpec {
         String aio;
         Long l2CacheBytes;
         Long refcountCacheBytes;
+        boolean blkdebug;
         final List<String> unknown = new java.util.ArrayList<>();
     }
 
@@ -147,14 +151,113 @@ final class ImageSpec {
             throw new Refused("A block device must be specified for \"file\"");
         }
         String fileDriver = file.remove("driver");
-        if (fileDriver != null && !fileDriver.equals("file")) {
-            checkDriver(fileDriver);
-            throw refusedDriver(fileDriver);
+        if (fileDriver == null && filename != null && filename.startsWith("blkdebug:")) {
+            fileDriver = "blkdebug";
         }
-        b.filename = fileName(filename, file);
-        fileOptions(b, file, false);
+        if ("blkdebug".equals(fileDriver)) {
+            blkdebug(b, filename, file);
+        } else {
+            if (fileDriver != null && !fileDriver.equals("file")) {
+                checkDriver(fileDriver);
+                throw refusedDriver(fileDriver);
+            }
+            b.filename = fileName(filename, file);
+            fileOptions(b, file, false);
+        }
         formatOptions(b, top);
         return new ImageSpec(b);
+    }
+
+    /**
+     * QEMU's blkdebug as the file node ({@code blkdebug:[CONFIG]:FILE}, or {@code file.driver=blkdebug} with
+     * {@code file.image.*}): without rules it passes every request through to its image file, as here; its
+     * alignment and size limits are checked as QEMU checks them and change nothing else (requests are split and
+     * aligned below the format, the data is the same). Rules (a config file with sections, {@code inject-error},
+     * {@code set-state}) are refused by name, and so are its breakpoints (see {@link #blkdebug()}).
+     */
+    private static void blkdebug(Builder b, String filename, Map<String, String> options) throws Refused {
+        Map<String, String> o = new LinkedHashMap<>(options);
+        Map<String, String> image = new LinkedHashMap<>();
+        for (String k : List.copyOf(o.keySet())) {
+            if (k.startsWith("image.")) {
+                image.put(k.substring(6), o.remove(k));
+            }
+        }
+        String imageName = o.remove("x-image");
+        if (filename != null) {
+            String rest = filename.substring("blkdebug:".length());
+            int c = rest.indexOf(':');
+            if (c < 0) {
+                throw new Refused("blkdebug requires both config file and image path");
+            }
+            if (c > 0) {
+                o.put("config", rest.substring(0, c));
+            }
+            imageName = rest.substring(c + 1);
+        }
+        String config = o.remove("config");
+        if (config != null) {
+            blkdebugConfig(config);
+        }
+        long align = 1;
+        for (String k : List.of("align", "max-transfer", "opt-write-zero", "max-write-zero", "opt-discard", "max-discard")) {
+            String v = o.remove(k);
+            if (v == null) {
+                continue;
+            }
+            long n = size(k, v);
+            boolean ok = n == 0 || (n < Integer.MAX_VALUE && (k.equals("align") ? Long.bitCount(n) == 1 : n % align == 0));
+            if (!ok) {
+                throw new Refused("Cannot meet constraints with " + k + " " + n);
+            }
+            if (k.equals("align") && n > 0) {
+                align = n;
+            }
+        }
+        if (o.containsKey("image")) {
+            throw new Refused("the option 'image' naming another block node is not supported by qcow4j");
+        }
+        for (String k : o.keySet()) {
+            if (k.startsWith("inject-error.") || k.startsWith("set-state.") || k.startsWith("take-child-perms")
+                    || k.startsWith("unshare-child-perms")) {
+                throw new Refused("blkdebug's " + k.substring(0, k.indexOf('.') < 0 ? k.length() : k.indexOf('.'))
+                        + " is not supported by qcow4j (blkdebug passes requests through here)");
+            }
+            if (!k.equals("node-name")) {
+                throw new Refused("Block protocol 'blkdebug' doesn't support the option '" + k + "'");
+            }
+        }
+        String imageDriver = image.remove("driver");
+        if (imageDriver != null && !imageDriver.equals("file")) {
+            checkDriver(imageDriver);
+            throw refusedDriver(imageDriver);
+        }
+        if (imageName == null && image.isEmpty()) {
+            throw new Refused("A block device must be specified for \"image\"");
+        }
+        if (imageName != null && image.containsKey("filename")) {
+            throw new Refused("Can't specify 'file' and 'filename' options at the same time");
+        }
+        b.filename = imageName != null ? imageName : fileName(null, image);
+        image.remove("filename");
+        fileOptions(b, image, false);
+        b.blkdebug = true;
+    }
+
+    /** blkdebug's config file: one with no rules (only blank and comment lines) is taken, rules are refused. */
+    private static void blkdebugConfig(String config) throws Refused {
+        List<String> lines;
+        try {
+            lines = java.nio.file.Files.readAllLines(java.nio.file.Path.of(config), java.nio.charset.StandardCharsets.ISO_8859_1);
+        } catch (java.io.IOException | RuntimeException e) {
+            throw new Refused("Could not read blkdebug config file: " + IoErrno.strerror(IoErrno.of(e)));
+        }
+        for (String line : lines) {
+            String t = line.strip();
+            if (!t.isEmpty() && !t.startsWith("#")) {
+                throw new Refused("blkdebug rules (config file " + config + ") are not supported by qcow4j");
+            }
+        }
     }
 
     /** An unknown driver is QEMU's error; one QEMU has but qcow4j not is refused by name. */
@@ -371,6 +474,11 @@ final class ImageSpec {
     /** driver=file: the file itself, as raw (qemu-io's info calls its format "file"). */
     boolean fileDriver() {
         return fileDriver;
+    }
+
+    /** Whether the file node is a blkdebug (without rules: it passes requests through). */
+    boolean blkdebug() {
+        return blkdebug;
     }
 
     /** The read-only option, or null when not given. */

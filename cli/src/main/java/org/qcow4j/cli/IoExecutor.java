@@ -695,8 +695,15 @@ final class IoExecutor {
 
     // ---------------------------------------------------------------- blkdebug, sleep, sigraise, abort
 
-    /** break, remove_break, resume: blkdebug's, which qemu-io refuses for any other image, as here for all. */
+    /**
+     * break, remove_break, resume, wait_break: blkdebug's, which qemu-io refuses for any other image; for a blkdebug
+     * image (a pass-through here) they are refused by name.
+     */
     int breakpoint(IoCommands command, List<String> argv) {
+        if (current.spec().blkdebug()) {
+            err.error(command.info.name() + ": blkdebug breakpoints are not supported by qcow4j");
+            return IoErrno.ENOTSUP;
+        }
         switch (command) {
             case BREAK -> out.println("Could not set breakpoint: " + IoErrno.strerror(IoErrno.ENOTSUP));
             case REMOVE_BREAK -> out.println("Could not remove breakpoint " + argv.get(1) + ": "
