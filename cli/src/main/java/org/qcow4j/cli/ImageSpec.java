@@ -69,6 +69,9 @@ final class ImageSpec {
     private final Long l2CacheBytes;
     private final Long refcountCacheBytes;
     private final boolean blkdebug;
+    private final Boolean fileReadOnly;
+    private final boolean fileForceShare;
+    private final Boolean fileCacheDirect;
     /** The format-level keys no driver of ours took, for the probed format's "does not support" message. */
     private final List<String> unknownFormatKeys;
 
@@ -86,6 +89,9 @@ final class ImageSpec {
         this.l2CacheBytes = b.l2CacheBytes;
         this.refcountCacheBytes = b.refcountCacheBytes;
         this.blkdebug = b.blkdebug;
+        this.fileReadOnly = b.fileReadOnly;
+        this.fileForceShare = b.fileForceShare;
+        this.fileCacheDirect = b.fileCacheDirect;
         this.unknownFormatKeys = List.copyOf(b.unknown);
     }
 
@@ -103,6 +109,9 @@ final class ImageSpec {
         Long l2CacheBytes;
         Long refcountCacheBytes;
         boolean blkdebug;
+        Boolean fileReadOnly;
+        boolean fileForceShare;
+        Boolean fileCacheDirect;
         final List<String> unknown = new java.util.ArrayList<>();
     }
 
@@ -327,7 +336,7 @@ final class ImageSpec {
                 }
                 case "pr-manager" -> throw new Refused("pr-manager is not supported by qcow4j");
                 default -> {
-                    if (top && generic(b, k, v)) {
+                    if (top ? generic(b, k, v) : fileGeneric(b, k, v)) {
                         continue;
                     }
                     throw new Refused("Block protocol 'file' doesn't support the option '" + k + "'");
@@ -362,6 +371,30 @@ final class ImageSpec {
             case "node-name" -> {
                 // a name for the node: nothing refers to it here
             }
+            default -> {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * The generic options of the file node below the format: read-only, force-share and cache.direct count with the
+     * image's (a read-write image over a read-only file cannot be, native aio needs the file's cache.direct); the rest
+     * concern the host file only and are checked, not used.
+     */
+    private static boolean fileGeneric(Builder b, String k, String v) throws Refused {
+        switch (k) {
+            case "read-only" -> b.fileReadOnly = bool(k, v);
+            case "force-share" -> b.fileForceShare = bool(k, v);
+            case "cache.direct" -> b.fileCacheDirect = bool(k, v);
+            case "cache.no-flush", "auto-read-only" -> bool(k, v);
+            case "discard" -> {
+                if (!List.of("off", "ignore", "on", "unmap").contains(v)) {
+                    throw new Refused("Invalid discard option");
+                }
+            }
+            case "detect-zeroes" -> oneOf(v, List.of("off", "on", "unmap"));
             default -> {
                 return false;
             }
@@ -486,6 +519,16 @@ final class ImageSpec {
         return readOnly;
     }
 
+    /** The file node's read-only option (a read-write image cannot be over a read-only file), or null. */
+    Boolean fileReadOnly() {
+        return fileReadOnly;
+    }
+
+    /** The file node's cache.direct (what native aio looks at), else the image's, or null. */
+    Boolean fileCacheDirect() {
+        return fileCacheDirect != null ? fileCacheDirect : cacheDirect;
+    }
+
     /** The force-share option as given (QEMU compares it with "on" against -U), or null. */
     String forceShare() {
         return forceShare;
@@ -535,6 +578,9 @@ final class ImageSpec {
         if (forceShare != null) {
             o = o.withForceShare(forceShare.equals("on") || forceShare.equals("yes") || forceShare.equals("true")
                     || forceShare.equals("y"));
+        }
+        if (fileForceShare) {
+            o = o.withForceShare(true); // (for a read-write image, the library refuses it as QEMU does)
         }
         if (discard != null) {
             o = o.withDiscard(discard);

@@ -161,10 +161,10 @@ final class IoOpen {
             throw new Failed(null, "-U conflicts with image options", null, null);
         }
         boolean readOnly = spec.readOnly() != null ? spec.readOnly() : f.readOnly;
-        if (!f.readOnly && readOnly) {
+        if (!f.readOnly && (readOnly || Boolean.TRUE.equals(spec.fileReadOnly()))) {
             throw new Failed(prefix, "Block node is read-only", null, null);
         }
-        boolean direct = spec.cacheDirect() != null ? spec.cacheDirect() : f.nocache;
+        boolean direct = spec.fileCacheDirect() != null ? spec.fileCacheDirect() : f.nocache;
         String aio = spec.aio() != null ? spec.aio() : f.nativeAio ? "native" : f.ioUring ? "io_uring" : "threads";
         if (aio.equals("native") && !direct) {
             throw new Failed(prefix, "aio=native was specified, but it requires cache.direct=on, which was not specified.",

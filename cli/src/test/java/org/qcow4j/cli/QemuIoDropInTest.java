@@ -178,7 +178,7 @@ class QemuIoDropInTest {
             cases.add(new Case(setup, args));
         }
         // the cases where qcow4j differs on purpose are below, checked on their own
-        cases.removeIf(c -> String.join(" ", c.args()).matches(".*(-T foo\\*|--object help|--object throttle|"
+        cases.removeIf(c -> String.join(" ", c.args()).matches(".*(-T foo\\*|-T help|--object help|--object throttle|"
                 + "-f vmdk|-f raw |--object secret,id=s0,data=a,keyid).*"));
         return cases("option", cases);
     }
@@ -189,10 +189,12 @@ class QemuIoDropInTest {
         Path d = Files.createDirectories(dir.resolve("diff"));
         String img = d.resolve("t.qcow2").toString();
         Qemu.img(d, "create", "-q", "-f", "qcow2", img, "1M");
-        // a trace pattern: qemu-io traces (QEMU's trace events), qcow4j has none to trace and says nothing
+        // a trace pattern: qemu-io traces (QEMU's trace events), qcow4j has none to trace and says nothing; the list
+        // of events is empty
         Qemu.Result r = qemuIo("-T", "qcow2_*", "-c", "write 0 512", img);
         assertEquals(0, r.exit());
         assertEquals("", r.err());
+        assertEquals(new Qemu.Result(0, "", ""), qemuIo("-T", "help", "-c", "write 0 512", img));
         // object types other than secret, and secrets encrypted with another
         r = qemuIo("--object", "throttle-group,id=t0", "-c", "length", img);
         assertEquals(new Qemu.Result(1, "", "qemu-io: objects of type 'throttle-group' are not supported by qcow4j (it has "
@@ -235,13 +237,14 @@ class QemuIoDropInTest {
                         "-c", "readv -P 4 0 512", "-c", "writev 0", "-c", "writev 0 3G", "-c", "writev 0 1G 1G 1G",
                         "-c", "readv 4M 1", "-c", "writev -C -q -f 4k 512", "-c", "readv -C 4k 512", "-c", "readv -q 0 1",
                         "-c", "writev -x 0 1", "-c", "readv", "-c", "readv 0 x", "-c", "writev -P 300 0 1", "IMG"),
+                // (qemu-io runs aio requests concurrently: where two could overtake each other, aio_flush orders them)
                 c(IMG_4M, "-c", "aio_write -P 5 1M 4k 4k", "-c", "aio_flush", "-c", "aio_write -z 2M 64k", "-c", "length",
-                        "-c", "aio_flush", "-c", "aio_read -P 5 1M 8k", "-c", "read -P 5 1M 8k", "-c", "aio_read -P 6 1M 8k",
-                        "-c", "aio_flush", "-c", "aio_read -i 0 1", "-c", "aio_write -i 0 1", "-c", "aio_write -z 0 1k 1k",
-                        "-c", "aio_write -u 0 1k", "-c", "aio_read 5M 1", "-c", "aio_flush", "-c", "aio_read -v 1M 32",
-                        "-c", "aio_flush", "-c", "aio_write -f -q -P 9 3M 64k", "-c", "aio_read -C -P 9 3M 64k", "-c",
-                        "aio_flush", "-c", "aio_write -z -u 3M 64k", "-c", "aio_flush", "-c", "read -P 0 3M 64k",
-                        "-c", "aio_write 0 x", "-c", "aio_read", "-c", "aio_write -x 0 1", "IMG"),
+                        "-c", "aio_flush", "-c", "aio_read -P 5 1M 8k", "-c", "aio_flush", "-c", "read -P 5 1M 8k", "-c",
+                        "aio_read -P 6 1M 8k", "-c", "aio_flush", "-c", "aio_read -i 0 1", "-c", "aio_write -i 0 1", "-c",
+                        "aio_write -z 0 1k 1k", "-c", "aio_write -u 0 1k", "-c", "aio_read 5M 1", "-c", "aio_flush", "-c",
+                        "aio_read -v 1M 32", "-c", "aio_flush", "-c", "aio_write -f -q -P 9 3M 64k", "-c", "aio_flush", "-c",
+                        "aio_read -C -P 9 3M 64k", "-c", "aio_flush", "-c", "aio_write -z -u 3M 64k", "-c", "aio_flush", "-c",
+                        "read -P 0 3M 64k", "-c", "aio_write 0 x", "-c", "aio_read", "-c", "aio_write -x 0 1", "IMG"),
                 c(IMG_4M, "-c", "aio_write -P 1 0 64k", "-c", "aio_write -P 2 64k 64k", "IMG"), // completions at exit
                 c(OVERLAY, "-c", "aio_write -P 1 4k 4k", "-c", "aio_flush", "-c", "aio_read -P 7 0 4k", "-c", "aio_flush",
                         "-c", "readv -P 1 4k 4k", "-c", "readv -P 8 2M 4k", "IMG")));
@@ -343,7 +346,7 @@ class QemuIoDropInTest {
                         "length", "IMG"),
                 c("", "-c", "sleep 1", "-c", "sigraise 0", "-c", "read 0 1", "-c", "close", "-c", "map", "-c", "info",
                         "-c", "help close"),
-                c(IMG_1M, "-c", "write -b 0 512", "-c", "write -b 1 512", "-c", "write -b 0 1", "-c", "read -b 100 512",
+                c(IMG_1M, "-c", "write -b 1 512", "-c", "write -b 0 1", "-c", "read -b 100 512",
                         "-c", "write -b -z 0 512", "-c", "write -f -b 0 512", "IMG"),
                 c("qemu-img create -q -f raw IMG 1M", "-f", "raw", "-c", "read -b 0 512", "-c", "write -b 0 512", "-c",
                         "write -c 0 64k", "IMG")));
@@ -364,15 +367,19 @@ class QemuIoDropInTest {
                 c(OVERLAY, "-c", "write -c -P 9 0 64k", "-c", "read -P 9 0 64k", "-c", "read -P 7 64k 64k", "IMG")));
     }
 
-    /** The image of a compressed write holds compressed clusters (qemu-img check counts them), as qemu-io's does. */
+    /** The image of compressed writes holds compressed clusters, as qemu-io's does (qemu-img check counts them). */
     @Test
     void compressedWritesLeaveCompressedClusters() throws IOException {
-        Case c = c(IMG_4M, "-c", "write -c -P 1 0 64k", "-c", "write -c -P 2 64k 128k", "IMG");
+        Case c = c(IMG_4M, "-c", "write -c -P 1 0 64k", "-c", "write -c -P 2 64k 128k", "-c", "write -c 1M 64k", "IMG");
         both(dir, c);
+        List<String> counts = new ArrayList<>();
         for (String who : List.of("qemu", "ours")) {
             String check = Qemu.img(dir, "check", dir.resolve(who + "/t.qcow2").toString()).out();
-            assertTrue(check.contains("3/64 = 4.69% allocated, 0.00% fragmented, 100.00% compressed clusters"), check);
+            counts.add(check.lines().filter(l -> l.contains("compressed clusters")).findFirst().orElse(check));
         }
+        assertEquals(counts.get(0), counts.get(1));
+        assertTrue(counts.get(1).startsWith("4/64 = 6.25% allocated, ") && counts.get(1).endsWith(
+                "100.00% compressed clusters"), counts.get(1));
     }
 
     /** -s: the writes go to a temporary overlay and vanish: the image is unchanged, byte for byte. */
@@ -399,7 +406,7 @@ class QemuIoDropInTest {
         for (Path p : List.of(theirs, ours)) {
             Qemu.img(dir, "create", "-q", "-f", "qcow2", p.toString(), "1M");
         }
-        String input = "write -P 1 0 4k\nopen " + ours + "\nbogus\naio_write 0 1\nread -P 1 0 4k\nlength";
+        String input = "write -P 1 0 4k\nopen " + ours + "\nbogus\naio_write 0 1\naio_flush\nread -P 1 0 4k\nlength";
         Path in = Files.writeString(dir.resolve("in.txt"), input.replace(ours.toString(), theirs.toString()));
         Qemu.Result want = Qemu.run(dir, "sh", "-c", "qemu-io " + theirs + " < " + in);
         IoCommand io = new IoCommand(() -> new ByteArrayInputStream(input.getBytes(StandardCharsets.UTF_8)), sig -> {
@@ -492,7 +499,9 @@ class QemuIoDropInTest {
             assertTrue(r.exit() == 0 || r.exit() == 1, s.toString());
             assertFalse(r.err().contains("\tat ") || r.err().contains("Exception") || r.err().contains("internal error"),
                     s + "\n" + r.err());
-            assertTrue(r.err().lines().count() <= 4, s + "\n" + r.err());
+            // one error at most (QEMU's hint lines and deprecation warnings aside)
+            assertTrue(r.err().lines().filter(l -> l.startsWith("qemu-io: ") && !l.startsWith("qemu-io: warning: "))
+                    .count() <= 1, s + "\n" + r.err());
         }
     }
 
