@@ -1,5 +1,10 @@
 package org.qcow4j.cli;
 
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -112,7 +117,7 @@ final class ImageSpec {
         Boolean fileReadOnly;
         boolean fileForceShare;
         Boolean fileCacheDirect;
-        final List<String> unknown = new java.util.ArrayList<>();
+        final List<String> unknown = new ArrayList<>();
     }
 
     /**
@@ -257,8 +262,8 @@ final class ImageSpec {
     private static void blkdebugConfig(String config) throws Refused {
         List<String> lines;
         try {
-            lines = java.nio.file.Files.readAllLines(java.nio.file.Path.of(config), java.nio.charset.StandardCharsets.ISO_8859_1);
-        } catch (java.io.IOException | RuntimeException e) {
+            lines = Files.readAllLines(Path.of(config), StandardCharsets.ISO_8859_1);
+        } catch (IOException | RuntimeException e) {
             throw new Refused("Could not read blkdebug config file: " + IoErrno.strerror(IoErrno.of(e)));
         }
         for (String line : lines) {

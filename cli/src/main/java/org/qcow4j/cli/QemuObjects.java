@@ -2,6 +2,7 @@ package org.qcow4j.cli;
 
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -130,7 +131,7 @@ final class QemuObjects {
 
     private static String read(String file) throws Invalid {
         try {
-            return Files.readString(Path.of(file), java.nio.charset.StandardCharsets.ISO_8859_1);
+            return Files.readString(Path.of(file), StandardCharsets.ISO_8859_1);
         } catch (NoSuchFileException e) {
             throw new Invalid("Unable to read " + file + ": Failed to open file \u201c" + file + "\u201d: No such file or directory",
                     null);

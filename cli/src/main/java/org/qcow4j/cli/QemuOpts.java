@@ -1,7 +1,9 @@
 package org.qcow4j.cli;
 
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 import java.util.function.Consumer;
 
 /**
@@ -192,6 +194,7 @@ final class QemuOpts {
      */
     static Keyval keyval(String params, String impliedKey) throws Invalid {
         Map<String, String> out = new LinkedHashMap<>();
+        Set<String> prefixes = new HashSet<>();
         boolean help = false;
         int p = 0;
         String implied = impliedKey;
@@ -213,7 +216,7 @@ final class QemuOpts {
                     continue;
                 }
                 if (implied != null) {
-                    put(out, implied, word, implied);
+                    put(out, prefixes, implied, word);
                     p += len;
                     if (p < params.length()) {
                         p++;
@@ -242,7 +245,7 @@ final class QemuOpts {
                 v.append(params.charAt(q));
                 q++;
             }
-            put(out, key, v.toString(), key);
+            put(out, prefixes, key, v.toString());
             p = q;
         }
         return new Keyval(out, help);
@@ -308,15 +311,21 @@ final class QemuOpts {
         return p - s;
     }
 
-    /** keyval_parse_put: a value where no prefix of the key, nor the key as a prefix, holds another kind of entry. */
-    private static void put(Map<String, String> out, String key, String value, String typed) throws Invalid {
-        for (String k : out.keySet()) {
-            if (k.startsWith(key + ".")) {
-                throw new Invalid("Parameters '" + key + ".*' used inconsistently");
+    /**
+     * keyval_parse_put: a value for {@code key}, which must not be a prefix of other keys ({@code prefixes}: the
+     * dotted prefixes of the keys so far), nor have one that holds a value.
+     */
+    private static void put(Map<String, String> out, Set<String> prefixes, String key, String value)
+            throws Invalid {
+        if (prefixes.contains(key)) {
+            throw new Invalid("Parameters '" + key + ".*' used inconsistently");
+        }
+        for (int dot = key.indexOf('.'); dot >= 0; dot = key.indexOf('.', dot + 1)) {
+            String prefix = key.substring(0, dot);
+            if (out.containsKey(prefix)) {
+                throw new Invalid("Parameters '" + prefix + ".*' used inconsistently");
             }
-            if (key.startsWith(k + ".")) {
-                throw new Invalid("Parameters '" + k + ".*' used inconsistently");
-            }
+            prefixes.add(prefix);
         }
         out.remove(key);
         out.put(key, value);

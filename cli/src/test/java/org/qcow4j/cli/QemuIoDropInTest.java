@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertAll;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayInputStream;
@@ -17,6 +17,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
@@ -24,6 +25,7 @@ import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 import org.junit.jupiter.api.io.TempDir;
+import org.qcow4j.OpenOptions;
 
 /**
  * qcow4j as qemu-io (through {@link Program#QEMU_IO}) against QEMU 7.2's qemu-io: the whole command set and the
@@ -259,6 +261,10 @@ class QemuIoDropInTest {
                         "alloc", "-c", "alloc 1 2 3", "-c", "map 1", "-c", "info 1", "IMG"),
                 c(OVERLAY, "-c", "write -P 1 64k 64k", "-c", "write -P 2 3M 4k", "-c", "map", "-c", "alloc 0 4M", "-c",
                         "alloc 0 64k", "-c", "alloc 60k 8k", "-c", "info", "IMG"),
+                // copy-on-read: what a read finds below is written to the image (zeros as zero clusters)
+                c(OVERLAY, "-C", "-c", "read -P 7 100k 10k", "-c", "map", "-c", "readv -P 8 2M 4k", "-c", "read 3M 4k",
+                        "-c", "map", "-c", "alloc 0 4M", "-c", "aio_read -P 7 900k 200k", "-c", "aio_flush", "-c", "map",
+                        "IMG"),
                 c("qemu-img create -q -f qcow2 -o compat=0.10,cluster_size=4k IMG 3G", "-c", "info", "-c", "truncate 5G",
                         "-c", "info", "-c", "map", "IMG"),
                 c("qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=16k,compression_type=zstd,lazy_refcounts=on "
@@ -510,27 +516,36 @@ class QemuIoDropInTest {
     @Test
     void qemuOptsParsesAsQemu() throws Exception {
         List<String> warnings = new ArrayList<>();
-        assertEquals(java.util.Map.of("driver", "qcow2", "file.filename", "a,b"),
+        assertEquals(Map.of("driver", "qcow2", "file.filename", "a,b"),
                 QemuOpts.parse("driver=qcow2,file.filename=a,,b", null, QemuOpts.Kind.MERGED, warnings::add));
-        assertEquals(java.util.Map.of("foo", "on", "bar", "off", "help", "on"),
+        assertEquals(Map.of("foo", "on", "bar", "off", "help", "on"),
                 QemuOpts.parse("foo,nobar,help", null, QemuOpts.Kind.MERGED, warnings::add));
         assertEquals(List.of("warning: short-form boolean option 'foo' deprecated", "Please use foo=on instead",
                 "warning: short-form boolean option 'nobar' deprecated", "Please use bar=off instead"), warnings);
-        assertEquals(java.util.Map.of("enable", "a,b", "file", "f"),
+        assertEquals(Map.of("enable", "a,b", "file", "f"),
                 QemuOpts.parse("a,,b,file=f", "enable", QemuOpts.Kind.WITH_ID, w -> { }));
         assertEquals(List.of("id", "x"), List.copyOf(QemuOpts.parse("x=1,id=a", null, QemuOpts.Kind.WITH_ID, w -> { })
                 .keySet()), "the id first, as qemu_opts_to_qdict puts it");
         QemuOpts.Keyval kv = QemuOpts.keyval("secret,id=s,data=a,,b,x.y=1", "qom-type");
-        assertEquals(java.util.Map.of("qom-type", "secret", "id", "s", "data", "a,b", "x.y", "1"), kv.values());
+        assertEquals(Map.of("qom-type", "secret", "id", "s", "data", "a,b", "x.y", "1"), kv.values());
         assertFalse(kv.help());
         assertTrue(QemuOpts.keyval("secret,help", "qom-type").help());
         for (String[] bad : new String[][] {{"a=1,a.b=2", "Parameters 'a.*' used inconsistently"},
                 {"x,y", "Expected '=' after parameter 'y'"}, {"1a=b", "Invalid parameter '1a'"},
                 {"a..b=1", "Invalid parameter 'a..b'"}}) {
-            QemuOpts.Invalid e = org.junit.jupiter.api.Assertions.assertThrows(QemuOpts.Invalid.class,
+            QemuOpts.Invalid e = assertThrows(QemuOpts.Invalid.class,
                     () -> QemuOpts.keyval(bad[0], "qom-type"));
             assertEquals(bad[1], e.getMessage());
         }
+        // long strings cost their length, not its square
+        StringBuilder many = new StringBuilder("secret");
+        for (int i = 0; i < 200_000; i++) {
+            many.append(",a").append(i).append(".b=").append(i);
+        }
+        long t0 = System.nanoTime();
+        assertEquals(200_001, QemuOpts.keyval(many.toString(), "qom-type").values().size());
+        assertEquals(200_000, QemuOpts.parse(many.substring(7), null, QemuOpts.Kind.MERGED, w -> { }).size());
+        assertTrue(System.nanoTime() - t0 < 5_000_000_000L, "linear");
     }
 
     @Test
@@ -539,13 +554,12 @@ class QemuIoDropInTest {
                 + "discard=ignore,detect-zeroes=on,cache.direct=on", null, QemuOpts.Kind.WITH_ID, w -> { }));
         assertEquals("/x/y.qcow2", s.filename());
         assertEquals("qcow2", s.format());
-        org.qcow4j.OpenOptions o = s.openOptions(org.qcow4j.OpenOptions.defaults());
+        OpenOptions o = s.openOptions(OpenOptions.defaults());
         assertEquals(2 << 20, o.l2CacheBytes());
         assertFalse(o.discard());
-        assertEquals(org.qcow4j.OpenOptions.DetectZeroes.ON, o.detectZeroes());
+        assertEquals(OpenOptions.DetectZeroes.ON, o.detectZeroes());
         assertEquals("qcow2", o.format());
         assertEquals(Boolean.TRUE, s.cacheDirect());
-        assertNotEquals(null, ImageSpec.of("file:/a/b", java.util.Map.of()).filename());
-        assertEquals("/a/b", ImageSpec.of("file:/a/b", java.util.Map.of()).filename());
+        assertEquals("/a/b", ImageSpec.of("file:/a/b", Map.of()).filename());
     }
 }
