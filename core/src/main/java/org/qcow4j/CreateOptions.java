@@ -34,52 +34,54 @@ public record CreateOptions(long size, int version, int clusterBits, int refcoun
 
     /** Checks the combination as qemu-img create does; returns the options with the size rounded up to 512. */
     public CreateOptions validate() {
+        // QEMU's checks (qcow2_co_create, validate_cluster_size), in its order and words.
         if (size < 0) {
             throw new IllegalArgumentException("Image size must be a positive number");
-        }
-        if (clusterBits < ClusterGeometry.MIN_CLUSTER_BITS || clusterBits > ClusterGeometry.MAX_CLUSTER_BITS) {
-            throw new IllegalArgumentException("Cluster size must be a power of two between 512 and 2048k");
-        }
-        if (refcountOrder < 0 || refcountOrder > 6) {
-            throw new IllegalArgumentException("Refcount width must be a power of two and may not exceed 64 bits");
         }
         if (version != 2 && version != 3) {
             throw new IllegalArgumentException("Invalid compatibility level");
         }
-        if (version == 2) {
-            if (refcountOrder != 4) {
-                throw new IllegalArgumentException("Different refcount widths than 16 bits require compatibility level 1.1 "
-                        + "or above (use compat=1.1 or greater)");
-            }
-            if (lazyRefcounts) {
-                throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 and above "
-                        + "(use compat=1.1 or greater)");
-            }
-            if (extendedL2) {
-                throw new IllegalArgumentException("Extended L2 entries are only supported with compatibility level 1.1 "
-                        + "and above (use compat=1.1 or greater)");
-            }
-            if (compressionType != Header.COMPRESSION_ZLIB) {
-                throw new IllegalArgumentException("Non-zlib compression type is only supported with compatibility level "
-                        + "1.1 and above (use compat=1.1 or greater)");
-            }
-            if (dataFile != null) {
-                throw new IllegalArgumentException("data-file is only supported with compatibility level 1.1 and above "
-                        + "(use compat=1.1 or greater)");
-            }
+        if (extendedL2 && version < 3) {
+            throw new IllegalArgumentException("Extended L2 entries are only supported with compatibility level 1.1 "
+                    + "and above (use version=v3 or greater)");
+        }
+        if (clusterBits < ClusterGeometry.MIN_CLUSTER_BITS || clusterBits > ClusterGeometry.MAX_CLUSTER_BITS) {
+            throw new IllegalArgumentException("Cluster size must be a power of two between 512 and 2048k");
         }
         if (extendedL2 && clusterBits < 14) {
             throw new IllegalArgumentException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
+        }
+        if (backingFile != null && preallocation != Preallocation.OFF && !extendedL2) {
+            throw new IllegalArgumentException("Backing file and preallocation can only be used at the same time if "
+                    + "extended_l2 is on");
+        }
+        if (backingFormat != null && backingFile == null) {
+            throw new IllegalArgumentException("Backing format cannot be used without backing file");
+        }
+        if (version < 3 && lazyRefcounts) {
+            throw new IllegalArgumentException("Lazy refcounts only supported with compatibility level 1.1 and above "
+                    + "(use version=v3 or greater)");
+        }
+        if (refcountOrder < 0 || refcountOrder > 6) {
+            throw new IllegalArgumentException("Refcount width must be a power of two and may not exceed 64 bits");
+        }
+        if (version < 3 && refcountOrder != 4) {
+            throw new IllegalArgumentException("Different refcount widths than 16 bits require compatibility level 1.1 "
+                    + "or above (use version=v3 or greater)");
         }
         if (dataFileRaw && dataFile == null) {
             throw new IllegalArgumentException("data-file-raw requires data-file");
         }
         if (dataFileRaw && backingFile != null) {
-            throw new IllegalArgumentException("Backing file and data-file-raw cannot be used together");
+            throw new IllegalArgumentException("Backing file and data-file-raw cannot be used at the same time");
         }
-        if (backingFile != null && preallocation != Preallocation.OFF && !extendedL2) {
-            throw new IllegalArgumentException("Backing file and preallocation can only be used at the same time if "
-                    + "extended_l2 is on");
+        if (dataFile != null && version < 3) {
+            throw new IllegalArgumentException("External data files are only supported with compatibility level 1.1 "
+                    + "and above (use version=v3 or greater)");
+        }
+        if (compressionType != Header.COMPRESSION_ZLIB && version < 3) {
+            throw new IllegalArgumentException("Non-zlib compression type is only supported with compatibility level "
+                    + "1.1 and above (use version=v3 or greater)");
         }
         if (backingFile != null && backingFile.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > Header.MAX_BACKING_NAME) {
             throw new IllegalArgumentException("Backing file name too long");

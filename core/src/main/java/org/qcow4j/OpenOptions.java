@@ -9,6 +9,16 @@ package org.qcow4j;
  * @param maxChainDepth       how many backing files deep a chain may go before it is refused
  * @param forceShare          read the image whatever other processes do with it ({@code -U}, QEMU's
  *                            {@code force-share=on}): no lock refuses it, and it stops no writer; read-only opens only
+ * @param qemuLayout          writes leave the file exactly as QEMU 7.2 leaves it, also where that costs more: a zero
+ *                            write or discard over a range with no L2 table allocates one (and sets zero flags) as
+ *                            QEMU does, and growing does not zero what QEMU leaves showing (the rest of a partial last
+ *                            cluster a shrink left behind), nor does it grow a version 2 image over a longer backing
+ *                            file (refused after the L1 table grew, as QEMU does). Off by default: such ranges are
+ *                            left alone (they read as zeros already) and growing always exposes zeros. Everything else
+ *                            is laid out as QEMU lays it out either way. {@code qcow4j io} turns it on.
+ * @param openBacking         open the backing chain; without it (QEMU's {@code BDRV_O_NO_BACKING}, as qemu-img info
+ *                            opens images) the image still names its backing file but reads as if it had none, and a
+ *                            missing or looping backing file does not stop it opening; read-only opens only
  * @param writethrough        every write (data, zeroes, compressed) is made durable before it returns, as QEMU's
  *                            {@code cache=writethrough} (and {@code directsync}) does with a flush after each write;
  *                            otherwise writes become durable at {@link WritableImage#flush} ({@code cache=writeback})
@@ -21,8 +31,8 @@ package org.qcow4j;
  *                            QEMU's copy-on-read does (writable opens only)
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
-                          boolean forceShare, boolean writethrough, boolean discard, DetectZeroes detectZeroes,
-                          boolean copyOnRead) {
+                          boolean forceShare, boolean qemuLayout, boolean openBacking, boolean writethrough,
+                          boolean discard, DetectZeroes detectZeroes, boolean copyOnRead) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -46,49 +56,60 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
         }
     }
 
-    /** Format probed, default caches and chain depth, QEMU's locking, writeback caching, discards honoured. */
+    /** Format probed, default caches and chain depth, backing chain opened, QEMU's locking, writeback caching, discards honoured. */
     public static OpenOptions defaults() {
         return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false,
-                false, true, DetectZeroes.OFF, false);
+                false, true, false, true, DetectZeroes.OFF, false);
     }
 
     public OpenOptions withFormat(String f) {
-        return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, discard,
-                detectZeroes, copyOnRead);
+        return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
-        return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, discard,
-                detectZeroes, copyOnRead);
+        return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
-        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, writethrough, discard, detectZeroes,
-                copyOnRead);
+        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
+    }
+
+    /** The image alone, its backing file named but not opened (see {@link #openBacking}). */
+    public OpenOptions withoutBacking() {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withForceShare(boolean share) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, writethrough, discard,
-                detectZeroes, copyOnRead);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
+    }
+
+    public OpenOptions withQemuLayout(boolean exact) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withWritethrough(boolean on) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, on, discard,
-                detectZeroes, copyOnRead);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                on, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withDiscard(boolean unmap) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, unmap,
-                detectZeroes, copyOnRead);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, unmap, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withCopyOnRead(boolean on) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, discard,
-                detectZeroes, on);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, on);
     }
 
     public OpenOptions withDetectZeroes(DetectZeroes mode) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, writethrough, discard,
-                mode, copyOnRead);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, mode, copyOnRead);
     }
 }

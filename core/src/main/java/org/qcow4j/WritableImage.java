@@ -49,7 +49,7 @@ public interface WritableImage extends DiskImage {
 
     /**
      * Changes the virtual size. Growing exposes zeros (never backing data); shrinking drops the clusters past the
-     * new end.
+     * new end. Opened with {@link OpenOptions#withQemuLayout}, it does exactly what QEMU does instead.
      */
     void resize(long newSize) throws IOException;
 

@@ -49,4 +49,30 @@ class BackingChainTest {
             assertNull(d.backing());
         }
     }
+
+    /** qemu-img info's open (BDRV_O_NO_BACKING): the backing file named, not opened, even when it is missing. */
+    @Test
+    void withoutBackingTheImageOpensAloneAndReadsZerosBelowItsOwnData() throws IOException {
+        assertEquals(0, Processes.run(dir, "qemu-img", "create", "-q", "-f", "qcow2", "base.qcow2", "1M").exit());
+        assertEquals(0, Processes.run(dir, "qemu-io", "-c", "write -P 7 0 1M", "base.qcow2").exit());
+        assertEquals(0, Processes.run(dir, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F",
+                "qcow2", "top.qcow2", "1M").exit());
+        assertEquals(0, Processes.run(dir, "qemu-io", "-c", "write -P 9 64k 64k", "top.qcow2").exit());
+        Path top = dir.resolve("top.qcow2");
+        Files.delete(dir.resolve("base.qcow2"));
+        assertThrows(QcowException.class, () -> Images.open(top));
+        try (DiskImage d = Images.open(top, OpenOptions.defaults().withoutBacking())) {
+            assertNull(d.backing());
+            assertEquals("base.qcow2", d.qcow2().orElseThrow().header().backingFile());
+            assertEquals(dir.resolve("base.qcow2").toString(), d.qcow2().orElseThrow().fullBackingFilename());
+            ByteBuffer b = ByteBuffer.allocate(2);
+            d.read(b.slice(0, 1), 0);
+            d.read(b.slice(1, 1), 65536);
+            assertEquals(0, b.get(0));
+            assertEquals(9, b.get(1));
+        }
+        QcowException e = assertThrows(QcowException.class,
+                () -> Images.openWritable(top, OpenOptions.defaults().withoutBacking()));
+        assertTrue(e.getMessage().contains("needs its backing chain"), e.getMessage());
+    }
 }

@@ -17,6 +17,7 @@ import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
 import org.opentest4j.AssertionFailedError;
 import org.qcow4j.testing.Processes;
+import org.qcow4j.testing.Shrinker;
 
 /**
  * Random sequences of write, writeZeroes, discard, resize and flush on images QEMU made (backing files, compressed
@@ -111,25 +112,8 @@ class WritableImagePropertyTest {
     }
 
     /** Drops operations one at a time while the sequence still fails, and reports the shortest found. */
-    private static AssertionFailedError shrink(Config c, List<Op> ops, AssertionFailedError failure, long seed) throws IOException {
-        List<Op> current = new ArrayList<>(ops);
-        AssertionFailedError last = failure;
-        boolean progress = true;
-        while (progress) {
-            progress = false;
-            for (int i = current.size() - 1; i >= 0 && current.size() > 1; i--) {
-                List<Op> fewer = new ArrayList<>(current);
-                fewer.remove(i);
-                AssertionFailedError f = attempt(c, fewer);
-                if (f != null) {
-                    current = fewer;
-                    last = f;
-                    progress = true;
-                }
-            }
-        }
-        return new AssertionFailedError("seed " + seed + ", " + c.name() + ", shrunk from " + ops.size() + " to "
-                + current.size() + " operations " + current + ": " + last.getMessage(), last);
+    private static AssertionFailedError shrink(Config c, List<Op> ops, AssertionFailedError failure, long seed) throws Exception {
+        return Shrinker.shrink(ops, failure, "seed " + seed + ", " + c.name(), fewer -> attempt(c, fewer));
     }
 
     /**

@@ -131,7 +131,7 @@ final class BenchCommand extends Command {
         if (write && args.has("-U")) {
             throw new Refused("Could not open '" + filename + "': force-share=on can only be used with read-only images");
         }
-        Path path = Path.of(filename);
+        Path path = ImageArgs.path(filename);
         if (!Files.exists(path)) {
             // QEMU's file layer says so before it looks at the aio mode.
             throw new Refused("Could not open '" + filename + "': Could not open '" + filename + "': No such file or directory");

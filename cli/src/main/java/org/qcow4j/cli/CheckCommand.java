@@ -3,7 +3,6 @@ package org.qcow4j.cli;
 import java.io.PrintWriter;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
-import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -34,9 +33,9 @@ final class CheckCommand extends Command {
                     + " remain. Images needing repairs qcow4j does not make are refused untouched.", "-r", "--repair");
 
     CheckCommand() {
-        super("check", "check [-f FMT] [--output=human|json] [-q] [-r leaks|all] IMAGE",
+        super("check", "check [-f FMT] [--output=human|json] [-q] [-r leaks|all] [-T CACHE] [-U] IMAGE",
                 "Check a qcow2 image's metadata for leaked clusters and corruption (read-only unless -r), as qemu-img check does.",
-                FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE);
+                FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE, SOURCE_CACHE);
     }
 
     /** Runs the check; the diagnostic lines and the final "Check failed" go to {@code err}. */
@@ -44,6 +43,7 @@ final class CheckCommand extends Command {
     int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         boolean json = ImageArgs.json(args);
         String image = ImageArgs.oneImage(args);
+        ImageArgs.cacheMode(args.get("-T", "writeback"), "source cache");
         Boolean fixErrors = null; // null: no -r, a read-only check
         if (args.has("-r")) {
             String mode = args.get("-r", null);
@@ -57,7 +57,7 @@ final class CheckCommand extends Command {
         }
         String format = args.get("-f", null);
         if (format == null) {
-            format = Images.probeFormat(Path.of(image));
+            format = ImageArgs.opening(image, () -> Images.probeFormat(ImageArgs.path(image)));
         }
         switch (format) {
             case "qcow2" -> {
@@ -71,9 +71,11 @@ final class CheckCommand extends Command {
 
         CheckResult r;
         if (fixErrors == null) {
-            r = Images.check(Path.of(image), OpenOptions.defaults().withForceShare(args.has("-U")), err::println);
+            r = ImageArgs.opening(image, () ->
+                    Images.check(ImageArgs.path(image), OpenOptions.defaults().withForceShare(args.has("-U")), err::println));
         } else {
-            r = Images.repair(Path.of(image), fixErrors ? RepairMode.ALL : RepairMode.LEAKS, err::println);
+            RepairMode repair = fixErrors ? RepairMode.ALL : RepairMode.LEAKS;
+            r = ImageArgs.opening(image, () -> Images.repair(ImageArgs.path(image), repair, err::println));
             if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {
                 // qemu-img: say what was repaired, then check again (read-only) and report that check.
                 if (!json && !args.has("-q")) {
@@ -82,7 +84,7 @@ final class CheckCommand extends Command {
                             + "    " + r.corruptionsFixed() + " corruptions\n\n"
                             + "Double checking the fixed image now...\n");
                 }
-                CheckResult again = Images.check(Path.of(image), err::println);
+                CheckResult again = Images.check(ImageArgs.path(image), err::println);
                 r = new CheckResult(again.filename(), again.format(), again.checkErrors(), again.corruptions(),
                         again.leaks(), r.corruptionsFixed(), r.leaksFixed(), again.imageEndOffset(),
                         again.totalClusters(), again.allocatedClusters(), again.fragmentedClusters(),

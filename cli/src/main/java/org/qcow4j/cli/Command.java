@@ -14,6 +14,9 @@ abstract class Command {
             "Image format (qcow2 or raw); probed if omitted.", "-f");
     static final CommandLine.Option FORCE_SHARE = CommandLine.Option.flag(
             "Read the image whatever other processes do with it: no image lock refuses it.", "-U", "--force-share");
+    static final CommandLine.Option SOURCE_CACHE = CommandLine.Option.value("CACHE",
+            "Cache mode for reading (none, writeback, writethrough, directsync, unsafe): checked, then the page cache is used.",
+            "-T");
     static final CommandLine.Option OUTPUT = CommandLine.Option.value("human|json", "Output format (default: human).",
             "--output");
 

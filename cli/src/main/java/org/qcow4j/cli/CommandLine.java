@@ -35,32 +35,44 @@ final class CommandLine {
     static final class UsageException extends Exception {
         private static final long serialVersionUID = 1L;
         private final String qemuImgMessage;
-
         private final boolean hint;
+        private final boolean eachLine;
 
         /** A mistake followed by the hint to read the help (QEMU's error_exit). */
         UsageException(String message) {
-            this(message, message, true);
+            this(message, message, true, false);
         }
 
         private UsageException(String message, String qemuImgMessage) {
-            this(message, qemuImgMessage, true);
+            this(message, qemuImgMessage, true, false);
         }
 
-        private UsageException(String message, String qemuImgMessage, boolean hint) {
+        private UsageException(String message, String qemuImgMessage, boolean hint, boolean eachLine) {
             super(message);
             this.qemuImgMessage = qemuImgMessage;
             this.hint = hint;
+            this.eachLine = eachLine;
         }
 
         /** A mistake reported without the hint (where QEMU uses error_report and exits 1). */
         static UsageException withoutHint(String message) {
-            return new UsageException(message, message, false);
+            return new UsageException(message, message, false, false);
+        }
+
+        /** A mistake QEMU reports in several error_report calls, each line under the program's name. */
+        static UsageException reports(String... lines) {
+            String message = String.join("\n", lines);
+            return new UsageException(message, message, false, true);
         }
 
         /** Whether the hint to read the help follows the message. */
         boolean hint() {
             return hint;
+        }
+
+        /** The lines to report, each under the program's name (else one message, its later lines as they are). */
+        List<String> reportedLines(String message) {
+            return eachLine ? List.of(message.split("\n")) : List.of(message);
         }
 
         /** qemu-img's words: "unrecognized option '-Z'", "missing argument for option '-f'" (the word typed). */

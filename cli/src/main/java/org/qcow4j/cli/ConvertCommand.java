@@ -4,6 +4,7 @@ import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import org.qcow4j.ConvertOptions;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
@@ -34,7 +35,7 @@ final class ConvertCommand extends Command {
     ConvertCommand() {
         super("convert", "convert [-p] [-c] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
                 "Convert images (their contents concatenated) into a new raw or qcow2 image.",
-                FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE,
+                FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, SOURCE_CACHE,
                 OUT_OF_ORDER, FORCE_SHARE);
     }
 
@@ -47,27 +48,35 @@ final class ConvertCommand extends Command {
         String output = files.get(files.size() - 1);
         String outputFormat = args.get("-O", "raw");
         if (!outputFormat.equals("raw") && !outputFormat.equals("qcow2")) {
+            if (!ImageArgs.QEMU_FORMATS.contains(outputFormat)) {
+                throw CommandLine.UsageException.withoutHint("Unknown file format '" + outputFormat + "'");
+            }
             throw new UnsupportedFeatureException(output, "output format '" + outputFormat + "' (convert writes raw and qcow2)");
         }
         boolean qcow2 = outputFormat.equals("qcow2");
         if (args.has("-c") && !qcow2) {
             throw new QcowException(output, "compression not supported for output format 'raw'");
         }
-        if (!qcow2 && (args.has("-o") || args.has("-B"))) {
-            throw new CommandLine.UsageException("-o and -B need -O qcow2");
+        if (!qcow2 && args.has("-B")) {
+            throw CommandLine.UsageException.withoutHint("Backing file not supported for file format 'raw'");
         }
-        boolean sync = switch (args.get("-t", "unsafe")) {
-            case "unsafe" -> false;
-            case "writeback", "none", "directsync", "writethrough" -> true;
-            default -> throw CommandLine.UsageException.withoutHint("Invalid cache option: " + args.get("-t", ""));
-        };
+        Map<String, String> given = ImageOptions.check(ImageOptions.parse(ImageOptions.optionList(args.all("-o"))),
+                qcow2 ? ImageOptions.QCOW2 : ImageOptions.RAW, "");
+        boolean sync = ImageArgs.cacheMode(args.get("-t", "unsafe"), "cache");
+        ImageArgs.cacheMode(args.get("-T", "writeback"), "source cache");
         long threads = args.getLong("-m", Runtime.getRuntime().availableProcessors());
         if (threads < 1 || threads > 16) {
             throw CommandLine.UsageException.withoutHint(
                     "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
         }
-        CreateOptions qcow2Options = qcow2 ? ImageOptions.apply(CreateOptions.defaults(0), ImageOptions.parse(args.get("-o", null)))
-                : null;
+        CreateOptions qcow2Options = null;
+        if (qcow2) {
+            try {
+                qcow2Options = ImageOptions.apply(output, CreateOptions.defaults(0), given);
+            } catch (IllegalArgumentException e) {
+                throw new QcowException(output, "error while converting qcow2: " + e.getMessage());
+            }
+        }
         if (qcow2 && args.has("-c") && qcow2Options.dataFile() != null) {
             throw new QcowException(output, "compression is not possible with an external data file");
         }
@@ -81,12 +90,19 @@ final class ConvertCommand extends Command {
             for (DiskImage in : inputs) {
                 total = Math.addExact(total, in.size());
             }
-            Progress bar = args.has("-p") && !args.has("-q") ? new Progress(out, total) : null;
+            Progress bar = args.has("-p") && !args.has("-q")
+                    ? new Progress(out, Progress.dataRuns(inputs, qcow2 && args.get("-B", qcow2Options.backingFile()) != null))
+                    : null;
             ConvertOptions options = (qcow2 ? ConvertOptions.qcow2(qcow2Options) : ConvertOptions.raw())
                     .withThreads((int) threads).withCompression(args.has("-c")).withDurable(sync)
                     .withProgress(bar == null ? null : bar::advance);
             if (qcow2) {
                 String backingName = args.get("-B", qcow2Options.backingFile());
+                if (backingName != null && inputs.size() > 1) {
+                    // qemu-img's words, naming no file (the library refuses it too, naming the output)
+                    throw CommandLine.UsageException.withoutHint("Having a backing file for the target makes no sense "
+                            + "when concatenating multiple input images");
+                }
                 if (backingName != null) {
                     backing = Images.open(Path.of(Images.resolveRelative(output, backingName)),
                             OpenOptions.defaults().withFormat(args.get("-F", qcow2Options.backingFormat())));
@@ -94,7 +110,7 @@ final class ConvertCommand extends Command {
                             .withQcow2(qcow2Options.withBacking(backingName, backing.format()));
                 }
             }
-            Images.convert(inputs, Path.of(output), options);
+            Images.convert(inputs, ImageArgs.path(output), options);
             if (bar != null) {
                 bar.finish();
             }

@@ -1,6 +1,5 @@
 package org.qcow4j.cli;
 
-import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.List;
@@ -8,6 +7,7 @@ import java.util.Map;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
@@ -39,70 +39,79 @@ final class CreateCommand extends Command {
             throw new CommandLine.UsageException("Unexpected argument: " + p.get(2));
         }
         String image = p.get(0);
-        String format = args.get("-f", "qcow2");
-        Map<String, String> o = ImageOptions.parse(args.get("-o", null));
-        long size = p.size() == 2 ? ImageOptions.size(p.get(1)) : -1;
-        if (size >= 0 && o.containsKey("size")) {
-            throw new QcowException(image, "The image size must be specified only once");
-        }
-        if (format.equals("raw")) {
-            return createRaw(image, size, o, args.has("-q"), out);
-        }
-        if (!format.equals("qcow2")) {
+        // qemu-img's default format is raw; qcow4j's own command makes qcow2 unless told otherwise
+        String format = args.get("-f", err.program() == Program.QCOW4J ? "qcow2" : "raw");
+        if (!format.equals("qcow2") && !format.equals("raw")) {
+            if (!ImageArgs.QEMU_FORMATS.contains(format)) {
+                throw new QcowException(image, "Unknown file format '" + format + "'");
+            }
             throw new UnsupportedFeatureException(image, "image format '" + format + "' (create makes qcow2 and raw)");
         }
-        CreateOptions options = ImageOptions.apply(CreateOptions.defaults(size), o);
+        String optionList = ImageOptions.optionList(args.all("-o"));
+        long size = p.size() == 2 ? ImageOptions.size(p.get(1)) : -1;
+        // QEMU's order: the options' names and types, then the size, the backing file, "Formatting", the driver.
+        Map<String, String> o = ImageOptions.check(ImageOptions.parse(optionList),
+                format.equals("raw") ? ImageOptions.RAW : ImageOptions.QCOW2, image + ": ");
+        if (o.containsKey("size")) {
+            if (size >= 0) {
+                throw new QcowException(image, "The image size must be specified only once");
+            }
+            size = Long.parseLong(o.get("size"));
+        }
         if (args.has("-b")) {
-            options = options.withBacking(args.get("-b", null), options.backingFormat());
+            o.put("backing_file", args.get("-b", null));
         }
         if (args.has("-F")) {
-            options = options.withBacking(options.backingFile(), args.get("-F", null));
+            o.put("backing_fmt", args.get("-F", null));
         }
-        if (options.backingFile() != null && options.backingFormat() == null) {
-            throw new QcowException(image, "Backing file specified without backing format (use -F qcow2 or -F raw)");
+        String backing = o.get("backing_file");
+        if (backing != null && format.equals("raw")) {
+            throw new QcowException(image, "Backing file not supported for file format 'raw'");
         }
-        if (options.backingFile() != null && !args.has("-u")) {
-            // Like qemu-img, check that the backing file opens; it gives the size when none is given.
-            String backingPath = Images.resolveRelative(image, options.backingFile());
-            try (DiskImage b = Images.open(Path.of(backingPath), OpenOptions.defaults().withFormat(options.backingFormat()))) {
-                if (options.size() < 0) {
-                    options = options.withSize(b.size());
+        if (backing != null && backing.isEmpty()) {
+            throw new QcowException(image, "Expected backing file name, got empty string");
+        }
+        if (backing != null && !args.has("-u")) {
+            // Like qemu-img, open the backing file: it must exist, its format be named, and it gives the size when
+            // none is given.
+            String backingPath = Images.resolveRelative(image, backing);
+            String backingFormat = o.get("backing_fmt");
+            DiskImage b;
+            try {
+                b = Images.open(Path.of(backingPath), OpenOptions.defaults().withFormat(backingFormat));
+            } catch (MissingFileException e) {
+                throw new QcowException(image, ExitCodes.noSuchFile(backingPath) + "\nCould not open backing image.");
+            }
+            try (b) {
+                if (backingFormat == null) {
+                    throw new QcowException(image, "Backing file specified without backing format\n"
+                            + "Detected format of " + b.format() + ".");
+                }
+                if (size < 0) {
+                    size = b.size();
                 }
             }
+        } else if (backing != null && o.get("backing_fmt") == null) {
+            throw new QcowException(image, "Backing file specified without backing format");
         }
-        if (options.size() < 0) {
-            throw new CommandLine.UsageException("Image creation needs a size parameter");
+        if (size < 0) {
+            throw new QcowException(image, "Image creation needs a size parameter");
+        }
+        if (!args.has("-q")) {
+            out.println(ImageOptions.describe(image, format, o, size));
+            out.flush();
+        }
+        if (format.equals("raw")) {
+            Images.createRaw(ImageArgs.path(image), size);
+            return ExitCodes.OK;
         }
         CreateOptions valid;
         try {
-            valid = options.validate();
+            valid = ImageOptions.apply(image, CreateOptions.defaults(size), o).validate();
         } catch (IllegalArgumentException e) {
             throw new QcowException(image, e.getMessage());
         }
-        if (!args.has("-q")) {
-            out.println(ImageOptions.describe(image, valid, o, options.size()));
-            out.flush();
-        }
-        Images.create(Path.of(image), valid);
-        return ExitCodes.OK;
-    }
-
-    private static int createRaw(String image, long size, Map<String, String> o, boolean quiet, PrintWriter out)
-            throws IOException, CommandLine.UsageException {
-        for (String key : o.keySet()) {
-            if (!key.equals("size")) {
-                throw new CommandLine.UsageException("Invalid parameter '" + key + "'");
-            }
-        }
-        long s = o.containsKey("size") ? ImageOptions.size(o.get("size")) : size;
-        if (s < 0) {
-            throw new CommandLine.UsageException("Image creation needs a size parameter");
-        }
-        if (!quiet) {
-            out.println("Formatting '" + image + "', fmt=raw size=" + s);
-            out.flush();
-        }
-        Images.createRaw(Path.of(image), s);
+        Images.create(ImageArgs.path(image), valid);
         return ExitCodes.OK;
     }
 }

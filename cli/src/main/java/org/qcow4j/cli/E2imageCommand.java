@@ -69,7 +69,7 @@ final class E2imageCommand extends Command {
         if (!qcow2 && srcOffset == 0 && Images.probeFormat(Path.of(src)).equals("qcow2")) {
             // e2image -r of a qcow2 image: any qcow2 qcow4j reads (v3, compressed, backing chains), not only v2.
             try (DiskImage in = Images.open(Path.of(src), OpenOptions.defaults().withFormat("qcow2"))) {
-                writeRaw(in, dest, destOffset, raw.withProgress(progress(args, out, in.size())));
+                writeRaw(in, dest, destOffset, raw.withProgress(progress(args, out, in)));
             }
             return ExitCodes.OK;
         }
@@ -77,7 +77,7 @@ final class E2imageCommand extends Command {
                 .withBackupSuperblock(args.getLong("-b", 0), (int) args.getLong("-B", 0))
                 .withData(args.has("-a")).withScrambling(args.has("-s"));
         try (MetadataImage image = ExtMetadata.image(Path.of(src), options)) {
-            LongConsumer bar = progress(args, out, image.size());
+            LongConsumer bar = progress(args, out, image);
             // Scrambled names are numbered in block order: such an image is read in order, by one thread.
             int threads = image.readsInOrderOnly() ? 1 : Runtime.getRuntime().availableProcessors();
             if (qcow2) {
@@ -91,8 +91,8 @@ final class E2imageCommand extends Command {
         return ExitCodes.OK;
     }
 
-    private static LongConsumer progress(CommandLine args, PrintWriter out, long total) {
-        return args.has("-p") ? new Progress(out, total)::advance : null;
+    private static LongConsumer progress(CommandLine args, PrintWriter out, DiskImage image) throws IOException {
+        return args.has("-p") ? new Progress(out, Progress.dataRuns(List.of(image), false))::advance : null;
     }
 
     /** A raw image at {@code destOffset} of an existing file (a partition of a disk image), or a new file. */

@@ -1,11 +1,11 @@
 package org.qcow4j.cli;
 
 import java.io.IOException;
-import java.io.PrintWriter;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileSystemException;
 import java.nio.file.NoSuchFileException;
 import org.qcow4j.ImageLockedException;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.QcowException;
 
 /** The one place exceptions become a line on stderr and an exit code (qemu-img uses 1 for failures). */
@@ -32,6 +32,24 @@ final class ExitCodes {
         if (ex instanceof ImageLockedException e) {
             err.println("Is another process using the image [" + e.file() + "]?");
         }
+    }
+
+    /**
+     * Why an image did not open, in QEMU's words where they are known (bdrv_open's message, which qemu-img puts after
+     * "Could not open 'IMAGE': " and qemu-io after "can't open device IMAGE: "); else the library's line without
+     * its leading "FILE: ".
+     */
+    static String openReason(String filename, Throwable ex) {
+        if (ex instanceof MissingFileException m) {
+            return "Could not open backing file: ".repeat(m.depth()) + noSuchFile(m.file());
+        }
+        String m = describe(ex, "No such file or directory", "Permission denied");
+        return m.startsWith(filename + ": ") && m.length() > filename.length() + 2 ? m.substring(filename.length() + 2) : m;
+    }
+
+    /** QEMU's words for a file that is not there: {@code Could not open 'FILE': No such file or directory}. */
+    static String noSuchFile(String file) {
+        return "Could not open '" + file + "': No such file or directory";
     }
 
     private static String describe(Throwable ex) {

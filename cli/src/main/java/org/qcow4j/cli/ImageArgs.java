@@ -1,16 +1,39 @@
 package org.qcow4j.cli;
 
 import java.io.IOException;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Set;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.UnsupportedFeatureException;
 
 /** Argument handling shared by the commands. */
 final class ImageArgs {
+    /** The block drivers QEMU 7.2's qemu-img knows ("Supported formats"): others are unknown to it too. */
+    static final Set<String> QEMU_FORMATS = Set.of("blkdebug", "blklogwrites", "blkverify", "bochs", "cloop", "compress",
+            "copy-before-write", "copy-on-read", "dmg", "file", "ftp", "ftps", "gluster", "host_cdrom", "host_device",
+            "http", "https", "iscsi", "iser", "luks", "nbd", "nfs", "null-aio", "null-co", "nvme", "parallels",
+            "preallocate", "qcow", "qcow2", "qed", "quorum", "raw", "rbd", "replication", "snapshot-access", "ssh",
+            "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat");
+
     private ImageArgs() {
+    }
+
+    /**
+     * The file an image name on the command line names: QEMU's {@code file:} protocol prefix (how a name holding a
+     * colon is written, {@code file:disk:1.qcow2}) is dropped; any other name is a path as given.
+     */
+    static Path path(String name) {
+        return Path.of(withoutFilePrefix(name));
+    }
+
+    /** {@code name} without QEMU's {@code file:} protocol prefix, if it has one. */
+    static String withoutFilePrefix(String name) {
+        return name.startsWith("file:") ? name.substring("file:".length()) : name;
     }
 
     /**
@@ -18,11 +41,67 @@ final class ImageArgs {
      * as QEMU's readers lock unless {@code -U}.
      */
     static DiskImage open(CommandLine args, String filename) throws IOException {
-        String format = args.get("-f", null);
+        return open(args, filename, args.get("-f", null), true);
+    }
+
+    /** {@link #open(CommandLine, String)} in {@code format}, with or without its backing chain. */
+    static DiskImage open(CommandLine args, String filename, String format, boolean backing) throws IOException {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
+            if (!QEMU_FORMATS.contains(format)) {
+                throw new IOException("Could not open '" + filename + "': Unknown driver '" + format + "'");
+            }
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
-        return Images.open(Path.of(filename), OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U")));
+        OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"));
+        return opening(filename, () -> Images.open(path(filename), backing ? options : options.withoutBacking()));
+    }
+
+    /**
+     * What a cache mode says (bdrv_parse_cache_mode): whether every write is flushed before it completes
+     * ({@code writethrough}: the BlockBackend has no write cache), whether the host cache is bypassed
+     * ({@code direct}: cache.direct) and whether flushes are skipped ({@code noFlush}: cache.no-flush).
+     */
+    record CacheMode(boolean writethrough, boolean direct, boolean noFlush) {
+        /** bdrv_parse_cache_mode's words, or null for one it does not know. */
+        static CacheMode of(String mode) {
+            return switch (mode) {
+                case "off", "none" -> new CacheMode(false, true, false);
+                case "directsync" -> new CacheMode(true, true, false);
+                case "writeback" -> new CacheMode(false, false, false);
+                case "unsafe" -> new CacheMode(false, false, true);
+                case "writethrough" -> new CacheMode(true, false, false);
+                default -> null;
+            };
+        }
+    }
+
+    /**
+     * A cache mode (bdrv_parse_cache_mode's words); returns whether it asks writes to be durable before the command
+     * ends ({@code unsafe} does not). {@code what} names the option in qemu-img's message ("cache", "source cache").
+     * qcow4j reads through the page cache whatever the mode: the JDK 17 API has no O_DIRECT for FileChannel.
+     */
+    static boolean cacheMode(String mode, String what) throws CommandLine.UsageException {
+        CacheMode m = CacheMode.of(mode);
+        if (m == null) {
+            throw CommandLine.UsageException.withoutHint("Invalid " + what + " option: " + mode);
+        }
+        return !m.noFlush();
+    }
+
+    /** Something that opens an image. */
+    interface Opening<T> {
+        T open() throws IOException;
+    }
+
+    /** Runs {@code open}, a missing file (the image or one it names) worded as qemu-img words it. */
+    static <T> T opening(String filename, Opening<T> open) throws IOException {
+        try {
+            return open.open();
+        } catch (MissingFileException e) {
+            throw new IOException("Could not open '" + filename + "': " + ExitCodes.openReason(filename, e), e);
+        } catch (NoSuchFileException e) {
+            throw new IOException("Could not open '" + filename + "': " + ExitCodes.noSuchFile(filename), e);
+        }
     }
 
     /** {@code --output}: true for json, false for human. */

@@ -1,22 +1,82 @@
 package org.qcow4j.cli;
 
-import java.math.BigDecimal;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Comparator;
 import java.util.LinkedHashMap;
-import java.util.Locale;
+import java.util.List;
 import java.util.Map;
 import org.qcow4j.CreateOptions;
+import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.Header;
 
 /**
- * qemu-img's {@code -o key=value,...} image options (a doubled comma is a literal comma) and sizes with
- * k/M/G/T/P/E suffixes, turned into {@link CreateOptions}.
+ * qemu-img's {@code -o key=value,...} image options (a doubled comma is a literal comma), in QEMU's two steps: the
+ * options are first checked against the format's list and their types ({@link #check}: unknown keys, sizes, numbers
+ * and booleans, before qemu-img prints "Formatting ..."), then applied to {@link CreateOptions}, where the values
+ * the driver checks are refused ({@link #apply}, after that line). Messages are qemu-img's.
  */
 final class ImageOptions {
+    /** How QEMU parses an option's value (QemuOptType). */
+    enum Type { SIZE, NUMBER, BOOL, STRING }
+
+    /**
+     * The file protocol's option: QEMU asks XFS for that extent size (FS_IOC_FSSETXATTR), which the JDK cannot do
+     * and other file systems ignore. Accepted and shown as qemu-img shows it, with no effect.
+     */
+    static final String EXTENT_SIZE_HINT = "extent_size_hint";
+
+    /**
+     * qcow2's creation options and the file protocol's, in the order qemu-img create lists them (qcow2_create_opts
+     * then file's, as "Formatting" prints them), and the defaults it shows.
+     */
+    static final Map<String, Type> QCOW2 = options("encryption", Type.BOOL, "encrypt.format", Type.STRING,
+            "encrypt.key-secret", Type.STRING, "cluster_size", Type.SIZE, "extended_l2", Type.BOOL,
+            "preallocation", Type.STRING, "compression_type", Type.STRING, "size", Type.SIZE, "compat", Type.STRING,
+            "backing_file", Type.STRING, "backing_fmt", Type.STRING, "data_file", Type.STRING,
+            "data_file_raw", Type.BOOL, "lazy_refcounts", Type.BOOL, "refcount_bits", Type.NUMBER,
+            EXTENT_SIZE_HINT, Type.SIZE);
+    private static final Map<String, String> QCOW2_DEFAULTS = Map.of("cluster_size", "65536", "extended_l2", "off",
+            "compression_type", "zlib", "lazy_refcounts", "off", "refcount_bits", "16");
+    /** raw's: qcow4j makes sparse raw files only, so of the file protocol's options just the hint. */
+    static final Map<String, Type> RAW = options("size", Type.SIZE, EXTENT_SIZE_HINT, Type.SIZE);
+
+    private static final String SIZE_HINT = "\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+            + "and exabytes, respectively.";
+
     private ImageOptions() {
     }
 
-    /** Parses one or more {@code -o} strings (later keys win) into an ordered map. */
-    static Map<String, String> parse(String spec) throws CommandLine.UsageException {
+    private static Map<String, Type> options(Object... keysAndTypes) {
+        Map<String, Type> m = new LinkedHashMap<>();
+        for (int i = 0; i < keysAndTypes.length; i += 2) {
+            m.put((String) keysAndTypes[i], (Type) keysAndTypes[i + 1]);
+        }
+        return Collections.unmodifiableMap(m);
+    }
+
+    /**
+     * Every {@code -o} given, joined as qemu-img's accumulate_options joins them; one that starts with a comma or
+     * ends with an odd number of them is refused, as there.
+     */
+    static String optionList(List<String> values) throws CommandLine.UsageException {
+        for (String v : values) {
+            int trailing = 0;
+            while (trailing < v.length() && v.charAt(v.length() - 1 - trailing) == ',') {
+                trailing++;
+            }
+            if (v.isEmpty() || v.charAt(0) == ',' || trailing % 2 == 1) {
+                throw CommandLine.UsageException.withoutHint("Invalid option list: " + v);
+            }
+        }
+        return values.isEmpty() ? null : String.join(",", values);
+    }
+
+    /**
+     * Parses an option list (later keys win) into an ordered map of the strings given. A word without '=' is a key
+     * with no value, which {@link #check} refuses as an invalid parameter, as QEMU does.
+     */
+    static Map<String, String> parse(String spec) {
         Map<String, String> out = new LinkedHashMap<>();
         if (spec == null || spec.isEmpty()) {
             return out;
@@ -34,10 +94,7 @@ final class ImageOptions {
                     continue;
                 }
                 int eq = kv.indexOf('=');
-                if (eq <= 0) {
-                    throw new CommandLine.UsageException("Invalid option '" + kv + "': expected key=value");
-                }
-                out.put(kv.substring(0, eq), kv.substring(eq + 1));
+                out.put(eq < 0 ? kv : kv.substring(0, eq), eq < 0 ? null : kv.substring(eq + 1));
             } else {
                 cur.append(c);
             }
@@ -46,38 +103,73 @@ final class ImageOptions {
     }
 
     /**
-     * A size: bytes, or a number with one of qemu's k/M/G/T/P/E suffixes (binary units; fractions allowed). Not
-     * qemu's {@link QemuNumbers#strtosz}: blanks around the number, exponents and a fraction without a suffix
-     * (rounded down) are accepted, hex and a '+' are not, and the messages are qcow4j's.
+     * QEMU's first step (qemu_opts_do_parse): every key must be one of {@code known}, and sizes, numbers and booleans
+     * must parse. Returns the options with sizes and numbers as decimal numbers (what "Formatting" prints). A mistake
+     * is refused with {@code prefix} (qemu-img create's "FILE: ") before QEMU's message.
      */
-    static long size(String text) throws CommandLine.UsageException {
-        String t = text.trim();
-        long unit = t.isEmpty() ? -1 : QemuNumbers.suffixMul(t.charAt(t.length() - 1));
-        if (unit > 0) {
-            t = t.substring(0, t.length() - 1);
-        } else {
-            unit = 1;
+    static Map<String, String> check(Map<String, String> given, Map<String, Type> known, String prefix)
+            throws CommandLine.UsageException {
+        Map<String, String> out = new LinkedHashMap<>();
+        for (Map.Entry<String, String> e : given.entrySet()) {
+            String key = e.getKey();
+            String v = e.getValue();
+            Type type = known.get(key);
+            if (type == null || v == null) {
+                throw CommandLine.UsageException.withoutHint(prefix + "Invalid parameter '" + key + "'");
+            }
+            out.put(key, switch (type) {
+                case SIZE -> {
+                    long n = QemuNumbers.strtosz(v, w -> { });
+                    if (n == QemuNumbers.ERANGE) {
+                        throw CommandLine.UsageException.withoutHint(prefix + "Value '" + v + "' is out of range for parameter '" + key + "'");
+                    }
+                    if (n < 0) {
+                        throw CommandLine.UsageException.withoutHint(
+                                prefix + "Parameter '" + key + "' expects a non-negative number below 2^64" + SIZE_HINT);
+                    }
+                    yield Long.toString(n);
+                }
+                case NUMBER -> {
+                    // qemu_strtou64(value, NULL, 0): a negative number wraps around, printed signed
+                    QemuNumbers.Strtoull n = QemuNumbers.strtoull(v, 0);
+                    if (n.end() != v.length() || n.overflow()) {
+                        throw CommandLine.UsageException.withoutHint(prefix + "Parameter '" + key + "' expects a number");
+                    }
+                    yield Long.toString(n.value().longValue());
+                }
+                case BOOL -> {
+                    bool(key, v, prefix);
+                    yield v;
+                }
+                case STRING -> v;
+            });
         }
-        try {
-            if (t.isEmpty() || t.startsWith("-") || t.startsWith("+")) {
-                throw new NumberFormatException(text);
-            }
-            BigDecimal v = new BigDecimal(t).multiply(BigDecimal.valueOf(unit));
-            if (v.compareTo(BigDecimal.valueOf(Long.MAX_VALUE)) > 0) {
-                throw new CommandLine.UsageException("Image size '" + text + "' is too large");
-            }
-            if (v.compareTo(BigDecimal.ONE) < 0) {
-                return 0; // at once: rounding "1e-2222220" down divides by 10^2222221
-            }
-            return v.setScale(0, java.math.RoundingMode.DOWN).longValueExact();
-        } catch (NumberFormatException | ArithmeticException e) {
-            throw new CommandLine.UsageException("Invalid image size '" + text
-                    + "': use a number of bytes, optionally with a k, M, G, T, P or E suffix");
-        }
+        return out;
     }
 
-    /** Applies qcow2 creation options to {@code base}; unknown keys are refused like qemu-img's. */
-    static CreateOptions apply(CreateOptions base, Map<String, String> o) throws CommandLine.UsageException {
+    /**
+     * qemu-img create's SIZE operand (cvtnum "image size"): QEMU's size syntax, at most INT64_MAX, with its two
+     * messages.
+     */
+    static long size(String text) throws CommandLine.UsageException {
+        long n = QemuNumbers.strtosz(text, w -> { });
+        if (n == QemuNumbers.ERANGE) {
+            throw CommandLine.UsageException.withoutHint(
+                    "Invalid image size specified. Must be between 0 and " + Long.MAX_VALUE + ".");
+        }
+        if (n < 0) {
+            throw CommandLine.UsageException.reports("Invalid image size specified. You may use k, M, G, T, P or E "
+                    + "suffixes for", "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        }
+        return n;
+    }
+
+    /**
+     * QEMU's second step: applies options {@link #check}ed against {@link #QCOW2} to {@code base}, refusing with an
+     * IllegalArgumentException (qemu-img's message) the values qcow2's create refuses, as {@link
+     * CreateOptions#validate} refuses combinations. Encryption is refused by name for {@code file}.
+     */
+    static CreateOptions apply(String file, CreateOptions base, Map<String, String> o) throws UnsupportedFeatureException {
         int version = base.version();
         int clusterBits = base.clusterBits();
         int refcountOrder = base.refcountOrder();
@@ -90,100 +182,106 @@ final class ImageOptions {
         String backing = base.backingFile();
         String backingFmt = base.backingFormat();
         long size = base.size();
-        for (Map.Entry<String, String> e : o.entrySet()) {
+        // In the order QEMU's QAPI visitor meets them (BlockdevCreateOptionsQcow2), so the first value refused
+        // is the one qemu-img names.
+        List<Map.Entry<String, String>> entries = new ArrayList<>(o.entrySet());
+        entries.sort(Comparator.comparingInt(e -> QAPI_ORDER.indexOf(e.getKey()) < 0 ? QAPI_ORDER.size()
+                : QAPI_ORDER.indexOf(e.getKey())));
+        for (Map.Entry<String, String> e : entries) {
             String v = e.getValue();
             switch (e.getKey()) {
                 case "compat" -> version = switch (v) {
                     case "0.10", "v2" -> 2;
                     case "1.1", "v3" -> 3;
-                    default -> throw new CommandLine.UsageException("Invalid compat version '" + v + "'");
+                    default -> throw notAccepted("version", v);
                 };
+                // A cluster size or refcount width out of range is refused by CreateOptions.validate, in QEMU's
+                // order among its other checks; -1 stands for a number that is no power of two.
                 case "cluster_size" -> {
-                    long cs = size(v);
-                    if (Long.bitCount(cs) != 1 || cs < 512 || cs > 2 << 20) {
-                        throw new CommandLine.UsageException("Cluster size must be a power of two between 512 and 2048k");
-                    }
-                    clusterBits = Long.numberOfTrailingZeros(cs);
+                    long cs = Long.parseLong(v);
+                    clusterBits = Long.bitCount(cs) == 1 ? Long.numberOfTrailingZeros(cs) : -1;
                 }
                 case "refcount_bits" -> {
-                    long bits = number(e.getKey(), v);
-                    if (Long.bitCount(bits) != 1 || bits > 64) {
-                        throw new CommandLine.UsageException("Refcount width must be a power of two and may not exceed 64 bits");
-                    }
-                    refcountOrder = Long.numberOfTrailingZeros(bits);
+                    long bits = Long.parseLong(v);
+                    refcountOrder = Long.bitCount(bits) == 1 && bits > 0 ? Long.numberOfTrailingZeros(bits) : -1;
                 }
                 case "compression_type" -> compression = switch (v) {
                     case "zlib" -> Header.COMPRESSION_ZLIB;
                     case "zstd" -> Header.COMPRESSION_ZSTD;
-                    default -> throw new CommandLine.UsageException("Invalid compression_type '" + v + "' (zlib or zstd)");
+                    default -> throw notAccepted("compression-type", v);
                 };
-                case "extended_l2" -> extendedL2 = bool(e.getKey(), v);
-                case "lazy_refcounts" -> lazy = bool(e.getKey(), v);
+                case "extended_l2" -> extendedL2 = isOn(v);
+                case "lazy_refcounts" -> lazy = isOn(v);
                 case "data_file" -> dataFile = v.isEmpty() ? null : v;
-                case "data_file_raw" -> dataFileRaw = bool(e.getKey(), v);
+                case "data_file_raw" -> dataFileRaw = isOn(v);
                 case "preallocation" -> prealloc = switch (v) {
                     case "off" -> CreateOptions.Preallocation.OFF;
                     case "metadata" -> CreateOptions.Preallocation.METADATA;
                     case "falloc" -> CreateOptions.Preallocation.FALLOC;
                     case "full" -> CreateOptions.Preallocation.FULL;
-                    default -> throw new CommandLine.UsageException("Invalid preallocation mode: '" + v + "'");
+                    default -> throw notAccepted("preallocation", v);
                 };
                 case "backing_file" -> backing = v;
                 case "backing_fmt" -> backingFmt = v;
-                case "size" -> size = size(v);
-                case "encrypt.format", "encryption", "encrypt.key-secret" -> throw new CommandLine.UsageException(
-                        "Encryption is not supported by qcow4j ('" + e.getKey() + "')");
-                default -> throw new CommandLine.UsageException("Invalid parameter '" + e.getKey() + "'");
+                case "size" -> size = Long.parseLong(v);
+                case "encryption", "encrypt.format", "encrypt.key-secret" -> {
+                    if (!e.getKey().equals("encryption") || isOn(v)) {
+                        throw new UnsupportedFeatureException(file, "encryption ('" + e.getKey() + "'): not supported yet");
+                    }
+                }
+                default -> { } // the file protocol's options: see EXTENT_SIZE_HINT
             }
         }
         return new CreateOptions(size, version, clusterBits, refcountOrder, compression, extendedL2, lazy, dataFile,
                 dataFileRaw, prealloc, backing, backingFmt);
     }
 
-    private static long number(String key, String v) throws CommandLine.UsageException {
-        try {
-            return Long.parseLong(v);
-        } catch (NumberFormatException e) {
-            throw new CommandLine.UsageException("Parameter '" + key + "' expects a number, not '" + v + "'");
-        }
+    /** The members of QEMU's BlockdevCreateOptionsQcow2, in the schema's order, by their -o names. */
+    private static final List<String> QAPI_ORDER = List.of("data_file", "data_file_raw", "extended_l2", "size",
+            "compat", "backing_file", "backing_fmt", "encryption", "encrypt.format", "encrypt.key-secret",
+            "cluster_size", "preallocation", "lazy_refcounts", "refcount_bits", "compression_type");
+
+    private static IllegalArgumentException notAccepted(String parameter, String value) {
+        return new IllegalArgumentException("Parameter '" + parameter + "' does not accept value '" + value + "'");
     }
 
-    private static boolean bool(String key, String v) throws CommandLine.UsageException {
-        return switch (v.toLowerCase(Locale.ROOT)) {
-            case "on", "yes", "true" -> true;
-            case "off", "no", "false" -> false;
-            default -> throw new CommandLine.UsageException("Parameter '" + key + "' expects 'on' or 'off'");
+    /** qapi_bool_parse's words: true or false, or null for any other (also for {@link ImageSpec}'s options). */
+    static Boolean qapiBool(String v) {
+        return switch (v) {
+            case "on", "yes", "true", "y" -> true;
+            case "off", "no", "false", "n" -> false;
+            default -> null;
         };
     }
 
+    /** qapi_bool_parse's words; {@code prefix} goes before the message of a value it refuses. */
+    private static boolean bool(String key, String v, String prefix) throws CommandLine.UsageException {
+        Boolean b = qapiBool(v);
+        if (b == null) {
+            throw CommandLine.UsageException.withoutHint(prefix + "Parameter '" + key + "' expects 'on' or 'off'");
+        }
+        return b;
+    }
+
+    /** A boolean {@link #check} accepted. */
+    private static boolean isOn(String v) {
+        return Boolean.TRUE.equals(qapiBool(v));
+    }
+
     /**
-     * The "Formatting ..." line qemu-img create prints: its options in qemu-img's order, sizes as numbers, the size
-     * as requested (before rounding), optional ones only when given, strings as given.
+     * The "Formatting ..." line qemu-img create prints (qemu_opts_print): every option of the format's list in the
+     * list's order, as given ({@link #check}ed: sizes and numbers as decimal numbers) or else its default, the ones
+     * without a default only when given; the size as requested (before rounding).
      */
-    static String describe(String file, CreateOptions o, Map<String, String> given, long requestedSize) {
-        StringBuilder sb = new StringBuilder("Formatting '").append(file).append("', fmt=qcow2 cluster_size=")
-                .append(1L << o.clusterBits()).append(" extended_l2=").append(o.extendedL2() ? "on" : "off");
-        if (given.containsKey("preallocation")) {
-            sb.append(" preallocation=").append(given.get("preallocation"));
-        }
-        sb.append(" compression_type=").append(o.compressionType() == Header.COMPRESSION_ZSTD ? "zstd" : "zlib")
-                .append(" size=").append(requestedSize);
-        if (given.containsKey("compat")) {
-            sb.append(" compat=").append(given.get("compat"));
-        }
-        if (o.backingFile() != null) {
-            sb.append(" backing_file=").append(o.backingFile());
-            if (o.backingFormat() != null) {
-                sb.append(" backing_fmt=").append(o.backingFormat());
+    static String describe(String file, String format, Map<String, String> given, long size) {
+        Map<String, Type> list = format.equals("raw") ? RAW : QCOW2;
+        StringBuilder sb = new StringBuilder("Formatting '").append(file).append("', fmt=").append(format);
+        for (String key : list.keySet()) {
+            String v = key.equals("size") ? Long.toString(size) : given.getOrDefault(key, QCOW2_DEFAULTS.get(key));
+            if (v != null && (list == QCOW2 || given.containsKey(key) || key.equals("size"))) {
+                sb.append(' ').append(key).append('=').append(v);
             }
         }
-        if (o.dataFile() != null) {
-            sb.append(" data_file=").append(o.dataFile());
-        }
-        if (given.containsKey("data_file_raw")) {
-            sb.append(" data_file_raw=").append(o.dataFileRaw() ? "on" : "off");
-        }
-        return sb.append(" lazy_refcounts=").append(o.lazyRefcounts() ? "on" : "off")
-                .append(" refcount_bits=").append(1 << o.refcountOrder()).toString();
+        return sb.toString();
     }
 }

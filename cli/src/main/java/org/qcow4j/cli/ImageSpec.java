@@ -48,12 +48,6 @@ final class ImageSpec {
         }
     }
 
-    /** QEMU 7.2's block drivers (formats, protocols, filters): known to QEMU, so refused by name, not as unknown. */
-    private static final Set<String> QEMU_DRIVERS = Set.of("blkdebug", "blklogwrites", "blkreplay", "blkverify", "bochs",
-            "cloop", "compress", "copy-before-write", "copy-on-read", "dmg", "file", "ftp", "ftps", "gluster", "host_cdrom",
-            "host_device", "http", "https", "iscsi", "iser", "luks", "nbd", "nfs", "null-aio", "null-co", "nvme",
-            "parallels", "preallocate", "qcow", "qcow2", "qed", "quorum", "raw", "rbd", "replication", "snapshot-access",
-            "ssh", "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat");
     /** QEMU 7.2's protocol prefixes of file names ("nbd:...", "json:..."), refused by name; "file:" is honoured. */
     private static final Set<String> QEMU_PROTOCOLS = Set.of("blkdebug", "blkverify", "fat", "ftp", "ftps", "gluster",
             "gluster+rdma", "gluster+tcp", "gluster+unix", "host_cdrom", "host_device", "http", "https", "iscsi", "iser",
@@ -276,7 +270,7 @@ final class ImageSpec {
 
     /** An unknown driver is QEMU's error; one QEMU has but qcow4j not is refused by name. */
     private static void checkDriver(String driver) throws Refused {
-        if (!QEMU_DRIVERS.contains(driver)) {
+        if (!ImageArgs.QEMU_FORMATS.contains(driver)) {
             throw new Refused("Unknown driver '" + driver + "'");
         }
         if (!driver.equals("qcow2") && !driver.equals("raw") && !driver.equals("file")) {
@@ -309,7 +303,7 @@ final class ImageSpec {
         if (colon > 0 && (slash < 0 || colon < slash)) {
             String protocol = name.substring(0, colon);
             if (protocol.equals("file")) {
-                return name.substring(5);
+                return ImageArgs.withoutFilePrefix(name);
             }
             if (QEMU_PROTOCOLS.contains(protocol)) {
                 throw new Refused("the '" + protocol + ":' protocol is not supported by qcow4j (local files only)");
@@ -462,11 +456,11 @@ final class ImageSpec {
 
     /** QEMU's boolean option values (qapi_bool_parse). */
     private static boolean bool(String k, String v) throws Refused {
-        return switch (v) {
-            case "on", "yes", "true", "y" -> true;
-            case "off", "no", "false", "n" -> false;
-            default -> throw new Refused("Parameter '" + k + "' expects 'on' or 'off'");
-        };
+        Boolean b = ImageOptions.qapiBool(v);
+        if (b == null) {
+            throw new Refused("Parameter '" + k + "' expects 'on' or 'off'");
+        }
+        return b;
     }
 
     /** An enum option: its value if it is one of {@code allowed}, else QEMU's error. */

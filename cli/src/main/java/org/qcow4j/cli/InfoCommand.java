@@ -5,9 +5,12 @@ import java.time.Instant;
 import java.time.ZoneId;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.qcow4j.DiskImage;
+import org.qcow4j.Qcow2Metadata;
 
 /** {@code info}: what qemu-img info prints, field for field. */
 final class InfoCommand extends Command {
@@ -26,9 +29,21 @@ final class InfoCommand extends Command {
         boolean json = ImageArgs.json(args);
         boolean backingChain = args.has("--backing-chain");
         List<Map<String, Object>> infos = new ArrayList<>();
-        try (DiskImage top = ImageArgs.open(args, ImageArgs.oneImage(args))) {
-            for (DiskImage d = top; d != null; d = backingChain ? d.backing() : null) {
+        // As qemu-img's collect_image_info_list: each image opened alone (a missing backing file does not stop
+        // plain info), the chain followed by the backing names the images give, in the formats they give.
+        Set<String> seen = new HashSet<>();
+        String filename = ImageArgs.oneImage(args);
+        String format = args.get("-f", null);
+        while (filename != null) {
+            if (!seen.add(filename)) {
+                err.error("Backing file '" + filename + "' creates an infinite loop.");
+                return ExitCodes.FAILURE;
+            }
+            try (DiskImage d = ImageArgs.open(args, filename, format, false)) {
                 infos.add(ImageInfo.of(d));
+                Qcow2Metadata q = backingChain ? d.qcow2().orElse(null) : null;
+                filename = q == null ? null : q.fullBackingFilename();
+                format = q == null ? null : q.header().backingFormat();
             }
         }
         if (json) {
@@ -83,31 +98,7 @@ final class InfoCommand extends Command {
         }
         if (m.containsKey("format-specific")) {
             out.println("Format specific information:");
-            dumpTree(out, ((Map<String, Object>) m.get("format-specific")).get("data"), 1);
-        }
-    }
-
-    /** qemu's {@code dump_qobject}: nested maps and lists, keys with '-' shown as ' '. */
-    @SuppressWarnings("unchecked")
-    private static void dumpTree(PrintWriter out, Object v, int level) {
-        String pad = "    ".repeat(level);
-        if (v instanceof Map<?, ?> map) {
-            for (Map.Entry<String, Object> e : ((Map<String, Object>) map).entrySet()) {
-                dumpEntry(out, e.getKey().replace('-', ' '), e.getValue(), pad, level);
-            }
-        } else if (v instanceof List<?> list) {
-            for (int i = 0; i < list.size(); i++) {
-                dumpEntry(out, "[" + i + "]", list.get(i), pad, level);
-            }
-        }
-    }
-
-    private static void dumpEntry(PrintWriter out, String key, Object value, String pad, int level) {
-        if (value instanceof Map<?, ?> || value instanceof List<?>) {
-            out.println(pad + key + ":");
-            dumpTree(out, value, level + 1);
-        } else {
-            out.println(pad + key + ": " + value);
+            ImageInfo.dumpSpecific(out, ((Map<String, Object>) m.get("format-specific")).get("data"));
         }
     }
 }

@@ -17,6 +17,7 @@ import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.RefusedRequestException;
+import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.format.ClusterGeometry;
 
@@ -436,14 +437,18 @@ final class IoExecutor {
             return IoErrno.ENOTSUP;
         }
         long oldSize = image.size();
-        if (version2WithBacking() && image.backing().size() > oldSize && size > alignUp(oldSize, clusterSize())) {
+        boolean needsZeroFlags = version2WithBacking() && image.backing().size() > oldSize
+                && size > alignUp(oldSize, clusterSize());
+        try {
+            writable.resize(size); // opened with OpenOptions.withQemuLayout: qemu-io's file, byte for byte
+        } catch (UnsupportedFeatureException e) {
+            if (!needsZeroFlags) {
+                return ioError("truncate", e, false);
+            }
             // QEMU must zero the new clusters to hide a longer backing file, and a version 2 image has no zero flag
-            // (qcow2_subcluster_zeroize's -ENOTSUP). The library grows it with zeros; io refuses as qemu-io does.
+            // (qcow2_subcluster_zeroize's -ENOTSUP): it fails once the L1 table has grown, and so does the library.
             err.error("Failed to zero out new clusters: " + IoErrno.strerror(IoErrno.ENOTSUP));
             return IoErrno.ENOTSUP;
-        }
-        try {
-            writable.resize(size);
         } catch (IOException | RuntimeException e) {
             return ioError("truncate", e, false);
         }

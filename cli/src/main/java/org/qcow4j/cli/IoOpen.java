@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.util.Map;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.WritableImage;
 
@@ -51,25 +52,16 @@ final class IoOpen {
             return f;
         }
 
-        /** bdrv_parse_cache_mode: false (nothing changed) for a mode QEMU does not have. */
+        /** bdrv_parse_cache_mode ({@link ImageArgs.CacheMode}): false (nothing changed) for a mode QEMU does not have. */
         boolean cacheMode(String mode) {
-            switch (mode) {
-                case "off", "none" -> set(false, true, false);
-                case "directsync" -> set(true, true, false);
-                case "writeback" -> set(false, false, false);
-                case "unsafe" -> set(false, false, true);
-                case "writethrough" -> set(true, false, false);
-                default -> {
-                    return false;
-                }
+            ImageArgs.CacheMode m = ImageArgs.CacheMode.of(mode);
+            if (m == null) {
+                return false;
             }
+            writethrough = m.writethrough();
+            nocache = m.direct();
+            noFlush = m.noFlush();
             return true;
-        }
-
-        private void set(boolean writethrough, boolean nocache, boolean noFlush) {
-            this.writethrough = writethrough;
-            this.nocache = nocache;
-            this.noFlush = noFlush;
         }
 
         /** bdrv_parse_discard_flags. */
@@ -174,12 +166,13 @@ final class IoOpen {
             throw new Failed(prefix, "Can't use copy-on-read on read-only device", null, null);
         }
         OpenOptions options = spec.openOptions(OpenOptions.defaults().withDiscard(f.unmap)
-                .withWritethrough(f.writethrough).withForceShare(f.forceShare).withCopyOnRead(f.copyOnRead));
+                .withWritethrough(f.writethrough).withForceShare(f.forceShare).withCopyOnRead(f.copyOnRead)
+                .withQemuLayout(true)); // qemu-io's file, byte for byte
         Path path;
         try {
             path = Path.of(spec.filename());
         } catch (InvalidPathException e) {
-            throw new Failed(prefix, "Could not open '" + spec.filename() + "': No such file or directory", null, null);
+            throw new Failed(prefix, ExitCodes.noSuchFile(spec.filename()), null, null);
         }
         boolean temporary = f.snapshot && !readOnly;
         try {
@@ -225,11 +218,10 @@ final class IoOpen {
 
     /** The reason after "can't open device X: ": QEMU's wording for a missing file, else the library's line. */
     private static String reason(String filename, Throwable e) {
-        if (!exists(filename)) {
-            return "Could not open '" + filename + "': No such file or directory";
+        if (!(e instanceof MissingFileException) && !exists(filename)) {
+            return ExitCodes.noSuchFile(filename); // a probe's NoSuchFileException, before the library is asked
         }
-        String m = IoErrno.describe(e);
-        return m.startsWith(filename + ": ") && m.length() > filename.length() + 2 ? m.substring(filename.length() + 2) : m;
+        return ExitCodes.openReason(filename, e);
     }
 
     private static boolean exists(String name) {

@@ -138,7 +138,7 @@ public final class Main {
         } catch (CommandLine.UsageException ex) {
             String message = program == Program.QEMU_IMG ? ex.qemuImgMessage() : ex.getMessage();
             if (!message.isEmpty()) {
-                err.error(message);
+                ex.reportedLines(message).forEach(err::error);
             }
             if (ex.hint()) { // else QEMU's error_report: the message alone
                 String hint = program.helpHint(command.name());

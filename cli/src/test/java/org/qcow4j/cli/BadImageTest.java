@@ -236,7 +236,11 @@ class BadImageTest {
         Qemu.img(dir, "create", "-q", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", "-u", "a.qcow2", "1M");
         Qemu.img(dir, "rebase", "-u", "-b", "a.qcow2", "-F", "qcow2", "b.qcow2");
         Path a = dir.resolve("a.qcow2");
-        assertAllCommandsRefuse(a, List.of(), new Expect(List.of(abs(a), abs(dir.resolve("b.qcow2"))), List.of("loop"), List.of()));
+        Expect loop = new Expect(List.of(abs(a), abs(dir.resolve("b.qcow2"))), List.of("loop"), List.of());
+        assertAll(
+                () -> assertRefusal(cmd("map", List.of(), "--output=json", abs(a)), loop),
+                () -> assertConvertRefuses(a, List.of(), loop),
+                () -> assertInfoLikeQemuImg(a));
     }
 
     @Test
@@ -244,7 +248,35 @@ class BadImageTest {
         Qemu.img(dir, "create", "-q", "-f", "qcow2", "-b", "missing.qcow2", "-F", "qcow2", "-u", "top.qcow2", "1M");
         Path top = dir.resolve("top.qcow2");
         // The line must name the missing file (naming the overlay too is welcome but not required).
-        assertAllCommandsRefuse(top, List.of(), new Expect(List.of(abs(dir.resolve("missing.qcow2"))), List.of(), List.of()));
+        Expect missing = new Expect(List.of(abs(dir.resolve("missing.qcow2"))), List.of(), List.of());
+        assertAll(
+                () -> assertRefusal(cmd("map", List.of(), "--output=json", abs(top)), missing),
+                () -> assertConvertRefuses(top, List.of(), missing),
+                () -> assertRefusal(cmd("info", List.of(), "--backing-chain", abs(top)), missing),
+                () -> assertInfoLikeQemuImg(top));
+    }
+
+    /**
+     * qemu-img info opens the image alone (BDRV_O_NO_BACKING): a backing file missing or looping does not stop it.
+     * With --backing-chain it follows the names and stops at the first one seen twice, with its own message
+     * (iotest 043).
+     */
+    private void assertInfoLikeQemuImg(Path img) {
+        for (List<String> opts : List.<List<String>>of(List.of(), List.of("--output=json"))) {
+            String[] args = cmd("info", opts, abs(img));
+            Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", args));
+            Qemu.Result got = qcow4j(args);
+            assertEquals(0, want.exit(), want.err());
+            assertEquals(0, got.exit(), () -> describe(args, got));
+            assertEquals(want.out(), got.out());
+        }
+        Qemu.Result want = Qemu.run(dir, "qemu-img", "info", "--backing-chain", abs(img));
+        if (want.err().contains("creates an infinite loop")) {
+            Qemu.Result got = qcow4j("info", "--backing-chain", abs(img));
+            assertEquals(1, got.exit());
+            assertEquals("", got.out());
+            assertEquals(want.err().replace("qemu-img: ", "qcow4j: "), got.err());
+        }
     }
 
     // ---------------------------------------------------------------- data

@@ -392,6 +392,37 @@ class CheckRepairTest {
         assertArrayEquals(before, Files.readAllBytes(img));
     }
 
+    /**
+     * iotest 036: an autoclear bit QEMU does not know is cleared by any -r (QEMU clears it on opening the image
+     * read-write), with nothing else to repair or with a leak; the bytes are qemu-img's.
+     */
+    @Test
+    void unknownAutoclearBitIsClearedByTheRepair() throws IOException {
+        Path img = create("autoclear.qcow2", "1M");
+        Qemu.io(dir, img.toString(), "write -P 1 0 128k");
+        Path original = copy(img, "original.qcow2");
+        putLong(img, 88, 1L << 63);
+        assertRepairsLikeQemu(img, original, 0);
+        CheckTest.setRefcount(img, 0, 2);
+        assertRepairsLikeQemu(img, original, CheckCommand.LEAKS);
+        Path repaired = copy(img, "repaired.qcow2");
+        CheckTest.check("-r", "leaks", repaired.toString());
+        assertEquals(0, getLong(repaired, 88));
+    }
+
+    /** The autoclear bits QEMU maintains (bitmaps) are not qcow4j's to clear: such a repair is refused untouched. */
+    @Test
+    void bitmapsAutoclearBitIsRefusedUntouched() throws IOException {
+        Path img = create("bitmaps.qcow2", "1M");
+        Qemu.img(dir, "bitmap", "--add", img.toString(), "b0");
+        CheckTest.setRefcount(img, 0, 2);
+        byte[] before = Files.readAllBytes(img);
+        Qemu.Result r = CheckTest.check("-r", "all", img.toString());
+        assertEquals(1, r.exit(), r.err());
+        assertTrue(r.err().contains("autoclear features"), r.err());
+        assertArrayEquals(before, Files.readAllBytes(img));
+    }
+
     @Test
     void otherCorruptionsAreRefusedUntouched() throws IOException {
         Path img = create("reserved.qcow2", "1M");

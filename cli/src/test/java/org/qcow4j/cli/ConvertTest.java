@@ -44,6 +44,28 @@ class ConvertTest {
         assertEquals("", Qemu.qcow4j("convert", "-p", "-q", "-O", "raw", path("a.qcow2"), path("out.raw")).ok().out());
     }
 
+    /** -p prints the values qemu-img prints: the share of its data runs (2 MiB at most) done, 1% apart at least. */
+    @Test
+    void printsQemuImgsProgressValues() throws IOException {
+        String[][] layouts = {
+            {"write 0 1M", "write 2M 1M", "write 4M 1M", "write 32M 1M"}, // iotest 086
+            {"write 0 5M", "write -z 8M 1M", "write 20M 64k"},
+            {"write 0 64k", "write 1M 64k", "write 2M 64k", "write 3M 64k", "write 100M 3M"},
+            {},
+        };
+        for (String[] writes : layouts) {
+            Qemu.img(dir, "create", "-q", "-f", "qcow2", path("p.qcow2"), "128M");
+            if (writes.length > 0) {
+                Qemu.io(dir, path("p.qcow2"), writes);
+            }
+            for (String format : new String[] {"qcow2", "raw"}) {
+                String want = Qemu.img(dir, "convert", "-p", "-O", format, path("p.qcow2"), path("want.img")).out();
+                String got = Qemu.qcow4j("convert", "-p", "-O", format, path("p.qcow2"), path("got.img")).ok().out();
+                assertEquals(want, got, String.join(", ", writes) + " to " + format);
+            }
+        }
+    }
+
     @Test
     void replacesAnExistingOutputOnlyOnSuccess() throws IOException {
         Qemu.img(dir, "create", "-q", "-f", "qcow2", path("good.qcow2"), "1M");
@@ -92,6 +114,40 @@ class ConvertTest {
         }
         Qemu.Result r = Qemu.qcow4j("convert", "-O", "qcow2", path("in.qcow2"), "/nonexistent-dir/out.qcow2");
         assertEquals("qcow4j: /nonexistent-dir/out.qcow2: cannot create: no such directory\n", r.err());
+    }
+
+    /** convert refuses what create refuses, in qemu-img's words for a conversion ("error while converting qcow2"). */
+    @Test
+    void refusesWhatTheQcow2DriverRefusesAsQemuImg() throws IOException {
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("in.qcow2"), "1M");
+        for (String opts : CreateTest.DRIVER_REFUSALS) {
+            Qemu.Result want = Qemu.run(dir, "qemu-img", "convert", "-O", "qcow2", "-o", opts, path("in.qcow2"),
+                    path("out.qcow2"));
+            Qemu.Result got = Qemu.qcow4j("convert", "-O", "qcow2", "-o", opts, path("in.qcow2"), path("out.qcow2"));
+            assertEquals(1, want.exit(), opts);
+            assertEquals(1, got.exit(), opts);
+            assertEquals(want.err().replace("qemu-img: ", "qcow4j: "), got.err(), opts);
+            assertFalse(Files.exists(dir.resolve("out.qcow2")), opts);
+        }
+    }
+
+    @Test
+    void refusesABackingFileForSeveralInputsAsQemuImg() throws IOException {
+        for (String name : new String[] {"a.qcow2", "b.qcow2", "base.qcow2"}) {
+            Qemu.img(dir, "create", "-q", "-f", "qcow2", path(name), "1M");
+        }
+        for (List<String> backing : List.<List<String>>of(List.of("-B", path("base.qcow2")),
+                List.of("-o", "backing_file=" + path("base.qcow2") + ",backing_fmt=qcow2"))) {
+            List<String> args = Qemu.list("convert", "-O", "qcow2");
+            args.addAll(backing);
+            args.addAll(List.of(path("a.qcow2"), path("b.qcow2"), path("out.qcow2")));
+            Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", args.toArray(String[]::new)));
+            Qemu.Result got = Qemu.qcow4j(args.toArray(String[]::new));
+            assertEquals(1, want.exit());
+            assertEquals(1, got.exit());
+            assertEquals(want.err().replace("qemu-img: ", "qcow4j: "), got.err());
+            assertFalse(Files.exists(dir.resolve("out.qcow2")));
+        }
     }
 
     @Test

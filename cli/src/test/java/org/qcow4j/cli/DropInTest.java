@@ -4,8 +4,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -23,9 +25,14 @@ class DropInTest {
     static String image;
 
     @BeforeAll
-    static void image() {
+    static void image() throws IOException {
         image = dir.resolve("a.qcow2").toString();
         Qemu.img(dir, "create", "-f", "qcow2", image, "1M");
+        // an overlay over an overlay whose backing file is gone: two "Could not open backing file: " in QEMU's message
+        Qemu.img(dir, "create", "-f", "qcow2", dir.resolve("gone.qcow2").toString(), "1M");
+        Qemu.img(dir, "create", "-f", "qcow2", "-b", "gone.qcow2", "-F", "qcow2", dir.resolve("mid.qcow2").toString());
+        Qemu.img(dir, "create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", dir.resolve("orphan.qcow2").toString());
+        Files.delete(dir.resolve("gone.qcow2"));
     }
 
     @Test
@@ -43,11 +50,33 @@ class DropInTest {
             "info -f", "info --output", "info IMG IMG", "info --output=xml IMG", "info --ou=json IMG",
             "info --backing-chain=1 IMG", "check", "check -r", "check IMG IMG", "map", "map IMG IMG", "create",
             "create -f qcow2", "create DIR/x 1G extra", "convert", "convert IMG", "convert -O", "convert -t foo IMG DIR/y",
-            "convert -m 0 IMG DIR/y", "bench", "io IMG", "e2image IMG"})
-    void qemuImgSaysWhatQemuImgSays(String line) {
+            "convert -m 0 IMG DIR/y", "bench", "io IMG", "e2image IMG",
+            // create's two steps (options checked before "Formatting", values after) and its size operand
+            "create -f qcow2 DIR/x 1Q", "create -f qcow2 DIR/x -- -1k", "create -f qcow2 DIR/x 9E",
+            "create -f qcow2 -o size=-1k DIR/x", "create -f qcow2 -o size=99999999999999999999 DIR/x",
+            "create -f qcow2 -o compat=0.42 DIR/x 64M", "create -f qcow2 -o preallocation=1234 DIR/x 64M",
+            "create -f qcow2 -o compression_type=foo DIR/x 64M", "create -f qcow2 -o cluster_size=3 DIR/x 64M",
+            "create -f qcow2 -o compat=0.10,lazy_refcounts=on DIR/x 64M", "create -f qcow2 -o refcount_bits=-1 DIR/x 1M",
+            "create -f qcow2 -o foo DIR/x 1M", "create -f qcow2 -o =4k DIR/x 1M", "create -f qcow2 -o ,a=1 DIR/x 1M",
+            "create -f qcow2 -o lazy_refcounts=maybe DIR/x 1M", "create -f qcow2 -o refcount_bits=abc DIR/x 1M",
+            "create -f qcow2 -o cluster_size=abc DIR/x 1M", "create -f raw -o cluster_size=4k DIR/x 1M",
+            "create -f foo DIR/x 1M", "create -f qcow2 DIR/x", "create -f qcow2 -o size=1M DIR/x 2M",
+            "create -f qcow2 -b DIR/nonexist DIR/x", "create -f raw -b IMG -F qcow2 DIR/x 1M", "create -f qcow2 -u -b DIR/nonexist DIR/x 1M",
+            // formats and files QEMU does not know or cannot find
+            "info -f foo IMG", "map -f foo IMG", "convert -O foo IMG DIR/y", "convert -O raw -B IMG IMG DIR/y",
+            "convert -O qcow2 -o foo=1 IMG DIR/y", "info DIR/nonexist", "check DIR/nonexist", "map DIR/nonexist",
+            "convert DIR/nonexist DIR/y", "check DIR/orphan.qcow2", "map DIR/orphan.qcow2",
+            // cache modes: accepted (reads go through the page cache), wrong ones refused as qemu-img does
+            "check -T foo IMG", "check -T none IMG", "convert -T foo IMG DIR/y", "convert -t foo IMG DIR/y",
+            "convert -T off -t writeback -O raw IMG DIR/y"})
+    void qemuImgSaysWhatQemuImgSays(String line) throws IOException {
         String[] args = words(line);
         Qemu.Result expected = Qemu.run(dir, Qemu.concat("qemu-img", args));
+        Files.deleteIfExists(dir.resolve("x"));
+        Files.deleteIfExists(dir.resolve("y"));
         Qemu.Result actual = run(Program.QEMU_IMG, args);
+        Files.deleteIfExists(dir.resolve("x"));
+        Files.deleteIfExists(dir.resolve("y"));
         assertEquals(expected, actual, "qemu-img " + line);
     }
 

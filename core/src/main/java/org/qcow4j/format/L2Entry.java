@@ -69,6 +69,48 @@ public final class L2Entry {
         return zero ? SubclusterType.ZERO_PLAIN : SubclusterType.UNALLOCATED_PLAIN;
     }
 
+    /**
+     * The type of the whole cluster, as QEMU's {@code qcow2_get_cluster_type}: {@link SubclusterType#COMPRESSED},
+     * {@link SubclusterType#ZERO_PLAIN} / {@link SubclusterType#ZERO_ALLOC} (the zero flag, never with extended L2),
+     * {@link SubclusterType#UNALLOCATED_PLAIN} (no host offset) or {@link SubclusterType#NORMAL}. With extended L2 an
+     * allocated cluster is NORMAL whatever its bitmap says.
+     */
+    public static SubclusterType clusterType(long entry, boolean extendedL2, boolean hasDataFile) {
+        if ((entry & COMPRESSED) != 0) {
+            return SubclusterType.COMPRESSED;
+        }
+        long offset = entry & OFFSET_MASK;
+        if ((entry & ZERO) != 0 && !extendedL2) {
+            return offset != 0 ? SubclusterType.ZERO_ALLOC : SubclusterType.ZERO_PLAIN;
+        }
+        if (offset == 0 && !(hasDataFile && (entry & COPIED) != 0)) {
+            return SubclusterType.UNALLOCATED_PLAIN;
+        }
+        return SubclusterType.NORMAL;
+    }
+
+    /**
+     * How many subclusters from {@code from} (of 32) have the type subcluster {@code from} has, {@code type}: QEMU's
+     * {@code qcow2_get_subcluster_range_type}. Without extended L2, and for compressed clusters, the rest of the
+     * cluster.
+     */
+    public static int subclusterRun(long bitmap, int from, SubclusterType type, boolean extendedL2) {
+        int per = extendedL2 ? 32 : 1;
+        if (!extendedL2 || type == SubclusterType.COMPRESSED) {
+            return per - from;
+        }
+        long below = (1L << from) - 1; // QCOW_OFLAG_SUB_ALLOC_RANGE(0, from)
+        return switch (type) {
+            case NORMAL -> Long.numberOfTrailingZeros(~((bitmap | below) & BITMAP_ALL_ALLOC)) - from;
+            case ZERO_PLAIN, ZERO_ALLOC -> Long.numberOfTrailingZeros(~(((bitmap >>> 32) | below) & BITMAP_ALL_ALLOC)) - from;
+            case UNALLOCATED_PLAIN, UNALLOCATED_ALLOC -> {
+                long val = ((bitmap >>> 32) | bitmap) & BITMAP_ALL_ALLOC & ~below;
+                yield (val == 0 ? 32 : Long.numberOfTrailingZeros(val)) - from;
+            }
+            default -> throw new IllegalArgumentException("no run of " + type);
+        };
+    }
+
     /** The allocation bits of subclusters {@code first..last} (inclusive, 0..31) in a bitmap word. */
     public static long subclusterBits(int first, int last) {
         return (BITMAP_ALL_ALLOC >>> (31 - last)) & ~((1L << first) - 1);

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import java.util.BitSet;
 import org.qcow4j.QcowException;
 
 /**
@@ -74,6 +75,27 @@ public final class FileStorage implements AutoCloseable {
      *
      * @throws QcowException naming the file when the write fails (a full disk, an I/O error)
      */
+    /**
+     * Writes the entries of a table of big-endian 64-bit values that {@code which} marks, entry {@code i} at {@code
+     * tableOffset + 8 * i}: each run of marked entries in one write (at most 64 Ki entries each), so that a table
+     * with millions of changed entries costs a few writes, not millions. Bytes of unmarked entries are not written.
+     */
+    public void writeEntries(long[] values, BitSet which, long tableOffset) throws IOException {
+        final int maxRun = 1 << 16;
+        ByteBuffer buf = null;
+        for (int i = which.nextSetBit(0); i >= 0; ) {
+            int end = Math.min(which.nextClearBit(i), i + maxRun);
+            if (buf == null || buf.capacity() < (end - i) * 8) {
+                buf = ByteBuffer.allocate(Math.min(maxRun, which.cardinality()) * 8);
+            }
+            buf.clear();
+            buf.asLongBuffer().put(values, i, end - i);
+            buf.limit((end - i) * 8);
+            writeFully(buf, tableOffset + i * 8L);
+            i = which.nextSetBit(end);
+        }
+    }
+
     public void writeFully(ByteBuffer src, long pos) throws IOException {
         write(src, pos, WriteFaults.Op.WRITE);
     }
@@ -99,6 +121,37 @@ public final class FileStorage implements AutoCloseable {
     public void extendTo(long size) throws IOException {
         if (size > length && size > channel.size()) {
             write(ByteBuffer.allocate(1), size - 1, WriteFaults.Op.EXTEND);
+        }
+    }
+
+    /**
+     * Makes {@code [pos, pos + len)} read as zeros without growing the file: what QEMU's discard passthrough leaves
+     * where it punches a hole ({@code FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE}). The JDK cannot punch holes, so
+     * the bytes inside the file are written as zeros; past its end they read as zeros already.
+     */
+    public void zero(long pos, long len) throws IOException {
+        long end = Math.min(pos + len, length);
+        ByteBuffer zeros = null;
+        for (long p = pos; p < end; ) {
+            int n = (int) Math.min(end - p, 1 << 20);
+            if (zeros == null || zeros.capacity() < n) {
+                zeros = ByteBuffer.allocate(n);
+            }
+            write(zeros.clear().limit(n), p, WriteFaults.Op.WRITE);
+            p += n;
+        }
+    }
+
+    /** Cuts the file to {@code size} bytes (QEMU truncates an image file whose tail a shrink freed). */
+    public void truncate(long size) throws IOException {
+        try {
+            WriteFaults.check(path, WriteFaults.Op.EXTEND, size);
+            channel.truncate(size);
+        } catch (IOException e) {
+            throw failed("truncate failed at " + size, e);
+        }
+        synchronized (this) {
+            length = Math.min(length, size);
         }
     }
 

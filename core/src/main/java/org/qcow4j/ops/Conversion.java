@@ -58,7 +58,17 @@ public final class Conversion {
             });
             return;
         }
-        CreateOptions valid = validate(options.qcow2().withSize(total), name);
+        if (inputs.size() > 1 && (options.backing() != null || options.qcow2().backingFile() != null)) {
+            // qemu-img refuses it too: the backing file could only stand behind the first input.
+            throw new QcowException(name, "Having a backing file for the target makes no sense when concatenating "
+                    + "multiple input images");
+        }
+        CreateOptions valid;
+        try {
+            valid = options.qcow2().withSize(total).validate();
+        } catch (IllegalArgumentException e) {
+            throw new QcowException(name, "error while converting qcow2: " + e.getMessage()); // qemu-img's words
+        }
         if (options.compress() && valid.dataFile() != null) {
             throw new QcowException(name, "compression is not possible with an external data file");
         }

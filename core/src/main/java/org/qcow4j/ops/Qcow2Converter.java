@@ -198,10 +198,16 @@ public final class Qcow2Converter {
         return new Chunk(start >> clusterBits, ops, bufs, streams, Math.min(end, in.size()) - start);
     }
 
-    /** Reads guest bytes into {@code dst}, zeros past the end of the image (the last cluster's padding). */
+    /**
+     * Reads guest bytes into {@code dst}, zeros past the end of the image: the last cluster's padding, and all of a
+     * chunk past the end of a backing file shorter than the input (there the new image reads zeros, as QEMU's
+     * overlays do beyond their backing file).
+     */
     private static void readPadded(DiskImage d, ByteBuffer dst, long start) throws IOException {
         long avail = Math.max(0, Math.min(dst.remaining(), d.size() - start));
-        d.read(dst.slice(0, (int) avail), start);
+        if (avail > 0) {
+            d.read(dst.slice(0, (int) avail), start);
+        }
         Zeros.fill(dst.position((int) avail));
         dst.position(0);
     }

@@ -10,6 +10,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import org.qcow4j.DiskImage;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
@@ -47,7 +48,8 @@ public final class ChainOpener {
             throw new QcowException(overlay, "backing chain deeper than " + options.maxChainDepth() + " images");
         }
         Path path = Path.of(filename);
-        Path real = realPath(path, filename, overlay == null ? null : "backing file of " + overlay);
+        Path real = realPath(path, filename, overlay == null ? null : "backing file of " + overlay,
+                overlay == null ? MissingFileException.Role.IMAGE : MissingFileException.Role.BACKING_FILE, overlay, depth);
         int seen = chain.indexOf(real);
         if (seen >= 0) {
             throw new QcowException(overlay, "backing file loop: " + String.join(" -> ", names.subList(seen, names.size()))
@@ -72,7 +74,7 @@ public final class ChainOpener {
     /** Opens the top image {@code filename} read-write (it must be qcow2); its backing chain is opened read-only. */
     Qcow2Image openForWriting(String filename) throws IOException {
         Path path = Path.of(filename);
-        Path real = realPath(path, filename, null);
+        Path real = realPath(path, filename, null, MissingFileException.Role.IMAGE, null, 0);
         if (Files.isDirectory(real)) {
             throw new QcowException(filename, "is a directory");
         }
@@ -92,9 +94,10 @@ public final class ChainOpener {
     }
 
     /** Opens an external data file (incompatible bit 2) for reading. */
-    FileStorage openDataFile(String filename, String image) throws IOException {
+    FileStorage openDataFile(String filename, String image, int depth) throws IOException {
         String role = "external data file of " + image;
-        return openFile(Path.of(filename), realPath(Path.of(filename), filename, role), filename, role, readAccess());
+        Path real = realPath(Path.of(filename), filename, role, MissingFileException.Role.DATA_FILE, image, depth);
+        return openFile(Path.of(filename), real, filename, role, readAccess());
     }
 
     /** How the images read here are locked: as QEMU's readers, or not at all with force-share. */
@@ -118,11 +121,12 @@ public final class ChainOpener {
         }
     }
 
-    private static Path realPath(Path path, String filename, String role) throws IOException {
+    private static Path realPath(Path path, String filename, String role, MissingFileException.Role missing,
+                                 String referrer, int depth) throws IOException {
         try {
             return path.toRealPath();
         } catch (NoSuchFileException e) {
-            throw new QcowException(filename, "no such file" + (role == null ? "" : " (" + role + ")"));
+            throw new MissingFileException(filename, missing, referrer, depth);
         } catch (AccessDeniedException e) {
             throw new QcowException(filename, "permission denied" + (role == null ? "" : " (" + role + ")"));
         }

@@ -64,30 +64,39 @@ public final class ClusterMap {
     }
 
     /**
-     * Sets the L2 entry (and with extended L2 its bitmap) of {@code guest}, allocating or copying its L2 table
-     * through {@code refcounts} first. The old table of a copy is given back once the new one is on disk.
+     * QEMU's {@code get_cluster_table}: makes sure the range of {@code guest} has an L2 table of its own (COPIED),
+     * allocating one (QEMU's {@code l2_allocate}: before anything else the request allocates) or copying a shared one,
+     * whose old cluster is then given back. Returns the table's host offset. QEMU does this for every write, zero
+     * write and discard that reaches the range, whether or not an entry then changes.
      */
-    void set(long guest, long entry, long bitmap, RefcountTable refcounts) throws IOException {
+    long ensureTable(long guest, RefcountTable refcounts) throws IOException {
         int i = (int) geo.l1Index(guest);
         long old = l1[i];
         long offset = L1Entry.l2Offset(old);
-        long[] table;
         if (offset != 0 && (old & L1Entry.COPIED) != 0) {
-            table = l2Cache.getForUpdate(offset);
-        } else {
-            long[] copy = offset == 0 ? new long[tableLongs] : l2Cache.get(offset).clone();
-            long fresh = refcounts.allocate(1);
-            refcounts.markMetadata(fresh, 1, "new L2 table");
-            l2Cache.putDirty(fresh, copy);
-            table = copy;
-            if (offset != 0) {
-                l2Cache.remove(offset);
-                refcounts.unmarkMetadata(offset, 1);
-                refcounts.freeLater(offset, geo.clusterSize());
-            }
-            l1[i] = fresh | L1Entry.COPIED;
-            dirtyL1.set(i);
+            return offset;
         }
+        long fresh = refcounts.allocate(1);
+        long[] copy = offset == 0 ? new long[tableLongs] : l2Cache.get(offset).clone();
+        refcounts.markMetadata(fresh, 1, "new L2 table");
+        l2Cache.putDirty(fresh, copy);
+        l1[i] = fresh | L1Entry.COPIED;
+        dirtyL1.set(i);
+        if (offset != 0) {
+            l2Cache.remove(offset);
+            refcounts.unmarkMetadata(offset, 1);
+            refcounts.free(offset, geo.clusterSize(), RefcountTable.Discard.OTHER);
+        }
+        return fresh;
+    }
+
+    /**
+     * Sets the L2 entry (and with extended L2 its bitmap) of {@code guest}, whose range has a table of its own
+     * ({@link #ensureTable}).
+     */
+    void set(long guest, long entry, long bitmap) throws IOException {
+        long offset = L1Entry.l2Offset(l1[(int) geo.l1Index(guest)]);
+        long[] table = l2Cache.getForUpdate(offset);
         int s = slot(guest);
         table[s] = entry;
         if (geo.extendedL2()) {
@@ -95,16 +104,19 @@ public final class ClusterMap {
         }
     }
 
-    /** Forgets L2 table {@code i} (the caller has given back its entries): its L1 entry becomes 0. */
-    void dropTable(int i, RefcountTable refcounts) {
+    /**
+     * Forgets L2 table {@code i} (the caller has given back its entries): its L1 entry becomes 0 and the table's
+     * cluster is freed as QEMU's {@code qcow2_shrink_l1_table} frees it.
+     */
+    void dropTable(int i, RefcountTable refcounts) throws IOException {
         long offset = L1Entry.l2Offset(l1[i]);
         if (offset != 0) {
             l2Cache.remove(offset);
             refcounts.unmarkMetadata(offset, 1);
-            refcounts.freeLater(offset, geo.clusterSize());
-            l1[i] = 0;
-            dirtyL1.set(i);
+            refcounts.free(offset, geo.clusterSize(), RefcountTable.Discard.ALWAYS);
         }
+        l1[i] = 0;
+        dirtyL1.set(i); // QEMU writes zeros over the dropped entries whatever they held
     }
 
     /** Whether more tables are dirty than the cache holds: the image should write them back. */
@@ -133,9 +145,7 @@ public final class ClusterMap {
 
     /** Writes the changed L1 entries (not forced); the tables they point at must be on disk already. */
     void writeL1() throws IOException {
-        for (int i = dirtyL1.nextSetBit(0); i >= 0; i = dirtyL1.nextSetBit(i + 1)) {
-            storage.writeFully(ByteBuffer.allocate(8).putLong(0, l1[i]), l1Offset + i * 8L);
-        }
+        storage.writeEntries(l1, dirtyL1, l1Offset);
         dirtyL1.clear();
     }
 

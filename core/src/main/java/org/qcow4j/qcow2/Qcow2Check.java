@@ -10,13 +10,13 @@ import java.util.List;
 import java.util.function.Consumer;
 import org.qcow4j.CheckResult;
 import org.qcow4j.FormatException;
-import org.qcow4j.Images;
+import org.qcow4j.ImageLockedException;
+import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.format.BitmapTable;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
-import org.qcow4j.ImageLockedException;
 import org.qcow4j.io.Access;
 import org.qcow4j.io.FileStorage;
 import org.qcow4j.io.OpenFile;
@@ -94,6 +94,9 @@ public final class Qcow2Check {
         }
     }
 
+    /** The autoclear features QEMU maintains: an image with them set is not repaired here. */
+    private static final long KNOWN_AUTOCLEAR = Feature.BITMAPS.mask() | Feature.RAW_EXTERNAL_DATA.mask();
+
     /**
      * {@code qemu-img check -r leaks} ({@code fixErrors} false) or {@code -r all} ({@code fixErrors} true), repairing
      * what QEMU 7.2's {@code qcow2_co_check_locked} repairs, in the same way and with the same counts:
@@ -118,8 +121,9 @@ public final class Qcow2Check {
      *
      * <p>Before anything is written the image is checked read-only; an image needing repairs QEMU makes otherwise
      * (snapshot table fixes, zeroing misaligned preallocated L2 entries) or with corruptions no repair touches
-     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with autoclear features
-     * (bitmaps) or an external data file, is refused with a {@link QcowException}, untouched.
+     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with the autoclear features
+     * QEMU maintains (bitmaps, raw external data) or an external data file, is refused with a {@link QcowException},
+     * untouched. Unknown autoclear bits are cleared, as QEMU clears them when it opens the image for the repair.
      */
     public static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
         String filename = image.toString();
@@ -142,7 +146,8 @@ public final class Qcow2Check {
         String filename = image.toString();
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
             Header header = Qcow2Image.readHeader(storage, filename);
-            String refused = header.autoclearFeatures() != 0 ? "the image has autoclear features (bitmaps, raw external data)"
+            String refused = (header.autoclearFeatures() & KNOWN_AUTOCLEAR) != 0
+                    ? "the image has autoclear features (bitmaps, raw external data)"
                     : header.has(Feature.EXTERNAL_DATA_FILE) ? "the image has an external data file" : null;
             if (refused != null) {
                 throw new QcowException(filename, "cannot repair: " + refused + "; qcow4j repairs only images without them"
@@ -156,6 +161,16 @@ public final class Qcow2Check {
                 throw new QcowException(filename, "cannot repair (nothing written): " + dry.c.unrepairable
                         + " problems need repairs qcow4j does not make (use qemu-img check -r all), the first: "
                         + dry.c.firstUnrepairable);
+            }
+            if (header.version() >= 3 && header.autoclearFeatures() != 0) {
+                // As QEMU opening the image read-write for the repair: unknown autoclear bits are cleared (the
+                // known ones were refused above).
+                try {
+                    out.write(java.nio.ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
+                    out.force(false);
+                } catch (IOException e) {
+                    throw new QcowException(filename, "write failed (autoclear_features): " + CheckContext.describe(e));
+                }
             }
         }
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
@@ -224,16 +239,16 @@ public final class Qcow2Check {
         }
         if (header.backingFile() != null) {
             // qemu-img check opens the whole backing chain and fails if it cannot.
-            String name = Images.resolveRelative(filename, header.backingFile());
-            Images.open(Path.of(name), OpenOptions.defaults().withFormat(header.backingFormat())
-                    .withForceShare(forceShare)).close();
+            String name = ChainOpener.resolveRelative(filename, header.backingFile());
+            new ChainOpener(OpenOptions.defaults().withForceShare(forceShare))
+                    .open(name, header.backingFormat(), 1, filename).close();
         }
         if (c.hasDataFile) {
-            String name = Images.resolveRelative(filename, header.dataFile());
+            String name = ChainOpener.resolveRelative(filename, header.dataFile());
             try {
                 FileStorage.open(Path.of(name), Access.PROBE).close(); // it only has to open
             } catch (NoSuchFileException e) {
-                throw new QcowException(name, "no such file (external data file of " + filename + ")");
+                throw new MissingFileException(name, MissingFileException.Role.DATA_FILE, filename, 0);
             } catch (AccessDeniedException e) {
                 throw new QcowException(name, "permission denied (external data file of " + filename + ")");
             }

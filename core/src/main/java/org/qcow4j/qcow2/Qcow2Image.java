@@ -96,10 +96,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                 ? Bitmap.readDirectory(h.bitmaps(), storage::read, filename, length) : List.of();
 
         FileStorage data = h.has(Feature.EXTERNAL_DATA_FILE)
-                ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename) : storage;
+                ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename, depth) : storage;
         try {
             String backingName = h.backingFile() == null ? null : ChainOpener.resolveRelative(filename, h.backingFile());
-            DiskImage backing = backingName == null ? null : chain.open(backingName, h.backingFormat(), depth + 1, filename);
+            DiskImage backing = backingName == null || !chain.options().openBacking() ? null
+                    : chain.open(backingName, h.backingFormat(), depth + 1, filename);
             return new Qcow2Image(filename, storage, h, l1, snapshots, bitmaps, data, data != storage ? h.dataFile() : null, chain.options(),
                     backing, backingName);
         } catch (IOException | RuntimeException e) {
@@ -118,6 +119,10 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
         if (options.forceShare()) {
             throw new QcowException(path.toString(), "force-share=on can only be used with read-only images");
+        }
+        if (!options.openBacking()) {
+            // a write would copy zeros where the backing file has data
+            throw new QcowException(path.toString(), "an image opened for writing needs its backing chain");
         }
         // QEMU's write locks are taken first and held until the image is open, so nothing slips in between.
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, path.toString())) {
@@ -346,6 +351,14 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     /** {@link #read} for callers that need no lock: read-only images, or the writer holding the write lock. */
     void readUnlocked(ByteBuffer dst, long offset) throws IOException {
         checkRange(offset, dst.remaining());
+        readMapped(dst, offset);
+    }
+
+    /**
+     * Reads what the mapping says, even past the end of the disk (in its last cluster): what QEMU's copy-on-write
+     * reads through the driver, without the block layer's end-of-disk check.
+     */
+    void readMapped(ByteBuffer dst, long offset) throws IOException {
         while (dst.hasRemaining()) {
             Run run = lookup(offset, dst.remaining());
             int n = (int) run.length();
@@ -454,6 +467,22 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    /**
+     * Whether {@code [offset, offset + length)} is known to read as zeros through the whole backing chain (clamped to
+     * the disk), as QEMU's {@code is_zero()} asks the block status; for the writer, which holds the write lock.
+     */
+    boolean readsAsZero(long offset, long length) throws IOException {
+        long end = Math.min(offset + length, size());
+        while (offset < end) {
+            Extent e = extentUnlocked(offset, end - offset);
+            if (!e.zero() || e.length() <= 0) {
+                return false;
+            }
+            offset += e.length();
+        }
+        return true;
+    }
+
     private Extent extentUnlocked(long offset, long maxLength) throws IOException {
         checkRange(offset, 1);
         Run run = lookup(offset, Math.min(maxLength, size() - offset));
@@ -513,7 +542,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     public void discard(long offset, long length) throws IOException {
         update(() -> {
             checkRange(offset, length);
-            writes.discard(offset, length, false);
+            writes.discard(offset, length);
         });
     }
 

@@ -2,10 +2,13 @@ package org.qcow4j.qcow2;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
 import org.qcow4j.DiskImage;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.RefusedRequestException;
+import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
@@ -14,6 +17,7 @@ import org.qcow4j.format.L2Entry;
 import org.qcow4j.format.SubclusterType;
 import org.qcow4j.io.FileIOException;
 import org.qcow4j.io.FileStorage;
+import org.qcow4j.io.Zeros;
 
 /**
  * The write half of a {@link Qcow2Image} opened for writing: guest writes, zeroing, discard, resize and the
@@ -25,6 +29,13 @@ import org.qcow4j.io.FileStorage;
  * then the refcount decrements of what the tables stopped using. A crash at any moment leaves the last flushed
  * state plus, at most, leaked clusters. With lazy refcounts the refcounts are written only on close and the dirty
  * bit says so meanwhile.
+ *
+ * <p>What ends up in the file is what QEMU 7.2 writes for the same requests, byte for byte: each request follows the
+ * QEMU function named in its comment (the block layer's splitting of zero writes and discards, then block/qcow2.c and
+ * block/qcow2-cluster.c), and {@link RefcountTable} places clusters as QEMU's allocator does. Only the moments of
+ * metadata writes differ (QEMU writes some of them at once, this at the next flush), which the final bytes do not
+ * show; and a cluster freed since the last flush is handed out again only after a flush (see {@link RefcountTable}).
+ * Without {@link OpenOptions#qemuLayout} two costly QEMU habits are left out (see there).
  *
  * <p>A failing file (a full disk, an I/O error) fails the request, as in QEMU. A failed guest data write changes no
  * table (the cluster it allocated leaks), so the image goes on. Any other failure (a metadata write, a flush, a read
@@ -44,6 +55,8 @@ public final class Qcow2Updater {
     private final RefcountTable refcounts;
     private final DiskImage backing;
     private final boolean lazy;
+    /** {@link OpenOptions#qemuLayout}: QEMU's layout also where it costs more. */
+    private final boolean qemuLayout;
     private final long clusterSize;
     private boolean dirtyBitSet;
     /** The failure that stopped the image taking writes (see the class comment), or null. */
@@ -77,7 +90,9 @@ public final class Qcow2Updater {
         this.backing = backing;
         this.clusterSize = geo.clusterSize();
         this.lazy = header.has(Feature.LAZY_REFCOUNTS);
+        this.qemuLayout = options.qemuLayout();
         this.refcounts = new RefcountTable(filename, storage, header, options.refcountCacheBytes());
+        refcounts.setReuseBarrier(this::flush);
         refcounts.markMetadata(map.l1Offset(), geo.sizeToClusters(map.l1Size() * 8L), "L1 table");
         for (int i = 0; i < map.l1Size(); i++) {
             long l2 = map.l2Offset(i);
@@ -121,18 +136,53 @@ public final class Qcow2Updater {
 
     // ---------------------------------------------------------------------------------------------- writes
 
+    /** QEMU's {@code INV_OFFSET}: no host offset (yet). */
+    private static final long INV = -1;
+    /** QEMU's {@code BDRV_REQUEST_MAX_BYTES}: one allocation never covers more. */
+    private static final long MAX_REQUEST_BYTES = 0x7fff_fe00L;
+    /** QEMU's {@code MAX_BOUNCE_BUFFER}: zero writes that fall back to data write at most this much at a time. */
+    private static final long MAX_BOUNCE_BUFFER = 32768L * 512;
+
+    /** A host offset and a byte count, QEMU's in-out parameters of {@code handle_copied} and {@code handle_alloc}. */
+    private static final class Span {
+        long host;
+        long bytes;
+
+        Span(long host, long bytes) {
+            this.host = host;
+            this.bytes = bytes;
+        }
+    }
+
+    /**
+     * QEMU's {@code QCowL2Meta}: {@code clusters} clusters from guest {@code guest} (cluster aligned) going to host
+     * {@code alloc}; the bytes {@code [cowStartFrom, cowStartTo)} and {@code [cowEndFrom, cowEndTo)} (relative to
+     * {@code guest}) are copied from the old content around the written data. {@code keepOld}: the clusters were
+     * the image's own already (nothing freed); {@code fresh}: the host clusters were never written, so they read as
+     * zeros already.
+     */
+    private record Meta(long alloc, long guest, long clusters, boolean keepOld, long cowStartFrom, long cowStartTo,
+                        long cowEndFrom, long cowEndTo, boolean fresh) {
+    }
+
+    /**
+     * QEMU's {@code qcow2_co_pwritev_part}: the request goes in chunks, each a run of host clusters contiguous in the
+     * file ({@link #allocHostOffset}); the old clusters that copy-on-write replaced are given back once every chunk
+     * is allocated, as QEMU's write tasks link their L2 entries only after its request loop has allocated them all.
+     */
     void write(ByteBuffer src, long offset) throws IOException {
+        List<Long> replaced = new ArrayList<>();
         while (src.hasRemaining()) {
-            int n = (int) Math.min(src.remaining(), clusterSize - geo.offsetInCluster(offset));
-            ByteBuffer part = src.slice(src.position(), n);
-            if (geo.extendedL2()) {
-                writeSubclusters(part, offset);
-            } else {
-                writeCluster(part, offset);
-            }
+            List<Meta> metas = new ArrayList<>();
+            Span chunk = allocHostOffset(offset, src.remaining(), metas);
+            int n = (int) chunk.bytes;
+            writeChunk(src.slice(src.position(), n), chunk.host, metas, replaced);
             src.position(src.position() + n);
             offset += n;
             writeBackIfOverfull(); // a long write may dirty more tables than the cache holds
+        }
+        for (long entry : replaced) {
+            release(entry, RefcountTable.Discard.NEVER); // "Don't discard clusters that reach a refcount of 0"
         }
     }
 
@@ -189,83 +239,300 @@ public final class Qcow2Updater {
         return new Mapping(table[slot], bitmap, image.classify(table, geo.l2Index(guest), sc, l2));
     }
 
-    private void writeCluster(ByteBuffer data, long guest) throws IOException {
-        Mapping m = mapping(guest, 0);
-        long start = geo.startOfCluster(guest);
-        int in = (int) geo.offsetInCluster(guest);
-        if (m.type() == SubclusterType.NORMAL && m.copied()) {
-            writeData(data, m.host() + in);
-            return;
-        }
-        if (m.type() == SubclusterType.ZERO_ALLOC && m.copied()) {
-            // A preallocated zero cluster of our own: fill it in place.
-            writeData(overlay(ByteBuffer.allocate((int) clusterSize), in, data), m.host());
-            map.set(guest, m.host() | L2Entry.COPIED, 0, refcounts);
-            return;
-        }
-        boolean readsZero = readsZero(m.type(), start);
-        long fresh = refcounts.allocatedEnd();
-        long host = refcounts.allocate(1);
-        if (data.remaining() == clusterSize) {
-            writeData(data, host);
-        } else if (readsZero && host >= fresh) {
-            writeData(data, host + in); // the rest of a never-written cluster already reads as zeros
-        } else {
-            ByteBuffer whole = ByteBuffer.allocate((int) clusterSize);
-            if (!readsZero) {
-                readGuest(whole, start);
-            }
-            writeData(overlay(whole, in, data), host);
-        }
-        dataEnd = Math.max(dataEnd, host + clusterSize);
-        map.set(guest, host | L2Entry.COPIED, 0, refcounts);
-        release(m);
+    private long entryAt(long[] table, int index) {
+        return table[geo.extendedL2() ? 2 * index : index];
     }
 
-    /** Extended L2: writes whole subclusters, copying the untouched part of the first and last from below. */
-    private void writeSubclusters(ByteBuffer data, long guest) throws IOException {
-        long start = geo.startOfCluster(guest);
+    private long bitmapAt(long[] table, int index) {
+        return geo.extendedL2() ? table[2 * index + 1] : 0;
+    }
+
+    /** QEMU's {@code cluster_needs_new_alloc}: anything but a cluster of our own (NORMAL or ZERO_ALLOC with COPIED). */
+    private boolean needsNewAlloc(long entry) {
+        SubclusterType t = L2Entry.clusterType(entry, geo.extendedL2(), false);
+        return !((t == SubclusterType.NORMAL || t == SubclusterType.ZERO_ALLOC) && (entry & L2Entry.COPIED) != 0);
+    }
+
+    /** QEMU's {@code count_single_write_clusters}: how many clusters from {@code index} one write can cover. */
+    private long countSingleWrite(long n, long[] table, int index, boolean newAlloc) {
+        long expected = L2Entry.hostOffset(entryAt(table, index));
+        long i;
+        for (i = 0; i < n; i++) {
+            long e = entryAt(table, index + (int) i);
+            if (needsNewAlloc(e) != newAlloc) {
+                break;
+            }
+            if (!newAlloc) {
+                if (expected != L2Entry.hostOffset(e)) {
+                    break;
+                }
+                expected += clusterSize;
+            }
+        }
+        return i;
+    }
+
+    /** The clusters {@code handle_copied} and {@code handle_alloc} look at: up to the end of the L2 table. */
+    private long clustersToLook(long guest, long bytes) {
+        long n = geo.sizeToClusters(geo.offsetInCluster(guest) + bytes);
+        n = Math.min(n, geo.l2Entries() - geo.l2Index(guest));
+        return Math.min(n, MAX_REQUEST_BYTES >>> geo.clusterBits());
+    }
+
+    /**
+     * QEMU's {@code qcow2_alloc_host_offset}: from {@code offset}, as many bytes as go to one contiguous run of host
+     * clusters, the image's own first ({@code handle_copied}), then new ones ({@code handle_alloc}: at the expected
+     * host offset if that is free, or anywhere for the first run). Returns the run's host offset and length; the
+     * copy-on-write and L2 updates it needs are added to {@code metas}.
+     */
+    private Span allocHostOffset(long offset, long bytes, List<Meta> metas) throws IOException {
+        long hostOffset = INV;
+        long clusterOffset = INV;
+        long start = offset;
+        long remaining = bytes;
+        long cur = 0;
+        while (true) {
+            if (hostOffset == INV && clusterOffset != INV) {
+                hostOffset = clusterOffset;
+            }
+            start += cur;
+            remaining -= cur;
+            if (clusterOffset != INV) {
+                clusterOffset += cur;
+            }
+            if (remaining == 0) {
+                break;
+            }
+            Span s = new Span(clusterOffset, remaining);
+            if (handleCopied(start, s, metas)) {
+                clusterOffset = s.host;
+                cur = s.bytes;
+                continue;
+            }
+            if (s.bytes == 0) {
+                break;
+            }
+            if (handleAlloc(start, s, metas)) {
+                clusterOffset = s.host;
+                cur = s.bytes;
+                continue;
+            }
+            break;
+        }
+        return new Span(hostOffset, bytes - remaining);
+    }
+
+    /** QEMU's {@code handle_copied}: clusters of our own at {@code guest}, contiguous from {@code s.host} if set. */
+    private boolean handleCopied(long guest, Span s, List<Meta> metas) throws IOException {
+        long in = geo.offsetInCluster(guest);
+        long n = clustersToLook(guest, s.bytes);
+        long l2 = map.ensureTable(guest, refcounts);
+        long[] table = map.table(l2);
+        int index = geo.l2Index(guest);
+        long entry = entryAt(table, index);
+        if (needsNewAlloc(entry)) {
+            return false;
+        }
+        image.classify(table, index, 0, l2); // refuses a misaligned host offset
+        long host = L2Entry.hostOffset(entry);
+        if (s.host != INV && host != s.host) {
+            s.bytes = 0;
+            return false;
+        }
+        long keep = countSingleWrite(n, table, index, false);
+        s.bytes = Math.min(s.bytes, keep * clusterSize - in);
+        calculateL2Meta(host, guest, s.bytes, table, index, l2, metas, true, false);
+        s.host = host + in;
+        return true;
+    }
+
+    /** QEMU's {@code handle_alloc}: new clusters for {@code guest}, at {@code s.host} only if that is set. */
+    private boolean handleAlloc(long guest, Span s, List<Meta> metas) throws IOException {
+        long in = geo.offsetInCluster(guest);
+        long n = clustersToLook(guest, s.bytes);
+        long l2 = map.ensureTable(guest, refcounts);
+        int index = geo.l2Index(guest);
+        n = countSingleWrite(n, map.table(l2), index, true);
+        long fresh = refcounts.allocatedEnd();
+        long alloc;
+        if (s.host == INV) {
+            alloc = refcounts.allocate(n);
+        } else {
+            alloc = geo.startOfCluster(s.host);
+            n = refcounts.allocateAt(alloc, n);
+            if (n == 0) {
+                s.bytes = 0; // "Can't extend contiguous allocation"
+                return false;
+            }
+        }
+        long nbBytes = Math.min(s.bytes + in, n * clusterSize);
+        s.host = alloc + in;
+        s.bytes = Math.min(s.bytes, nbBytes - in);
+        calculateL2Meta(alloc, guest, s.bytes, map.table(l2), index, l2, metas, false, alloc >= fresh);
+        return true;
+    }
+
+    /**
+     * QEMU's {@code calculate_l2_meta}: the copy-on-write around {@code bytes} written at {@code guest} into the
+     * clusters at {@code host}; nothing when the clusters are our own and every subcluster written is NORMAL.
+     */
+    private void calculateL2Meta(long host, long guest, long bytes, long[] table, int index, long l2, List<Meta> metas,
+                                 boolean keepOld, boolean fresh) throws IOException {
         long sub = geo.subclusterSize();
-        int in = (int) geo.offsetInCluster(guest);
-        int s0 = (int) (in / sub);
-        int s1 = (int) ((in + data.remaining() - 1) / sub);
-        Mapping m = mapping(guest, s0);
-        long touched = L2Entry.subclusterBits(s0, s1);
-        boolean hasHost = m.type() != SubclusterType.COMPRESSED && m.host() != 0;
-        if (m.type() == SubclusterType.COMPRESSED || (hasHost && !m.copied())) {
-            // The whole cluster moves to a new host cluster of our own.
-            ByteBuffer whole = ByteBuffer.allocate((int) clusterSize);
-            readGuest(whole, start);
-            long host = refcounts.allocate(1);
-            writeData(overlay(whole, in, data), host);
-            dataEnd = Math.max(dataEnd, host + clusterSize);
-            map.set(guest, host | L2Entry.COPIED, L2Entry.BITMAP_ALL_ALLOC, refcounts);
-            release(m);
+        boolean ext = geo.extendedL2();
+        long cowStartTo = geo.offsetInCluster(guest);
+        long cowEndFrom = cowStartTo + bytes;
+        long clusters = geo.sizeToClusters(cowEndFrom);
+        boolean skipCow = keepOld;
+        for (int i = 0; i < clusters; i++) {
+            if (skipCow) {
+                long from = Math.max(cowStartTo, i * clusterSize);
+                long to = Math.min(cowEndFrom, (i + 1) * clusterSize);
+                int first = scIndex(from);
+                int last = scIndex(to - 1);
+                SubclusterType t = image.classify(table, index + i, first, l2);
+                int run = L2Entry.subclusterRun(bitmapAt(table, index + i), first, t, ext);
+                if (t != SubclusterType.NORMAL || first + run <= last) {
+                    skipCow = false;
+                }
+            } else {
+                image.classify(table, index + i, 0, l2);
+            }
+        }
+        if (skipCow) {
             return;
         }
-        long from = s0 * sub;
-        long to = Math.min((s1 + 1) * sub, clusterSize);
-        ByteBuffer span;
-        if (from == in && to == in + data.remaining()) {
-            span = data;
+        int sc = scIndex(cowStartTo);
+        SubclusterType first = image.classify(table, index, sc, l2);
+        long alloc32 = bitmapAt(table, index) & L2Entry.BITMAP_ALL_ALLOC;
+        long cowStartFrom = switch (first) {
+            case COMPRESSED -> 0;
+            case NORMAL, ZERO_ALLOC, UNALLOCATED_ALLOC -> keepOld ? (first == SubclusterType.NORMAL ? cowStartTo : sc * sub)
+                    : ext ? Math.min(sc, Integer.numberOfTrailingZeros((int) alloc32)) * sub : 0;
+            case ZERO_PLAIN, UNALLOCATED_PLAIN -> sc * sub;
+            case INVALID -> throw new IllegalStateException("classify() refuses INVALID");
+        };
+        int lastIndex = index + (int) clusters - 1;
+        int scEnd = scIndex(cowEndFrom - 1);
+        SubclusterType last = image.classify(table, lastIndex, scEnd, l2);
+        long lastAlloc32 = bitmapAt(table, lastIndex) & L2Entry.BITMAP_ALL_ALLOC;
+        long clusterEnd = (cowEndFrom + clusterSize - 1) & ~(clusterSize - 1);
+        long subEnd = (cowEndFrom + sub - 1) / sub * sub;
+        long cowEndTo = switch (last) {
+            case COMPRESSED -> clusterEnd;
+            case NORMAL, ZERO_ALLOC, UNALLOCATED_ALLOC -> keepOld ? (last == SubclusterType.NORMAL ? cowEndFrom : subEnd)
+                    : clusterEnd - (ext ? Math.min(31 - scEnd, Integer.numberOfLeadingZeros((int) lastAlloc32)) * sub : 0);
+            case ZERO_PLAIN, UNALLOCATED_PLAIN -> subEnd;
+            case INVALID -> throw new IllegalStateException("classify() refuses INVALID");
+        };
+        metas.add(new Meta(host, geo.startOfCluster(guest), clusters, keepOld, cowStartFrom, cowStartTo, cowEndFrom,
+                cowEndTo, fresh));
+    }
+
+    /** QEMU's {@code offset_to_sc_index} of an offset relative to a cluster-aligned guest offset. */
+    private int scIndex(long offset) {
+        return geo.extendedL2() ? (int) ((offset / geo.subclusterSize()) & 31) : 0;
+    }
+
+    /**
+     * Writes a chunk: the data at {@code host}, the copy-on-write regions of its metas (in one write with the data
+     * when a single new allocation holds it all, as QEMU's {@code merge_cow}), then the L2 entries
+     * ({@code qcow2_alloc_cluster_link_l2}); the old entries the new clusters replace go to {@code replaced}.
+     */
+    private void writeChunk(ByteBuffer data, long host, List<Meta> metas, List<Long> replaced) throws IOException {
+        Meta only = metas.size() == 1 ? metas.get(0) : null;
+        if (only != null && only.alloc() + only.cowStartTo() == host && only.cowEndFrom() - only.cowStartTo() == data.remaining()) {
+            ByteBuffer head = cow(only, only.cowStartFrom(), only.cowStartTo());
+            ByteBuffer tail = cow(only, only.cowEndFrom(), only.cowEndTo());
+            if (head == null && tail == null) {
+                writeData(data, host);
+            } else {
+                ByteBuffer all = ByteBuffer.allocate((int) (only.cowEndTo() - only.cowStartFrom()));
+                if (head != null) {
+                    all.put(0, head, 0, head.remaining());
+                }
+                all.put((int) (only.cowStartTo() - only.cowStartFrom()), data, data.position(), data.remaining());
+                if (tail != null) {
+                    all.put((int) (only.cowEndFrom() - only.cowStartFrom()), tail, 0, tail.remaining());
+                }
+                writeData(all, only.alloc() + only.cowStartFrom());
+            }
         } else {
-            span = ByteBuffer.allocate((int) (to - from));
-            readGuest(span, start + from);
-            overlay(span, (int) (in - from), data);
+            List<ByteBuffer> cows = new ArrayList<>();
+            for (Meta m : metas) { // read the old content before anything of the chunk is written
+                cows.add(cow(m, m.cowStartFrom(), m.cowStartTo()));
+                cows.add(cow(m, m.cowEndFrom(), m.cowEndTo()));
+            }
+            writeData(data, host);
+            for (int i = 0; i < metas.size(); i++) {
+                Meta m = metas.get(i);
+                if (cows.get(2 * i) != null) {
+                    writeData(cows.get(2 * i), m.alloc() + m.cowStartFrom());
+                }
+                if (cows.get(2 * i + 1) != null) {
+                    writeData(cows.get(2 * i + 1), m.alloc() + m.cowEndFrom());
+                }
+            }
         }
-        long host = hasHost ? m.host() : refcounts.allocate(1);
-        writeData(span, host + from);
-        dataEnd = Math.max(dataEnd, host + clusterSize);
-        long bitmap = (m.bitmap() | touched) & ~L2Entry.zeroBits(touched);
-        if (!hasHost || bitmap != m.bitmap()) {
-            map.set(guest, host | L2Entry.COPIED, bitmap, refcounts);
+        for (Meta m : metas) {
+            dataEnd = Math.max(dataEnd, m.alloc() + m.cowEndTo());
+            link(m, replaced);
+        }
+    }
+
+    /**
+     * The old content of {@code [from, to)} (relative to the meta's guest offset) to copy, or null when there is
+     * none to write: an empty region, or zeros going to clusters that read as zeros already.
+     */
+    private ByteBuffer cow(Meta m, long from, long to) throws IOException {
+        if (from >= to) {
+            return null;
+        }
+        ByteBuffer b = ByteBuffer.allocate((int) (to - from));
+        image.readMapped(b, m.guest() + from);
+        b.clear();
+        return m.fresh() && Zeros.isZero(b, 0, b.limit()) ? null : b;
+    }
+
+    /** QEMU's {@code qcow2_alloc_cluster_link_l2}: the meta's clusters mapped, subclusters written marked. */
+    private void link(Meta m, List<Long> replaced) throws IOException {
+        long l2 = map.ensureTable(m.guest(), refcounts);
+        int index = geo.l2Index(m.guest());
+        long sub = geo.subclusterSize();
+        for (int i = 0; i < m.clusters(); i++) {
+            long[] table = map.table(l2);
+            long old = entryAt(table, index + i);
+            long bitmap = bitmapAt(table, index + i);
+            if (old != 0 && !m.keepOld()) {
+                replaced.add(old);
+            }
+            if (geo.extendedL2()) {
+                long from = Math.max(m.cowStartFrom(), i * clusterSize);
+                long to = Math.min(m.cowEndTo(), (i + 1) * clusterSize);
+                long bits = L2Entry.subclusterBits((int) ((from / sub) & 31), (int) (((to - 1) / sub) & 31));
+                bitmap = (bitmap | bits) & ~L2Entry.zeroBits(bits);
+            }
+            map.set(m.guest() + i * clusterSize, (m.alloc() + i * clusterSize) | L2Entry.COPIED, bitmap);
+        }
+    }
+
+    private void writeData(ByteBuffer data, long host) throws IOException {
+        // QEMU's overlap checks: a damaged entry must not make a guest write destroy metadata.
+        refcounts.checkDataWrite(host, data.remaining());
+        try {
+            storage.writeFully(data.duplicate(), host);
+        } catch (FileIOException e) {
+            dataFailure = e; // under the shared lock (tryWriteInPlace) it is never looked at: that path changes no table
+            throw e;
         }
     }
 
     /**
      * Writes whole clusters compressed, as QEMU's {@code qcow2_co_pwritev_compressed_part}: see
      * {@link org.qcow4j.WritableImage#writeCompressed}. A cluster whose stream would not be shorter than a cluster is
-     * written plainly (whatever was there); a compressed one never goes over an allocated cluster.
+     * written plainly (whatever was there); a compressed one never goes over an allocated cluster. Each stream is
+     * placed as QEMU's {@code qcow2_alloc_compressed_cluster_offset} places it: the L2 table first, then the bytes
+     * ({@link RefcountTable#allocateBytes}).
      */
     void writeCompressed(ByteBuffer src, long offset) throws IOException {
         if (image.dataFile() != null) {
@@ -285,8 +552,10 @@ public final class Qcow2Updater {
             if (stream == null) {
                 write(src.slice(src.position(), n), offset);
             } else {
-                Mapping m = mapping(offset, 0);
-                if (m.type() == SubclusterType.COMPRESSED || m.host() != 0) {
+                long l2 = map.ensureTable(offset, refcounts);
+                long entry = entryAt(map.table(l2), geo.l2Index(offset));
+                if (L2Entry.clusterType(entry, geo.extendedL2(), false) == SubclusterType.COMPRESSED
+                        || L2Entry.hostOffset(entry) != 0) {
                     throw new RefusedRequestException(filename, RefusedRequestException.Reason.CONFLICT,
                             "a compressed write cannot overwrite the allocated cluster at guest offset " + offset);
                 }
@@ -294,7 +563,7 @@ public final class Qcow2Updater {
                 long host = refcounts.allocateBytes(len);
                 writeData(stream, host);
                 dataEnd = Math.max(dataEnd, host + len);
-                map.set(offset, L2Entry.compressed(host, len, geo.clusterBits()), 0, refcounts);
+                map.set(offset, L2Entry.compressed(host, len, geo.clusterBits()), 0);
                 writeBackIfOverfull();
             }
             src.position(src.position() + n);
@@ -309,187 +578,285 @@ public final class Qcow2Updater {
         return compressor;
     }
 
-    /** Whether a cluster of this type reads as zeros without consulting anything. */
-    private boolean readsZero(SubclusterType type, long clusterStart) {
-        return type == SubclusterType.ZERO_PLAIN || type == SubclusterType.ZERO_ALLOC
-                || (type == SubclusterType.UNALLOCATED_PLAIN && !backingCovers(clusterStart));
-    }
-
-    private boolean backingCovers(long guest) {
-        return backing != null && guest < backing.size();
-    }
-
-    /** Reads the current guest content into {@code dst} (zeros past the end of the disk). */
-    private void readGuest(ByteBuffer dst, long guest) throws IOException {
-        int n = (int) Math.max(0, Math.min(dst.remaining(), image.size() - guest));
-        image.readUnlocked(dst.slice(dst.position(), n), guest);
-        dst.clear();
-    }
-
-    private static ByteBuffer overlay(ByteBuffer whole, int at, ByteBuffer data) {
-        whole.put(at, data, data.position(), data.remaining());
-        return whole.clear();
-    }
-
-    private void writeData(ByteBuffer data, long host) throws IOException {
-        // QEMU's overlap checks: a damaged entry must not make a guest write destroy metadata.
-        refcounts.checkDataWrite(host, data.remaining());
-        try {
-            storage.writeFully(data.duplicate(), host);
-        } catch (FileIOException e) {
-            dataFailure = e; // under the shared lock (tryWriteInPlace) it is never looked at: that path changes no table
-            throw e;
-        }
-    }
-
-    /** Gives back the host space an entry used (after the next flush). */
-    private void release(Mapping m) {
-        if (m.type() == SubclusterType.COMPRESSED) {
-            int bits = geo.clusterBits();
-            refcounts.freeLater(L2Entry.compressedOffset(m.entry(), bits), L2Entry.compressedSize(m.entry(), bits));
-        } else if (m.host() != 0) {
-            refcounts.freeLater(m.host(), clusterSize);
+    /** QEMU's {@code qcow2_free_any_cluster}: gives back the host space an entry used. */
+    private void release(long entry, RefcountTable.Discard type) throws IOException {
+        switch (L2Entry.clusterType(entry, geo.extendedL2(), false)) {
+            case COMPRESSED -> {
+                int bits = geo.clusterBits();
+                refcounts.free(L2Entry.compressedOffset(entry, bits), L2Entry.compressedSize(entry, bits), type);
+            }
+            case NORMAL, ZERO_ALLOC -> refcounts.free(L2Entry.hostOffset(entry), clusterSize, type);
+            default -> {
+            }
         }
     }
 
     // ---------------------------------------------------------------------------------------------- zeroes and discard
 
+    /**
+     * The block layer's {@code bdrv_co_do_pwrite_zeroes}: the unaligned head (up to a subcluster boundary), the
+     * aligned bulk and the unaligned tail each go to {@link #pwriteZeroes}; a piece it cannot do with zero flags is
+     * written as zero data instead (at most {@code MAX_BOUNCE_BUFFER} bytes at a time).
+     */
     void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
-        long end = offset + length;
-        while (offset < end) {
-            long l1Index = geo.l1Index(offset);
-            if (map.l2Offset(l1Index) == 0 && !backingCovers(offset)) {
-                offset = Math.min(end, (l1Index + 1) * geo.l2Coverage()); // no table, no backing: zeros already
-                continue;
+        long align = geo.subclusterSize();
+        long head = offset % align;
+        long tail = (offset + length) % align;
+        boolean unmap = mayUnmap && header.version() >= 3; // qcow2's supported_zero_flags
+        while (length > 0) {
+            long num = length;
+            if (head != 0) {
+                num = Math.min(Math.min(length, MAX_BOUNCE_BUFFER), align - head);
+                head = (head + num) % align;
+            } else if (tail != 0 && num > align) {
+                num -= tail;
             }
-            long start = geo.startOfCluster(offset);
-            long n = Math.min(end, start + clusterSize) - offset;
-            boolean whole = offset == start && (n == clusterSize || offset + n == image.size());
-            if (geo.extendedL2()) {
-                zeroSubclusters(offset, n, whole, mayUnmap);
-            } else if (whole && header.version() >= 3) {
-                zeroCluster(offset, mayUnmap);
-            } else {
-                Mapping m = mapping(offset, 0);
-                if (readsZero(m.type(), start)) {
-                    // nothing to do: it reads as zeros already
-                } else if (whole && mayUnmap && !backingCovers(start)) {
-                    setEntry(offset, 0, 0, m); // version 2: an unallocated cluster without backing reads as zeros
-                } else {
-                    writeZeroData(offset, n);
-                }
+            if (!pwriteZeroes(offset, num, unmap)) {
+                num = Math.min(num, MAX_BOUNCE_BUFFER);
+                write(ByteBuffer.allocate((int) num), offset);
             }
-            offset += n;
+            offset += num;
+            length -= num;
             writeBackIfOverfull(); // a long range may dirty more tables than the cache holds
-        }
-    }
-
-    private void writeZeroData(long offset, long n) throws IOException {
-        ByteBuffer zeros = ByteBuffer.allocate((int) n);
-        if (geo.extendedL2()) {
-            writeSubclusters(zeros, offset);
-        } else {
-            writeCluster(zeros, offset);
-        }
-    }
-
-    /** Version 3, whole cluster: the zero flag, keeping our own host cluster unless unmapping. */
-    private void zeroCluster(long guest, boolean mayUnmap) throws IOException {
-        Mapping m = mapping(guest, 0);
-        if (m.type() == SubclusterType.ZERO_PLAIN || (m.type() == SubclusterType.ZERO_ALLOC && !mayUnmap)
-                || (m.type() == SubclusterType.UNALLOCATED_PLAIN && !backingCovers(guest))) {
-            return;
-        }
-        boolean keep = !mayUnmap && m.copied() && m.type() == SubclusterType.NORMAL;
-        setEntry(guest, keep ? m.host() | L2Entry.COPIED | L2Entry.ZERO : L2Entry.ZERO, 0, keep ? null : m);
-    }
-
-    private void zeroSubclusters(long offset, long n, boolean whole, boolean mayUnmap) throws IOException {
-        long sub = geo.subclusterSize();
-        int in = (int) geo.offsetInCluster(offset);
-        int z0 = (int) ((in + sub - 1) / sub);
-        long endIn = in + n;
-        int z1 = (whole ? (int) ((clusterSize - 1) / sub) : (int) (endIn / sub) - 1);
-        Mapping m = mapping(offset, Math.min(z0, 31));
-        boolean hasHost = m.type() != SubclusterType.COMPRESSED && m.host() != 0;
-        if (whole && (mayUnmap || m.type() == SubclusterType.COMPRESSED || (hasHost && !m.copied()))) {
-            setEntry(offset, 0, L2Entry.BITMAP_ALL_ZERO, m);
-            return;
-        }
-        if (z0 > z1 || m.type() == SubclusterType.COMPRESSED || (hasHost && !m.copied())) {
-            writeZeroData(offset, n); // no whole subcluster, or a cluster that must be copied first
-            return;
-        }
-        // Head and tail parts of subclusters are written as data; whole subclusters get their zero bit.
-        long head = Math.min(n, z0 * sub - in);
-        if (head > 0) {
-            writeZeroData(offset, head);
-        }
-        long tailFrom = Math.max((z1 + 1) * sub, in);
-        if (!whole && tailFrom < endIn) {
-            writeZeroData(offset - in + tailFrom, endIn - tailFrom);
-        }
-        m = mapping(offset, z0); // the head write may have allocated the cluster
-        long bits = L2Entry.subclusterBits(z0, z1);
-        long bitmap = (m.bitmap() & ~bits) | L2Entry.zeroBits(bits);
-        if (bitmap != m.bitmap()) {
-            long host = m.type() != SubclusterType.COMPRESSED ? m.host() : 0;
-            map.set(offset, host == 0 ? 0 : host | L2Entry.COPIED, bitmap, refcounts);
         }
     }
 
     /**
-     * Discards the whole clusters of the range (and the partial last cluster of the disk), as QEMU's
-     * {@code qcow2_cluster_discard}: with {@code full} the entries become unallocated, otherwise they read as zeros
-     * where the cluster was allocated or a backing file exists (version 3), or become unallocated (version 2). A
-     * version 2 image with a backing file ignores discards, as QEMU does since 5.0: its unallocated clusters would
-     * show stale backing data.
+     * QEMU's {@code qcow2_co_pwrite_zeroes}: a piece that is not subcluster aligned is done with zero flags only if
+     * the rest of its subcluster reads as zeros and is unallocated or zero already; false means "not supported here"
+     * (the caller writes zero data).
      */
-    void discard(long offset, long length, boolean full) throws IOException {
-        if (!full && header.version() < 3 && backing != null) {
-            return;
+    private boolean pwriteZeroes(long offset, long bytes, boolean unmap) throws IOException {
+        long sub = geo.subclusterSize();
+        long head = offset % sub;
+        long end = offset + bytes;
+        long tail = (end + sub - 1) / sub * sub - end;
+        if (end == image.size()) {
+            tail = 0;
         }
-        long start = (offset + clusterSize - 1) & ~(clusterSize - 1);
-        long end = offset + length == image.size() ? offset + length : (offset + length) & ~(clusterSize - 1);
-        for (long guest = start; guest < end; ) {
-            long l1Index = geo.l1Index(guest);
-            if (map.l2Offset(l1Index) == 0 && (full || backing == null)) {
-                guest = (l1Index + 1) * geo.l2Coverage(); // nothing here to discard
+        if (head != 0 || tail != 0) {
+            if (!(image.readsAsZero(offset - head, head) && image.readsAsZero(end, tail))) {
+                return false;
+            }
+            offset -= head;
+            bytes = sub;
+            SubclusterType t = mapping(offset, geo.subclusterIndex(offset)).type();
+            if (t != SubclusterType.UNALLOCATED_PLAIN && t != SubclusterType.UNALLOCATED_ALLOC
+                    && t != SubclusterType.ZERO_PLAIN && t != SubclusterType.ZERO_ALLOC) {
+                return false;
+            }
+        }
+        return zeroize(offset, bytes, unmap);
+    }
+
+    /**
+     * QEMU's {@code qcow2_subcluster_zeroize}: zero flags (version 3; a version 2 image without backing file gets a
+     * discard, one with a backing file cannot do it), partial clusters at the ends by their subcluster bits.
+     */
+    private boolean zeroize(long offset, long bytes, boolean unmap) throws IOException {
+        if (header.version() < 3) {
+            if (backing == null) {
+                clusterDiscard(offset, bytes, RefcountTable.Discard.REQUEST, false);
+                return true;
+            }
+            return false;
+        }
+        long end = offset + bytes;
+        long head = Math.min(end, (offset + clusterSize - 1) & ~(clusterSize - 1)) - offset;
+        offset += head;
+        long tail = end >= image.size() ? 0 : end - Math.max(offset, geo.startOfCluster(end));
+        end -= tail;
+        long sub = geo.subclusterSize();
+        try {
+            if (head != 0 && !zeroSubclusters(offset - head, (int) ((head + sub - 1) / sub))) {
+                return false;
+            }
+            for (long n = geo.sizeToClusters(end - offset); n > 0; ) {
+                long cleared = zeroInL2Table(offset, n, unmap);
+                n -= cleared;
+                offset += cleared * clusterSize;
+            }
+            return tail == 0 || zeroSubclusters(end, (int) ((tail + sub - 1) / sub));
+        } finally {
+            refcounts.processDiscards();
+        }
+    }
+
+    /** QEMU's {@code zero_l2_subclusters}: the zero bits of {@code count} subclusters of one (not compressed) cluster. */
+    private boolean zeroSubclusters(long offset, int count) throws IOException {
+        if (noTableNeeded(offset, false)) {
+            return true;
+        }
+        long l2 = map.ensureTable(offset, refcounts);
+        long[] table = map.table(l2);
+        int index = geo.l2Index(offset);
+        long entry = entryAt(table, index);
+        if (L2Entry.clusterType(entry, true, false) == SubclusterType.COMPRESSED) {
+            return false; // "We cannot partially zeroize compressed clusters"
+        }
+        int sc = geo.subclusterIndex(offset);
+        long bits = L2Entry.subclusterBits(sc, sc + count - 1);
+        long old = bitmapAt(table, index);
+        long bitmap = (old | L2Entry.zeroBits(bits)) & ~bits;
+        if (bitmap != old) {
+            map.set(offset, entry, bitmap);
+        }
+        return true;
+    }
+
+    /** QEMU's {@code zero_in_l2_slice}: zero flags for up to {@code n} clusters of one L2 table; returns how many. */
+    private long zeroInL2Table(long offset, long n, boolean mayUnmap) throws IOException {
+        int index = geo.l2Index(offset);
+        if (noTableNeeded(offset, false)) {
+            return Math.min(n, geo.l2Entries() - index);
+        }
+        long l2 = map.ensureTable(offset, refcounts);
+        n = Math.min(n, geo.l2Entries() - index);
+        boolean ext = geo.extendedL2();
+        for (int i = 0; i < n; i++) {
+            long[] table = map.table(l2);
+            long old = entryAt(table, index + i);
+            long oldBitmap = bitmapAt(table, index + i);
+            SubclusterType t = L2Entry.clusterType(old, ext, false);
+            boolean unmap = t == SubclusterType.COMPRESSED || (mayUnmap && isAllocated(t));
+            long entry = unmap ? 0 : old;
+            long bitmap = oldBitmap;
+            if (ext) {
+                bitmap = L2Entry.BITMAP_ALL_ZERO;
+            } else {
+                entry |= L2Entry.ZERO;
+            }
+            if (entry == old && bitmap == oldBitmap) {
                 continue;
             }
-            Mapping m = mapping(guest, 0);
-            boolean allocated = m.type() == SubclusterType.COMPRESSED || m.host() != 0;
-            long entry = m.entry();
-            long bitmap = m.bitmap();
-            if (full) {
-                entry = 0;
-                bitmap = 0;
-            } else if (backing != null || allocated) {
-                entry = !geo.extendedL2() && header.version() >= 3 ? L2Entry.ZERO : 0;
-                bitmap = geo.extendedL2() ? L2Entry.BITMAP_ALL_ZERO : 0;
+            map.set(offset + i * clusterSize, entry, bitmap);
+            if (unmap) {
+                release(old, RefcountTable.Discard.REQUEST);
             }
-            if (entry != m.entry() || bitmap != m.bitmap()) {
-                setEntry(guest, entry, bitmap, m);
+        }
+        return n;
+    }
+
+    /**
+     * Without {@link OpenOptions#qemuLayout}: whether a zero write or discard can leave the L2 range of {@code offset}
+     * alone because it has no table and nothing below shows through (or, with {@code full}, everything stays
+     * unallocated anyway). QEMU allocates a table there all the same, and sets zero flags.
+     */
+    private boolean noTableNeeded(long offset, boolean full) {
+        return !qemuLayout && map.l2Offset(geo.l1Index(offset)) == 0
+                && (full || backing == null || offset >= backing.size());
+    }
+
+    /** QEMU's {@code qcow2_cluster_is_allocated}. */
+    private static boolean isAllocated(SubclusterType clusterType) {
+        return clusterType == SubclusterType.COMPRESSED || clusterType == SubclusterType.NORMAL
+                || clusterType == SubclusterType.ZERO_ALLOC;
+    }
+
+    /**
+     * A guest discard, as the block layer's {@code bdrv_co_pdiscard} splits it (head and tail pieces up to cluster
+     * boundaries) and QEMU's {@code qcow2_co_pdiscard} does each piece: only whole clusters (and the partial last
+     * cluster of the disk); nothing at all in a version 2 image with a backing file, which has no zero flag to hide
+     * the backing data (QEMU returns {@code -ENOTSUP}, which the block layer ignores).
+     */
+    void discard(long offset, long length) throws IOException {
+        long head = offset % clusterSize;
+        long tail = (offset + length) % clusterSize;
+        while (length > 0) {
+            long num = length;
+            if (head != 0) {
+                num = Math.min(length, clusterSize - head);
+                head = (head + num) % clusterSize;
+            } else if (tail != 0 && num > clusterSize) {
+                num -= tail;
             }
-            guest += clusterSize;
+            pdiscard(offset, num);
+            offset += num;
+            length -= num;
             writeBackIfOverfull(); // a long range may dirty more tables than the cache holds
         }
     }
 
-    /** Sets an entry and gives back what {@code old} used (null: nothing). */
-    private void setEntry(long guest, long entry, long bitmap, Mapping old) throws IOException {
-        if (entry == 0 && bitmap == 0 && map.l2Offset(geo.l1Index(guest)) == 0) {
+    private void pdiscard(long offset, long bytes) throws IOException {
+        if (header.version() < 3 && backing != null) {
             return;
         }
-        map.set(guest, entry, bitmap, refcounts);
-        if (old != null) {
-            release(old);
+        if (((offset | bytes) & (clusterSize - 1)) != 0
+                && ((offset & (clusterSize - 1)) != 0 || offset + bytes != image.size())) {
+            return;
         }
+        clusterDiscard(offset, bytes, RefcountTable.Discard.REQUEST, false);
+    }
+
+    /**
+     * QEMU's {@code qcow2_cluster_discard}: with {@code full} the entries become unallocated (a truncation), otherwise
+     * they read as zeros where the cluster was allocated or a backing file exists (zero flag, or with extended L2
+     * zero bits; unallocated in version 2). Every L2 table of the range is allocated first, as QEMU does.
+     */
+    private void clusterDiscard(long offset, long bytes, RefcountTable.Discard type, boolean full) throws IOException {
+        try {
+            for (long n = geo.sizeToClusters(bytes); n > 0; ) {
+                long cleared = discardInL2Table(offset, n, type, full);
+                n -= cleared;
+                offset += cleared * clusterSize;
+            }
+        } finally {
+            refcounts.processDiscards();
+        }
+    }
+
+    /** QEMU's {@code discard_in_l2_slice}. */
+    private long discardInL2Table(long offset, long n, RefcountTable.Discard type, boolean full) throws IOException {
+        int index = geo.l2Index(offset);
+        if (noTableNeeded(offset, full)) {
+            return Math.min(n, geo.l2Entries() - index);
+        }
+        long l2 = map.ensureTable(offset, refcounts);
+        n = Math.min(n, geo.l2Entries() - index);
+        boolean ext = geo.extendedL2();
+        for (int i = 0; i < n; i++) {
+            long[] table = map.table(l2);
+            long old = entryAt(table, index + i);
+            long oldBitmap = bitmapAt(table, index + i);
+            long entry = old;
+            long bitmap = oldBitmap;
+            if (full) {
+                entry = 0;
+                bitmap = 0;
+            } else if (backing != null || isAllocated(L2Entry.clusterType(old, ext, false))) {
+                if (ext) {
+                    entry = 0;
+                    bitmap = L2Entry.BITMAP_ALL_ZERO;
+                } else {
+                    entry = header.version() >= 3 ? L2Entry.ZERO : 0;
+                }
+            }
+            if (entry == old && bitmap == oldBitmap) {
+                continue;
+            }
+            map.set(offset + i * clusterSize, entry, bitmap);
+            release(old, type);
+        }
+        return n;
     }
 
     // ---------------------------------------------------------------------------------------------- resize
 
+    /**
+     * Changes the virtual size as QEMU's {@code qcow2_co_truncate} does, and without {@link OpenOptions#qemuLayout}
+     * also zeroes what QEMU leaves showing: the old content of the last cluster past the old end (after a shrink to a size that is not
+     * a multiple of the cluster size), and, in a version 2 image, a longer backing file.
+     *
+     * <p>QEMU: shrinking discards the clusters past the new end (their L2 tables allocated first), drops the L2
+     * tables past the new L1 size (the L1 table keeps its size, the entries become 0), drops refcount blocks that
+     * count only themselves and cuts the file after its last used cluster. Growing moves the L1 table to one of the
+     * exact new size, and only when the backing file is longer than the old size (the block layer's
+     * {@code BDRV_REQ_ZERO_WRITE}) gives the new clusters zero flags (zero data for the rest of the old last
+     * subcluster). A version 2 image cannot do that: QEMU fails after growing the L1 table, and so does this with
+     * {@link OpenOptions#qemuLayout}.
+     */
     void resize(long newSize) throws IOException {
+        boolean zeroTail = !qemuLayout;
         long oldSize = image.size();
         if (newSize < 0 || (newSize & 511) != 0) {
             throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")");
@@ -498,34 +865,67 @@ public final class Qcow2Updater {
         if (entries > L1Entry.MAX_ENTRIES) {
             throw new QcowException(filename, "new size " + newSize + " needs an L1 table larger than QEMU's 32 MiB limit");
         }
-        if (newSize > oldSize) {
-            if (entries > map.l1Size()) {
-                growL1((int) entries);
-            }
-            image.setSize(newSize);
-            // The grown part must read as zeros: the stale tail of the old last cluster, and what a longer backing
-            // file would otherwise show through.
-            long zeroEnd = Math.min(newSize, (oldSize + clusterSize - 1) & ~(clusterSize - 1));
-            if (backing != null) {
-                zeroEnd = Math.max(zeroEnd, Math.min(newSize, backing.size()));
-            }
-            if (zeroEnd > oldSize) {
-                writeZeroes(oldSize, zeroEnd - oldSize, false);
-            }
-        } else if (newSize < oldSize) {
+        if (newSize < oldSize) {
             long keep = (newSize + clusterSize - 1) & ~(clusterSize - 1);
-            discard(keep, oldSize - keep, true);
+            if (oldSize > keep) {
+                clusterDiscard(keep, oldSize - keep, RefcountTable.Discard.ALWAYS, true);
+            }
             for (int i = (int) entries; i < map.l1Size(); i++) {
                 map.dropTable(i, refcounts);
             }
+            refcounts.processDiscards();
             image.setSize(newSize);
+            flush(); // the decrements applied: the refcounts below are QEMU's
+            if (refcounts.shrinkTable()) {
+                flush();
+            }
+            long last = refcounts.lastUsedCluster(storage.length());
+            if (last >= 0 && (last + 1) * clusterSize < storage.length()) {
+                storage.truncate((last + 1) * clusterSize);
+                refcounts.truncated(last + 1);
+                dataEnd = Math.min(dataEnd, (last + 1) * clusterSize);
+            }
+        } else if (newSize > oldSize) {
+            if (entries > map.l1Size()) {
+                growL1((int) entries);
+            }
+            // The block layer asks for zeros only when the backing file would show through (BDRV_REQ_ZERO_WRITE).
+            boolean zeroWrite = backing != null && backing.size() > oldSize;
+            boolean zeroed = zeroWrite;
+            long sub = geo.subclusterSize();
+            long zeroStart = (oldSize + sub - 1) / sub * sub;
+            if (zeroWrite && newSize > zeroStart && !zeroize(zeroStart, newSize - zeroStart, false)) {
+                if (!zeroTail) {
+                    flush();
+                    throw new UnsupportedFeatureException(filename, "zero flags in a version 2 image (growing it over"
+                            + " a longer backing file needs them)");
+                }
+                zeroed = false;
+            }
+            if (zeroWrite && zeroStart > oldSize) {
+                write(ByteBuffer.allocate((int) (Math.min(zeroStart, newSize) - oldSize)), oldSize);
+            }
+            image.setSize(newSize);
+            if (zeroTail && !zeroed) {
+                long zeroEnd = Math.min(newSize, (oldSize + clusterSize - 1) & ~(clusterSize - 1));
+                if (zeroWrite) {
+                    zeroEnd = Math.max(zeroEnd, Math.min(newSize, backing.size()));
+                }
+                if (zeroEnd > oldSize) {
+                    writeZeroes(oldSize, zeroEnd - oldSize, false);
+                }
+            }
         }
         flush();
         storage.writeFully(ByteBuffer.allocate(8).putLong(0, newSize), Header.SIZE_AT);
         storage.force();
     }
 
-    /** Moves the L1 table to a larger copy: all tables flushed, the copy and its refcounts written, then the header. */
+    /**
+     * QEMU's {@code qcow2_grow_l1_table} (exact size): the tables flushed, the new table's clusters allocated and
+     * exactly its entries written (the rest of its last cluster is left as it was), then the header, then the old
+     * table freed.
+     */
     private void growL1(int entries) throws IOException {
         flush();
         long oldOffset = map.l1Offset();
@@ -534,7 +934,7 @@ public final class Qcow2Updater {
         long offset = refcounts.allocate(clusters);
         writeRefcounts();
         long[] table = map.grownL1(entries);
-        ByteBuffer out = ByteBuffer.allocate((int) (clusters * clusterSize));
+        ByteBuffer out = ByteBuffer.allocate(entries * 8);
         out.asLongBuffer().put(table);
         storage.writeFully(out, offset);
         storage.force();
@@ -544,7 +944,7 @@ public final class Qcow2Updater {
         refcounts.unmarkMetadata(oldOffset, geo.sizeToClusters(oldBytes));
         refcounts.markMetadata(offset, clusters, "new L1 table");
         if (oldBytes > 0) {
-            refcounts.freeLater(oldOffset, geo.sizeToClusters(oldBytes) * clusterSize);
+            refcounts.free(oldOffset, oldBytes, RefcountTable.Discard.OTHER);
         }
     }
 

@@ -6,10 +6,12 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.BitSet;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import org.qcow4j.FormatException;
 import org.qcow4j.QcowException;
 import org.qcow4j.format.Header;
@@ -20,13 +22,50 @@ import org.qcow4j.io.FileStorage;
  * The cluster allocator of an image opened for writing: the refcount table (whole, in memory), its refcount blocks
  * through a bounded {@link TableCache}, and the rules that keep them consistent on disk after a crash.
  *
- * <p>Refcounts only grow between flushes: a cluster given back ({@link #freeLater}) keeps its refcount until the
- * image's next flush has written the L2 and L1 tables that stopped using it ({@link #applyFrees}), so a refcount
- * block may be written at any moment without ever counting a used cluster as free. A new refcount block describes
- * itself (it is placed inside the range it counts, as QEMU does when it can), and the refcount table grows by moving
- * to a larger copy: blocks, then the copy, then the header, each forced before the next points at it.
+ * <p>It places every cluster where QEMU 7.2's allocator (block/qcow2-refcount.c) places it, so that an image written
+ * here is byte for byte the image QEMU writes: a first-fit search from QEMU's {@code free_cluster_index}, which
+ * advances past every allocation and moves back down when a refcount drops to 0 ({@code alloc_clusters_noref},
+ * {@code update_refcount}); a missing refcount block is taken at that index, after the run being allocated, and the
+ * run is searched again ({@code alloc_refcount_block}'s {@code -EAGAIN}); a full refcount table is replaced by
+ * self-describing blocks and a larger table at the start of the next block's range ({@code qcow2_refcount_area}).
+ *
+ * <p>Crash safety differs from QEMU's in one way and only in the order of writes, never in what ends up in the file:
+ * refcounts only grow between flushes. A cluster given back ({@link #free}) counts as free at once for the search,
+ * as in QEMU, but its refcount is lowered in the blocks only when the image's next flush has written the L2 and L1
+ * tables that stopped using it ({@link #applyFrees}); and before such a cluster is handed out again, the allocator
+ * asks for that flush ({@link #setReuseBarrier}). So a refcount block may be written at any moment without ever
+ * counting a used cluster as free, and a freed cluster never holds new data while a table on disk still points at
+ * it. Clusters freed by a discard are zeroed in the file as QEMU's discard passthrough punches them
+ * ({@link Discard#passedThrough}).
  */
 public final class RefcountTable {
+    /** Why clusters are freed: QEMU's {@code qcow2_discard_type}, which decides whether the file gets a hole. */
+    enum Discard {
+        /** Copy-on-write of a cluster a write replaced ({@code QCOW2_DISCARD_NEVER}): kept as it is. */
+        NEVER(false),
+        /** Truncation and L1 shrinking ({@code QCOW2_DISCARD_ALWAYS}): punched. */
+        ALWAYS(true),
+        /**
+         * A guest discard or a zero write that may unmap ({@code QCOW2_DISCARD_REQUEST}): punched, as qemu-io opens
+         * images with {@code discard=unmap}.
+         */
+        REQUEST(true),
+        /** Old L1 and refcount tables, copied L2 tables ({@code QCOW2_DISCARD_OTHER}, off by default): kept. */
+        OTHER(false);
+
+        final boolean passedThrough;
+
+        Discard(boolean passedThrough) {
+            this.passedThrough = passedThrough;
+        }
+    }
+
+    /** What the allocator calls before it hands out a cluster freed since the last flush: that flush. */
+    @FunctionalInterface
+    interface ReuseBarrier {
+        void flush() throws IOException;
+    }
+
     private final String filename;
     private final FileStorage file;
     private final int clusterBits;
@@ -39,16 +78,23 @@ public final class RefcountTable {
     private long tableOffset;
     private int tableClusters;
     private final BitSet dirtyEntries = new BitSet();
-    /** Host byte ranges (offset, length) given back, applied at the next flush after the tables stop using them. */
-    private final List<long[]> pendingFrees = new ArrayList<>();
+    /**
+     * Clusters given back since the last flush, one decrement each: whole runs {@code [start, end)} merged when
+     * adjacent (so discarding a large range costs one entry), and further decrements of a cluster already in a run
+     * (compressed clusters sharing a host cluster) counted apart.
+     */
+    private final TreeMap<Long, Long> pendingRuns = new TreeMap<>();
+    private final Map<Long, Integer> pendingExtra = new HashMap<>();
+    /** Host byte ranges {offset, length} to zero, as QEMU's queued discards ({@code update_refcount_discard}). */
+    private final List<long[]> discards = new ArrayList<>();
     /**
      * The clusters holding metadata (header, L1 and refcount tables, L2 tables, refcount blocks), as QEMU's cached
      * overlap checks know them: never handed out, never written with guest data, whatever a damaged refcount says.
      * One entry per metadata cluster, so bounded by the L1 and refcount table limits.
      */
     private final Set<Long> metadata = new HashSet<>();
-    /** No cluster below this index is free. */
-    private long freeHint;
+    /** QEMU's {@code free_cluster_index}: where the search for free clusters starts. */
+    private long freeIndex;
     /** Clusters at and past this index have never been written since the file was opened: they read as zeros. */
     private long zeroFrom;
     /**
@@ -56,7 +102,7 @@ public final class RefcountTable {
      * {@code free_byte_offset}), or 0.
      */
     private long freeByteOffset;
-    private boolean growing;
+    private ReuseBarrier barrier = () -> { };
 
     RefcountTable(String filename, FileStorage file, Header h, long cacheBytes) throws IOException {
         this.filename = filename;
@@ -88,6 +134,11 @@ public final class RefcountTable {
         markMetadata(0, 1, "header");
         markMetadata(tableOffset, tableClusters, "refcount table");
         this.zeroFrom = (file.length() + clusterSize - 1) >>> clusterBits;
+    }
+
+    /** Sets what runs before a cluster freed since the last flush is handed out again (the image's flush). */
+    void setReuseBarrier(ReuseBarrier barrier) {
+        this.barrier = barrier;
     }
 
     /**
@@ -131,7 +182,7 @@ public final class RefcountTable {
         return file.read(offset, (int) clusterSize);
     }
 
-    /** The refcount of cluster {@code index} (0 where no block counts it). */
+    /** The refcount of cluster {@code index} as stored in its block (0 where no block counts it). */
     long refcount(long index) throws IOException {
         long ti = index >>> blockBits;
         if (ti >= table.length || table[(int) ti] == 0) {
@@ -140,72 +191,70 @@ public final class RefcountTable {
         return RefcountBlock.get(blocks.get(table[(int) ti]), (int) (index & ((1L << blockBits) - 1)), order);
     }
 
+    /** The refcount QEMU would see: the stored one less the decrements waiting for the next flush. */
+    long liveRefcount(long index) throws IOException {
+        long stored = refcount(index);
+        return stored == 0 ? 0 : stored - pending(index);
+    }
+
     /** The end of the last cluster handed out or present in the file. */
     long allocatedEnd() {
         return zeroFrom << clusterBits;
     }
 
+    /** Whether cluster {@code index} has never been written since the file was opened (it reads as zeros). */
+    boolean neverWritten(long index) {
+        return index >= zeroFrom;
+    }
+
+    // ------------------------------------------------------------------------------------------ allocation
+
     /**
-     * Allocates {@code n} contiguous free clusters (refcount 0 to 1, in memory) and returns the host offset of the
-     * first. Missing refcount blocks are created inside the range they count.
+     * Allocates {@code n} contiguous clusters and returns the host offset of the first: QEMU's
+     * {@code qcow2_alloc_clusters} (a first-fit search from the free index, then the refcounts, searching again
+     * when a refcount block had to be created).
      */
     long allocate(long n) throws IOException {
-        long start = freeHint;
-        while (!isFree(start)) {
-            start++;
-        }
-        freeHint = start; // nothing below the first free cluster is free: later searches start here
-        search:
         while (true) {
-            for (long i = 0; i < n; i++) {
-                if (!isFree(start + i)) {
-                    start += i + 1;
-                    continue search;
-                }
+            long start = allocNoref(n);
+            if (increment(start, n)) {
+                return start << clusterBits;
             }
-            for (long ti = start >>> blockBits; ti <= (start + n - 1) >>> blockBits; ti++) {
-                if (ti >= table.length || table[(int) ti] == 0) {
-                    if (n < 1L << blockBits) {
-                        createBlock(ti, Math.max(start, ti << blockBits));
-                        continue search; // the block took a cluster of the run
-                    }
-                    // A run as long as a block's range cannot hold its blocks (each would split it again, for ever):
-                    // they go after it, the first one of a new range counting itself.
-                    long at = start + n;
-                    while (!isFree(at)) {
-                        at++;
-                    }
-                    long atTi = at >>> blockBits;
-                    int tableLength = table.length;
-                    createBlock(atTi < table.length && table[(int) atTi] != 0 ? ti : atTi, at);
-                    if (table.length != tableLength) {
-                        continue search; // the grown table's clusters may lie in the run
-                    }
-                    // The run is untouched (the block went after it): no need to scan it again, which made a
-                    // run needing many blocks cost their number times its length. Block ti may still be missing.
-                    ti--;
-                }
+        }
+    }
+
+    /**
+     * Allocates as many of the {@code n} clusters at {@code offset} as are free there, up to the first used one, and
+     * returns how many: QEMU's {@code qcow2_alloc_clusters_at}, which keeps a write's clusters contiguous. The free
+     * index does not move.
+     */
+    long allocateAt(long offset, long n) throws IOException {
+        if (n == 0) {
+            return 0;
+        }
+        long start = offset >>> clusterBits;
+        while (true) {
+            long i = 0;
+            while (i < n && liveRefcount(start + i) == 0) {
+                checkNotMetadata(start + i);
+                i++;
             }
-            break;
+            if (i == 0) {
+                return 0;
+            }
+            reuse(start, i);
+            if (increment(start, i)) {
+                return i;
+            }
         }
-        for (long i = 0; i < n; i++) {
-            add(start + i, 1);
-        }
-        if (start == freeHint) {
-            freeHint = start + n;
-        }
-        zeroFrom = Math.max(zeroFrom, start + n);
-        if (blocks.dirtyCount() > blocks.capacity()) {
-            writeBlocks(); // refcount blocks only ever hold increments until a flush applies the frees: safe to write
-        }
-        return start << clusterBits;
     }
 
     /**
      * Allocates {@code size} bytes (1 to a cluster) for a compressed stream, as QEMU's {@code qcow2_alloc_bytes}:
      * right after the previous stream while its cluster's refcount allows, spilling into the next cluster only when
      * that is the one allocated next, else at the start of a new cluster. Every cluster the stream touches counts it
-     * once. Returns the host byte offset.
+     * once. Returns the host byte offset. Unlike QEMU, the rest of a cluster freed since the last stream went there
+     * is not used (QEMU goes on writing into it, even once it has been handed out again): see {@link #free}.
      */
     long allocateBytes(int size) throws IOException {
         if (size <= 0 || size > clusterSize) {
@@ -213,7 +262,7 @@ public final class RefcountTable {
         }
         long offset = freeByteOffset;
         if (offset != 0) {
-            long count = refcount(offset >>> clusterBits);
+            long count = liveRefcount(offset >>> clusterBits);
             if (count == 0 || count == RefcountBlock.max(order)) {
                 offset = 0; // freed since (never to be reused as a half), or counted as often as it can be
             }
@@ -235,52 +284,356 @@ public final class RefcountTable {
         return offset;
     }
 
-    /** Whether cluster {@code index} may be handed out; refuses a damaged refcount of 0 for metadata. */
-    private boolean isFree(long index) throws IOException {
-        if (refcount(index) != 0) {
-            return false;
+    /**
+     * QEMU's {@code alloc_clusters_noref}: the first run of {@code n} free clusters from the free index, which ends
+     * past it. Queued discards are done first, as QEMU does before it allocates; a run holding clusters freed since
+     * the last flush gets that flush first.
+     */
+    private long allocNoref(long n) throws IOException {
+        processDiscards();
+        search:
+        while (true) {
+            for (long i = 0; i < n; i++) {
+                long c = freeIndex++;
+                if (liveRefcount(c) != 0) {
+                    continue search;
+                }
+                checkNotMetadata(c);
+            }
+            long start = freeIndex - n;
+            reuse(start, n);
+            return start;
         }
+    }
+
+    /** Flushes before clusters freed since the last flush are reused (see the class comment). */
+    private void reuse(long start, long n) throws IOException {
+        if (!hasPending(start, n)) {
+            return;
+        }
+        barrier.flush();
+        if (hasPending(start, n)) {
+            throw new IllegalStateException("the flush before reusing clusters left decrements pending");
+        }
+    }
+
+    /** A damaged refcount of 0 for metadata must not hand the cluster out. */
+    private void checkNotMetadata(long index) throws FormatException {
         if (metadata.contains(index)) {
             throw new FormatException(filename, "refcount of cluster " + index, "0", "the cluster holds metadata");
+        }
+    }
+
+    /**
+     * QEMU's {@code update_refcount} adding one to {@code n} clusters from {@code start}. Returns false when a
+     * refcount block had to be created first ({@code -EAGAIN}): the increments made so far are undone, the free index
+     * goes back to {@code start}, and the caller searches again.
+     */
+    private boolean increment(long start, long n) throws IOException {
+        long oldTi = -1;
+        for (long i = 0; i < n; i++) {
+            long c = start + i;
+            long ti = c >>> blockBits;
+            if (ti != oldTi && !ensureBlock(c)) {
+                // "If the caller needs to restart the search for free clusters, try the same ones first"
+                freeIndex = Math.min(freeIndex, start);
+                for (long j = 0; j < i; j++) {
+                    add(start + j, -1);
+                }
+                return false;
+            }
+            oldTi = ti;
+            add(c, 1);
+        }
+        zeroFrom = Math.max(zeroFrom, start + n);
+        if (blocks.dirtyCount() > blocks.capacity()) {
+            writeBlocks(); // refcount blocks only ever hold increments until a flush applies the frees: safe to write
         }
         return true;
     }
 
     /**
-     * Gives back {@code length} host bytes at {@code offset} once the tables that used them are on disk. Adjacent
-     * ranges merge, so discarding a large range costs one entry, not one per cluster.
+     * QEMU's {@code alloc_refcount_block}: true if the block counting cluster {@code index} exists; otherwise creates
+     * it (at the free index, counting itself when it falls in its own range) and returns false ({@code -EAGAIN}).
      */
-    void freeLater(long offset, long length) {
-        long[] last = pendingFrees.isEmpty() ? null : pendingFrees.get(pendingFrees.size() - 1);
-        if (last != null && last[0] + last[1] == offset && ((offset & (clusterSize - 1)) == 0)) {
-            last[1] += length;
-        } else {
-            pendingFrees.add(new long[] {offset, length});
+    private boolean ensureBlock(long index) throws IOException {
+        long ti = index >>> blockBits;
+        if (ti < table.length && table[(int) ti] != 0) {
+            return true;
         }
-    }
-
-    boolean hasPendingFrees() {
-        return !pendingFrees.isEmpty();
+        long at = allocNoref(1);
+        ByteBuffer block = ByteBuffer.allocate((int) clusterSize);
+        if (at >>> blockBits == ti) {
+            RefcountBlock.set(block, (int) (at & ((1L << blockBits) - 1)), order, 1); // "the block describes itself"
+        } else if (!increment(at, 1)) {
+            return false; // "Described somewhere else": that block had to be created first
+        }
+        long offset = at << clusterBits;
+        markMetadata(offset, 1, "new refcount block");
+        blocks.putDirty(offset, block);
+        zeroFrom = Math.max(zeroFrom, at + 1);
+        if (ti < table.length) {
+            table[(int) ti] = offset;
+            dirtyEntries.set((int) ti);
+            return false; // "The new refcount block may be where the caller intended to put its data"
+        }
+        // The table is full: new self-describing blocks and a larger table at the start of the next block's range.
+        long blocksUsed = Math.max(index + 1, at + 1);
+        blocksUsed = (blocksUsed + (1L << blockBits) - 1) >>> blockBits;
+        refcountArea(blocksUsed << blockBits, (int) ti, offset);
+        return false;
     }
 
     /**
-     * Lowers the refcounts of every cluster given back since the last flush (the tables no longer use them). A
-     * cluster a damaged entry named but no refcount counts is skipped (QEMU reports and leaks it), so a failure
-     * can never apply a decrement twice.
+     * QEMU's {@code qcow2_refcount_metadata_size}: the refcount blocks needed to count {@code clusters} clusters and
+     * themselves and their table, with the table half as large again when {@code generous}.
      */
-    void applyFrees() throws IOException {
-        List<long[]> frees = new ArrayList<>(pendingFrees);
-        pendingFrees.clear();
-        for (long[] f : frees) {
-            for (long c = f[0] >>> clusterBits; c <= (f[0] + f[1] - 1) >>> clusterBits; c++) {
-                if (refcount(c) > 0) {
-                    add(c, -1);
+    private long refblocksFor(long clusters, boolean generous) {
+        long perTableCluster = clusterSize / 8;
+        long perBlock = 1L << blockBits;
+        long tableClusters = 0;
+        long blockCount = 0;
+        long last;
+        long n = 0;
+        do {
+            last = n;
+            blockCount = (clusters + tableClusters + blockCount + perBlock - 1) / perBlock;
+            tableClusters = (blockCount + perTableCluster - 1) / perTableCluster;
+            n = clusters + blockCount + tableClusters;
+            if (n == last && generous) {
+                clusters += (tableClusters + 1) / 2;
+                n = 0;
+                generous = false;
+            }
+        } while (n != last);
+        return blockCount;
+    }
+
+    /**
+     * QEMU's {@code qcow2_refcount_area(bs, start, 0, false, newIndex, newBlock)}: from cluster {@code start} on,
+     * the missing refcount blocks up to the end of the new structures, then the new table (1.5 times what is needed),
+     * all counted as used by the blocks covering them; the blocks are written, then the table, then the header
+     * switched, each forced before the next refers to it. The old table is freed at once: nothing on disk refers to
+     * it any more.
+     */
+    private void refcountArea(long start, int newIndex, long newBlock) throws IOException {
+        long total = refblocksFor(start, true);
+        long perCluster = clusterSize / 8;
+        long tableSize = total + (total + 1) / 2;
+        tableSize = (tableSize + perCluster - 1) / perCluster * perCluster;
+        if (total * 8 > Header.MAX_REFTABLE_BYTES || tableSize * 8 > Header.MAX_REFTABLE_BYTES) {
+            throw new QcowException(filename, "image too large: its refcount table would exceed "
+                    + Header.MAX_REFTABLE_BYTES / (1024 * 1024) + " MiB");
+        }
+        long newClusters = tableSize / perCluster;
+        int maxIndex = table.length - 1;
+        while (maxIndex > 0 && table[maxIndex] == 0) {
+            maxIndex--;
+        }
+        long[] newTable = new long[(int) tableSize];
+        System.arraycopy(table, 0, newTable, 0, (int) Math.min(tableSize, tableSize > maxIndex ? maxIndex + 1 : tableSize));
+        newTable[newIndex] = newBlock;
+        long areaIndex = start >>> blockBits;
+        long missing = 0;
+        for (long i = areaIndex; i < total; i++) {
+            if (newTable[(int) i] == 0) {
+                missing++;
+            }
+        }
+        long newTableAt = start + missing; // clusters
+        long end = newTableAt + newClusters;
+        long blockAt = start;
+        for (long i = areaIndex; i < total; i++) {
+            ByteBuffer block;
+            if (newTable[(int) i] != 0) {
+                block = blocks.getForUpdate(newTable[(int) i]);
+            } else {
+                block = ByteBuffer.allocate((int) clusterSize);
+                long offset = blockAt << clusterBits;
+                markMetadata(offset, 1, "new refcount block");
+                blocks.putDirty(offset, block);
+                newTable[(int) i] = offset;
+                blockAt++;
+            }
+            long firstCovered = i << blockBits;
+            if (firstCovered < end) {
+                long j = Math.max(start, firstCovered) - firstCovered;
+                long endIndex = Math.min(end - firstCovered, 1L << blockBits);
+                for (; j < endIndex; j++) {
+                    RefcountBlock.set(block, (int) j, order, 1);
+                }
+            }
+        }
+        zeroFrom = Math.max(zeroFrom, end);
+        writeBlocks();
+        file.force();
+        // QEMU hooked every earlier new block into the old table at once (alloc_refcount_block): it holds them too.
+        writeEntries();
+        file.force();
+        ByteBuffer out = ByteBuffer.allocate((int) (tableSize * 8));
+        out.asLongBuffer().put(newTable);
+        file.writeFully(out, newTableAt << clusterBits);
+        file.force();
+        ByteBuffer field = ByteBuffer.allocate(12).putLong(newTableAt << clusterBits).putInt((int) newClusters).flip();
+        file.writeFully(field, Header.REFCOUNT_TABLE_AT);
+        file.force();
+        long oldOffset = tableOffset;
+        int oldClusters = tableClusters;
+        table = newTable;
+        tableOffset = newTableAt << clusterBits;
+        tableClusters = (int) newClusters;
+        dirtyEntries.clear();
+        unmarkMetadata(oldOffset, oldClusters);
+        markMetadata(tableOffset, newClusters, "new refcount table");
+        for (long c = oldOffset >>> clusterBits; c < (oldOffset >>> clusterBits) + oldClusters; c++) {
+            add(c, -1);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ freeing
+
+    /**
+     * Gives back {@code length} host bytes at {@code offset} (every cluster they touch loses one reference), as
+     * QEMU's {@code qcow2_free_clusters}: a cluster left unreferenced lowers the free index and, for a discard
+     * passed through, is queued to be zeroed in the file. The stored refcounts change at the next flush
+     * ({@link #applyFrees}).
+     */
+    void free(long offset, long length, Discard type) throws IOException {
+        long first = offset >>> clusterBits;
+        long last = (offset + length - 1) >>> clusterBits;
+        for (long c = first; c <= last; c++) {
+            if (liveRefcount(c) == 0) {
+                continue; // a damaged entry naming a free cluster: QEMU reports and leaks it; never decrement twice
+            }
+            addPending(c);
+            if (liveRefcount(c) == 0) {
+                freeIndex = Math.min(freeIndex, c);
+                if (freeByteOffset >>> clusterBits == c) {
+                    freeByteOffset = 0; // the rest of a freed cluster is not a place for the next compressed stream
+                }
+                if (type.passedThrough) {
+                    queueDiscard(c << clusterBits, clusterSize);
                 }
             }
         }
     }
 
+    private void addPending(long c) {
+        Map.Entry<Long, Long> e = pendingRuns.floorEntry(c);
+        if (e != null && c < e.getValue()) {
+            pendingExtra.merge(c, 1, Integer::sum);
+            return;
+        }
+        long start = c;
+        long end = c + 1;
+        if (e != null && e.getValue() == c) {
+            start = e.getKey();
+            pendingRuns.remove(start);
+        }
+        Long next = pendingRuns.get(end);
+        if (next != null) {
+            pendingRuns.remove(end);
+            end = next;
+        }
+        pendingRuns.put(start, end);
+    }
+
+    private long pending(long c) {
+        Map.Entry<Long, Long> e = pendingRuns.floorEntry(c);
+        long n = e != null && c < e.getValue() ? 1 : 0;
+        Integer extra = pendingExtra.get(c);
+        return extra == null ? n : n + extra;
+    }
+
+    private boolean hasPending(long start, long n) {
+        if (pendingRuns.isEmpty() && pendingExtra.isEmpty()) {
+            return false;
+        }
+        Map.Entry<Long, Long> e = pendingRuns.floorEntry(start + n - 1);
+        if (e != null && e.getValue() > start) {
+            return true;
+        }
+        for (long c = start; c < start + n && !pendingExtra.isEmpty(); c++) {
+            if (pendingExtra.containsKey(c)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    boolean hasPendingFrees() {
+        return !pendingRuns.isEmpty() || !pendingExtra.isEmpty();
+    }
+
+    /**
+     * Lowers the stored refcounts of every cluster given back since the last flush (the tables no longer use them).
+     * The free index is left alone: it moved when the clusters were freed, as QEMU's does.
+     */
+    void applyFrees() throws IOException {
+        List<long[]> runs = new ArrayList<>();
+        for (Map.Entry<Long, Long> e : pendingRuns.entrySet()) {
+            runs.add(new long[] {e.getKey(), e.getValue()});
+        }
+        Map<Long, Integer> extra = new HashMap<>(pendingExtra);
+        pendingRuns.clear();
+        pendingExtra.clear();
+        for (long[] r : runs) {
+            for (long c = r[0]; c < r[1]; c++) {
+                if (refcount(c) > 0) {
+                    add(c, -1, false);
+                }
+            }
+        }
+        for (Map.Entry<Long, Integer> e : extra.entrySet()) {
+            for (int i = 0; i < e.getValue(); i++) {
+                if (refcount(e.getKey()) > 0) {
+                    add(e.getKey(), -1, false);
+                }
+            }
+        }
+    }
+
+    /** QEMU's {@code update_refcount_discard}: adjacent ranges merge into one. */
+    private void queueDiscard(long offset, long length) {
+        for (long[] d : discards) {
+            if (d[0] + d[1] == offset) {
+                d[1] += length;
+                return;
+            }
+            if (offset + length == d[0]) {
+                d[0] = offset;
+                d[1] += length;
+                return;
+            }
+        }
+        discards.add(new long[] {offset, length});
+    }
+
+    /**
+     * QEMU's {@code qcow2_process_discards}: the queued ranges become holes in its file; here they are zeroed (the
+     * same bytes), as far as the file reaches.
+     */
+    void processDiscards() throws IOException {
+        if (discards.isEmpty()) {
+            return;
+        }
+        List<long[]> todo = new ArrayList<>(discards);
+        discards.clear();
+        for (long[] d : todo) {
+            file.zero(d[0], d[1]);
+        }
+    }
+
     private void add(long index, long delta) throws IOException {
+        add(index, delta, true);
+    }
+
+    /**
+     * Changes a stored refcount; a refcount dropping to 0 lowers the free index when {@code lowersFreeIndex} (QEMU's
+     * {@code update_refcount}), but not when a flush applies a decrement QEMU made long ago: its free index moved then,
+     * and allocations since may have moved it on past the cluster.
+     */
+    private void add(long index, long delta, boolean lowersFreeIndex) throws IOException {
         long ti = index >>> blockBits;
         if (ti >= table.length || table[(int) ti] == 0) {
             throw new FormatException(filename, "refcount of cluster " + index, "none", "cluster is not counted by any refcount block");
@@ -294,85 +647,93 @@ public final class RefcountTable {
                     delta < 0 ? "freeing a cluster that is already free" : "refcount overflow");
         }
         RefcountBlock.set(block, i, order, old + delta);
-        if (delta < 0 && old == 1) {
-            freeHint = Math.min(freeHint, index);
-            if (freeByteOffset >>> clusterBits == index) {
-                freeByteOffset = 0; // the rest of a freed cluster is not a place for the next compressed stream
+        if (lowersFreeIndex && delta < 0 && old == 1) {
+            freeIndex = Math.min(freeIndex, index);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ shrinking
+
+    /**
+     * QEMU's {@code qcow2_shrink_reftable} (after a truncation, with every decrement applied): refcount blocks that
+     * count nothing but themselves leave the table (written whole) and are freed. Returns whether any did.
+     */
+    boolean shrinkTable() throws IOException {
+        long[] kept = table.clone();
+        boolean any = false;
+        for (int i = 0; i < table.length; i++) {
+            long off = table[i];
+            if (off == 0) {
+                continue;
+            }
+            ByteBuffer block = blocks.get(off).duplicate().clear();
+            boolean unused;
+            if (i == off >>> (blockBits + clusterBits)) {
+                int own = (int) ((off >>> clusterBits) & ((1L << blockBits) - 1));
+                ByteBuffer copy = ByteBuffer.allocate((int) clusterSize).put(block).clear();
+                RefcountBlock.set(copy, own, order, 0);
+                unused = isZero(copy);
+            } else {
+                unused = isZero(block);
+            }
+            if (unused) {
+                kept[i] = 0;
+                any = true;
             }
         }
+        if (!any) {
+            return false;
+        }
+        ByteBuffer out = ByteBuffer.allocate(table.length * 8);
+        out.asLongBuffer().put(kept);
+        file.writeFully(out, tableOffset);
+        file.force();
+        for (int i = 0; i < table.length; i++) {
+            if (table[i] != 0 && kept[i] == 0) {
+                long off = table[i];
+                // qcow2_discard_refcount_block: its own refcount, in the block covering it, goes to 0.
+                long c = off >>> clusterBits;
+                long coveringIndex = c >>> blockBits;
+                long covering = table[(int) coveringIndex];
+                ByteBuffer cb = blocks.getForUpdate(covering);
+                RefcountBlock.set(cb, (int) (c & ((1L << blockBits) - 1)), order, 0);
+                freeIndex = Math.min(freeIndex, c);
+                blocks.remove(off);
+                unmarkMetadata(off, 1);
+                queueDiscard(off, clusterSize);
+                table[i] = 0;
+            }
+        }
+        dirtyEntries.clear();
+        processDiscards();
+        return true;
     }
 
-    /**
-     * Creates the missing refcount block {@code ti} at the free cluster {@code at}: inside its own range, counting
-     * itself, or in a range another block already counts. When the table is too short for it, grows the table only
-     * (whose new clusters may have taken {@code at}: the caller searches again either way).
-     */
-    private void createBlock(long ti, long at) throws IOException {
-        if (ti >= table.length) {
-            grow(ti + 1);
-            return;
+    private static boolean isZero(ByteBuffer b) {
+        for (int i = 0; i < b.limit(); i += 8) {
+            if (b.getLong(i) != 0) {
+                return false;
+            }
         }
-        ByteBuffer block = ByteBuffer.allocate((int) clusterSize);
-        boolean countsItself = at >>> blockBits == ti;
-        if (countsItself) {
-            RefcountBlock.set(block, (int) (at & ((1L << blockBits) - 1)), order, 1);
-        }
-        long offset = at << clusterBits;
-        markMetadata(offset, 1, "new refcount block");
-        blocks.putDirty(offset, block);
-        table[(int) ti] = offset;
-        dirtyEntries.set((int) ti);
-        if (!countsItself) {
-            add(at, 1);
-        }
-        zeroFrom = Math.max(zeroFrom, at + 1);
+        return true;
     }
 
-    /**
-     * Moves the refcount table to a larger copy of at least {@code minEntries} entries (1.5 times the old size
-     * at least, as QEMU grows it): the copy's clusters are allocated with the new entries already in memory, then
-     * the blocks, the copy and the header are written, each forced before the next refers to it.
-     */
-    private void grow(long minEntries) throws IOException {
-        if (growing) {
-            throw new QcowException(filename, "refcount table growth did not converge");
+    /** QEMU's {@code qcow2_get_last_cluster}: the last cluster of a file of {@code length} bytes still in use, or -1. */
+    long lastUsedCluster(long length) throws IOException {
+        for (long i = ((length + clusterSize - 1) >>> clusterBits) - 1; i >= 0; i--) {
+            if (liveRefcount(i) > 0) {
+                return i;
+            }
         }
-        long perCluster = clusterSize / 8;
-        long entries = Math.max(minEntries, table.length + table.length / 2 + 1);
-        entries = (entries + perCluster - 1) / perCluster * perCluster;
-        if (entries * 8 > Header.MAX_REFTABLE_BYTES) {
-            throw new QcowException(filename, "image too large: its refcount table would exceed "
-                    + Header.MAX_REFTABLE_BYTES / (1024 * 1024) + " MiB");
-        }
-        long oldOffset = tableOffset;
-        int oldClusters = tableClusters;
-        growing = true;
-        try {
-            table = Arrays.copyOf(table, (int) entries);
-            long clusters = entries / perCluster;
-            long offset = allocate(clusters);
-            writeBlocks();
-            file.force();
-            ByteBuffer out = ByteBuffer.allocate((int) (entries * 8));
-            out.asLongBuffer().put(table);
-            file.writeFully(out, offset);
-            file.force();
-            ByteBuffer field = ByteBuffer.allocate(12).putLong(offset).putInt((int) clusters).flip();
-            file.writeFully(field, Header.REFCOUNT_TABLE_AT);
-            file.force();
-            tableOffset = offset;
-            tableClusters = (int) clusters;
-            dirtyEntries.clear();
-            unmarkMetadata(oldOffset, oldClusters);
-            markMetadata(offset, clusters, "new refcount table");
-        } finally {
-            growing = false;
-        }
-        // Nothing on disk refers to the old table any more: its clusters are free at once.
-        for (long c = oldOffset >>> clusterBits; c < (oldOffset >>> clusterBits) + oldClusters; c++) {
-            add(c, -1);
-        }
+        return -1;
     }
+
+    /** The file was cut at {@code clusters} clusters: what lies past it reads as zeros again. */
+    void truncated(long clusters) {
+        zeroFrom = Math.min(zeroFrom, clusters);
+    }
+
+    // ------------------------------------------------------------------------------------------ write-back
 
     /** Writes the dirty refcount blocks (not forced). */
     void writeBlocks() throws IOException {
@@ -392,9 +753,18 @@ public final class RefcountTable {
 
     /** Writes the refcount table entries of new blocks (not forced); the blocks must be on disk already. */
     void writeEntries() throws IOException {
-        for (int i = dirtyEntries.nextSetBit(0); i >= 0; i = dirtyEntries.nextSetBit(i + 1)) {
-            file.writeFully(ByteBuffer.allocate(8).putLong(0, table[i]), tableOffset + i * 8L);
-        }
+        file.writeEntries(table, dirtyEntries, tableOffset);
         dirtyEntries.clear();
+    }
+
+    /** For tests of the allocator's bookkeeping: the free index. */
+    long freeIndex() {
+        return freeIndex;
+    }
+
+    @Override
+    public String toString() {
+        return "RefcountTable[" + filename + ", table at " + tableOffset + " (" + tableClusters + " clusters), "
+                + Arrays.stream(table).filter(t -> t != 0).count() + " blocks, free index " + freeIndex + "]";
     }
 }
