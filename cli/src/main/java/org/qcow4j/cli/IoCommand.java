@@ -4,7 +4,6 @@ import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
-import java.io.OutputStream;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -157,8 +156,8 @@ final class IoCommand extends Command {
             return ExitCodes.FAILURE;
         }
         if (traceFile != null) {
-            try (OutputStream log = Files.newOutputStream(Path.of(traceFile))) {
-                // QEMU's log backend opens its log file: there is nothing to write to it
+            try {
+                Files.newOutputStream(Path.of(traceFile)).close(); // QEMU's log backend opens it: nothing to write
             } catch (IOException | RuntimeException e) {
                 err.error("Error opening logfile " + traceFile + ": " + IoErrno.strerror(IoErrno.of(e)));
                 return ExitCodes.FAILURE;
