@@ -6,6 +6,8 @@ import java.util.List;
 import java.util.function.Consumer;
 import org.qcow4j.ops.Conversion;
 import org.qcow4j.ops.ImageCopier;
+import org.qcow4j.ops.ManagedImage;
+import org.qcow4j.ops.TemporaryOverlay;
 import org.qcow4j.qcow2.ChainOpener;
 import org.qcow4j.qcow2.Qcow2Check;
 import org.qcow4j.qcow2.Qcow2Image;
@@ -38,9 +40,19 @@ public final class Images {
      * A dirty qcow2 image (lazy refcounts, not closed) is repaired first, as QEMU does; one marked corrupt opens
      * read-only with a warning; ones with internal snapshots, persistent bitmaps or an external data file are
      * refused by name. A raw image whose format was probed refuses writes that would make it probe as qcow2.
+     * Writes follow the request rules of {@code options} (writethrough, discard, detect-zeroes).
      */
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
-        return Qcow2Image.openWritable(path, options);
+        return ManagedImage.of(Qcow2Image.openWritable(path, options), options);
+    }
+
+    /**
+     * Opens {@code path} as QEMU's {@code snapshot=on} does ({@code qemu-io -s}): read-only, as the backing file of a
+     * new temporary qcow2 overlay that takes the writes and is deleted on close, so {@code path} never changes. The
+     * overlay is made in {@code $TMPDIR} (else {@code /var/tmp}); writes follow the rules of {@code options}.
+     */
+    public static WritableImage openTemporaryOverlay(Path path, OpenOptions options) throws IOException {
+        return TemporaryOverlay.open(path, options);
     }
 
     /** Opens {@code path} for writing with the default options. */

@@ -19,9 +19,20 @@ package org.qcow4j;
  * @param openBacking         open the backing chain; without it (QEMU's {@code BDRV_O_NO_BACKING}, as qemu-img info
  *                            opens images) the image still names its backing file but reads as if it had none, and a
  *                            missing or looping backing file does not stop it opening; read-only opens only
+ * @param writethrough        every write (data, zeroes, compressed) is made durable before it returns, as QEMU's
+ *                            {@code cache=writethrough} (and {@code directsync}) does with a flush after each write;
+ *                            otherwise writes become durable at {@link WritableImage#flush} ({@code cache=writeback})
+ * @param discard             QEMU's {@code discard=unmap} (true, the default here) or {@code discard=ignore}: with
+ *                            ignore, {@link WritableImage#discard} does nothing and zero writes never give host space
+ *                            back
+ * @param detectZeroes        QEMU's {@code detect-zeroes}: writes of all-zero data become zero writes
+ * @param copyOnRead          QEMU's {@code copy-on-read}: a read first copies the clusters it touches that the image
+ *                            itself does not allocate (data from the backing chain, or zeros) into the image, as
+ *                            QEMU's copy-on-read does (writable opens only)
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
-                          boolean forceShare, boolean qemuLayout, boolean openBacking) {
+                          boolean forceShare, boolean qemuLayout, boolean openBacking, boolean writethrough,
+                          boolean discard, DetectZeroes detectZeroes, boolean copyOnRead) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -29,33 +40,76 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
     /** The default limit on backing chain depth. */
     public static final int DEFAULT_MAX_CHAIN_DEPTH = 64;
 
-    /** Format probed, default caches and chain depth, QEMU's locking. */
+    /** QEMU's {@code detect-zeroes} modes. */
+    public enum DetectZeroes {
+        /** Data is written as given. */
+        OFF,
+        /** All-zero data is written as a zero write (host space kept). */
+        ON,
+        /** All-zero data is written as a zero write that may give host space back (if {@code discard} allows). */
+        UNMAP
+    }
+
+    public OpenOptions {
+        if (detectZeroes == null) {
+            throw new IllegalArgumentException("detectZeroes must not be null");
+        }
+    }
+
+    /** Format probed, default caches and chain depth, backing chain opened, QEMU's locking, writeback caching, discards honoured. */
     public static OpenOptions defaults() {
-        return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false, false, true);
+        return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false,
+                false, true, false, true, DetectZeroes.OFF, false);
     }
 
     public OpenOptions withFormat(String f) {
-        return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking);
+        return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
-        return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking);
+        return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
-        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking);
+        return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     /** The image alone, its backing file named but not opened (see {@link #openBacking}). */
     public OpenOptions withoutBacking() {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withForceShare(boolean share) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
     }
 
     public OpenOptions withQemuLayout(boolean exact) {
-        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking);
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead);
+    }
+
+    public OpenOptions withWritethrough(boolean on) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                on, discard, detectZeroes, copyOnRead);
+    }
+
+    public OpenOptions withDiscard(boolean unmap) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, unmap, detectZeroes, copyOnRead);
+    }
+
+    public OpenOptions withCopyOnRead(boolean on) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, on);
+    }
+
+    public OpenOptions withDetectZeroes(DetectZeroes mode) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, mode, copyOnRead);
     }
 }

@@ -18,6 +18,20 @@ public interface WritableImage extends DiskImage {
     void write(ByteBuffer src, long offset) throws IOException;
 
     /**
+     * Writes {@code src.remaining()} bytes at guest {@code offset} as compressed clusters, as QEMU's
+     * {@code blk_pwrite_compressed} ({@code qemu-io write -c}) does: the range must be whole clusters (the last one
+     * may stop at the end of the disk, the rest of it written as zeros), each compressed with the image's
+     * compression type and stored packed after the previous compressed cluster, or written plainly when its stream
+     * would not be shorter than the cluster. Each cluster must be unallocated (or a zero cluster without host
+     * space): compression never overwrites. Advances the buffer's position.
+     *
+     * @throws RefusedRequestException for a range that is not whole clusters ({@code INVALID}), a cluster already
+     *         allocated ({@code CONFLICT}; the clusters before it are written), or a format without compressed
+     *         clusters ({@code NOT_SUPPORTED}, raw images)
+     */
+    void writeCompressed(ByteBuffer src, long offset) throws IOException;
+
+    /**
      * Makes {@code length} bytes at {@code offset} read as zeros. With {@code mayUnmap} whole clusters may give
      * their host space back, as {@code qemu-io write -z -u} does; without it allocated clusters stay allocated.
      */

@@ -109,6 +109,8 @@ final class CommandLine {
     /** Every value of each option, in order, for options that may be repeated (io's -c). */
     private final Map<String, List<String>> all = new HashMap<>();
     private final List<String> positionals = new ArrayList<>();
+    /** Every option given, as (key, value) in the order given (a flag's value is ""). */
+    private final List<Map.Entry<String, String>> inOrder = new ArrayList<>();
 
     private CommandLine() {
     }
@@ -167,6 +169,7 @@ final class CommandLine {
     private void put(Option o, String value) {
         values.put(o.key(), value);
         all.computeIfAbsent(o.key(), k -> new ArrayList<>()).add(value);
+        inOrder.add(Map.entry(o.key(), value));
     }
 
     private static String argument(List<String> args, int i, String name, String word) throws UsageException {
@@ -207,6 +210,11 @@ final class CommandLine {
     /** Every value given to a repeatable option, in order (empty if none). */
     List<String> all(String key) {
         return all.getOrDefault(key, List.of());
+    }
+
+    /** The options as given, in order, each as its key (first name) and value ("" for a flag): getopt's order. */
+    List<Map.Entry<String, String>> inOrder() {
+        return inOrder;
     }
 
     long getLong(String key, long fallback) throws UsageException {

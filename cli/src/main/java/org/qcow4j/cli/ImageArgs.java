@@ -29,7 +29,12 @@ final class ImageArgs {
      * colon is written, {@code file:disk:1.qcow2}) is dropped; any other name is a path as given.
      */
     static Path path(String name) {
-        return Path.of(name.startsWith("file:") ? name.substring("file:".length()) : name);
+        return Path.of(withoutFilePrefix(name));
+    }
+
+    /** {@code name} without QEMU's {@code file:} protocol prefix, if it has one. */
+    static String withoutFilePrefix(String name) {
+        return name.startsWith("file:") ? name.substring("file:".length()) : name;
     }
 
     /**
@@ -63,16 +68,35 @@ final class ImageArgs {
     }
 
     /**
+     * What a cache mode says (bdrv_parse_cache_mode): whether every write is flushed before it completes
+     * ({@code writethrough}: the BlockBackend has no write cache), whether the host cache is bypassed
+     * ({@code direct}: cache.direct) and whether flushes are skipped ({@code noFlush}: cache.no-flush).
+     */
+    record CacheMode(boolean writethrough, boolean direct, boolean noFlush) {
+        /** bdrv_parse_cache_mode's words, or null for one it does not know. */
+        static CacheMode of(String mode) {
+            return switch (mode) {
+                case "off", "none" -> new CacheMode(false, true, false);
+                case "directsync" -> new CacheMode(true, true, false);
+                case "writeback" -> new CacheMode(false, false, false);
+                case "unsafe" -> new CacheMode(false, false, true);
+                case "writethrough" -> new CacheMode(true, false, false);
+                default -> null;
+            };
+        }
+    }
+
+    /**
      * A cache mode (bdrv_parse_cache_mode's words); returns whether it asks writes to be durable before the command
      * ends ({@code unsafe} does not). {@code what} names the option in qemu-img's message ("cache", "source cache").
      * qcow4j reads through the page cache whatever the mode: the JDK 17 API has no O_DIRECT for FileChannel.
      */
     static boolean cacheMode(String mode, String what) throws CommandLine.UsageException {
-        return switch (mode) {
-            case "unsafe" -> false;
-            case "writeback", "none", "off", "directsync", "writethrough" -> true;
-            default -> throw CommandLine.UsageException.withoutHint("Invalid " + what + " option: " + mode);
-        };
+        CacheMode m = CacheMode.of(mode);
+        if (m == null) {
+            throw CommandLine.UsageException.withoutHint("Invalid " + what + " option: " + mode);
+        }
+        return !m.noFlush();
     }
 
     /**

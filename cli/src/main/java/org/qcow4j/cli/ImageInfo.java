@@ -1,6 +1,7 @@
 package org.qcow4j.cli;
 
 import java.io.IOException;
+import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -77,7 +78,8 @@ final class ImageInfo {
         return m;
     }
 
-    private static Map<String, Object> qcow2Specific(Qcow2Metadata q) {
+    /** The "data" of qemu-img info's qcow2 "format-specific" (qemu-io's info prints it too). */
+    static Map<String, Object> qcow2Specific(Qcow2Metadata q) {
         Header h = q.header();
         Map<String, Object> d = new LinkedHashMap<>();
         if (h.version() == 2) {
@@ -115,5 +117,36 @@ final class ImageInfo {
         d.put("corrupt", h.has(Feature.CORRUPT));
         d.put("extended-l2", h.has(Feature.EXTENDED_L2));
         return d;
+    }
+
+    /**
+     * qemu's bdrv_image_info_specific_dump (dump_qobject) as qemu-io's info prints it after "Format specific
+     * information:": nested maps and lists indented by four spaces a level, keys with '-' shown as ' '.
+     */
+    static void dumpSpecific(PrintWriter out, Object tree) {
+        dumpTree(out, tree, 1);
+    }
+
+    @SuppressWarnings("unchecked")
+    private static void dumpTree(PrintWriter out, Object v, int level) {
+        String pad = "    ".repeat(level);
+        if (v instanceof Map<?, ?> map) {
+            for (Map.Entry<String, Object> e : ((Map<String, Object>) map).entrySet()) {
+                dumpEntry(out, e.getKey().replace('-', ' '), e.getValue(), pad, level);
+            }
+        } else if (v instanceof List<?> list) {
+            for (int i = 0; i < list.size(); i++) {
+                dumpEntry(out, "[" + i + "]", list.get(i), pad, level);
+            }
+        }
+    }
+
+    private static void dumpEntry(PrintWriter out, String key, Object value, String pad, int level) {
+        if (value instanceof Map<?, ?> || value instanceof List<?>) {
+            out.println(pad + key + ":");
+            dumpTree(out, value, level + 1);
+        } else {
+            out.println(pad + key + ": " + value);
+        }
     }
 }

@@ -245,18 +245,27 @@ final class ImageOptions {
         return new IllegalArgumentException("Parameter '" + parameter + "' does not accept value '" + value + "'");
     }
 
-    /** qapi_bool_parse's words; {@code prefix} goes before the message of a value it refuses. */
-    private static boolean bool(String key, String v, String prefix) throws CommandLine.UsageException {
+    /** qapi_bool_parse's words: true or false, or null for any other (also for {@link ImageSpec}'s options). */
+    static Boolean qapiBool(String v) {
         return switch (v) {
             case "on", "yes", "true", "y" -> true;
             case "off", "no", "false", "n" -> false;
-            default -> throw CommandLine.UsageException.withoutHint(prefix + "Parameter '" + key + "' expects 'on' or 'off'");
+            default -> null;
         };
+    }
+
+    /** qapi_bool_parse's words; {@code prefix} goes before the message of a value it refuses. */
+    private static boolean bool(String key, String v, String prefix) throws CommandLine.UsageException {
+        Boolean b = qapiBool(v);
+        if (b == null) {
+            throw CommandLine.UsageException.withoutHint(prefix + "Parameter '" + key + "' expects 'on' or 'off'");
+        }
+        return b;
     }
 
     /** A boolean {@link #check} accepted. */
     private static boolean isOn(String v) {
-        return v.equals("on") || v.equals("yes") || v.equals("true") || v.equals("y");
+        return Boolean.TRUE.equals(qapiBool(v));
     }
 
     /**

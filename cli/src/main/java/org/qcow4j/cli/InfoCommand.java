@@ -98,31 +98,7 @@ final class InfoCommand extends Command {
         }
         if (m.containsKey("format-specific")) {
             out.println("Format specific information:");
-            dumpTree(out, ((Map<String, Object>) m.get("format-specific")).get("data"), 1);
-        }
-    }
-
-    /** qemu's {@code dump_qobject}: nested maps and lists, keys with '-' shown as ' '. */
-    @SuppressWarnings("unchecked")
-    private static void dumpTree(PrintWriter out, Object v, int level) {
-        String pad = "    ".repeat(level);
-        if (v instanceof Map<?, ?> map) {
-            for (Map.Entry<String, Object> e : ((Map<String, Object>) map).entrySet()) {
-                dumpEntry(out, e.getKey().replace('-', ' '), e.getValue(), pad, level);
-            }
-        } else if (v instanceof List<?> list) {
-            for (int i = 0; i < list.size(); i++) {
-                dumpEntry(out, "[" + i + "]", list.get(i), pad, level);
-            }
-        }
-    }
-
-    private static void dumpEntry(PrintWriter out, String key, Object value, String pad, int level) {
-        if (value instanceof Map<?, ?> || value instanceof List<?>) {
-            out.println(pad + key + ":");
-            dumpTree(out, value, level + 1);
-        } else {
-            out.println(pad + key + ": " + value);
+            ImageInfo.dumpSpecific(out, ((Map<String, Object>) m.get("format-specific")).get("data"));
         }
     }
 }

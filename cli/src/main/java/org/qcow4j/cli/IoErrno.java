@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileSystemException;
 import java.nio.file.NoSuchFileException;
+import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WriteRefusedException;
 
@@ -30,6 +31,13 @@ final class IoErrno {
     static int of(Throwable e) {
         if (e instanceof OutOfMemoryError) {
             return ENOMEM;
+        }
+        if (e instanceof RefusedRequestException r) {
+            return switch (r.reason()) {
+                case INVALID -> EINVAL;
+                case CONFLICT -> EIO;
+                case NOT_SUPPORTED -> ENOTSUP;
+            };
         }
         if (e instanceof UnsupportedFeatureException) {
             return ENOTSUP;

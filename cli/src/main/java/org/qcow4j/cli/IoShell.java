@@ -3,7 +3,7 @@ package org.qcow4j.cli;
 import java.io.PrintWriter;
 import java.util.ArrayList;
 import java.util.List;
-import org.qcow4j.DiskImage;
+import java.util.function.IntConsumer;
 
 /**
  * The command interpreter of {@code io}: runs command lines as qemu-io's (QEMU 7.2) qemuio_command does. A line is
@@ -21,15 +21,17 @@ final class IoShell {
     private boolean failed;
 
     /**
-     * @param image    the open image, or null (commands that need one say so)
-     * @param quiet    {@code -q}: every command as if given {@code -q}
-     * @param abort    what {@code abort} does after flushing the output (the process ends, image untouched)
+     * @param image     the open image, or null (commands that need one say so)
+     * @param quiet     {@code -q}: every command as if given {@code -q}
+     * @param imageOpts {@code --image-opts}: open's operand is an option string
+     * @param raise     what raising a signal does (sigraise, abort): see {@link IoSignals#raise}
      */
-    IoShell(DiskImage image, PrintWriter out, Stderr err, boolean quiet, boolean debug, Runnable abort) {
+    IoShell(IoOpen.Opened image, PrintWriter out, Stderr err, boolean quiet, boolean debug, boolean imageOpts,
+            IntConsumer raise) {
         this.out = out;
         this.err = err;
         this.args = new IoArgs(out, err, quiet);
-        this.executor = new IoExecutor(image, out, err, debug, abort);
+        this.executor = new IoExecutor(image, out, err, debug, imageOpts, raise);
     }
 
     /** Whether {@code quit} was run: no more commands. */
@@ -40,6 +42,11 @@ final class IoShell {
     /** Whether any command failed (qemu-io then exits with 1). */
     boolean failed() {
         return failed;
+    }
+
+    /** At exit: the aio completions printed, the image closed; false if closing failed (reported). */
+    boolean finish() {
+        return executor.finish();
     }
 
     /** Runs one command line (qemu-io's qemuio_command); returns 0 or a negative errno. */
@@ -81,7 +88,7 @@ final class IoShell {
         String cmd = argv.get(0);
         IoCommands.Info c = ct.info;
         if (!c.global() && !c.noFileOk() && !executor.hasImage()) {
-            err.println("no file open");
+            err.println("no file open, try 'help open'");
             return IoErrno.EINVAL;
         }
         int n = argv.size() - 1;
@@ -115,17 +122,31 @@ final class IoShell {
     private int run(IoCommands ct, List<String> argv) throws IoArgs.Refused {
         return switch (ct) {
             case ABORT -> executor.abort();
+            case AIO_FLUSH -> executor.aioFlush();
+            case AIO_READ -> executor.aioRead(args.aioRead(argv));
+            case AIO_WRITE -> executor.aioWrite(args.aioWrite(argv));
+            case ALLOC -> executor.alloc(args.alloc(argv));
+            case BREAK, REMOVE_BREAK, RESUME, WAIT_BREAK -> executor.breakpoint(ct, argv);
+            case CLOSE -> executor.close();
             case DISCARD -> executor.discard(args.discard(argv));
             case FLUSH -> executor.flush();
             case HELP -> IoCommands.help(out, argv);
+            case INFO -> executor.info();
             case LENGTH -> executor.length();
+            case MAP -> executor.map();
+            case OPEN -> executor.open(args.open(argv, executor.imageOpts()));
             case QUIT -> {
                 quit = true;
                 yield 0;
             }
             case READ -> executor.read(args.read(argv));
+            case READV -> executor.readv(args.readv(argv));
+            case REOPEN -> executor.reopen(args.reopen(argv));
+            case SIGRAISE -> executor.sigraise(args.sigraise(argv));
+            case SLEEP -> executor.sleep(args.sleep(argv));
             case TRUNCATE -> executor.truncate(args.truncate(argv));
             case WRITE -> executor.write(args.write(argv));
+            case WRITEV -> executor.writev(args.writev(argv));
         };
     }
 }

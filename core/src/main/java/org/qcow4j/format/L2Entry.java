@@ -131,6 +131,15 @@ public final class L2Entry {
         return 62 - (clusterBits - 8);
     }
 
+    /**
+     * The entry of a compressed stream of {@code length} bytes at host byte {@code host}: its offset and the number of
+     * 512-byte sectors it touches, less one (QEMU's {@code nb_csectors}).
+     */
+    public static long compressed(long host, int length, int clusterBits) {
+        long sectors = (host + length - 1) / COMPRESSED_SECTOR_SIZE - host / COMPRESSED_SECTOR_SIZE;
+        return COMPRESSED | (sectors << compressedSizeShift(clusterBits)) | host;
+    }
+
     /** Host byte offset of a compressed stream. */
     public static long compressedOffset(long entry, int clusterBits) {
         return entry & ((1L << compressedSizeShift(clusterBits)) - 1);

@@ -524,6 +524,14 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     }
 
     @Override
+    public void writeCompressed(ByteBuffer src, long offset) throws IOException {
+        update(() -> {
+            checkRange(offset, src.remaining());
+            writes.writeCompressed(src, offset);
+        });
+    }
+
+    @Override
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         update(() -> {
             checkRange(offset, length);

@@ -7,6 +7,7 @@ import java.util.List;
 import org.qcow4j.DiskImage;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
+import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Feature;
@@ -69,6 +70,8 @@ public final class Qcow2Updater {
     private long dataEnd;
     /** The failure of the last guest data write: it fails only its request. */
     private FileIOException dataFailure;
+    /** For compressed writes, made when first needed. */
+    private ClusterCompressor compressor;
 
     /** One request run by {@link #run}. */
     @FunctionalInterface
@@ -544,6 +547,57 @@ public final class Qcow2Updater {
         }
     }
 
+    /**
+     * Writes whole clusters compressed, as QEMU's {@code qcow2_co_pwritev_compressed_part}: see
+     * {@link org.qcow4j.WritableImage#writeCompressed}. A cluster whose stream would not be shorter than a cluster is
+     * written plainly (whatever was there); a compressed one never goes over an allocated cluster. Each stream is
+     * placed as QEMU's {@code qcow2_alloc_compressed_cluster_offset} places it: the L2 table first, then the bytes
+     * ({@link RefcountTable#allocateBytes}).
+     */
+    void writeCompressed(ByteBuffer src, long offset) throws IOException {
+        if (image.dataFile() != null) {
+            throw new RefusedRequestException(filename, RefusedRequestException.Reason.NOT_SUPPORTED,
+                    "compressed writes are not possible with an external data file");
+        }
+        long end = offset + src.remaining();
+        if (geo.offsetInCluster(offset) != 0 || (geo.offsetInCluster(end) != 0 && end != image.size())) {
+            throw new RefusedRequestException(filename, RefusedRequestException.Reason.INVALID, "a compressed write of "
+                    + src.remaining() + " bytes at " + offset + " is not whole clusters of " + clusterSize + " bytes");
+        }
+        while (src.hasRemaining()) {
+            int n = (int) Math.min(src.remaining(), clusterSize);
+            ByteBuffer cluster = ByteBuffer.allocate((int) clusterSize); // a short last cluster ends in zeros
+            cluster.put(0, src, src.position(), n);
+            ByteBuffer stream = compressor().compress(cluster);
+            if (stream == null) {
+                write(src.slice(src.position(), n), offset);
+            } else {
+                long l2 = map.ensureTable(offset, refcounts);
+                long entry = entryAt(map.table(l2), geo.l2Index(offset));
+                if (L2Entry.clusterType(entry, geo.extendedL2(), false) == SubclusterType.COMPRESSED
+                        || L2Entry.hostOffset(entry) != 0) {
+                    throw new RefusedRequestException(filename, RefusedRequestException.Reason.CONFLICT,
+                            "a compressed write cannot overwrite the allocated cluster at guest offset " + offset);
+                }
+                int len = stream.remaining();
+                long host = refcounts.allocateBytes(len);
+                writeData(stream, host);
+                dataEnd = Math.max(dataEnd, host + len);
+                map.set(offset, L2Entry.compressed(host, len, geo.clusterBits()), 0);
+                writeBackIfOverfull();
+            }
+            src.position(src.position() + n);
+            offset += n;
+        }
+    }
+
+    private ClusterCompressor compressor() {
+        if (compressor == null) {
+            compressor = new ClusterCompressor(header.compressionType(), (int) clusterSize);
+        }
+        return compressor;
+    }
+
     /** QEMU's {@code qcow2_free_any_cluster}: gives back the host space an entry used. */
     private void release(long entry, RefcountTable.Discard type) throws IOException {
         switch (L2Entry.clusterType(entry, geo.extendedL2(), false)) {
@@ -980,6 +1034,10 @@ public final class Qcow2Updater {
      * image is left as it is (its failure was reported when it happened).
      */
     void close() throws IOException {
+        if (compressor != null) {
+            compressor.close();
+            compressor = null;
+        }
         if (broken != null) {
             return;
         }

@@ -398,8 +398,7 @@ public final class Qcow2Writer implements Closeable {
             compressedUsed = len - first;
         }
         stream.position(stream.limit());
-        long sectors = (host + len - 1) / L2Entry.COMPRESSED_SECTOR_SIZE - host / L2Entry.COMPRESSED_SECTOR_SIZE;
-        setEntry(guestCluster, L2Entry.COMPRESSED | (sectors << L2Entry.compressedSizeShift(clusterBits)) | host, 0);
+        setEntry(guestCluster, L2Entry.compressed(host, len, clusterBits), 0);
     }
 
     private void writeCompressedCluster() throws IOException {

@@ -97,6 +97,11 @@ public final class RefcountTable {
     private long freeIndex;
     /** Clusters at and past this index have never been written since the file was opened: they read as zeros. */
     private long zeroFrom;
+    /**
+     * Where the next compressed stream may go, inside the cluster the last one ended in (QEMU's
+     * {@code free_byte_offset}), or 0.
+     */
+    private long freeByteOffset;
     private ReuseBarrier barrier = () -> { };
 
     RefcountTable(String filename, FileStorage file, Header h, long cacheBytes) throws IOException {
@@ -242,6 +247,41 @@ public final class RefcountTable {
                 return i;
             }
         }
+    }
+
+    /**
+     * Allocates {@code size} bytes (1 to a cluster) for a compressed stream, as QEMU's {@code qcow2_alloc_bytes}:
+     * right after the previous stream while its cluster's refcount allows, spilling into the next cluster only when
+     * that is the one allocated next, else at the start of a new cluster. Every cluster the stream touches counts it
+     * once. Returns the host byte offset. Unlike QEMU, the rest of a cluster freed since the last stream went there
+     * is not used (QEMU goes on writing into it, even once it has been handed out again): see {@link #free}.
+     */
+    long allocateBytes(int size) throws IOException {
+        if (size <= 0 || size > clusterSize) {
+            throw new IllegalArgumentException("compressed stream of " + size + " bytes for " + clusterSize + "-byte clusters");
+        }
+        long offset = freeByteOffset;
+        if (offset != 0) {
+            long count = liveRefcount(offset >>> clusterBits);
+            if (count == 0 || count == RefcountBlock.max(order)) {
+                offset = 0; // freed since (never to be reused as a half), or counted as often as it can be
+            }
+        }
+        long counted = -1; // a new cluster: allocate() already counts the stream in it
+        if (offset == 0 || clusterSize - (offset & (clusterSize - 1)) < size) {
+            long fresh = allocate(1);
+            counted = fresh >>> clusterBits;
+            if (offset == 0 || ((offset + clusterSize - 1) & ~(clusterSize - 1)) != fresh) {
+                offset = fresh;
+            }
+        }
+        for (long c = offset >>> clusterBits; c <= (offset + size - 1) >>> clusterBits; c++) {
+            if (c != counted) {
+                add(c, 1);
+            }
+        }
+        freeByteOffset = ((offset + size) & (clusterSize - 1)) == 0 ? 0 : offset + size;
+        return offset;
     }
 
     /**
@@ -468,6 +508,9 @@ public final class RefcountTable {
             addPending(c);
             if (liveRefcount(c) == 0) {
                 freeIndex = Math.min(freeIndex, c);
+                if (freeByteOffset >>> clusterBits == c) {
+                    freeByteOffset = 0; // the rest of a freed cluster is not a place for the next compressed stream
+                }
                 if (type.passedThrough) {
                     queueDiscard(c << clusterBits, clusterSize);
                 }

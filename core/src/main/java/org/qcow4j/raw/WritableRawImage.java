@@ -15,6 +15,7 @@ import org.qcow4j.AbstractDiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Images;
 import org.qcow4j.QcowException;
+import org.qcow4j.RefusedRequestException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
 import org.qcow4j.io.Access;
@@ -128,6 +129,13 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
 
     private QcowException failed(String what, IOException e) {
         return new QcowException(filename(), what + ": " + (e.getMessage() != null ? e.getMessage() : e), e);
+    }
+
+    @Override
+    public synchronized void writeCompressed(ByteBuffer src, long offset) throws IOException {
+        checkRange(offset, src.remaining());
+        throw new RefusedRequestException(filename(), RefusedRequestException.Reason.NOT_SUPPORTED,
+                "raw images have no compressed clusters");
     }
 
     @Override
