@@ -3,12 +3,12 @@ package org.qcow4j.cli;
 import java.io.PrintWriter;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qcow4j.CheckResult;
 import org.qcow4j.Images;
-import org.qcow4j.OpenOptions;
 import org.qcow4j.RepairMode;
 import org.qcow4j.UnsupportedFeatureException;
 
@@ -35,7 +35,7 @@ final class CheckCommand extends Command {
     CheckCommand() {
         super("check", "check [-f FMT] [--output=human|json] [-q] [-r leaks|all] [-T CACHE] [-U] IMAGE",
                 "Check a qcow2 image's metadata for leaked clusters and corruption (read-only unless -r), as qemu-img check does.",
-                FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE, SOURCE_CACHE);
+                FORMAT, OUTPUT, QUIET, REPAIR, FORCE_SHARE, SOURCE_CACHE, OBJECT, IMAGE_OPTS);
     }
 
     /** Runs the check; the diagnostic lines and the final "Check failed" go to {@code err}. */
@@ -55,9 +55,11 @@ final class CheckCommand extends Command {
                 throw new CommandLine.UsageException("Unknown option value for -r (expecting 'leaks' or 'all'): " + mode);
             }
         }
-        String format = args.get("-f", null);
+        ImageArgs.Operand operand = ImageArgs.operand(args, image);
+        Path file = operand.path();
+        String format = operand.format();
         if (format == null) {
-            format = ImageArgs.opening(image, () -> Images.probeFormat(ImageArgs.path(image)));
+            format = ImageArgs.opening(image, () -> Images.probeFormat(file));
         }
         switch (format) {
             case "qcow2" -> {
@@ -71,11 +73,10 @@ final class CheckCommand extends Command {
 
         CheckResult r;
         if (fixErrors == null) {
-            r = ImageArgs.opening(image, () ->
-                    Images.check(ImageArgs.path(image), OpenOptions.defaults().withForceShare(args.has("-U")), err::println));
+            r = ImageArgs.opening(image, () -> Images.check(file, operand.options(), err::println));
         } else {
             RepairMode repair = fixErrors ? RepairMode.ALL : RepairMode.LEAKS;
-            r = ImageArgs.opening(image, () -> Images.repair(ImageArgs.path(image), repair, err::println));
+            r = ImageArgs.opening(image, () -> Images.repair(file, repair, err::println));
             if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {
                 // qemu-img: say what was repaired, then check again (read-only) and report that check.
                 if (!json && !args.has("-q")) {
@@ -84,7 +85,7 @@ final class CheckCommand extends Command {
                             + "    " + r.corruptionsFixed() + " corruptions\n\n"
                             + "Double checking the fixed image now...\n");
                 }
-                CheckResult again = Images.check(ImageArgs.path(image), err::println);
+                CheckResult again = Images.check(file, err::println);
                 r = new CheckResult(again.filename(), again.format(), again.checkErrors(), again.corruptions(),
                         again.leaks(), r.corruptionsFixed(), r.leaksFixed(), again.imageEndOffset(),
                         again.totalClusters(), again.allocatedClusters(), again.fragmentedClusters(),

@@ -17,6 +17,10 @@ abstract class Command {
     static final CommandLine.Option SOURCE_CACHE = CommandLine.Option.value("CACHE",
             "Cache mode for reading (none, writeback, writethrough, directsync, unsafe): checked, then the page cache is used.",
             "-T");
+    static final CommandLine.Option OBJECT = CommandLine.Option.value("OBJECTDEF",
+            "Define an object: secret,id=ID,data=DATA|file=FILE.", "--object");
+    static final CommandLine.Option IMAGE_OPTS = CommandLine.Option.flag(
+            "The image operands are option strings (driver=qcow2,file.filename=PATH...).", "--image-opts");
     static final CommandLine.Option OUTPUT = CommandLine.Option.value("human|json", "Output format (default: human).",
             "--output");
 

@@ -44,7 +44,7 @@ final class ConvertCommand extends Command {
                         + "[-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
                 "Convert images (their contents concatenated) into a new raw or qcow2 image.",
                 FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, SOURCE_CACHE,
-                OUT_OF_ORDER, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO);
+                OUT_OF_ORDER, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO, OBJECT, IMAGE_OPTS);
     }
 
     @Override

@@ -26,7 +26,7 @@ final class CreateCommand extends Command {
     CreateCommand() {
         super("create", "create [-q] [-f FMT] [-o OPTIONS] [-b BACKING -F FMT] [-u] IMAGE [SIZE]",
                 "Create a new image, empty or over a backing file.",
-                OUT_FORMAT, OPTIONS, BACKING, BACKING_FORMAT, UNSAFE, QUIET);
+                OUT_FORMAT, OPTIONS, BACKING, BACKING_FORMAT, UNSAFE, QUIET, OBJECT);
     }
 
     @Override

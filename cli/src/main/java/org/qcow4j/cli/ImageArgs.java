@@ -57,6 +57,9 @@ final class ImageArgs {
 
     /** {@link #open(CommandLine, String)} in {@code format}, with or without its backing chain. */
     static DiskImage open(CommandLine args, String filename, String format, boolean backing) throws IOException {
+        if (args.has("--image-opts")) {
+            return openImageOpts(args, filename, format, backing);
+        }
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             if (!QEMU_FORMATS.contains(format)) {
                 throw new IOException("Could not open '" + filename + "': Unknown driver '" + format + "'");
@@ -84,6 +87,59 @@ final class ImageArgs {
                 default -> null;
             };
         }
+    }
+
+    /**
+     * An image operand resolved for commands that hand the library a file: the file, the format named for it (by
+     * {@code -f} or the option string's driver; null: probe) and the options the operand gives.
+     */
+    record Operand(Path path, String format, OpenOptions options) {
+    }
+
+    /**
+     * Resolves an image operand: a file name, or with qemu-img's {@code --image-opts} a block option string
+     * ({@code driver=qcow2,file.filename=X}, or the file name first as its implied {@code file} key) read by
+     * {@link ImageSpec} as qemu-io reads its own, refused in qemu-img's words ("Could not open 'OPTSTR': ...").
+     */
+    static Operand operand(CommandLine args, String operand) throws IOException {
+        String format = args.get("-f", null);
+        boolean forceShare = args.has("-U");
+        if (!args.has("--image-opts")) {
+            return new Operand(path(operand), format, OpenOptions.defaults().withFormat(format).withForceShare(forceShare));
+        }
+        if (format != null) {
+            throw new IOException("--image-opts and --format are mutually exclusive");
+        }
+        String prefix = "Could not open '" + operand + "': ";
+        ImageSpec spec;
+        try {
+            spec = ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }));
+        } catch (QemuOpts.Invalid e) {
+            throw new IOException(e.getMessage());
+        } catch (ImageSpec.Refused e) {
+            throw new IOException(prefix + e.getMessage());
+        }
+        if (forceShare && spec.forceShare() != null && !spec.forceShare().equals("on")) {
+            throw new IOException("--force-share/-U conflicts with image options");
+        }
+        Path path = path(spec.filename());
+        String driver = spec.format() != null ? spec.format() : opening(operand, () -> Images.probeFormat(path));
+        try {
+            spec.checkFormatKeys(driver);
+        } catch (ImageSpec.Refused e) {
+            throw new IOException(prefix + e.getMessage());
+        }
+        return new Operand(path, spec.format(), spec.openOptions(OpenOptions.defaults().withForceShare(forceShare)));
+    }
+
+    /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} operand. */
+    private static DiskImage openImageOpts(CommandLine args, String optstr, String format, boolean backing)
+            throws IOException {
+        if (format != null) {
+            throw new IOException("--image-opts and --format are mutually exclusive");
+        }
+        Operand o = operand(args, optstr);
+        return opening(optstr, () -> Images.open(o.path(), backing ? o.options() : o.options().withoutBacking()));
     }
 
     /**

@@ -21,7 +21,7 @@ final class InfoCommand extends Command {
     InfoCommand() {
         super("info", "info [-f FMT] [--output=human|json] [--backing-chain] IMAGE",
                 "Show an image's format, size, backing file and format-specific details.",
-                FORMAT, OUTPUT, BACKING_CHAIN, FORCE_SHARE);
+                FORMAT, OUTPUT, BACKING_CHAIN, FORCE_SHARE, OBJECT, IMAGE_OPTS);
     }
 
     @Override

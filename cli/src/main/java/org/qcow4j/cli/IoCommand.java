@@ -53,10 +53,6 @@ final class IoCommand extends Command {
             "Cache mode: writethrough (the default), writeback, none, directsync or unsafe.", "-t", "--cache");
     static final CommandLine.Option TRACE = CommandLine.Option.value("OPTIONS",
             "QEMU's trace options ([enable=]PATTERN,events=FILE,file=FILE); qcow4j has no trace events.", "-T", "--trace");
-    static final CommandLine.Option OBJECT = CommandLine.Option.value("OBJECTDEF",
-            "Define an object: secret,id=ID,data=DATA|file=FILE.", "--object");
-    static final CommandLine.Option IMAGE_OPTS = CommandLine.Option.flag(
-            "The IMAGE operand is an option string (driver=qcow2,file.filename=PATH...).", "--image-opts");
     static final CommandLine.Option QUIET = CommandLine.Option.flag(
             "Quiet: no statistics lines (every command as if given -q; not qemu-io's).", "-q", "--quiet");
 

@@ -135,6 +135,23 @@ public final class Main {
                 out.println(program.version(version()));
                 return ExitCodes.OK;
             }
+            if (!(command instanceof IoCommand) && command.options().contains(Command.OBJECT)) {
+                // qemu-img's --object: checked as QEMU checks it (qemu-io's own, in order, in IoCommand)
+                QemuObjects objects = new QemuObjects();
+                for (String definition : args.all("--object")) {
+                    try {
+                        if (!objects.add(definition, out)) {
+                            return ExitCodes.OK; // help was printed
+                        }
+                    } catch (QemuObjects.Invalid e) {
+                        err.error(e.getMessage());
+                        if (e.hint() != null) {
+                            err.println(e.hint());
+                        }
+                        return ExitCodes.FAILURE;
+                    }
+                }
+            }
             return command.run(args, out, err);
         } catch (CommandLine.UsageException ex) {
             String message = program == Program.QEMU_IMG ? ex.qemuImgMessage() : ex.getMessage();

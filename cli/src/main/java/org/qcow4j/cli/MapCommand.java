@@ -16,7 +16,7 @@ final class MapCommand extends Command {
     MapCommand() {
         super("map", "map [-f FMT] [--output=human|json] [-s OFFSET] [-l LENGTH] IMAGE",
                 "Show which layer of the backing chain holds each range of the disk.",
-                FORMAT, OUTPUT, START, LENGTH, FORCE_SHARE);
+                FORMAT, OUTPUT, START, LENGTH, FORCE_SHARE, OBJECT, IMAGE_OPTS);
     }
 
     @Override

@@ -96,7 +96,17 @@ class DropInTest {
             "convert DIR/nonexist DIR/y", "check DIR/orphan.qcow2", "map DIR/orphan.qcow2",
             "info DIR/colon.qcow2", "info --backing-chain --output=json DIR/colon.qcow2", "create -f qcow2 -b a:3 DIR/x",
             "create -f qcow2 -b file:DIR/nonexist DIR/x", "info DIR/feat.qcow2", "check DIR/feat.qcow2",
-            "info DIR/big.qcow2", "check DIR/big.qcow2", "map DIR/big.qcow2", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
+            "info DIR/big.qcow2", "check DIR/big.qcow2", "map DIR/big.qcow2",
+            // --image-opts and --object, as qemu-img reads them
+            "info --image-opts driver=qcow2,file.filename=IMG", "map --output=json --image-opts IMG",
+            "check --image-opts driver=qcow2,file.driver=file,file.filename=IMG",
+            "check --output=json --image-opts driver=qcow2,file.filename=IMG",
+            "info --image-opts -f qcow2 IMG", "info --image-opts driver=qcow2,file.filename=DIR/nonexist",
+            "info --image-opts driver=qcow2,file.filename=IMG,foo=bar", "info --image-opts driver=foo,file.filename=IMG",
+            "info -U --image-opts driver=qcow2,force-share=off,file.filename=IMG",
+            "convert --image-opts driver=qcow2,file.filename=IMG DIR/y",
+            "info --object secret,id=s0,data=x IMG", "info --object bogus,id=x IMG", "info --object secret,id=s0 IMG",
+            "create -f qcow2 --object secret,id=s0,data=x DIR/x 1M", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
             // cache modes: accepted (reads go through the page cache), wrong ones refused as qemu-img does
             "check -T foo IMG", "check -T none IMG", "convert -T foo IMG DIR/y", "convert -t foo IMG DIR/y",
             "convert -T off -t writeback -O raw IMG DIR/y"})
