@@ -124,7 +124,9 @@ class CrashTest {
             Processes.Result made = Processes.run(dir, create.toArray(String[]::new));
             assertEquals(0, made.exit(), made.err());
             long seed = random.nextLong();
-            int flushed = runAndKill(img, seed, 50 + random.nextInt(600), kills);
+            // Every other round counts its delay from the first completed flush, so that flushed data is checked
+            // however slowly a loaded machine runs the child; the others from the open, any moment at all.
+            int flushed = runAndKill(img, seed, 50 + random.nextInt(600), round % 2 == 0, kills);
             withFlushes += flushed >= 0 ? 1 : 0;
             String what = config + " round " + round + " seed " + seed + " flushed through op " + flushed;
 
@@ -145,10 +147,11 @@ class CrashTest {
     }
 
     /**
-     * Starts the child, kills it with SIGKILL {@code delayMs} after it has opened the image, and returns the index
-     * of the last operation a completed flush covered (-1 if none).
+     * Starts the child, kills it with SIGKILL {@code delayMs} after it has opened the image (with {@code afterFlush},
+     * after its first completed flush), and returns the index of the last operation a completed flush covered (-1 if
+     * none).
      */
-    private int runAndKill(Path img, long seed, int delayMs, AtomicInteger kills) throws Exception {
+    private int runAndKill(Path img, long seed, int delayMs, boolean afterFlush, AtomicInteger kills) throws Exception {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Process p = new ProcessBuilder(java, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp",
                 System.getProperty("java.class.path"), Child.class.getName(), img.toString(), Long.toString(seed))
@@ -170,6 +173,10 @@ class CrashTest {
         synchronized (lines) {
             long deadline = System.currentTimeMillis() + 30_000;
             while (!lines.contains("READY") && p.isAlive() && System.currentTimeMillis() < deadline) {
+                lines.wait(100);
+            }
+            while (afterFlush && lines.stream().noneMatch(l -> l.startsWith("F ")) && p.isAlive()
+                    && System.currentTimeMillis() < deadline) {
                 lines.wait(100);
             }
         }
