@@ -13,6 +13,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import org.qcow4j.Extent;
+import org.qcow4j.nbd.TlsCredentials;
 
 /**
  * One client: the handshake, then the transmission phase. This connection's thread reads requests in order and
@@ -28,6 +29,7 @@ final class Connection implements Runnable {
 
     private final Transport transport;
     private final List<ServedExport> exports;
+    private final TlsCredentials tls;
     private final Consumer<String> log;
     private final ConnectionListener listener;
     private final int workers;
@@ -43,10 +45,11 @@ final class Connection implements Runnable {
         void closed(Connection connection, boolean negotiated);
     }
 
-    Connection(Transport transport, List<ServedExport> exports, int workers, Consumer<String> log,
+    Connection(Transport transport, List<ServedExport> exports, TlsCredentials tls, int workers, Consumer<String> log,
                ConnectionListener listener) {
         this.transport = transport;
         this.exports = exports;
+        this.tls = tls;
         this.workers = workers;
         this.log = log;
         this.listener = listener;
@@ -79,7 +82,7 @@ final class Connection implements Runnable {
     public void run() {
         boolean negotiated = false;
         try {
-            Handshake.Result r = new Handshake(transport, exports).run();
+            Handshake.Result r = new Handshake(transport, exports, tls).run();
             if (r != null && !closing) {
                 negotiated = true;
                 transmission(r);
