@@ -37,6 +37,8 @@ public final class Server implements AutoCloseable {
     private final List<ServedExport> exports = new ArrayList<>();
     private final SocketAddress bind;
     private final TlsCredentials tls;
+    /** Payload buffers for all connections: at most 64 direct slabs (16 MiB). */
+    private final BufferPool buffers = new BufferPool(64);
     private final int maxConnections;
     private final boolean persistent;
     private final int workers;
@@ -114,7 +116,8 @@ public final class Server implements AutoCloseable {
                     }
                 }
                 SocketChannel ch = listener.accept();
-                Connection c = new Connection(new Transport(ch), exports, tls, workers, log, this::closed);
+                Connection c = new Connection(new Transport(ch), exports, tls, buffers, workers, log,
+                        this::closed);
                 synchronized (this) {
                     if (stopping) {
                         ch.close();
