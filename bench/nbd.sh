@@ -4,6 +4,7 @@
 #
 #   bench/nbd.sh             # 3 rounds
 #   ROUNDS=5 bench/nbd.sh
+#   JOBS="read random" bench/nbd.sh   # some of the jobs only
 #
 # Jobs (each client the same for both servers, over a Unix socket):
 #   read    nbdcopy of the 1 GiB mixed image (half plain clusters, half zlib-compressed, some zero and
@@ -17,6 +18,7 @@
 set -euo pipefail
 
 ROUNDS="${ROUNDS:-3}"
+JOBS="${JOBS:-read write random}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 WORK="$ROOT/bench/work"
@@ -120,7 +122,8 @@ run_job() { # job who
 
 "$ROOT/qcow4j" --version >/dev/null  # builds the jar if needed, outside the timing
 printf '%-8s %12s %12s %12s %12s %8s\n' job qemu-nbd-mean qemu-nbd-min qcow4j-mean qcow4j-min ratio
-for job in read write random; do
+for job in $JOBS; do
+  case $job in read|write|random) ;; *) die "unknown job '$job' (read, write, random)" ;; esac
   declare -a tq=() to=()
   for (( r = 0; r < ROUNDS; r++ )); do
     if (( r % 2 )); then order="ours qemu"; else order="qemu ours"; fi

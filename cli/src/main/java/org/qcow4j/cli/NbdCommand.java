@@ -18,6 +18,7 @@ import org.qcow4j.OpenOptions;
 import org.qcow4j.WritableImage;
 import org.qcow4j.nbd.NbdExport;
 import org.qcow4j.nbd.NbdServer;
+import org.qcow4j.nbd.TlsCredentials;
 
 /**
  * {@code nbd}: serves images over NBD as qemu-nbd 7.2 does (its option names and defaults), through
@@ -57,16 +58,25 @@ final class NbdCommand extends Command {
             "-v", "--verbose");
     private static final CommandLine.Option EXPORT = CommandLine.Option.value("NAME=IMAGE",
             "Serve IMAGE under NAME as well (repeatable; beyond qemu-nbd).", "--export");
+    private static final CommandLine.Option OBJECT = CommandLine.Option.value("tls-creds-x509,id=ID,dir=DIR,...",
+            "TLS credentials for --tls-creds ID, as QEMU's (endpoint=server; verify-peer=on, the default, wants "
+                    + "client certificates).", "--object");
+    private static final CommandLine.Option TLS_CREDS = CommandLine.Option.value("ID|DIR",
+            "Require TLS with the credentials of --object ID, or (qcow4j) of the directory DIR holding ca-cert.pem, "
+                    + "server-cert.pem and server-key.pem (clients need no certificate).", "--tls-creds");
+    private static final CommandLine.Option TLS_AUTHZ = CommandLine.Option.value("ID",
+            "Refused: authorizing clients by name is not supported.", "--tls-authz");
     private static final CommandLine.Option CONNECT = CommandLine.Option.value("DEV",
             "Refused: connect a kernel device with nbd-client instead.", "-c", "--connect");
     private static final CommandLine.Option FORK = CommandLine.Option.flag("Refused: run the server in the background "
             + "with the shell's &.", "--fork");
 
     NbdCommand() {
-        super("nbd", "nbd [-f FMT] [-r] [-x NAME] [-k PATH | -b ADDR -p PORT] [-e N] [-t] [-A] [--export NAME=IMAGE]... "
-                        + "[IMAGE]",
+        super("nbd", "nbd [-f FMT] [-r] [-x NAME] [-k PATH | -b ADDR -p PORT] [-e N] [-t] [-A] [--tls-creds DIR] "
+                        + "[--export NAME=IMAGE]... [IMAGE]",
                 "Serve images over NBD, as qemu-nbd.", FORMAT, READ_ONLY, NAME, DESCRIPTION, SOCKET, PORT, BIND, DEPTH,
-                SHARED, PERSISTENT, PID_FILE, DISCARD, DETECT_ZEROES, CACHE, NOCACHE, VERBOSE, EXPORT, CONNECT, FORK);
+                SHARED, PERSISTENT, PID_FILE, DISCARD, DETECT_ZEROES, CACHE, NOCACHE, VERBOSE, EXPORT, OBJECT, TLS_CREDS,
+                TLS_AUTHZ, CONNECT, FORK);
     }
 
     @Override
@@ -135,12 +145,18 @@ final class NbdCommand extends Command {
                 }
             }
         }
+        TlsCredentials tls = TlsOptions.credentials(args.all("--object"), args.get("--tls-creds", null),
+                err.program() == Program.QCOW4J);
+        if (args.has("--tls-authz")) {
+            throw CommandLine.UsageException.withoutHint(tls == null ? "--tls-authz is not permitted without --tls-creds"
+                    : "--tls-authz is not supported");
+        }
         boolean verbose = args.has("-v");
         boolean readOnly = args.has("-r");
         Served served = new Served();
         try {
             NbdServer.Builder b = NbdServer.builder().maxConnections(shared).persistent(args.has("-t"))
-                    .log(line -> err.error(line));
+                    .tls(tls).log(line -> err.error(line));
             for (String[] e : images) {
                 DiskImage image = open(e[1], args.get("-f", null), readOnly, err);
                 served.images.add(image);

@@ -135,4 +135,64 @@ class NbdCommandTest {
         assertEquals(1, r.exit());
         assertTrue(r.err().startsWith("qcow4j: --fork is not supported"), r.err());
     }
+
+    /** A CA and a server certificate for localhost, made with openssl, in QEMU's x509 directory layout. */
+    private Path pki() throws IOException {
+        Path pki = Files.createDirectory(dir.resolve("pki"));
+        Qemu.run(pki, "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out",
+                "ca-cert.pem", "-days", "2", "-subj", "/CN=test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign").ok();
+        Qemu.run(pki, "openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server-key.pem", "-out",
+                "server.csr", "-subj", "/CN=localhost").ok();
+        Files.writeString(pki.resolve("ext"), "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n");
+        Qemu.run(pki, "openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca-cert.pem", "-CAkey", "ca-key.pem",
+                "-CAcreateserial", "-out", "server-cert.pem", "-days", "2", "-extfile", "ext").ok();
+        return pki;
+    }
+
+    @Test
+    void tlsWithQemuNbdsObjectsAndWithADirectory() throws Exception {
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "t.qcow2", "2M");
+        Path pki = pki();
+        Path socket = dir.resolve("t.sock");
+        Process p = start("qemu-nbd", "-r", "-k", socket.toString(), "--object",
+                "tls-creds-x509,id=tls0,dir=" + pki + ",endpoint=server,verify-peer=off", "--tls-creds", "tls0", "t.qcow2");
+        try {
+            awaitSocket(socket, p);
+            assertEquals(1, Qemu.run(dir, "nbdinfo", "nbd+unix:///?socket=" + socket).exit()); // no TLS: refused
+            String info = ok("nbdinfo", "nbds+unix:///?socket=" + socket + "&tls-certificates=" + pki).out();
+            assertTrue(info.contains("newstyle-fixed with TLS"), info);
+            assertTrue(p.waitFor(20, TimeUnit.SECONDS), "still serving after its client left");
+            assertEquals(0, p.exitValue(), log("qemu-nbd"));
+        } finally {
+            kill(p);
+        }
+        p = start("qcow4j", "nbd", "-r", "-k", socket.toString(), "--tls-creds", pki.toString(), "t.qcow2");
+        try {
+            awaitSocket(socket, p);
+            String info = ok("nbdinfo", "nbds+unix:///?socket=" + socket + "&tls-certificates=" + pki).out();
+            assertTrue(info.contains("newstyle-fixed with TLS"), info);
+        } finally {
+            kill(p);
+        }
+        // refusals before anything is served, word for word as qemu-nbd's
+        Path image = dir.resolve("t.qcow2");
+        for (List<String> args : List.of(
+                List.of("--object", "tls-creds-x509,id=tls0,dir=" + dir.resolve("none") + ",endpoint=server",
+                        "--tls-creds", "tls0"),
+                List.of("--object", "tls-creds-x509,id=tls0,dir=" + pki, "--tls-creds", "tls0"),
+                List.of("--tls-creds", pki.toString()),
+                List.of("--tls-authz", "a0"))) {
+            List<String> cmd = new ArrayList<>(List.of("-k", dir.resolve("never.sock").toString()));
+            cmd.addAll(args);
+            cmd.add(image.toString());
+            Qemu.Result theirs = Qemu.run(dir, Qemu.concat("qemu-nbd", cmd.toArray(String[]::new)));
+            java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+            int code = Main.run(Program.QEMU_NBD, cmd.toArray(String[]::new), new java.io.PrintStream(
+                    new java.io.ByteArrayOutputStream(), true, StandardCharsets.UTF_8),
+                    new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
+            assertEquals(theirs.exit(), code, theirs.err());
+            assertEquals(theirs.err(), err.toString(StandardCharsets.UTF_8));
+        }
+    }
 }

@@ -78,6 +78,7 @@ public final class NbdServer implements AutoCloseable {
         private int maxConnections = 1;
         private boolean persistent = true;
         private int workers = 4;
+        private TlsCredentials tls;
         private Consumer<String> log = s -> { };
 
         private Builder() {
@@ -128,6 +129,15 @@ public final class NbdServer implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Offers TLS ({@code qemu-nbd --tls-creds}): clients must send STARTTLS before anything else (other options are
+         * answered ERR_TLS_REQD) and then speak through TLS ({@code nbds://}). Null (the default) offers none.
+         */
+        public Builder tls(TlsCredentials credentials) {
+            this.tls = credentials;
+            return this;
+        }
+
         /** Where the server reports what qemu-nbd prints on stderr (clients dropped, failed requests). */
         public Builder log(Consumer<String> sink) {
             this.log = Objects.requireNonNull(sink);
@@ -145,7 +155,7 @@ public final class NbdServer implements AutoCloseable {
                     throw new IllegalArgumentException("export '" + e.name() + "' given twice");
                 }
             }
-            Server s = new Server(List.copyOf(exports), address, maxConnections, persistent, workers, log);
+            Server s = new Server(List.copyOf(exports), address, maxConnections, persistent, workers, tls, log);
             s.start();
             return new NbdServer(s);
         }

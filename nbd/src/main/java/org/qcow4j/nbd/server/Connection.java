@@ -13,6 +13,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import org.qcow4j.Extent;
+import org.qcow4j.nbd.TlsCredentials;
 
 /**
  * One client: the handshake, then the transmission phase. This connection's thread reads requests in order and
@@ -28,6 +29,8 @@ final class Connection implements Runnable {
 
     private final Transport transport;
     private final List<ServedExport> exports;
+    private final TlsCredentials tls;
+    private final BufferPool buffers;
     private final Consumer<String> log;
     private final ConnectionListener listener;
     private final int workers;
@@ -43,10 +46,12 @@ final class Connection implements Runnable {
         void closed(Connection connection, boolean negotiated);
     }
 
-    Connection(Transport transport, List<ServedExport> exports, int workers, Consumer<String> log,
-               ConnectionListener listener) {
+    Connection(Transport transport, List<ServedExport> exports, TlsCredentials tls, BufferPool buffers, int workers,
+               Consumer<String> log, ConnectionListener listener) {
         this.transport = transport;
+        this.buffers = buffers;
         this.exports = exports;
+        this.tls = tls;
         this.workers = workers;
         this.log = log;
         this.listener = listener;
@@ -79,7 +84,7 @@ final class Connection implements Runnable {
     public void run() {
         boolean negotiated = false;
         try {
-            Handshake.Result r = new Handshake(transport, exports).run();
+            Handshake.Result r = new Handshake(transport, exports, tls).run();
             if (r != null && !closing) {
                 negotiated = true;
                 transmission(r);
@@ -190,10 +195,11 @@ final class Connection implements Runnable {
                 held = (int) q.length;
                 budget.acquireUninterruptibly(held);
                 if (q.type == Protocol.CMD_WRITE) {
-                    data = ByteBuffer.allocate(held);
+                    data = buffers.acquire(held);
                     try {
                         transport.readFully(data);
                     } catch (IOException e) {
+                        buffers.release(data);
                         budget.release(held);
                         throw e;
                     }
@@ -205,6 +211,7 @@ final class Connection implements Runnable {
             error = check(q, exp, replies.structured());
         }
         if (error != null) {
+            buffers.release(data);
             budget.release(held);
             replies.generic(q.cookie, Protocol.EINVAL, error);
             inFlight.release();
@@ -219,11 +226,13 @@ final class Connection implements Runnable {
                 } catch (IOException e) {
                     // the reply could not be sent: Replies closed the socket, the reader ends
                 } finally {
+                    buffers.release(payload);
                     budget.release(bytes);
                     inFlight.release();
                 }
             });
         } catch (RejectedExecutionException e) {
+            buffers.release(payload);
             budget.release(bytes);
             inFlight.release();
             return false;
@@ -332,20 +341,24 @@ final class Connection implements Runnable {
             sparseRead(q, exp, replies);
             return;
         }
-        ByteBuffer data = ByteBuffer.allocate(len);
+        ByteBuffer data = buffers.acquire(len);
         try {
-            exp.read(data, q.offset);
-        } catch (IOException e) {
-            replies.generic(q.cookie, errno(e), "reading from file failed");
-            return;
-        }
-        data.flip();
-        if (!replies.structured()) {
-            replies.simple(q.cookie, 0, data);
-        } else if (len > 0) {
-            replies.data(q.cookie, q.offset, data, true);
-        } else {
-            replies.done(q.cookie);
+            try {
+                exp.read(data, q.offset);
+            } catch (IOException e) {
+                replies.generic(q.cookie, errno(e), "reading from file failed");
+                return;
+            }
+            data.flip();
+            if (!replies.structured()) {
+                replies.simple(q.cookie, 0, data);
+            } else if (len > 0) {
+                replies.data(q.cookie, q.offset, data, true);
+            } else {
+                replies.done(q.cookie);
+            }
+        } finally {
+            buffers.release(data);
         }
     }
 
@@ -371,21 +384,27 @@ final class Connection implements Runnable {
                 replies.error(q.cookie, errno(e), "unable to check for holes: " + e.getMessage());
                 return;
             }
-            boolean last = runEnd == end;
-            int n = (int) (runEnd - pos);
             if (zero) {
-                replies.hole(q.cookie, pos, n, last);
-            } else {
-                ByteBuffer data = ByteBuffer.allocate(n);
-                try {
-                    exp.read(data, pos);
-                } catch (IOException e) {
-                    replies.error(q.cookie, errno(e), "reading from file failed");
-                    return;
-                }
-                replies.data(q.cookie, pos, data.flip(), last);
+                replies.hole(q.cookie, pos, (int) (runEnd - pos), runEnd == end);
+                pos = runEnd;
+                continue;
             }
-            pos = runEnd;
+            while (pos < runEnd) { // data in chunks of at most a pooled buffer
+                int n = (int) Math.min(runEnd - pos, BufferPool.SLAB);
+                ByteBuffer data = buffers.acquire(n);
+                try {
+                    try {
+                        exp.read(data, pos);
+                    } catch (IOException e) {
+                        replies.error(q.cookie, errno(e), "reading from file failed");
+                        return;
+                    }
+                    replies.data(q.cookie, pos, data.flip(), pos + n == end);
+                } finally {
+                    buffers.release(data);
+                }
+                pos += n;
+            }
         }
     }
 

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
+import org.qcow4j.nbd.TlsCredentials;
 
 /**
  * The option haggling of one connection (qemu's {@code nbd_negotiate_options}), fixed newstyle: each option is
@@ -36,6 +37,8 @@ final class Handshake {
 
     private final Transport transport;
     private final List<ServedExport> exports;
+    /** The server's TLS credentials, or null when it offers no TLS. */
+    private final TlsCredentials tls;
     private boolean structured;
     /** SET_META_CONTEXT's selection, for {@link #metaExport}. */
     private ServedExport metaExport;
@@ -46,9 +49,10 @@ final class Handshake {
     private int option;
     private long optLen;
 
-    Handshake(Transport transport, List<ServedExport> exports) {
+    Handshake(Transport transport, List<ServedExport> exports, TlsCredentials tls) {
         this.transport = transport;
         this.exports = exports;
+        this.tls = tls;
     }
 
     /** Runs the handshake; null when the client aborted (NBD_OPT_ABORT) or left. */
@@ -77,6 +81,12 @@ final class Handshake {
             optLen = head.getInt(12) & 0xffffffffL;
             if (optLen > Protocol.MAX_BUFFER_SIZE) {
                 throw new Dropped("len (" + optLen + " ) is larger than max len (" + Protocol.MAX_BUFFER_SIZE + ")");
+            }
+            if (tls != null && !transport.tls()) {
+                if (!beforeTls(fixedNewstyle)) {
+                    return null;
+                }
+                continue;
             }
             if (!fixedNewstyle && option != Protocol.OPT_EXPORT_NAME) {
                 throw new Dropped("Unsupported option " + Integer.toUnsignedString(option) + " ("
@@ -113,6 +123,9 @@ final class Handshake {
                     }
                     case Protocol.OPT_STARTTLS -> {
                         rejectLength();
+                        if (tls != null) {
+                            error(Protocol.REP_ERR_INVALID, "TLS already enabled");
+                        }
                         error(Protocol.REP_ERR_POLICY, "TLS not configured");
                     }
                     case Protocol.OPT_STRUCTURED_REPLY -> {
@@ -131,6 +144,51 @@ final class Handshake {
                 // the error reply went out; next option
             }
         }
+    }
+
+    /**
+     * An option while TLS is required and not started (qemu's {@code nbd_negotiate_options}): STARTTLS starts it,
+     * EXPORT_NAME (which cannot be answered with an error) drops the connection, anything else is answered
+     * ERR_TLS_REQD. Returns false when the client aborted.
+     */
+    private boolean beforeTls(boolean fixedNewstyle) throws IOException {
+        if (!fixedNewstyle) {
+            throw new Dropped(String.format("Unsupported option 0x%x", option));
+        }
+        switch (option) {
+            case Protocol.OPT_STARTTLS -> {
+                if (optLen != 0) {
+                    try {
+                        rejectLength();
+                    } catch (Answered answered) {
+                        // the client cannot start TLS properly: dropped after the answer, as qemu-nbd does
+                    }
+                    throw new Dropped("option 'starttls' has unexpected length");
+                }
+                reply(Protocol.REP_ACK, null);
+                try {
+                    transport.startTls(tls);
+                } catch (IOException e) {
+                    throw new Dropped("TLS handshake failed: " + (e.getMessage() == null ? e : e.getMessage()));
+                }
+            }
+            case Protocol.OPT_EXPORT_NAME -> throw new Dropped(String.format("Option 0x%x not permitted before TLS",
+                    option));
+            default -> {
+                String message = String.format("Option 0x%x not permitted before TLS", option);
+                try {
+                    drop(Protocol.REP_ERR_TLS_REQD, message);
+                } catch (Answered answered) {
+                    // answered; the handshake goes on
+                } catch (IOException e) {
+                    if (option != Protocol.OPT_ABORT) {
+                        throw e;
+                    } // a client that aborts may hang up without reading the answer
+                }
+                return option != Protocol.OPT_ABORT;
+            }
+        }
+        return true;
     }
 
     private Result result(ServedExport chosen) {

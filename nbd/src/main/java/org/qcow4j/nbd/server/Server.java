@@ -20,6 +20,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import org.qcow4j.DiskImage;
 import org.qcow4j.nbd.NbdExport;
+import org.qcow4j.nbd.TlsCredentials;
 
 /**
  * The listening side (qemu-nbd's main loop): accepts clients while fewer than {@code maxConnections} are connected
@@ -35,6 +36,9 @@ public final class Server implements AutoCloseable {
 
     private final List<ServedExport> exports = new ArrayList<>();
     private final SocketAddress bind;
+    private final TlsCredentials tls;
+    /** Payload buffers for all connections: at most 64 direct slabs (16 MiB). */
+    private final BufferPool buffers = new BufferPool(64);
     private final int maxConnections;
     private final boolean persistent;
     private final int workers;
@@ -52,9 +56,11 @@ public final class Server implements AutoCloseable {
      * @param maxConnections clients at once (qemu-nbd's {@code -e}; 0 for no limit)
      * @param persistent     whether the server goes on after its last client leaves ({@code -t})
      * @param workers        threads per connection that run its requests
+     * @param tls            credentials when clients must start TLS first ({@code --tls-creds}), or null
      */
     public Server(List<NbdExport> exports, SocketAddress bind, int maxConnections, boolean persistent, int workers,
-                  Consumer<String> log) {
+                  TlsCredentials tls, Consumer<String> log) {
+        this.tls = tls;
         for (NbdExport e : exports) {
             this.exports.add(new ServedExport(e, maxConnections != 1));
         }
@@ -110,7 +116,8 @@ public final class Server implements AutoCloseable {
                     }
                 }
                 SocketChannel ch = listener.accept();
-                Connection c = new Connection(new Transport(ch), exports, workers, log, this::closed);
+                Connection c = new Connection(new Transport(ch), exports, tls, buffers, workers, log,
+                        this::closed);
                 synchronized (this) {
                     if (stopping) {
                         ch.close();
