@@ -215,4 +215,26 @@ class NbdInteropTest {
             ok(dir, "qemu-img", "compare", "-f", "raw", "-F", "raw", NbdTools.uri(socket, "first"), "plain.raw");
         }
     }
+    /** Over TCP on 127.0.0.1 (an ephemeral port): qemu-img's own client converts, compares and maps the export. */
+    @Test
+    void qemuImgReadsAnExportOverTcp() throws Exception {
+        try (DiskImage image = Images.open(dir.resolve("compressed.qcow2"));
+             NbdServer server = NbdServer.builder().export(NbdExport.readOnly("", image))
+                     .tcp(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0)).start()) {
+            int port = ((java.net.InetSocketAddress) server.address()).getPort();
+            String uri = "nbd://127.0.0.1:" + port;
+            ok(dir, "qemu-img", "convert", "-f", "raw", "-O", "raw", uri, "tcp.raw");
+            ok(dir, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", "compressed.qcow2", "want.raw");
+            assertArrayEquals(Files.readAllBytes(dir.resolve("want.raw")), Files.readAllBytes(dir.resolve("tcp.raw")));
+            ok(dir, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", uri, "compressed.qcow2");
+            String map = ok(dir, "qemu-img", "map", "--output=json", "-f", "raw", uri);
+            Path socket = dir.resolve("theirs.sock");
+            Process theirs = NbdTools.qemuNbd(dir, socket, "compressed.qcow2", "-r", "-f", "qcow2");
+            try { // qemu-nbd's map through the same client: block status over TCP as over its socket
+                assertEquals(ok(dir, "qemu-img", "map", "--output=json", "-f", "raw", uri(socket)), map);
+            } finally {
+                NbdTools.stop(theirs);
+            }
+        }
+    }
 }
