@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
@@ -57,8 +58,8 @@ final class ImageArgs {
 
     /** {@link #open(CommandLine, String)} in {@code format}, with or without its backing chain. */
     static DiskImage open(CommandLine args, String filename, String format, boolean backing) throws IOException {
-        if (args.has("--image-opts")) {
-            return openImageOpts(args, filename, format, backing);
+        if (args.has("--image-opts") || filename.startsWith("json:")) {
+            return openImageOpts(args, filename, backing);
         }
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             if (!QEMU_FORMATS.contains(format)) {
@@ -104,16 +105,22 @@ final class ImageArgs {
     static Operand operand(CommandLine args, String operand) throws IOException {
         String format = args.get("-f", null);
         boolean forceShare = args.has("-U");
-        if (!args.has("--image-opts")) {
+        boolean json = operand.startsWith("json:");
+        if (!args.has("--image-opts") && !json) {
             return new Operand(path(operand), format, OpenOptions.defaults().withFormat(format).withForceShare(forceShare));
         }
-        if (format != null) {
+        if (format != null && !json) {
             throw new IOException("--image-opts and --format are mutually exclusive");
         }
         String prefix = "Could not open '" + operand + "': ";
         ImageSpec spec;
         try {
-            spec = ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }));
+            Map<String, String> options = json ? jsonOptions(operand, prefix)
+                    : QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { });
+            if (json && format != null) {
+                options.putIfAbsent("driver", format);
+            }
+            spec = ImageSpec.of(null, options);
         } catch (QemuOpts.Invalid e) {
             throw new IOException(e.getMessage());
         } catch (ImageSpec.Refused e) {
@@ -132,12 +139,48 @@ final class ImageArgs {
         return new Operand(path, spec.format(), spec.openOptions(OpenOptions.defaults().withForceShare(forceShare)));
     }
 
-    /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} operand. */
-    private static DiskImage openImageOpts(CommandLine args, String optstr, String format, boolean backing)
-            throws IOException {
-        if (format != null) {
-            throw new IOException("--image-opts and --format are mutually exclusive");
+    /**
+     * QEMU's {@code json:} pseudo-protocol: a JSON object of block options (QEMU's parser takes single quotes too),
+     * nested objects flattened to dotted keys ({@code {"file": {"filename": X}}} is {@code file.filename=X}).
+     */
+    private static Map<String, String> jsonOptions(String operand, String prefix) throws IOException {
+        Map<String, String> out = new java.util.LinkedHashMap<>();
+        com.fasterxml.jackson.core.JsonFactory factory = com.fasterxml.jackson.core.JsonFactory.builder()
+                .enable(com.fasterxml.jackson.core.json.JsonReadFeature.ALLOW_SINGLE_QUOTES).build();
+        try (com.fasterxml.jackson.core.JsonParser p = factory.createParser(operand.substring("json:".length()))) {
+            if (p.nextToken() != com.fasterxml.jackson.core.JsonToken.START_OBJECT) {
+                throw new IOException(prefix + "Could not parse the JSON options");
+            }
+            flatten(p, "", out, 0);
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IOException(prefix + "Could not parse the JSON options");
         }
+        return out;
+    }
+
+    private static void flatten(com.fasterxml.jackson.core.JsonParser p, String prefix, Map<String, String> out,
+                                int depth) throws IOException {
+        if (depth > 16) {
+            throw new IOException("json: options nested deeper than 16 levels");
+        }
+        for (com.fasterxml.jackson.core.JsonToken t = p.nextToken(); t != com.fasterxml.jackson.core.JsonToken.END_OBJECT;
+             t = p.nextToken()) {
+            String key = prefix + p.currentName();
+            switch (p.nextToken()) {
+                case START_OBJECT -> flatten(p, key + ".", out, depth + 1);
+                case START_ARRAY -> {
+                    p.skipChildren(); // lists (blkdebug rules, quorum children) are not options qcow4j reads
+                    out.put(key, "[...]");
+                }
+                case VALUE_TRUE -> out.put(key, "on");
+                case VALUE_FALSE -> out.put(key, "off");
+                default -> out.put(key, p.getText());
+            }
+        }
+    }
+
+    /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} or {@code json:} operand. */
+    private static DiskImage openImageOpts(CommandLine args, String optstr, boolean backing) throws IOException {
         Operand o = operand(args, optstr);
         return opening(optstr, () -> Images.open(o.path(), backing ? o.options() : o.options().withoutBacking()));
     }

@@ -106,7 +106,11 @@ class DropInTest {
             "info -U --image-opts driver=qcow2,force-share=off,file.filename=IMG",
             "convert --image-opts driver=qcow2,file.filename=IMG DIR/y",
             "info --object secret,id=s0,data=x IMG", "info --object bogus,id=x IMG", "info --object secret,id=s0 IMG",
-            "create -f qcow2 --object secret,id=s0,data=x DIR/x 1M", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
+            "create -f qcow2 --object secret,id=s0,data=x DIR/x 1M",
+            // QEMU's json: pseudo-protocol (single quotes as QEMU's parser takes them; iotest 110)
+            "info json:{'driver':'qcow2','file':{'driver':'file','filename':'IMG'}}",
+            "map --output=json json:{\"file\":{\"filename\":\"IMG\"}}", "check json:{'file.filename':'IMG'}",
+            "info json:{'driver':'qcow2','file':{'driver':'file','filename':'DIR/nonexist'}}", "map DIR/feat.qcow2", "convert DIR/feat.qcow2 DIR/y",
             // cache modes: accepted (reads go through the page cache), wrong ones refused as qemu-img does
             "check -T foo IMG", "check -T none IMG", "convert -T foo IMG DIR/y", "convert -t foo IMG DIR/y",
             "convert -T off -t writeback -O raw IMG DIR/y"})
