@@ -442,7 +442,10 @@ public record Header(
     private static String qemuUnsupported(long bits, List<FeatureName> names) {
         List<String> parts = new ArrayList<>();
         for (FeatureName n : names) {
-            if (n.type() == 0 && (bits & (1L << n.bit())) != 0) {
+            if (n.name().isEmpty()) {
+                break; // QEMU's walk of the table ends at an empty name
+            }
+            if (n.type() == 0 && n.bit() < 64 && (bits & (1L << n.bit())) != 0) {
                 parts.add(n.name().length() > 46 ? n.name().substring(0, 46) : n.name());
                 bits &= ~(1L << n.bit());
             }
@@ -486,10 +489,12 @@ public record Header(
                 }
                 case EXT_DATA_FILE -> dataFile = fileName(b, at, n, file, "data_file");
                 case EXT_FEATURE_TABLE -> {
-                    for (int i = 0; i + FeatureName.ENTRY_SIZE <= n; i += FeatureName.ENTRY_SIZE) {
-                        String name = string(b, at + i + 2, FeatureName.ENTRY_SIZE - 2);
+                    // A short last entry reads as zero-padded, as QEMU reads the table into a zeroed buffer.
+                    for (int i = 0; i < n; i += FeatureName.ENTRY_SIZE) {
+                        int entry = Math.min(FeatureName.ENTRY_SIZE, n - i);
+                        String name = entry > 2 ? string(b, at + i + 2, entry - 2) : "";
                         int nul = name.indexOf('\0');
-                        names.add(new FeatureName(b.get(at + i) & 0xff, b.get(at + i + 1) & 0xff,
+                        names.add(new FeatureName(b.get(at + i) & 0xff, entry > 1 ? b.get(at + i + 1) & 0xff : 0,
                                 nul >= 0 ? name.substring(0, nul) : name));
                     }
                 }

@@ -48,6 +48,22 @@ class HeaderTest {
         assertEquals("zlib", h.compressionTypeName());
     }
 
+    /** QEMU's report_unsupported_feature: the table's names (a short entry zero-padded), then the unnamed mask. */
+    @Test
+    void unknownIncompatibleFeaturesAreWordedAsQemuWordsThem() throws Exception {
+        ByteBuffer b = v3();
+        b.putLong(72, 0xe000000000000000L);
+        assertEquals("Unsupported qcow2 feature(s): Unknown incompatible feature: e000000000000000",
+                assertThrows(UnsupportedFeatureException.class, () -> parse(b)).qemuWords());
+        byte[] name = "Test feature".getBytes(StandardCharsets.US_ASCII);
+        b.putInt(112, Header.EXT_FEATURE_TABLE).putInt(116, 2 + name.length).put(120, (byte) 0).put(121, (byte) 63)
+                .put(122, name).putInt(136, Header.EXT_END); // one 14-byte entry, as iotest 036 writes it
+        UnsupportedFeatureException e = assertThrows(UnsupportedFeatureException.class, () -> parse(b));
+        assertEquals("Unsupported qcow2 feature(s): Test feature, Unknown incompatible feature: 6000000000000000",
+                e.qemuWords());
+        assertTrue(e.getMessage().contains("incompatible feature bit 63 (Test feature)"), e.getMessage());
+    }
+
     @Test
     void namesTheFieldAndValueOfEachBadField() {
         assertRefused(b -> b.putInt(0, 0x12345678), "magic = 0x12345678");
