@@ -115,12 +115,8 @@ final class ImageArgs {
         String prefix = "Could not open '" + operand + "': ";
         ImageSpec spec;
         try {
-            Map<String, String> options = json ? jsonOptions(operand, prefix)
-                    : QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { });
-            if (json && format != null) {
-                options.putIfAbsent("driver", format);
-            }
-            spec = ImageSpec.of(null, options);
+            spec = json ? ImageSpec.of(operand, format == null ? Map.of() : Map.of("driver", format))
+                    : ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }));
         } catch (QemuOpts.Invalid e) {
             throw new IOException(e.getMessage());
         } catch (ImageSpec.Refused e) {
@@ -137,46 +133,6 @@ final class ImageArgs {
             throw new IOException(prefix + e.getMessage());
         }
         return new Operand(path, spec.format(), spec.openOptions(OpenOptions.defaults().withForceShare(forceShare)));
-    }
-
-    /**
-     * QEMU's {@code json:} pseudo-protocol: a JSON object of block options (QEMU's parser takes single quotes too),
-     * nested objects flattened to dotted keys ({@code {"file": {"filename": X}}} is {@code file.filename=X}).
-     */
-    private static Map<String, String> jsonOptions(String operand, String prefix) throws IOException {
-        Map<String, String> out = new java.util.LinkedHashMap<>();
-        com.fasterxml.jackson.core.JsonFactory factory = com.fasterxml.jackson.core.JsonFactory.builder()
-                .enable(com.fasterxml.jackson.core.json.JsonReadFeature.ALLOW_SINGLE_QUOTES).build();
-        try (com.fasterxml.jackson.core.JsonParser p = factory.createParser(operand.substring("json:".length()))) {
-            if (p.nextToken() != com.fasterxml.jackson.core.JsonToken.START_OBJECT) {
-                throw new IOException(prefix + "Could not parse the JSON options");
-            }
-            flatten(p, "", out, 0);
-        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new IOException(prefix + "Could not parse the JSON options");
-        }
-        return out;
-    }
-
-    private static void flatten(com.fasterxml.jackson.core.JsonParser p, String prefix, Map<String, String> out,
-                                int depth) throws IOException {
-        if (depth > 16) {
-            throw new IOException("json: options nested deeper than 16 levels");
-        }
-        for (com.fasterxml.jackson.core.JsonToken t = p.nextToken(); t != com.fasterxml.jackson.core.JsonToken.END_OBJECT;
-             t = p.nextToken()) {
-            String key = prefix + p.currentName();
-            switch (p.nextToken()) {
-                case START_OBJECT -> flatten(p, key + ".", out, depth + 1);
-                case START_ARRAY -> {
-                    p.skipChildren(); // lists (blkdebug rules, quorum children) are not options qcow4j reads
-                    out.put(key, "[...]");
-                }
-                case VALUE_TRUE -> out.put(key, "on");
-                case VALUE_FALSE -> out.put(key, "off");
-                default -> out.put(key, p.getText());
-            }
-        }
     }
 
     /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} or {@code json:} operand. */

@@ -120,6 +120,18 @@ final class ImageSpec {
      */
     static ImageSpec of(String filename, Map<String, String> options) throws Refused {
         Map<String, String> top = new LinkedHashMap<>(options);
+        if (filename != null && filename.startsWith("json:")) {
+            // QEMU's json: pseudo-protocol: the name is all options (given ones win, as bdrv_open merges them)
+            Map<String, String> json;
+            try {
+                json = QemuOpts.json(filename);
+            } catch (QemuOpts.Invalid e) {
+                throw new Refused(e.getMessage());
+            }
+            json.putAll(top);
+            top = json;
+            filename = null;
+        }
         Map<String, String> file = new LinkedHashMap<>();
         for (String k : List.copyOf(top.keySet())) {
             if (k.startsWith("file.")) {

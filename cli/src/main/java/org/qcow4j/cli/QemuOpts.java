@@ -54,6 +54,47 @@ final class QemuOpts {
     }
 
     /**
+     * QEMU's {@code json:} pseudo-protocol: the block options of a JSON object (QEMU's parser takes single quotes
+     * too), nested objects flattened to dotted keys ({@code {"file": {"filename": X}}} is {@code file.filename=X}),
+     * booleans as on/off; lists (blkdebug rules, quorum children) kept as the key alone, for the reader to refuse.
+     */
+    static Map<String, String> json(String name) throws Invalid {
+        Map<String, String> out = new LinkedHashMap<>();
+        com.fasterxml.jackson.core.JsonFactory factory = com.fasterxml.jackson.core.JsonFactory.builder()
+                .enable(com.fasterxml.jackson.core.json.JsonReadFeature.ALLOW_SINGLE_QUOTES).build();
+        try (com.fasterxml.jackson.core.JsonParser p = factory.createParser(name.substring("json:".length()))) {
+            if (p.nextToken() != com.fasterxml.jackson.core.JsonToken.START_OBJECT) {
+                throw new Invalid("Could not parse the JSON options");
+            }
+            flatten(p, "", out, 0);
+        } catch (java.io.IOException e) {
+            throw new Invalid("Could not parse the JSON options");
+        }
+        return out;
+    }
+
+    private static void flatten(com.fasterxml.jackson.core.JsonParser p, String prefix, Map<String, String> out,
+                                int depth) throws java.io.IOException, Invalid {
+        if (depth > 16) {
+            throw new Invalid("Could not parse the JSON options");
+        }
+        for (com.fasterxml.jackson.core.JsonToken t = p.nextToken(); t != com.fasterxml.jackson.core.JsonToken.END_OBJECT;
+             t = p.nextToken()) {
+            String key = prefix + p.currentName();
+            switch (p.nextToken()) {
+                case START_OBJECT -> flatten(p, key + ".", out, depth + 1);
+                case START_ARRAY -> {
+                    p.skipChildren();
+                    out.put(key, "");
+                }
+                case VALUE_TRUE -> out.put(key, "on");
+                case VALUE_FALSE -> out.put(key, "off");
+                default -> out.put(key, p.getText());
+            }
+        }
+    }
+
+    /**
      * qemu_opts_parse_noisily: the options of {@code params} in order, a later value of a key replacing an earlier one
      * (as qemu_opts_to_qdict keeps them). With {@code impliedKey}, a first word without '=' is that key's value
      * ({@code -T pattern}); otherwise a bare word is a flag ({@code foo} is foo=on, {@code nofoo} foo=off) and draws

@@ -127,7 +127,7 @@ class DropInTest {
 
     @ParameterizedTest
     @ValueSource(strings = {"-z", "-pZ", "--bogus=3", "-c", "--cmd", "-r=3", "--read-only=3", "IMG IMG", "-h",
-            "-c read~0~1 DIR/feat.qcow2"})
+            "-c read~0~1 DIR/feat.qcow2", "-c map json:{'driver':'qcow2','file':{'driver':'file','filename':'IMG'}}"})
     void qemuIoSaysWhatQemuIoSays(String line) {
         String[] args = words(line);
         Qemu.Result expected = Qemu.run(dir, Qemu.concat("qemu-io", args));
