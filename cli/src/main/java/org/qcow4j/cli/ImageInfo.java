@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.qcow4j.DiskImage;
+import org.qcow4j.Images;
 import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.format.Bitmap;
 import org.qcow4j.format.Feature;
@@ -53,9 +54,12 @@ final class ImageInfo {
             fs.put("data", qcow2Specific(q));
             m.put("format-specific", fs);
             if (h.backingFile() != null) {
-                // a protocol name (file:...) is QEMU's full name as it is
+                // QEMU combines the name with the image's name as it shows it (./a:b.qcow2 gives ./base); a
+                // protocol name (file:...) is its full name as it is
+                String shown = ImageArgs.qemuFilename(image.filename());
                 m.put("full-backing-filename", h.backingFile().startsWith("file:") ? h.backingFile()
-                        : q.fullBackingFilename());
+                        : shown.equals(image.filename()) ? q.fullBackingFilename()
+                        : Images.resolveRelative(shown, h.backingFile()));
                 m.put("backing-filename", h.backingFile());
             }
         }
