@@ -764,16 +764,17 @@ final class IoExecutor {
     }
 
     /**
-     * A failed request: qemu-io's "read failed: Input/output error" line on stdout (when {@code report}), the
-     * library's own message on stderr (QEMU would log it too, e.g. a corruption) unless the image refused the request
-     * as QEMU does (then the errno says it all), the errno returned.
+     * A failed request: qemu-io's "read failed: Input/output error" line on stdout (when {@code report}); under
+     * qcow4j's own name the library's message on stderr too (what failed, where), unless the image refused the
+     * request as QEMU does (then the errno says it all); the errno returned.
      */
     int ioError(String op, Throwable e, boolean report) {
         int errno = IoErrno.of(e);
         if (report) {
             failed(op, errno);
         }
-        if (!(e instanceof OutOfMemoryError) && !(e instanceof RefusedRequestException)) {
+        // qemu-io itself says nothing more for a failed read or write (QEMU's driver returns the errno silently)
+        if (err.program() == Program.QCOW4J && !(e instanceof OutOfMemoryError) && !(e instanceof RefusedRequestException)) {
             err.error(IoErrno.describe(e));
         }
         if (debug) {
