@@ -124,16 +124,9 @@ final class IoCommand extends Command {
                 }
                 case "-U" -> flags.forceShare = true;
                 case "--object" -> {
-                    try {
-                        if (!objects.add(v, out)) {
-                            return ExitCodes.OK; // help was printed
-                        }
-                    } catch (QemuObjects.Invalid e) {
-                        err.error(e.getMessage());
-                        if (e.hint() != null) {
-                            err.println(e.hint());
-                        }
-                        return ExitCodes.FAILURE;
+                    Integer exit = objects.addOption(v, out, err);
+                    if (exit != null) {
+                        return exit;
                     }
                 }
                 case "--image-opts" -> imageOpts = true;

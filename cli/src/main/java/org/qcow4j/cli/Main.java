@@ -139,16 +139,9 @@ public final class Main {
                 // qemu-img's --object: checked as QEMU checks it (qemu-io's own, in order, in IoCommand)
                 QemuObjects objects = new QemuObjects();
                 for (String definition : args.all("--object")) {
-                    try {
-                        if (!objects.add(definition, out)) {
-                            return ExitCodes.OK; // help was printed
-                        }
-                    } catch (QemuObjects.Invalid e) {
-                        err.error(e.getMessage());
-                        if (e.hint() != null) {
-                            err.println(e.hint());
-                        }
-                        return ExitCodes.FAILURE;
+                    Integer exit = objects.addOption(definition, out, err);
+                    if (exit != null) {
+                        return exit;
                     }
                 }
             }

@@ -171,8 +171,13 @@ final class NbdCommand extends Command {
             }
             served.server = b.start();
             if (args.has("--pid-file")) {
-                Files.writeString(Path.of(args.get("--pid-file", "")), ProcessHandle.current().pid() + "\n");
-                served.pidFile = Path.of(args.get("--pid-file", ""));
+                Path pidFile = Path.of(args.get("--pid-file", ""));
+                // Written beside it and renamed: whoever waits for the file never reads it empty.
+                Path partial = pidFile.resolveSibling(pidFile.getFileName() + ".tmp");
+                Files.writeString(partial, ProcessHandle.current().pid() + "\n");
+                Files.move(partial, pidFile, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                        java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+                served.pidFile = pidFile;
             }
             if (verbose) {
                 err.error("listening on " + served.server.address());

@@ -46,6 +46,22 @@ final class QemuObjects {
     private final Map<String, Secret> secrets = new LinkedHashMap<>();
 
     /**
+     * {@link #add} as the tools' {@code --object} does it: null to go on, else the exit code to end the program with
+     * (0 after help was printed; 1 after the refusal, printed as QEMU prints it).
+     */
+    Integer addOption(String definition, PrintWriter out, Stderr err) {
+        try {
+            return add(definition, out) ? null : ExitCodes.OK;
+        } catch (Invalid e) {
+            err.error(e.getMessage());
+            if (e.hint() != null) {
+                err.println(e.hint());
+            }
+            return ExitCodes.FAILURE;
+        }
+    }
+
+    /**
      * Adds the object {@code definition} defines; returns false when it asked for help instead (printed on
      * {@code out}: the program then ends successfully, as QEMU's does).
      */
