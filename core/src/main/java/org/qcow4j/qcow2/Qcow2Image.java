@@ -113,7 +113,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /**
      * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
-     * (internal snapshots, persistent bitmaps, an external data file) before anything is written.
+     * (persistent bitmaps, an external data file) before anything is written.
      */
     @SuppressWarnings("try") // the hold is there only for its locks
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
@@ -149,8 +149,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             ro.warnings.add(filename + ": the image is marked corrupt; opened read-only (qemu-img check -r all repairs it)");
             return ro;
         }
-        String refused = h.nbSnapshots() > 0 ? "writing to an image with internal snapshots"
-                : h.has(Feature.BITMAPS) ? "writing to an image with persistent bitmaps"
+        String refused = h.has(Feature.BITMAPS) ? "writing to an image with persistent bitmaps"
                 : h.has(Feature.EXTERNAL_DATA_FILE) ? "writing to an image with an external data file" : null;
         if (refused != null) {
             throw new UnsupportedFeatureException(filename, refused);

@@ -14,6 +14,7 @@ import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.L1Entry;
 import org.qcow4j.format.L2Entry;
+import org.qcow4j.format.SnapshotTable;
 import org.qcow4j.format.SubclusterType;
 import org.qcow4j.io.FileIOException;
 import org.qcow4j.io.FileStorage;
@@ -100,10 +101,47 @@ public final class Qcow2Updater {
                 refcounts.markMetadata(l2, 1, "L1 entry " + i); // two structures in one cluster: refused here
             }
         }
+        markSnapshotMetadata();
         if (header.version() >= 3 && header.autoclearFeatures() != 0) {
             // As QEMU: autoclear bits a writer does not maintain are cleared when it opens the image for writing.
             storage.writeFully(ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
             storage.force();
+        }
+    }
+
+    /**
+     * QEMU's cached overlap checks also know the snapshot table and the snapshots' L1 tables (not their L2 tables,
+     * which may be the active ones): a damaged entry must not make a guest write destroy them.
+     */
+    private void markSnapshotMetadata() throws IOException {
+        if (header.nbSnapshots() == 0) {
+            return;
+        }
+        List<SnapshotTable.Entry> entries = SnapshotTable.read(header, storage::read, filename, storage.length(),
+                image.size());
+        markSnapshotMetadata(header.snapshotsOffset(), entries, true);
+    }
+
+    /** Marks (or with {@code mark} false forgets) a snapshot table at {@code offset} and its L1 tables as metadata. */
+    void markSnapshotMetadata(long offset, List<SnapshotTable.Entry> entries, boolean mark) throws IOException {
+        long tableBytes = SnapshotTable.size(entries);
+        if (tableBytes > 0) {
+            mark(offset, tableBytes, "snapshot table", mark);
+        }
+        for (SnapshotTable.Entry sn : entries) {
+            if (sn.l1Size() > 0) {
+                mark(sn.l1TableOffset(), sn.l1Size() * 8L, "L1 table of snapshot " + sn.id(), mark);
+            }
+        }
+    }
+
+    private void mark(long offset, long bytes, String what, boolean mark) throws IOException {
+        long start = geo.startOfCluster(offset);
+        long clusters = geo.sizeToClusters(offset - start + bytes);
+        if (mark) {
+            refcounts.markMetadata(start, clusters, what);
+        } else {
+            refcounts.unmarkMetadata(start, clusters);
         }
     }
 
@@ -880,6 +918,11 @@ public final class Qcow2Updater {
         long oldSize = image.size();
         if (newSize < 0 || (newSize & 511) != 0) {
             throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")");
+        }
+        if (!image.snapshots().isEmpty() && header.version() < 3) {
+            // "Even though we store snapshot size for all images, it was not required until v3"
+            throw new UnsupportedFeatureException(filename, "resizing a version 2 image with internal snapshots"
+                    + " (QEMU: Can't resize a v2 image which has snapshots)");
         }
         long entries = geo.l1EntriesFor(newSize);
         if (entries > L1Entry.MAX_ENTRIES) {
