@@ -60,6 +60,57 @@ public final class Images {
         return openWritable(path, OpenOptions.defaults());
     }
 
+    /** The internal snapshots of the qcow2 image {@code path} ({@code qemu-img snapshot -l}), read-only. */
+    public static List<org.qcow4j.format.Snapshot> snapshots(Path path, OpenOptions options) throws IOException {
+        try (DiskImage d = open(path, options.withoutBacking())) {
+            return d.qcow2().map(Qcow2Metadata::snapshots).orElse(List.of());
+        }
+    }
+
+    /**
+     * Takes an internal snapshot of the qcow2 image {@code path} named {@code name}, dated now, as {@code qemu-img
+     * snapshot -c} does (QEMU's id: one more than the largest; no VM state; clocks 0), byte for byte in QEMU's
+     * layout and order of writes: the L1 copy and the raised refcounts are on disk before the snapshot table and
+     * the header name them, so a crash leaves the image without the snapshot (at most leaked clusters) or with it
+     * whole. Names need not be unique (nor are they in QEMU).
+     *
+     * @throws SnapshotException (TOO_BIG) past QEMU's 65536 snapshots or 64 MiB of table, nothing written
+     */
+    public static org.qcow4j.format.Snapshot createSnapshot(Path path, OpenOptions options, String name)
+            throws IOException {
+        java.time.Instant now = java.time.Instant.now();
+        return Qcow2Image.createSnapshot(path, options, name, now.getEpochSecond(), now.getNano() / 1000 * 1000L);
+    }
+
+    /**
+     * Reverts the qcow2 image {@code path} to the snapshot whose id, or else name, is {@code idOrName} ({@code
+     * qemu-img snapshot -a}): its disk size and L1 table become the image's, the snapshot stays. QEMU's order: the
+     * snapshot's clusters referenced once more before its L1 entries replace the active ones, the old ones'
+     * references dropped after. Returns the snapshot applied.
+     *
+     * @throws SnapshotException (NOT_FOUND) when no snapshot has that id or name, nothing written
+     */
+    public static org.qcow4j.format.Snapshot applySnapshot(Path path, OpenOptions options, String idOrName)
+            throws IOException {
+        return Qcow2Image.applySnapshot(path, options, idOrName);
+    }
+
+    /**
+     * Deletes the snapshot of the qcow2 image {@code path} with that {@code id} and {@code name} (either may be null
+     * to match any, as QEMU's {@code bdrv_snapshot_delete}; {@code qemu-img snapshot -d NAME} matches the name): the
+     * snapshot table without it is written and named by the header first, then the references go, so a crash
+     * leaves leaked clusters at most. Returns the snapshot deleted.
+     *
+     * @throws SnapshotException (NOT_FOUND) when none matches, nothing written
+     */
+    public static org.qcow4j.format.Snapshot deleteSnapshot(Path path, OpenOptions options, String id, String name)
+            throws IOException {
+        if (id == null && name == null) {
+            throw new IllegalArgumentException("an id or a name is needed");
+        }
+        return Qcow2Image.deleteSnapshot(path, options, id, name);
+    }
+
     /**
      * Creates the qcow2 image {@code path} as {@code qemu-img create -f qcow2} does, byte for byte. The file appears
      * under its name only when complete (an existing file is replaced then).

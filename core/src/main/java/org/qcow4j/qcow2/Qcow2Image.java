@@ -130,6 +130,78 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    /** One snapshot operation, run with the image's write lock held. */
+    @FunctionalInterface
+    private interface SnapshotOperation<T> {
+        T run(SnapshotWriter snapshots) throws IOException;
+    }
+
+    /** See {@link Images#createSnapshot}. */
+    public static Snapshot createSnapshot(Path path, OpenOptions options, String name, long dateSec, long dateNsec)
+            throws IOException {
+        return snapshotOperation(path, options, w -> w.create(name, dateSec, dateNsec));
+    }
+
+    /** See {@link Images#applySnapshot}. */
+    public static Snapshot applySnapshot(Path path, OpenOptions options, String idOrName) throws IOException {
+        return snapshotOperation(path, options, w -> {
+            int i = w.findByIdOrName(idOrName);
+            if (i < 0) {
+                throw SnapshotWriter.notFound(path.toString());
+            }
+            Snapshot sn = w.entries().get(i).snapshot();
+            w.apply(i);
+            return sn;
+        });
+    }
+
+    /** See {@link Images#deleteSnapshot}. */
+    public static Snapshot deleteSnapshot(Path path, OpenOptions options, String id, String name) throws IOException {
+        return snapshotOperation(path, options, w -> {
+            int i = w.find(id, name);
+            if (i < 0) {
+                throw SnapshotWriter.notFound(path.toString());
+            }
+            Snapshot sn = w.entries().get(i).snapshot();
+            w.delete(i);
+            return sn;
+        });
+    }
+
+    /**
+     * Opens {@code path} for writing in QEMU's layout, runs {@code op} and closes the image. A failure other than a
+     * refused request (which writes nothing) stops the image: closing it then writes nothing more, and the file keeps
+     * the state of the last step completed in QEMU's order.
+     */
+    private static <T> T snapshotOperation(Path path, OpenOptions options, SnapshotOperation<T> op) throws IOException {
+        WritableImage opened = openWritable(path, options.withQemuLayout(true));
+        try (WritableImage closing = opened) {
+            if (!(opened instanceof Qcow2Image q)) {
+                throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.NOT_SUPPORTED,
+                        "internal snapshots need a qcow2 image");
+            }
+            if (q.writes == null) {
+                throw new WriteRefusedException(path.toString(), q.warnings.isEmpty() ? "opened read-only" : q.warnings.get(0));
+            }
+            q.lock.writeLock().lock();
+            try {
+                List<T> result = new java.util.ArrayList<>(1);
+                q.writes.run(() -> result.add(op.run(new SnapshotWriter(q, q.writes, q.map, q.storage, q.header))));
+                return result.get(0);
+            } catch (org.qcow4j.SnapshotException e) {
+                throw e;
+            } catch (QcowException e) {
+                q.writes.breakWith(e);
+                throw e;
+            } catch (IOException | RuntimeException e) {
+                q.writes.breakWith(new QcowException(path.toString(), String.valueOf(e.getMessage()), e));
+                throw e;
+            } finally {
+                q.lock.writeLock().unlock();
+            }
+        }
+    }
+
     private static WritableImage openHeld(Path path, OpenOptions options) throws IOException {
         String filename = path.toString();
         List<String> notes = new java.util.ArrayList<>();

@@ -989,7 +989,7 @@ public final class Qcow2Updater {
      * exactly its entries written (the rest of its last cluster is left as it was), then the header, then the old
      * table freed.
      */
-    private void growL1(int entries) throws IOException {
+    void growL1(int entries) throws IOException {
         flush();
         long oldOffset = map.l1Offset();
         long oldBytes = map.l1Size() * 8L;
@@ -1017,6 +1017,35 @@ public final class Qcow2Updater {
         if (map.overfull()) {
             flush();
         }
+    }
+
+    RefcountTable refcounts() {
+        return refcounts;
+    }
+
+    /**
+     * Stops the image taking writes and makes {@code close()} write nothing (see the class comment): a snapshot
+     * operation failed half way, and the file keeps its last flushed state.
+     */
+    void breakWith(QcowException e) {
+        if (broken == null) {
+            broken = e;
+        }
+    }
+
+    /**
+     * A flush that lowers the refcounts of what was freed before it writes the tables: for snapshot operations, whose
+     * frees concern clusters that the metadata on disk no longer reaches (a snapshot already gone from the table, an L1
+     * table already replaced), and whose tables gain COPIED flags that must not reach the disk before the refcount of
+     * 1 they stand for.
+     */
+    void flushFreesFirst() throws IOException {
+        storage.extendTo(dataEnd);
+        storage.force();
+        if (refcounts.hasPendingFrees()) {
+            refcounts.applyFrees();
+        }
+        flush();
     }
 
     /** Makes everything written so far durable, in the order described above. */
