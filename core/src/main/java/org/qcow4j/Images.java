@@ -68,6 +68,17 @@ public final class Images {
     }
 
     /**
+     * Opens the qcow2 image {@code path} read-only as of its snapshot with that {@code id} and {@code name} (either
+     * null to match any), as QEMU's {@code bdrv_snapshot_load_tmp} for {@code qemu-img convert -l}: reads go through
+     * the snapshot's L1 table (and the backing chain below); the size is the image's current one, as in QEMU.
+     *
+     * @throws SnapshotException (NOT_FOUND) when none matches, (NOT_SUPPORTED) for a raw image
+     */
+    public static DiskImage openSnapshot(Path path, OpenOptions options, String id, String name) throws IOException {
+        return Qcow2Image.openSnapshot(path, options, id, name);
+    }
+
+    /**
      * Takes an internal snapshot of the qcow2 image {@code path} named {@code name}, dated now, as {@code qemu-img
      * snapshot -c} does (QEMU's id: one more than the largest; no VM state; clocks 0), byte for byte in QEMU's
      * layout and order of writes: the L1 copy and the raised refcounts are on disk before the snapshot table and

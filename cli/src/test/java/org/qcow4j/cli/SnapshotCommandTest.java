@@ -89,6 +89,34 @@ class SnapshotCommandTest {
         assertTrue(raw.err().contains("Could not create snapshot 'x': -95 (Operation not supported)"), raw.err());
     }
 
+    /** {@code convert -l} reads a snapshot as qemu-img does: by id, by name, either, both; refusals in its words. */
+    @Test
+    void convertReadsASnapshotAsQemuImgDoes() throws IOException {
+        Path img = dir.resolve("c.qcow2");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", img.toString(), "64M");
+        Qemu.io(dir, img.toString(), "write -P 7 0 1M");
+        Qemu.img(dir, "snapshot", "-c", "s1", img.toString());
+        Qemu.io(dir, img.toString(), "write -P 8 0 512k", "write -P 9 40M 64k");
+        Qemu.img(dir, "snapshot", "-c", "5", img.toString());
+        Qemu.io(dir, img.toString(), "write -z 0 2M");
+        Qemu.img(dir, "resize", "-q", img.toString(), "80M"); // the snapshots keep 64M; QEMU reads them at 80M
+        for (String param : List.of("snapshot.name=s1", "snapshot.id=1", "s1", "1", "2", "5", "snapshot.id=2,snapshot.name=5",
+                "nope", "snapshot.id=9", "snapshot.foo=1", "snapshot.id=1,snapshot.name=x")) {
+            for (String format : List.of("raw", "qcow2")) {
+                Path want = dir.resolve("want." + format);
+                Path got = dir.resolve("got." + format);
+                Files.deleteIfExists(want);
+                Files.deleteIfExists(got);
+                Qemu.Result w = Qemu.run(dir, "qemu-img", "convert", "-l", param, "-O", format, img.toString(), want.toString());
+                Qemu.Result g = run(Program.QEMU_IMG, "convert", "-l", param, "-O", format, img.toString(), got.toString());
+                assertEquals(w, g, param);
+                if (w.exit() == 0) {
+                    assertEquals(0, Qemu.run(dir, "qemu-img", "compare", "-q", want.toString(), got.toString()).exit(), param);
+                }
+            }
+        }
+    }
+
     /** The first difference of two images once the snapshot table's dates are masked, or null. */
     static String difference(Path a, Path b) throws IOException {
         byte[] x = masked(a);

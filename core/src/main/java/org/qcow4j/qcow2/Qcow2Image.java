@@ -130,6 +130,52 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    /**
+     * See {@link Images#openSnapshot}: QEMU's {@code bdrv_snapshot_load_tmp} ({@code qcow2_snapshot_load_tmp}). The
+     * image opens read-only, then reads through the snapshot's L1 table instead of the active one; its size stays the
+     * image's, as in QEMU (qemu-img convert -l takes the size before it loads the snapshot).
+     */
+    public static DiskImage openSnapshot(Path path, OpenOptions options, String id, String name) throws IOException {
+        if (id == null && name == null) {
+            throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.NOT_FOUND,
+                    "snapshot_id and name are both NULL");
+        }
+        DiskImage d = new ChainOpener(options).open(path.toString(), options.format(), 0, null);
+        try {
+            if (!(d instanceof Qcow2Image q)) {
+                throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.NOT_SUPPORTED,
+                        "Block format '" + d.format() + "' used by device '' does not support internal snapshots");
+            }
+            Snapshot sn = null;
+            for (Snapshot s : q.snapshots) {
+                if ((id == null || s.id().equals(id)) && (name == null || s.name().equals(name))) {
+                    sn = s;
+                    break;
+                }
+            }
+            if (sn == null) {
+                throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.NOT_FOUND,
+                        "Can't find snapshot");
+            }
+            Header h = q.header;
+            long bytes = Integer.toUnsignedLong(sn.l1Size()) * 8;
+            if (Integer.toUnsignedLong(sn.l1Size()) > L1Entry.MAX_ENTRIES) {
+                throw new FormatException(q.filename, "snapshot " + sn.id() + " l1_size", Integer.toUnsignedString(sn.l1Size()),
+                        "Snapshot L1 table is too large");
+            }
+            if ((sn.l1TableOffset() & (h.clusterSize() - 1)) != 0 || sn.l1TableOffset() + bytes > q.storage.length()) {
+                throw new FormatException(q.filename, "snapshot " + sn.id() + " l1_table_offset",
+                        FormatException.hex(sn.l1TableOffset()), "Snapshot L1 table offset invalid");
+            }
+            long[] l1 = readL1(q.storage, h, q.filename, sn.l1TableOffset(), sn.l1Size());
+            q.map.replaceL1(l1, sn.l1TableOffset());
+            return q;
+        } catch (IOException | RuntimeException e) {
+            d.close();
+            throw e;
+        }
+    }
+
     /** One snapshot operation, run with the image's write lock held. */
     @FunctionalInterface
     private interface SnapshotOperation<T> {
@@ -252,9 +298,12 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     }
 
     private static long[] readL1(FileStorage storage, Header h, String file) throws IOException {
-        int n = h.l1Size();
+        return readL1(storage, h, file, h.l1TableOffset(), h.l1Size());
+    }
+
+    private static long[] readL1(FileStorage storage, Header h, String file, long offset, int n) throws IOException {
         long[] l1 = new long[n];
-        storage.read(h.l1TableOffset(), n * 8).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(l1);
+        storage.read(offset, n * 8).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(l1);
         long clusterSize = h.clusterSize();
         for (int i = 0; i < n; i++) {
             long off = L1Entry.l2Offset(l1[i]);
