@@ -198,6 +198,11 @@ final class SnapshotWriter {
         updateRefcounts(sn.l1TableOffset(), sn.l1Size(), 1);
         for (int i = 0; i < snL1.length; i++) {
             checkL2Offset(snL1[i], "L1 entry " + i + " of snapshot " + sn.id());
+            // QEMU writes the entries as read before the walk, COPIED flags and all, though the walk has just given
+            // every table a second reference: a crash before the last walk would leave flags on shared tables, and a
+            // later write would change a snapshot's table in place. Without them the last walk sets exactly the
+            // flags QEMU's sets, so the file ends the same.
+            snL1[i] &= ~L1Entry.COPIED;
         }
         ByteBuffer out = ByteBuffer.allocate(curSize * 8);
         out.asLongBuffer().put(snL1);
@@ -390,9 +395,19 @@ final class SnapshotWriter {
         }
     }
 
+    /**
+     * The flags and the refcounts of a walk cannot change at once: the order is chosen so that a crash never leaves a
+     * COPIED flag on a cluster whose stored refcount is above 1 (a later write would go into a shared cluster). So
+     * references taken are written after the tables that lose flags, and references dropped before the tables that
+     * gain them; what a crash can leave is a flag missing on a cluster counted once (qemu-img check calls it an
+     * OFLAG_COPIED error and -r all sets it), which costs a needless copy-on-write at most. QEMU writes its caches
+     * in an order that can also leave flags on clusters counted twice.
+     */
     private void flushPass(int addend) throws IOException {
         if (addend < 0) {
             writes.flushFreesFirst();
+        } else if (addend > 0) {
+            writes.flushTablesFirst();
         } else {
             writes.flush();
         }
