@@ -1,8 +1,9 @@
 package org.qcow4j;
 
 /**
- * A snapshot operation refused for what it asks, as QEMU refuses it (nothing was written): no snapshot of that id or
- * name, a snapshot table that would grow past QEMU's limits, or an image that cannot hold internal snapshots.
+ * A snapshot operation refused for what it asks, as QEMU refuses it: no snapshot of that id or name, a snapshot table
+ * that would grow past QEMU's limits, or an image that cannot hold internal snapshots (nothing written); or a refcount
+ * that would overflow (the image stays consistent, with leaked clusters, as QEMU leaves it).
  */
 public class SnapshotException extends QcowException {
     private static final long serialVersionUID = 1L;
@@ -14,7 +15,12 @@ public class SnapshotException extends QcowException {
         /** Too many snapshots, or too large a table (QEMU's EFBIG). */
         TOO_BIG,
         /** The image cannot take internal snapshots: raw, or with an external data file (QEMU's ENOTSUP). */
-        NOT_SUPPORTED
+        NOT_SUPPORTED,
+        /**
+         * A refcount would pass its maximum (QEMU's EINVAL from {@code update_refcount}): as in QEMU the references
+         * taken until then stay, as leaked clusters, and the snapshot is not made.
+         */
+        REFCOUNT_OVERFLOW
     }
 
     private final Reason reason;

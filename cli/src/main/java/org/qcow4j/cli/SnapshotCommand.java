@@ -105,16 +105,19 @@ final class SnapshotCommand extends Command {
                 case TOO_BIG -> "-27 (File too large)";
                 case NOT_SUPPORTED -> "-95 (Operation not supported)";
                 case NOT_FOUND -> "-2 (No such file or directory)";
+                case REFCOUNT_OVERFLOW -> "-22 (Invalid argument)";
             };
             case "-a" -> switch (e.reason()) {
                 case NOT_SUPPORTED -> "Block driver does not support snapshots";
                 case NOT_FOUND -> "Failed to load snapshot: No such file or directory";
                 case TOO_BIG -> "Failed to load snapshot: File too large";
+                case REFCOUNT_OVERFLOW -> "Failed to load snapshot: Invalid argument";
             };
             default -> switch (e.reason()) {
                 case NOT_FOUND -> "snapshot not found";
                 case NOT_SUPPORTED -> "Block driver does not support snapshots";
                 case TOO_BIG -> "Failed to remove snapshot from snapshot list: File too large";
+                case REFCOUNT_OVERFLOW -> "Failed to free the cluster and L1 table: Invalid argument";
             };
         };
     }

@@ -235,7 +235,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                 q.writes.run(() -> result.add(op.run(new SnapshotWriter(q, q.writes, q.map, q.storage, q.header))));
                 return result.get(0);
             } catch (org.qcow4j.SnapshotException e) {
-                throw e;
+                throw e; // refused before any write, or (an overflow) left as QEMU leaves it: closing writes it back
             } catch (QcowException e) {
                 q.writes.breakWith(e);
                 throw e;

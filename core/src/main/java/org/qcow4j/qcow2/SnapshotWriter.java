@@ -416,6 +416,13 @@ final class SnapshotWriter {
     /** One reference more or less to the clusters {@code [offset, offset + length)} touches. */
     private void reference(long offset, long length, int addend) throws IOException {
         if (addend > 0) {
+            long max = org.qcow4j.format.RefcountBlock.max(header.refcountOrder());
+            for (long c = offset >>> geo.clusterBits(); c <= (offset + length - 1) >>> geo.clusterBits(); c++) {
+                if (refcounts.refcount(c) >= max) {
+                    throw new SnapshotException(filename, SnapshotException.Reason.REFCOUNT_OVERFLOW,
+                            "refcount of cluster " + c + " would exceed " + Long.toUnsignedString(max));
+                }
+            }
             refcounts.addReference(offset, length);
         } else {
             refcounts.free(offset, length, RefcountTable.Discard.SNAPSHOT);
