@@ -61,7 +61,9 @@ class SnapshotCommandTest {
                 Qemu.Result got = run(Program.QEMU_IMG, Qemu.concat("snapshot", args));
                 assertEquals(want.exit(), got.exit(), step + ": " + got);
                 assertEquals(want.err().replace(theirs.toString(), "IMG"), got.err().replace(ours.toString(), "IMG"), step);
-                assertEquals(want.out(), got.out(), step);
+                // the tools take their snapshots' dates a moment apart
+                String date = "\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d";
+                assertEquals(want.out().replaceAll(date, "DATE"), got.out().replaceAll(date, "DATE"), step);
                 assertEquals(null, difference(theirs, ours), k[0] + " after " + step);
             }
             assertEquals(0, Qemu.run(dir, "qemu-img", "check", ours.toString()).exit());

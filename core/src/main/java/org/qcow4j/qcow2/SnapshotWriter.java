@@ -418,7 +418,7 @@ final class SnapshotWriter {
         if (addend > 0) {
             long max = org.qcow4j.format.RefcountBlock.max(header.refcountOrder());
             for (long c = offset >>> geo.clusterBits(); c <= (offset + length - 1) >>> geo.clusterBits(); c++) {
-                if (refcounts.refcount(c) >= max) {
+                if (Long.compareUnsigned(refcounts.refcount(c), max) >= 0) {
                     throw new SnapshotException(filename, SnapshotException.Reason.REFCOUNT_OVERFLOW,
                             "refcount of cluster " + c + " would exceed " + Long.toUnsignedString(max));
                 }
