@@ -38,8 +38,8 @@ public final class Images {
     /**
      * Opens the qcow2 or raw image {@code path} for reading and writing (a qcow2 image's backing chain read-only).
      * A dirty qcow2 image (lazy refcounts, not closed) is repaired first, as QEMU does; one marked corrupt opens
-     * read-only with a warning; ones with internal snapshots, persistent bitmaps or an external data file are
-     * refused by name. A raw image whose format was probed refuses writes that would make it probe as qcow2.
+     * read-only with a warning; ones with persistent bitmaps or an external data file are refused by name. Images
+     * with internal snapshots take writes as QEMU's do (shared tables and clusters copied on write). A raw image whose format was probed refuses writes that would make it probe as qcow2.
      * Writes follow the request rules of {@code options} (writethrough, discard, detect-zeroes).
      */
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
@@ -58,6 +58,68 @@ public final class Images {
     /** Opens {@code path} for writing with the default options. */
     public static WritableImage openWritable(Path path) throws IOException {
         return openWritable(path, OpenOptions.defaults());
+    }
+
+    /** The internal snapshots of the qcow2 image {@code path} ({@code qemu-img snapshot -l}), read-only. */
+    public static List<org.qcow4j.format.Snapshot> snapshots(Path path, OpenOptions options) throws IOException {
+        try (DiskImage d = open(path, options.withoutBacking())) {
+            return d.qcow2().map(Qcow2Metadata::snapshots).orElse(List.of());
+        }
+    }
+
+    /**
+     * Opens the qcow2 image {@code path} read-only as of its snapshot with that {@code id} and {@code name} (either
+     * null to match any), as QEMU's {@code bdrv_snapshot_load_tmp} for {@code qemu-img convert -l}: reads go through
+     * the snapshot's L1 table (and the backing chain below); the size is the image's current one, as in QEMU.
+     *
+     * @throws SnapshotException (NOT_FOUND) when none matches, (NOT_SUPPORTED) for a raw image
+     */
+    public static DiskImage openSnapshot(Path path, OpenOptions options, String id, String name) throws IOException {
+        return Qcow2Image.openSnapshot(path, options, id, name);
+    }
+
+    /**
+     * Takes an internal snapshot of the qcow2 image {@code path} named {@code name}, dated now, as {@code qemu-img
+     * snapshot -c} does (QEMU's id: one more than the largest; no VM state; clocks 0), byte for byte in QEMU's
+     * layout and order of writes: the L1 copy and the raised refcounts are on disk before the snapshot table and
+     * the header name them, so a crash leaves the image without the snapshot (at most leaked clusters) or with it
+     * whole. Names need not be unique (nor are they in QEMU).
+     *
+     * @throws SnapshotException (TOO_BIG) past QEMU's 65536 snapshots or 64 MiB of table, nothing written
+     */
+    public static org.qcow4j.format.Snapshot createSnapshot(Path path, OpenOptions options, String name)
+            throws IOException {
+        java.time.Instant now = java.time.Instant.now();
+        return Qcow2Image.createSnapshot(path, options, name, now.getEpochSecond(), now.getNano() / 1000 * 1000L);
+    }
+
+    /**
+     * Reverts the qcow2 image {@code path} to the snapshot whose id, or else name, is {@code idOrName} ({@code
+     * qemu-img snapshot -a}): its disk size and L1 table become the image's, the snapshot stays. QEMU's order: the
+     * snapshot's clusters referenced once more before its L1 entries replace the active ones, the old ones'
+     * references dropped after. Returns the snapshot applied.
+     *
+     * @throws SnapshotException (NOT_FOUND) when no snapshot has that id or name, nothing written
+     */
+    public static org.qcow4j.format.Snapshot applySnapshot(Path path, OpenOptions options, String idOrName)
+            throws IOException {
+        return Qcow2Image.applySnapshot(path, options, idOrName);
+    }
+
+    /**
+     * Deletes the snapshot of the qcow2 image {@code path} with that {@code id} and {@code name} (either may be null
+     * to match any, as QEMU's {@code bdrv_snapshot_delete}; {@code qemu-img snapshot -d NAME} matches the name): the
+     * snapshot table without it is written and named by the header first, then the references go, so a crash
+     * leaves leaked clusters at most. Returns the snapshot deleted.
+     *
+     * @throws SnapshotException (NOT_FOUND) when none matches, nothing written
+     */
+    public static org.qcow4j.format.Snapshot deleteSnapshot(Path path, OpenOptions options, String id, String name)
+            throws IOException {
+        if (id == null && name == null) {
+            throw new IllegalArgumentException("an id or a name is needed");
+        }
+        return Qcow2Image.deleteSnapshot(path, options, id, name);
     }
 
     /**

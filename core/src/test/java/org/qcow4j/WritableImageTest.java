@@ -164,16 +164,12 @@ class WritableImageTest {
 
     @Test
     void refusesWhatItDoesNotMaintainByName() throws IOException {
-        qemu("qemu-img", "create", "-q", "-f", "qcow2", "snap.qcow2", "1M");
-        qemu("qemu-img", "snapshot", "-c", "s1", "snap.qcow2");
         qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=d.raw", "df.qcow2", "1M");
         qemu("qemu-img", "create", "-q", "-f", "raw", "r.raw", "1M");
-        byte[] before = Files.readAllBytes(dir.resolve("snap.qcow2"));
-        assertTrue(assertThrows(UnsupportedFeatureException.class, () -> Images.openWritable(dir.resolve("snap.qcow2")))
-                .getMessage().contains("internal snapshots"));
+        byte[] before = Files.readAllBytes(dir.resolve("df.qcow2"));
         assertTrue(assertThrows(UnsupportedFeatureException.class, () -> Images.openWritable(dir.resolve("df.qcow2")))
                 .getMessage().contains("external data file"));
-        assertArrayEquals(before, Files.readAllBytes(dir.resolve("snap.qcow2")), "refused image untouched");
+        assertArrayEquals(before, Files.readAllBytes(dir.resolve("df.qcow2")), "refused image untouched");
     }
 
     @Test

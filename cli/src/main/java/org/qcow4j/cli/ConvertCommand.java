@@ -1,5 +1,6 @@
 package org.qcow4j.cli;
 
+import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -9,6 +10,7 @@ import org.qcow4j.ConvertOptions;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
+import org.qcow4j.SnapshotException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
@@ -39,12 +41,15 @@ final class ConvertCommand extends Command {
     private static final CommandLine.Option TARGET_IS_ZERO = CommandLine.Option.flag(
             "With -n: the target reads as zeros already, so zero ranges are not written.", "--target-is-zero");
 
+    private static final CommandLine.Option SNAPSHOT = CommandLine.Option.value("SNAPSHOT_PARAM",
+            "Convert the first input as of its internal snapshot: snapshot.id=ID,snapshot.name=NAME, or ID_OR_NAME.", "-l");
+
     ConvertCommand() {
         super("convert", "convert [-p] [-c] [-n [--target-is-zero]] [-S SPARSE_SIZE] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] "
                         + "[-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
                 "Convert images (their contents concatenated) into a new raw or qcow2 image.",
                 FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, SOURCE_CACHE,
-                OUT_OF_ORDER, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO, OBJECT, IMAGE_OPTS);
+                OUT_OF_ORDER, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO, SNAPSHOT, OBJECT, IMAGE_OPTS);
     }
 
     @Override
@@ -79,8 +84,12 @@ final class ConvertCommand extends Command {
         ConvertOptions common = ConvertOptions.raw().withThreads((int) threads).withDurable(sync).withMinSparse(minSparse);
         List<DiskImage> opened = new ArrayList<>(); // inputs, backing file, target: all closed at the end
         try {
+            String[] snapshot = snapshotParam(args.get("-l", null));
             for (String in : files.subList(0, files.size() - 1)) {
-                opened.add(ImageArgs.open(args, in));
+                opened.add(snapshot != null && opened.isEmpty() ? openSnapshot(args, in, snapshot) : ImageArgs.open(args, in));
+            }
+            if (snapshot != null && snapshot[2] != null && opened.size() > 1) {
+                throw new QcowException(output, "No support for concatenating multiple snapshot");
             }
             List<DiskImage> inputs = List.copyOf(opened);
             totalSize(inputs); // the sum must fit
@@ -95,6 +104,55 @@ final class ConvertCommand extends Command {
             }
         }
         return ExitCodes.OK;
+    }
+
+    /**
+     * qemu-img's {@code -l}: {id, name, null} from {@code snapshot.id=ID,snapshot.name=NAME} (QEMU's
+     * {@code internal_snapshot_opts}), or {null, null, ID_OR_NAME}; null without {@code -l}.
+     */
+    static String[] snapshotParam(String param) throws CommandLine.UsageException {
+        if (param == null) {
+            return null;
+        }
+        if (!param.startsWith("snapshot.")) {
+            return new String[] {null, null, param};
+        }
+        String id = null;
+        String name = null;
+        for (String part : param.split(",", -1)) {
+            int eq = part.indexOf('=');
+            String key = eq < 0 ? part : part.substring(0, eq);
+            String value = eq < 0 ? "on" : part.substring(eq + 1);
+            switch (key) {
+                case "snapshot.id" -> id = value;
+                case "snapshot.name" -> name = value;
+                default -> throw CommandLine.UsageException.reports("Invalid parameter '" + key + "'",
+                        "Failed in parsing snapshot param '" + param + "'");
+            }
+        }
+        return new String[] {id, name, null};
+    }
+
+    /** The first input as of its snapshot (QEMU's {@code bdrv_snapshot_load_tmp[_by_id_or_name]}). */
+    private static DiskImage openSnapshot(CommandLine args, String in, String[] snapshot) throws IOException {
+        ImageArgs.Operand o = ImageArgs.operand(args, in);
+        try {
+            if (snapshot[2] == null) {
+                return ImageArgs.opening(in, () -> Images.openSnapshot(o.path(), o.options(), snapshot[0], snapshot[1]));
+            }
+            try {
+                return ImageArgs.opening(in, () -> Images.openSnapshot(o.path(), o.options(), snapshot[2], null));
+            } catch (SnapshotException e) {
+                if (e.reason() != SnapshotException.Reason.NOT_FOUND) {
+                    throw e;
+                }
+                return ImageArgs.opening(in, () -> Images.openSnapshot(o.path(), o.options(), null, snapshot[2]));
+            }
+        } catch (SnapshotException e) {
+            String m = e.getMessage();
+            throw new IOException("Failed to load snapshot: " + (m.startsWith(in + ": ") ? m.substring(in.length() + 2)
+                    : m.startsWith(o.path() + ": ") ? m.substring(o.path().toString().length() + 2) : m), e);
+        }
     }
 
     /** The new image: raw or qcow2 with the {@code -o}, {@code -c} and {@code -B} options. */

@@ -67,7 +67,7 @@ final class ImageInfo {
         return m;
     }
 
-    private static Map<String, Object> snapshot(Snapshot s) {
+    static Map<String, Object> snapshot(Snapshot s) {
         Map<String, Object> m = new LinkedHashMap<>();
         if (s.icount() != -1) {
             m.put("icount", s.icount());

@@ -83,22 +83,28 @@ final class InfoCommand extends Command {
             out.println("backing file format: " + m.get("backing-filename-format"));
         }
         if (m.containsKey("snapshots")) {
-            out.println("Snapshot list:");
-            out.println(String.format("%-10s%-17s%8s%20s%13s%11s", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT"));
-            for (Object o : (List<Object>) m.get("snapshots")) {
-                Map<String, Object> s = (Map<String, Object>) o;
-                long secs = (Long) s.get("vm-clock-sec");
-                long nsec = (Long) s.get("vm-clock-nsec");
-                String clock = String.format("%02d:%02d:%02d.%03d", secs / 3600, (secs / 60) % 60, secs % 60, nsec / 1_000_000);
-                String date = DATE.format(Instant.ofEpochSecond((Long) s.get("date-sec")).atZone(ZoneId.systemDefault()));
-                Object icount = s.get("icount");
-                out.println(String.format("%-9s %-16s %8s%20s%13s%11s", s.get("id"), s.get("name"),
-                        Sizes.human((Long) s.get("vm-state-size")), date, clock, icount == null ? "" : icount.toString()));
-            }
+            printSnapshots(out, (List<Object>) m.get("snapshots"));
         }
         if (m.containsKey("format-specific")) {
             out.println("Format specific information:");
             ImageInfo.dumpSpecific(out, ((Map<String, Object>) m.get("format-specific")).get("data"));
+        }
+    }
+
+    /** qemu-img's snapshot table ({@code bdrv_snapshot_dump}): "Snapshot list:", the heading, a line per snapshot. */
+    @SuppressWarnings("unchecked")
+    static void printSnapshots(PrintWriter out, List<Object> snapshots) {
+        out.println("Snapshot list:");
+        out.println(String.format("%-10s%-17s%8s%20s%13s%11s", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT"));
+        for (Object o : snapshots) {
+            Map<String, Object> s = (Map<String, Object>) o;
+            long secs = (Long) s.get("vm-clock-sec");
+            long nsec = (Long) s.get("vm-clock-nsec");
+            String clock = String.format("%02d:%02d:%02d.%03d", secs / 3600, (secs / 60) % 60, secs % 60, nsec / 1_000_000);
+            String date = DATE.format(Instant.ofEpochSecond((Long) s.get("date-sec")).atZone(ZoneId.systemDefault()));
+            Object icount = s.get("icount");
+            out.println(String.format("%-9s %-16s %8s%20s%13s%11s", s.get("id"), s.get("name"),
+                    Sizes.human((Long) s.get("vm-state-size")), date, clock, icount == null ? "" : icount.toString()));
         }
     }
 }

@@ -151,7 +151,7 @@ class DropInTest {
         String ours = help.out();
         assertEquals(real.substring(real.indexOf("usage:"), real.indexOf("Command syntax:")),
                 ours.substring(ours.indexOf("usage:"), ours.indexOf("Command syntax:")));
-        for (String command : new String[] {"bench", "check", "convert", "create", "info", "map"}) {
+        for (String command : new String[] {"bench", "check", "convert", "create", "info", "map", "snapshot"}) {
             String syntax = real.lines().filter(l -> l.startsWith("  " + command + " ")).findFirst().orElseThrow();
             assertTrue(ours.contains(syntax + "\n"), syntax);
         }

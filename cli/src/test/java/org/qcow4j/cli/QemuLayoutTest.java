@@ -158,7 +158,7 @@ class QemuLayoutTest {
     }
 
     /** Makes the image of kind {@code k} (and its base) in {@code work} with QEMU's tools. */
-    private static Path create(Path work, Kind k, String name) throws IOException {
+    static Path create(Path work, Kind k, String name) throws IOException {
         Path img = work.resolve(name);
         if (k.compressed()) {
             byte[] raw = new byte[(int) k.size()];

@@ -52,6 +52,8 @@ public record Header(
     public static final int SIZE_AT = 24;
     /** l1_size (u32) followed by l1_table_offset (u64): one 12-byte write moves the L1 table. */
     public static final int L1_SIZE_AT = 36;
+    /** Where {@code nb_snapshots} (u32) and then {@code snapshots_offset} (u64) are. */
+    public static final int NB_SNAPSHOTS_AT = 60;
     /** refcount_table_offset (u64) followed by refcount_table_clusters (u32): one 12-byte write moves the table. */
     public static final int REFCOUNT_TABLE_AT = 48;
     public static final int INCOMPATIBLE_FEATURES_AT = 72;

@@ -119,6 +119,44 @@ public final class ClusterMap {
         dirtyL1.set(i); // QEMU writes zeros over the dropped entries whatever they held
     }
 
+    /** Active L1 entry {@code i}. */
+    long l1Entry(int i) {
+        return l1[i];
+    }
+
+    /** A copy of the active L1 table's entries. */
+    long[] l1Copy() {
+        return l1.clone();
+    }
+
+    /** Changes active L1 entry {@code i} in memory; it is written by {@link #writeL1()}. */
+    void setL1Entry(int i, long entry) {
+        l1[i] = entry;
+        dirtyL1.set(i);
+    }
+
+    /**
+     * Takes {@code entries} (as long as the table) as the active L1 table's content, which the caller has written at
+     * its offset already (QEMU's snapshot goto): nothing is left to write.
+     */
+    void loadL1(long[] entries) {
+        if (entries.length != l1.length) {
+            throw new IllegalArgumentException(entries.length + " L1 entries for a table of " + l1.length);
+        }
+        l1 = entries.clone();
+        dirtyL1.clear();
+    }
+
+    /** The L2 table at {@code offset} (of any L1 table), marked dirty: the caller changes it. */
+    long[] tableForUpdate(long offset) throws IOException {
+        return l2Cache.getForUpdate(offset);
+    }
+
+    /** Forgets the L2 table at {@code offset} (its cluster was freed), with any change to it: QEMU's cache discard. */
+    void forget(long offset) {
+        l2Cache.remove(offset);
+    }
+
     /** Whether more tables are dirty than the cache holds: the image should write them back. */
     boolean overfull() {
         return l2Cache.dirtyCount() > l2Cache.capacity();

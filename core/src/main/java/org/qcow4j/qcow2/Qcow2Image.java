@@ -113,7 +113,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /**
      * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
-     * (internal snapshots, persistent bitmaps, an external data file) before anything is written.
+     * (persistent bitmaps, an external data file) before anything is written.
      */
     @SuppressWarnings("try") // the hold is there only for its locks
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
@@ -127,6 +127,124 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         // QEMU's write locks are taken first and held until the image is open, so nothing slips in between.
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, path.toString())) {
             return openHeld(path, options);
+        }
+    }
+
+    /**
+     * See {@link Images#openSnapshot}: QEMU's {@code bdrv_snapshot_load_tmp} ({@code qcow2_snapshot_load_tmp}). The
+     * image opens read-only, then reads through the snapshot's L1 table instead of the active one; its size stays the
+     * image's, as in QEMU (qemu-img convert -l takes the size before it loads the snapshot).
+     */
+    public static DiskImage openSnapshot(Path path, OpenOptions options, String id, String name) throws IOException {
+        if (id == null && name == null) {
+            throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.NOT_FOUND,
+                    "snapshot_id and name are both NULL");
+        }
+        DiskImage d = new ChainOpener(options).open(path.toString(), options.format(), 0, null);
+        try {
+            if (!(d instanceof Qcow2Image q)) {
+                throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.NOT_SUPPORTED,
+                        "Block format '" + d.format() + "' used by device '' does not support internal snapshots");
+            }
+            Snapshot sn = null;
+            for (Snapshot s : q.snapshots) {
+                if ((id == null || s.id().equals(id)) && (name == null || s.name().equals(name))) {
+                    sn = s;
+                    break;
+                }
+            }
+            if (sn == null) {
+                throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.NOT_FOUND,
+                        "Can't find snapshot");
+            }
+            Header h = q.header;
+            long bytes = Integer.toUnsignedLong(sn.l1Size()) * 8;
+            if (Integer.toUnsignedLong(sn.l1Size()) > L1Entry.MAX_ENTRIES) {
+                throw new FormatException(q.filename, "snapshot " + sn.id() + " l1_size", Integer.toUnsignedString(sn.l1Size()),
+                        "Snapshot L1 table is too large");
+            }
+            if ((sn.l1TableOffset() & (h.clusterSize() - 1)) != 0 || sn.l1TableOffset() + bytes > q.storage.length()) {
+                throw new FormatException(q.filename, "snapshot " + sn.id() + " l1_table_offset",
+                        FormatException.hex(sn.l1TableOffset()), "Snapshot L1 table offset invalid");
+            }
+            long[] l1 = readL1(q.storage, h, q.filename, sn.l1TableOffset(), sn.l1Size());
+            q.map.replaceL1(l1, sn.l1TableOffset());
+            return q;
+        } catch (IOException | RuntimeException e) {
+            d.close();
+            throw e;
+        }
+    }
+
+    /** One snapshot operation, run with the image's write lock held. */
+    @FunctionalInterface
+    private interface SnapshotOperation<T> {
+        T run(SnapshotWriter snapshots) throws IOException;
+    }
+
+    /** See {@link Images#createSnapshot}. */
+    public static Snapshot createSnapshot(Path path, OpenOptions options, String name, long dateSec, long dateNsec)
+            throws IOException {
+        return snapshotOperation(path, options, w -> w.create(name, dateSec, dateNsec));
+    }
+
+    /** See {@link Images#applySnapshot}. */
+    public static Snapshot applySnapshot(Path path, OpenOptions options, String idOrName) throws IOException {
+        return snapshotOperation(path, options, w -> {
+            int i = w.findByIdOrName(idOrName);
+            if (i < 0) {
+                throw SnapshotWriter.notFound(path.toString());
+            }
+            Snapshot sn = w.entries().get(i).snapshot();
+            w.apply(i);
+            return sn;
+        });
+    }
+
+    /** See {@link Images#deleteSnapshot}. */
+    public static Snapshot deleteSnapshot(Path path, OpenOptions options, String id, String name) throws IOException {
+        return snapshotOperation(path, options, w -> {
+            int i = w.find(id, name);
+            if (i < 0) {
+                throw SnapshotWriter.notFound(path.toString());
+            }
+            Snapshot sn = w.entries().get(i).snapshot();
+            w.delete(i);
+            return sn;
+        });
+    }
+
+    /**
+     * Opens {@code path} for writing in QEMU's layout, runs {@code op} and closes the image. A failure other than a
+     * refused request (which writes nothing) stops the image: closing it then writes nothing more, and the file keeps
+     * the state of the last step completed in QEMU's order.
+     */
+    private static <T> T snapshotOperation(Path path, OpenOptions options, SnapshotOperation<T> op) throws IOException {
+        WritableImage opened = openWritable(path, options.withQemuLayout(true));
+        try (WritableImage closing = opened) {
+            if (!(opened instanceof Qcow2Image q)) {
+                throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.NOT_SUPPORTED,
+                        "internal snapshots need a qcow2 image");
+            }
+            if (q.writes == null) {
+                throw new WriteRefusedException(path.toString(), q.warnings.isEmpty() ? "opened read-only" : q.warnings.get(0));
+            }
+            q.lock.writeLock().lock();
+            try {
+                List<T> result = new java.util.ArrayList<>(1);
+                q.writes.run(() -> result.add(op.run(new SnapshotWriter(q, q.writes, q.map, q.storage, q.header))));
+                return result.get(0);
+            } catch (org.qcow4j.SnapshotException e) {
+                throw e; // refused before any write, or (an overflow) left as QEMU leaves it: closing writes it back
+            } catch (QcowException e) {
+                q.writes.breakWith(e);
+                throw e;
+            } catch (IOException | RuntimeException e) {
+                q.writes.breakWith(new QcowException(path.toString(), String.valueOf(e.getMessage()), e));
+                throw e;
+            } finally {
+                q.lock.writeLock().unlock();
+            }
         }
     }
 
@@ -149,8 +267,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             ro.warnings.add(filename + ": the image is marked corrupt; opened read-only (qemu-img check -r all repairs it)");
             return ro;
         }
-        String refused = h.nbSnapshots() > 0 ? "writing to an image with internal snapshots"
-                : h.has(Feature.BITMAPS) ? "writing to an image with persistent bitmaps"
+        String refused = h.has(Feature.BITMAPS) ? "writing to an image with persistent bitmaps"
                 : h.has(Feature.EXTERNAL_DATA_FILE) ? "writing to an image with an external data file" : null;
         if (refused != null) {
             throw new UnsupportedFeatureException(filename, refused);
@@ -181,9 +298,12 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     }
 
     private static long[] readL1(FileStorage storage, Header h, String file) throws IOException {
-        int n = h.l1Size();
+        return readL1(storage, h, file, h.l1TableOffset(), h.l1Size());
+    }
+
+    private static long[] readL1(FileStorage storage, Header h, String file, long offset, int n) throws IOException {
         long[] l1 = new long[n];
-        storage.read(h.l1TableOffset(), n * 8).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(l1);
+        storage.read(offset, n * 8).order(ByteOrder.BIG_ENDIAN).asLongBuffer().get(l1);
         long clusterSize = h.clusterSize();
         for (int i = 0; i < n; i++) {
             long off = L1Entry.l2Offset(l1[i]);

@@ -14,6 +14,7 @@ import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.L1Entry;
 import org.qcow4j.format.L2Entry;
+import org.qcow4j.format.SnapshotTable;
 import org.qcow4j.format.SubclusterType;
 import org.qcow4j.io.FileIOException;
 import org.qcow4j.io.FileStorage;
@@ -100,10 +101,47 @@ public final class Qcow2Updater {
                 refcounts.markMetadata(l2, 1, "L1 entry " + i); // two structures in one cluster: refused here
             }
         }
+        markSnapshotMetadata();
         if (header.version() >= 3 && header.autoclearFeatures() != 0) {
             // As QEMU: autoclear bits a writer does not maintain are cleared when it opens the image for writing.
             storage.writeFully(ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
             storage.force();
+        }
+    }
+
+    /**
+     * QEMU's cached overlap checks also know the snapshot table and the snapshots' L1 tables (not their L2 tables,
+     * which may be the active ones): a damaged entry must not make a guest write destroy them.
+     */
+    private void markSnapshotMetadata() throws IOException {
+        if (header.nbSnapshots() == 0) {
+            return;
+        }
+        List<SnapshotTable.Entry> entries = SnapshotTable.read(header, storage::read, filename, storage.length(),
+                image.size());
+        markSnapshotMetadata(header.snapshotsOffset(), entries, true);
+    }
+
+    /** Marks (or with {@code mark} false forgets) a snapshot table at {@code offset} and its L1 tables as metadata. */
+    void markSnapshotMetadata(long offset, List<SnapshotTable.Entry> entries, boolean mark) throws IOException {
+        long tableBytes = SnapshotTable.size(entries);
+        if (tableBytes > 0) {
+            mark(offset, tableBytes, "snapshot table", mark);
+        }
+        for (SnapshotTable.Entry sn : entries) {
+            if (sn.l1Size() > 0) {
+                mark(sn.l1TableOffset(), sn.l1Size() * 8L, "L1 table of snapshot " + sn.id(), mark);
+            }
+        }
+    }
+
+    private void mark(long offset, long bytes, String what, boolean mark) throws IOException {
+        long start = geo.startOfCluster(offset);
+        long clusters = geo.sizeToClusters(offset - start + bytes);
+        if (mark) {
+            refcounts.markMetadata(start, clusters, what);
+        } else {
+            refcounts.unmarkMetadata(start, clusters);
         }
     }
 
@@ -881,6 +919,11 @@ public final class Qcow2Updater {
         if (newSize < 0 || (newSize & 511) != 0) {
             throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")");
         }
+        if (!image.snapshots().isEmpty() && header.version() < 3) {
+            // "Even though we store snapshot size for all images, it was not required until v3"
+            throw new UnsupportedFeatureException(filename, "resizing a version 2 image with internal snapshots"
+                    + " (QEMU: Can't resize a v2 image which has snapshots)");
+        }
         long entries = geo.l1EntriesFor(newSize);
         if (entries > L1Entry.MAX_ENTRIES) {
             throw new QcowException(filename, "new size " + newSize + " needs an L1 table larger than QEMU's 32 MiB limit");
@@ -946,7 +989,7 @@ public final class Qcow2Updater {
      * exactly its entries written (the rest of its last cluster is left as it was), then the header, then the old
      * table freed.
      */
-    private void growL1(int entries) throws IOException {
+    void growL1(int entries) throws IOException {
         flush();
         long oldOffset = map.l1Offset();
         long oldBytes = map.l1Size() * 8L;
@@ -974,6 +1017,55 @@ public final class Qcow2Updater {
         if (map.overfull()) {
             flush();
         }
+    }
+
+    RefcountTable refcounts() {
+        return refcounts;
+    }
+
+    /**
+     * Stops the image taking writes and makes {@code close()} write nothing (see the class comment): a snapshot
+     * operation failed half way, and the file keeps its last flushed state.
+     */
+    void breakWith(QcowException e) {
+        if (broken == null) {
+            broken = e;
+        }
+    }
+
+    /**
+     * A flush that lowers the refcounts of what was freed before it writes the tables: for snapshot operations, whose
+     * frees concern clusters that the metadata on disk no longer reaches (a snapshot already gone from the table, an L1
+     * table already replaced), and whose tables gain COPIED flags that must not reach the disk before the refcount of
+     * 1 they stand for.
+     */
+    void flushFreesFirst() throws IOException {
+        storage.extendTo(dataEnd);
+        storage.force();
+        if (refcounts.hasPendingFrees()) {
+            refcounts.applyFrees();
+        }
+        flush();
+    }
+
+    /**
+     * A flush that writes the L2 tables and L1 entries before the refcount blocks: for a snapshot taking references,
+     * whose table changes only clear COPIED flags (no new reference) while the refcounts rise. A crash between the
+     * two leaves a cluster counted once without its flag, which costs a needless copy at most; the other order
+     * would leave a flag on a cluster counted twice.
+     */
+    void flushTablesFirst() throws IOException {
+        storage.extendTo(dataEnd);
+        storage.force();
+        if (map.dirty()) {
+            map.writeTables();
+            storage.force();
+            if (map.hasDirtyL1()) {
+                map.writeL1();
+                storage.force();
+            }
+        }
+        flush();
     }
 
     /** Makes everything written so far durable, in the order described above. */

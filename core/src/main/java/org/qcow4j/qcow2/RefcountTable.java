@@ -51,7 +51,12 @@ public final class RefcountTable {
          */
         REQUEST(true),
         /** Old L1 and refcount tables, copied L2 tables ({@code QCOW2_DISCARD_OTHER}, off by default): kept. */
-        OTHER(false);
+        OTHER(false),
+        /**
+         * Clusters a snapshot operation frees: the deleted snapshot's L1, L2 and data clusters, old snapshot tables
+         * ({@code QCOW2_DISCARD_SNAPSHOT}, on by default): punched (qemu-img snapshot's file shows zeros there).
+         */
+        SNAPSHOT(true);
 
         final boolean passedThrough;
 
@@ -490,6 +495,20 @@ public final class RefcountTable {
         }
     }
 
+    /**
+     * One more reference to every cluster {@code [offset, offset + length)} touches (QEMU's {@code update_refcount}
+     * with addend 1 on clusters in use, as a snapshot takes them): their refcount blocks exist already. A refcount at
+     * its maximum is QEMU's {@code -ERANGE}.
+     */
+    void addReference(long offset, long length) throws IOException {
+        if (length <= 0) {
+            return;
+        }
+        for (long c = offset >>> clusterBits; c <= (offset + length - 1) >>> clusterBits; c++) {
+            add(c, 1);
+        }
+    }
+
     // ------------------------------------------------------------------------------------------ freeing
 
     /**
@@ -499,6 +518,9 @@ public final class RefcountTable {
      * ({@link #applyFrees}).
      */
     void free(long offset, long length, Discard type) throws IOException {
+        if (length <= 0) {
+            return; // QEMU's update_refcount: nothing to do
+        }
         long first = offset >>> clusterBits;
         long last = (offset + length - 1) >>> clusterBits;
         for (long c = first; c <= last; c++) {

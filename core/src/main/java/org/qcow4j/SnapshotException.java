@@ -1,0 +1,36 @@
+package org.qcow4j;
+
+/**
+ * A snapshot operation refused for what it asks, as QEMU refuses it: no snapshot of that id or name, a snapshot table
+ * that would grow past QEMU's limits, or an image that cannot hold internal snapshots (nothing written); or a refcount
+ * that would overflow (the image stays consistent, with leaked clusters, as QEMU leaves it).
+ */
+public class SnapshotException extends QcowException {
+    private static final long serialVersionUID = 1L;
+
+    /** Why, in the terms of the errno QEMU returns for it. */
+    public enum Reason {
+        /** No snapshot has that id or name (QEMU's ENOENT). */
+        NOT_FOUND,
+        /** Too many snapshots, or too large a table (QEMU's EFBIG). */
+        TOO_BIG,
+        /** The image cannot take internal snapshots: raw, or with an external data file (QEMU's ENOTSUP). */
+        NOT_SUPPORTED,
+        /**
+         * A refcount would pass its maximum (QEMU's EINVAL from {@code update_refcount}): as in QEMU the references
+         * taken until then stay, as leaked clusters, and the snapshot is not made.
+         */
+        REFCOUNT_OVERFLOW
+    }
+
+    private final Reason reason;
+
+    public SnapshotException(String file, Reason reason, String message) {
+        super(file, message);
+        this.reason = reason;
+    }
+
+    public Reason reason() {
+        return reason;
+    }
+}
