@@ -124,7 +124,8 @@ class SnapshotCrashTest {
             long seed = random.nextLong();
             int[] done = {-1};
             int killedBefore = killed;
-            killed += runAndKill(img, seed, 300 + random.nextInt(2500), done) ? 1 : 0;
+            // The kill comes a random moment after a random operation has finished, however fast the machine runs.
+            killed += runAndKill(img, seed, random.nextInt(OPS - 40), random.nextInt(30), done) ? 1 : 0;
             String what = options + " round " + round + " seed " + seed + ", done through op " + done[0] + " ("
                     + (killed - killedBefore) + " kill)";
             if (lazy) {
@@ -230,8 +231,8 @@ class SnapshotCrashTest {
         return b;
     }
 
-    /** Runs the child and kills it {@code delayMs} after it opened; true if it was killed. */
-    private static boolean runAndKill(Path img, long seed, int delayMs, int[] done) throws Exception {
+    /** Runs the child and kills it {@code delayMs} after it reported operation {@code afterOp}; true if it was killed. */
+    private static boolean runAndKill(Path img, long seed, int afterOp, int delayMs, int[] done) throws Exception {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Process p = new ProcessBuilder(java, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp",
                 System.getProperty("java.class.path"), Child.class.getName(), img.toString(), Long.toString(seed))
@@ -252,8 +253,9 @@ class SnapshotCrashTest {
         reader.start();
         synchronized (lines) {
             long deadline = System.currentTimeMillis() + 30_000;
-            while (!lines.contains("READY") && p.isAlive() && System.currentTimeMillis() < deadline) {
-                lines.wait(100);
+            String mark = "D " + afterOp;
+            while (!lines.contains(mark) && p.isAlive() && System.currentTimeMillis() < deadline) {
+                lines.wait(10);
             }
         }
         Thread.sleep(delayMs);
