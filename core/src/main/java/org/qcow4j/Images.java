@@ -193,9 +193,10 @@ public final class Images {
     /**
      * Writes the inputs, one after the other, into the existing image {@code target} from its first byte
      * ({@code qemu-img convert -n}): where they read as zeros the target is zeroed too (unless
-     * {@link ConvertOptions#targetIsZero}), the rest of it past their end is kept. Only {@code options}' threads-free
-     * fields apply: {@code minSparse}, {@code targetIsZero}, {@code backing} (non-null: ranges the inputs leave to their
-     * backing chain stay unwritten), {@code progress} and {@code durable} (a flush at the end).
+     * {@link ConvertOptions#targetIsZero}), the rest of it past their end is kept. Of {@code options}, these apply:
+     * {@code minSparse}, {@code targetIsZero}, {@code backing} (non-null: ranges the inputs leave to their backing
+     * chain stay unwritten), {@code progress} and {@code durable} (a flush at the end); the copy runs on the calling
+     * thread.
      *
      * @throws QcowException if the target is smaller than the inputs
      */
