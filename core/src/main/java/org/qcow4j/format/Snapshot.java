@@ -2,11 +2,7 @@ package org.qcow4j.format;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
 import java.util.List;
-import org.qcow4j.FormatException;
 
 /**
  * An internal snapshot (qcow2.txt "Snapshots"). Table entries, each padded to 8 bytes:
@@ -33,59 +29,11 @@ public record Snapshot(long l1TableOffset, int l1Size, String id, String name, l
         ByteBuffer read(long offset, int length) throws IOException;
     }
 
-    /** Reads the snapshot table named by the header, checking each entry against the file and QEMU's limits. */
+    /**
+     * Reads the snapshot table named by the header, checking each entry against the file and QEMU's limits
+     * ({@link SnapshotTable#read}, which parses it); an entry without a disk size in its extra data has -1.
+     */
     public static List<Snapshot> readTable(Header h, Reader reader, String file, long fileLength) throws IOException {
-        List<Snapshot> list = new ArrayList<>();
-        long pos = h.snapshotsOffset();
-        long end = h.snapshotsOffset() + MAX_TABLE_BYTES;
-        for (int i = 0; i < h.nbSnapshots(); i++) {
-            String field = "snapshot " + i;
-            if (pos + FIXED_SIZE > fileLength || pos + FIXED_SIZE > end) {
-                throw new FormatException(file, field + " offset", FormatException.hex(pos), "snapshot table runs past the end of the file");
-            }
-            ByteBuffer f = reader.read(pos, FIXED_SIZE).order(ByteOrder.BIG_ENDIAN);
-            long l1Offset = f.getLong(0);
-            int l1Size = f.getInt(8);
-            int idSize = f.getShort(12) & 0xffff;
-            int nameSize = f.getShort(14) & 0xffff;
-            long dateSec = Integer.toUnsignedLong(f.getInt(16));
-            long dateNsec = Integer.toUnsignedLong(f.getInt(20));
-            long vmClock = f.getLong(24);
-            long vmState = Integer.toUnsignedLong(f.getInt(32));
-            long extraSize = Integer.toUnsignedLong(f.getInt(36));
-            if (extraSize > MAX_EXTRA_DATA) {
-                throw new FormatException(file, field + " extra_data_size", extraSize, "more than QEMU's limit of 1024");
-            }
-            long varSize = extraSize + idSize + nameSize;
-            if (pos + FIXED_SIZE + varSize > fileLength || pos + FIXED_SIZE + varSize > end) {
-                throw new FormatException(file, field + " size", FIXED_SIZE + varSize, "snapshot entry runs past the end of the file");
-            }
-            ByteBuffer v = reader.read(pos + FIXED_SIZE, (int) varSize).order(ByteOrder.BIG_ENDIAN);
-            long diskSize = -1;
-            long icount = -1;
-            if (extraSize >= 8) {
-                vmState = v.getLong(0);
-            }
-            if (extraSize >= 16) {
-                diskSize = v.getLong(8);
-            }
-            if (extraSize >= 24) {
-                icount = v.getLong(16);
-            }
-            String id = text(v, (int) extraSize, idSize);
-            String name = text(v, (int) extraSize + idSize, nameSize);
-            if (Integer.toUnsignedLong(l1Size) > L1Entry.MAX_ENTRIES) {
-                throw new FormatException(file, field + " l1_size", Integer.toUnsignedString(l1Size), "snapshot L1 table too large");
-            }
-            list.add(new Snapshot(l1Offset, l1Size, id, name, dateSec, dateNsec, vmClock, vmState, diskSize, icount));
-            pos += (FIXED_SIZE + varSize + 7) & ~7L;
-        }
-        return List.copyOf(list);
-    }
-
-    private static String text(ByteBuffer b, int at, int len) {
-        byte[] bytes = new byte[len];
-        b.get(at, bytes);
-        return new String(bytes, StandardCharsets.UTF_8);
+        return SnapshotTable.read(h, reader, file, fileLength, -1).stream().map(SnapshotTable.Entry::snapshot).toList();
     }
 }

@@ -92,7 +92,9 @@ public final class SnapshotTable {
                 vmState = v.getLong(0);
             }
             byte[] unknown = new byte[(int) Math.max(0, extraSize - KNOWN_EXTRA)];
-            v.get(KNOWN_EXTRA, unknown);
+            if (unknown.length > 0) { // a shorter entry's buffer may end before byte 24
+                v.get(KNOWN_EXTRA, unknown);
+            }
             String id = text(v, (int) extraSize, idSize);
             String name = text(v, (int) extraSize + idSize, nameSize);
             list.add(new Entry(l1Offset, l1Size, id, name, dateSec, dateNsec, vmClock, vmState, diskSize, icount,
@@ -104,27 +106,22 @@ public final class SnapshotTable {
 
     /** The bytes {@code qcow2_write_snapshots} writes for {@code entries}: its {@code snapshots_size}. */
     public static int size(List<Entry> entries) {
-        long offset = 0;
-        for (Entry e : entries) {
-            offset = (offset + 7) & ~7L;
-            offset += Snapshot.FIXED_SIZE + Math.max(KNOWN_EXTRA, e.extraDataSize()) + utf8(e.id()).length
-                    + utf8(e.name()).length;
-        }
-        return (int) offset;
+        return (int) bytes(entries);
     }
 
     /** Whether the table for {@code entries} stays within QEMU's {@code QCOW_MAX_SNAPSHOTS_SIZE}. */
     public static boolean fits(List<Entry> entries) {
+        return bytes(entries) <= Snapshot.MAX_TABLE_BYTES;
+    }
+
+    private static long bytes(List<Entry> entries) {
         long offset = 0;
         for (Entry e : entries) {
             offset = (offset + 7) & ~7L;
             offset += Snapshot.FIXED_SIZE + Math.max(KNOWN_EXTRA, e.extraDataSize()) + utf8(e.id()).length
                     + utf8(e.name()).length;
-            if (offset > Snapshot.MAX_TABLE_BYTES) {
-                return false;
-            }
         }
-        return true;
+        return offset;
     }
 
     /**
