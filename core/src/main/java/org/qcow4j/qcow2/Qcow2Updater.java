@@ -90,7 +90,7 @@ public final class Qcow2Updater {
         this.map = map;
         this.backing = backing;
         this.clusterSize = geo.clusterSize();
-        this.lazy = header.has(Feature.LAZY_REFCOUNTS);
+        this.lazy = options.lazyRefcounts() != null ? options.lazyRefcounts() : header.has(Feature.LAZY_REFCOUNTS);
         this.qemuLayout = options.qemuLayout();
         this.refcounts = new RefcountTable(filename, storage, header, options.refcountCacheBytes());
         refcounts.setReuseBarrier(this::flush);
@@ -364,7 +364,7 @@ public final class Qcow2Updater {
     private boolean handleCopied(long guest, Span s, List<Meta> metas) throws IOException {
         long in = geo.offsetInCluster(guest);
         long n = clustersToLook(guest, s.bytes);
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         long[] table = map.table(l2);
         int index = geo.l2Index(guest);
         long entry = entryAt(table, index);
@@ -388,7 +388,7 @@ public final class Qcow2Updater {
     private boolean handleAlloc(long guest, Span s, List<Meta> metas) throws IOException {
         long in = geo.offsetInCluster(guest);
         long n = clustersToLook(guest, s.bytes);
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         int index = geo.l2Index(guest);
         n = countSingleWrite(n, map.table(l2), index, true);
         long fresh = refcounts.allocatedEnd();
@@ -538,7 +538,7 @@ public final class Qcow2Updater {
      * reading and scanning its copy-on-write regions.
      */
     private boolean readsZeroUnread(long guest) throws IOException {
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         long[] table = map.table(l2);
         int index = geo.l2Index(guest);
         if (geo.extendedL2()) {
@@ -554,7 +554,7 @@ public final class Qcow2Updater {
 
     /** QEMU's {@code qcow2_alloc_cluster_link_l2}: the meta's clusters mapped, subclusters written marked. */
     private void link(Meta m, List<Long> replaced) throws IOException {
-        long l2 = map.ensureTable(m.guest(), refcounts);
+        long l2 = ensureTable(m.guest());
         int index = geo.l2Index(m.guest());
         long sub = geo.subclusterSize();
         for (int i = 0; i < m.clusters(); i++) {
@@ -610,7 +610,7 @@ public final class Qcow2Updater {
             if (stream == null) {
                 write(src.slice(src.position(), n), offset);
             } else {
-                long l2 = map.ensureTable(offset, refcounts);
+                long l2 = ensureTable(offset);
                 long entry = entryAt(map.table(l2), geo.l2Index(offset));
                 if (L2Entry.clusterType(entry, geo.extendedL2(), false) == SubclusterType.COMPRESSED
                         || L2Entry.hostOffset(entry) != 0) {
@@ -745,7 +745,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, false)) {
             return true;
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         long[] table = map.table(l2);
         int index = geo.l2Index(offset);
         long entry = entryAt(table, index);
@@ -768,7 +768,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, false)) {
             return Math.min(n, geo.l2Entries() - index);
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         n = Math.min(n, geo.l2Entries() - index);
         boolean ext = geo.extendedL2();
         for (int i = 0; i < n; i++) {
@@ -869,7 +869,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, full)) {
             return Math.min(n, geo.l2Entries() - index);
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         n = Math.min(n, geo.l2Entries() - index);
         boolean ext = geo.extendedL2();
         for (int i = 0; i < n; i++) {
@@ -1066,6 +1066,23 @@ public final class Qcow2Updater {
             }
         }
         flush();
+    }
+
+    /**
+     * QEMU's {@code get_cluster_table} ({@link ClusterMap#ensureTable}). With lazy refcounts a new table's refcount
+     * still reaches the file at once, with every other refcount counted so far: QEMU's {@code l2_allocate} flushes
+     * its refcount cache right after allocating the table, so after a crash the tables are counted and only the
+     * data clusters since may not be (what {@code qemu-img check} then reports, and the repair on open fixes).
+     */
+    private long ensureTable(long guest) throws IOException {
+        long l1 = map.l1Entry((int) geo.l1Index(guest));
+        boolean allocates = L1Entry.l2Offset(l1) == 0 || (l1 & L1Entry.COPIED) == 0;
+        long table = map.ensureTable(guest, refcounts);
+        if (lazy && allocates) {
+            markDirty(); // (QEMU sets it later in the request; first, a crash in between leaves no leak unrepaired)
+            writeRefcounts();
+        }
+        return table;
     }
 
     /** Makes everything written so far durable, in the order described above. */
