@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.function.IntConsumer;
+import org.qcow4j.CorruptionException;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Qcow2Metadata;
@@ -799,6 +800,13 @@ final class IoExecutor {
      */
     int ioError(String op, Throwable e, boolean report) {
         int errno = IoErrno.of(e);
+        if (e instanceof CorruptionException c && err.program() != Program.QCOW4J) {
+            // QEMU's qcow2_signal_corruption, on stderr while the request runs
+            out.flush();
+            String event = c.qemuWords() != null ? c.qemuWords() : c.getMessage().substring(c.file().length() + 2);
+            err.println("qcow2: Marking image as corrupt: " + event + "; further corruption events will be suppressed");
+            err.flush();
+        }
         if (report) {
             failed(op, errno);
         }

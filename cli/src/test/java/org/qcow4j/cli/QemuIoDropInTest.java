@@ -315,6 +315,31 @@ class QemuIoDropInTest {
                         "driver=qcow2,file.filename=IMG")));
     }
 
+    /**
+     * Damage met while writing that QEMU answers by marking the image corrupt (iotests 137 and 305): the same event
+     * line, the same failure, and the same file, corrupt bit included.
+     */
+    @Test
+    void corruptionMetWhileWritingMarksTheImageAsQemuDoes() throws IOException {
+        String poke = " && printf '\\000\\000\\000\\000\\000\\000\\000\\000' | dd of=IMG bs=1 seek=131072 conv=notrunc status=none";
+        String refblock = "qemu-img create -q -f qcow2 -o refcount_bits=64,cluster_size=1k IMG 1M"
+                + " && qemu-io -c 'write 0 124k' IMG >/dev/null && qemu-io -c 'discard 121k 1k' IMG >/dev/null"
+                + " && qemu-io -c 'discard 123k 1k' IMG >/dev/null"
+                + " && printf '\\006' | dd of=IMG bs=1 seek=$((0x$(od -An -tx1 -j48 -N8 IMG | tr -d ' ') + 14)) conv=notrunc status=none";
+        List<Case> cases = List.of(
+                c(IMG_64M + poke, "-c", "write 64k 64k", "IMG"), // the header's refcount gone: an L2 table at 0
+                c(refblock, "-c", "write 121k 3k", "IMG")); // a refcount block at an unaligned offset
+        for (int i = 0; i < cases.size(); i++) {
+            Path where = Files.createDirectories(dir.resolve("corrupt-" + i));
+            Qemu.Result[] r = both(where, cases.get(i));
+            assertTrue(r[0].err().startsWith("qcow2: Marking image as corrupt: "), r[0].err());
+            assertEquals(r[0].err(), r[1].err());
+            assertEquals(r[0].out(), r[1].out());
+            assertEquals(r[0].exit(), r[1].exit());
+            assertArrayEquals(Files.readAllBytes(where.resolve("qemu/t.qcow2")), Files.readAllBytes(where.resolve("ours/t.qcow2")));
+        }
+    }
+
     /** An L2 cache of more than INT_MAX entries: QEMU's refusal (the images not compared: 32 PiB takes QEMU long). */
     @Test
     void l2CacheTooBigForAHugeImage() throws IOException {

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
+import org.qcow4j.CorruptionException;
 import org.qcow4j.DiskImage;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
@@ -159,6 +160,26 @@ public final class Qcow2Updater {
                 broken = e;
             }
             throw e;
+        } catch (CorruptionException e) {
+            broken = e;
+            markCorrupt();
+            throw e;
+        }
+    }
+
+    /**
+     * QEMU's {@code qcow2_mark_corrupt}: the corrupt bit set in the header (version 3; a version 2 header has no
+     * place for it), so no writer opens the image until it is repaired. Best effort: the request has failed anyway.
+     */
+    private void markCorrupt() {
+        if (header.version() < 3) {
+            return;
+        }
+        try {
+            setIncompatible(header.incompatibleFeatures() | (dirtyBitSet ? Feature.DIRTY.mask() : 0)
+                    | Feature.CORRUPT.mask());
+        } catch (IOException | RuntimeException e) {
+            // the image is broken already: nothing more to do
         }
     }
 
@@ -1077,7 +1098,17 @@ public final class Qcow2Updater {
     private long ensureTable(long guest) throws IOException {
         long l1 = map.l1Entry((int) geo.l1Index(guest));
         boolean allocates = L1Entry.l2Offset(l1) == 0 || (l1 & L1Entry.COPIED) == 0;
-        long table = map.ensureTable(guest, refcounts);
+        long table;
+        try {
+            table = map.ensureTable(guest, refcounts);
+        } catch (CorruptionException e) {
+            if (!e.field().equals("refcount of cluster 0")) {
+                throw e;
+            }
+            // the header's cluster counted free: QEMU hands it out for the table, and then stops
+            throw new CorruptionException(filename, e.field(), e.value(), "a new L2 table would overwrite the header",
+                    "Preventing invalid allocation of L2 table at offset 0");
+        }
         if (lazy && allocates) {
             markDirty(); // (QEMU sets it later in the request; first, a crash in between leaves no leak unrepaired)
             writeRefcounts();
