@@ -181,6 +181,26 @@ public final class Images {
         }
     }
 
+    /**
+     * {@code qemu-img convert --bitmaps}, before the conversion: refuses a source whose bitmaps cannot be copied
+     * (not qcow2 version 3: "Source lacks bitmap support"; an inconsistent bitmap unless {@code skipBroken}).
+     */
+    public static void checkBitmapsCopyable(DiskImage source, boolean skipBroken) throws IOException {
+        org.qcow4j.ops.BitmapCopier.check(source, skipBroken);
+    }
+
+    /**
+     * {@code qemu-img convert --bitmaps}, after the conversion: copies every persistent bitmap of {@code source}
+     * (granularity, enabled state, bits) into {@code target}, inconsistent ones skipped with a warning when
+     * {@code skipBroken}; they are stored when {@code target} closes.
+     *
+     * @throws BitmapException in qemu-img's words (a target that cannot hold bitmaps, a bitmap that exists already)
+     */
+    public static void copyBitmaps(DiskImage source, WritableImage target, boolean skipBroken, Consumer<String> warnings)
+            throws IOException {
+        org.qcow4j.ops.BitmapCopier.copy(source, target, skipBroken, warnings);
+    }
+
     /** A change to an image's bitmaps, for {@link #editBitmaps}. */
     @FunctionalInterface
     public interface BitmapEdit {
