@@ -643,18 +643,21 @@ final class PersistentBitmaps implements DirtyBitmaps {
     }
 
     /**
-     * QEMU's {@code update_ext_header_and_dir_in_place}, as {@code qcow2_load_dirty_bitmaps} runs it: the autoclear
-     * bit dropped (header forced), the directory rewritten in place with every bitmap in use, the header written
-     * again, then the bit restored (forced).
+     * QEMU's {@code update_ext_header_and_dir_in_place}, as {@code qcow2_load_dirty_bitmaps} runs it, to the same
+     * bytes but without its crash window: QEMU drops the bitmaps autoclear bit while it rewrites the directory, so a
+     * crash there loses every bitmap. Here only the flags change (the same directory bytes but for the in-use bits, so
+     * a torn write leaves each entry flagged or as it was, and nothing has been written since it was loaded), so the
+     * directory is rewritten in place and forced, then the header written as QEMU leaves it if its bytes differ.
      */
     private void updateInPlace(List<BitmapTable> inUse) throws IOException {
-        autoclear &= ~Feature.BITMAPS.mask();
-        writeHeader(extension());
         directory = List.copyOf(inUse);
         storage.writeFully(BitmapTable.encodeDirectory(directory), directoryOffset);
-        writeHeader(extension());
-        autoclear |= Feature.BITMAPS.mask();
-        writeHeader(extension());
+        storage.force();
+        Header current = Qcow2Image.readHeader(storage, filename);
+        ByteBuffer rewritten = current.rewritten(extension(), autoclear).toCluster();
+        if (storage.length() < clusterSize || !rewritten.equals(storage.read(0, (int) clusterSize))) {
+            writeHeader(extension());
+        }
     }
 
     private BitmapsExtension extension() {
