@@ -57,4 +57,17 @@ public interface DirtyBitmaps {
      * clipped to the disk), what {@code qemu-nbd -B NAME} serves as {@code qemu:dirty-bitmap:NAME}.
      */
     List<long[]> dirtyRanges(String name) throws IOException;
+
+    /** {@link #dirtyRanges(String)} within {@code [offset, offset + length)}, the runs clipped to it. */
+    default List<long[]> dirtyRanges(String name, long offset, long length) throws IOException {
+        List<long[]> out = new java.util.ArrayList<>();
+        for (long[] r : dirtyRanges(name)) {
+            long from = Math.max(offset, r[0]);
+            long to = Math.min(offset + length, r[0] + r[1]);
+            if (from < to) {
+                out.add(new long[] {from, to - from});
+            }
+        }
+        return out;
+    }
 }

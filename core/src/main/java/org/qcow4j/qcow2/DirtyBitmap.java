@@ -132,13 +132,22 @@ final class DirtyBitmap {
         return next >= 0 && next < to;
     }
 
-    /** The dirty runs as {offset, length} in guest bytes, the last clipped to the disk. */
-    synchronized List<long[]> ranges() {
+    /**
+     * The dirty runs as {offset, length} in guest bytes within {@code [offset, offset + length)} (clipped to it and to
+     * the disk), as QEMU's {@code bdrv_dirty_bitmap_next_dirty_area} walks them.
+     */
+    synchronized List<long[]> ranges(long offset, long length) {
         List<long[]> out = new ArrayList<>();
-        for (long g = nextSet(0); g >= 0; ) {
+        long limit = Math.min(size, length > Long.MAX_VALUE - offset ? Long.MAX_VALUE : offset + length);
+        if (offset >= limit) {
+            return out;
+        }
+        long lastGranule = (limit - 1) >>> granularityBits;
+        for (long g = nextSet(offset >>> granularityBits); g >= 0 && g <= lastGranule; ) {
             long end = nextClear(g);
-            long from = g << granularityBits;
-            out.add(new long[] {from, Math.min(size, end << granularityBits) - from});
+            long from = Math.max(offset, g << granularityBits);
+            long to = Math.min(limit, end << granularityBits);
+            out.add(new long[] {from, to - from});
             g = end < granules ? nextSet(end) : -1;
         }
         return out;

@@ -433,7 +433,7 @@ final class PersistentBitmaps implements DirtyBitmaps {
         synchronized (from) {
             Loaded s = from.lookup(sourceName);
             sourceSize = s.bits == null ? from.image.size() : s.bits.size();
-            ranges = s.inconsistent ? null : s.bits.ranges();
+            ranges = s.inconsistent ? null : s.bits.ranges(0, Long.MAX_VALUE);
             synchronized (this) {
                 Loaded d = lookup(target);
                 writable(d);
@@ -456,7 +456,14 @@ final class PersistentBitmaps implements DirtyBitmaps {
     public synchronized List<long[]> dirtyRanges(String name) throws IOException {
         Loaded b = lookup(name);
         usable(b);
-        return b.bits.ranges();
+        return b.bits.ranges(0, Long.MAX_VALUE);
+    }
+
+    @Override
+    public synchronized List<long[]> dirtyRanges(String name, long offset, long length) throws IOException {
+        Loaded b = lookup(name);
+        usable(b);
+        return b.bits.ranges(offset, length);
     }
 
     private Loaded find(String name) {
