@@ -20,7 +20,7 @@ public interface DirtyBitmaps {
      * The bitmaps, in directory order (new ones last), with the flags they will be stored with: {@link
      * Bitmap#FLAG_AUTO} for an enabled bitmap, {@link Bitmap#FLAG_IN_USE} for an inconsistent one.
      */
-    List<Bitmap> list();
+    List<Bitmap> list() throws IOException;
 
     /**
      * QEMU's {@code block-dirty-bitmap-add} with persistent=on: a new empty bitmap recording writes (unless

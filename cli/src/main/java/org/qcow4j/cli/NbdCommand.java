@@ -244,10 +244,18 @@ final class NbdCommand extends Command {
      * The bitmaps of {@code -B}, last first as qemu-nbd lists them, each one the image has (else qemu-nbd's "Bitmap
      * 'NAME' is not found").
      */
-    private static List<String> bitmaps(CommandLine args, DiskImage image) throws CommandLine.UsageException {
+    private static List<String> bitmaps(CommandLine args, DiskImage image) throws CommandLine.UsageException, IOException {
         List<String> names = new java.util.ArrayList<>(args.all("-B"));
+        if (names.isEmpty()) {
+            return List.of();
+        }
         java.util.Collections.reverse(names);
-        List<String> present = image.dirtyBitmaps().map(b -> b.list().stream().map(x -> x.name()).toList()).orElse(List.of());
+        List<String> present = new java.util.ArrayList<>();
+        if (image.dirtyBitmaps().isPresent()) {
+            for (org.qcow4j.format.Bitmap b : image.dirtyBitmaps().get().list()) {
+                present.add(b.name());
+            }
+        }
         for (String n : names) {
             if (!present.contains(n)) {
                 throw CommandLine.UsageException.withoutHint("Bitmap '" + n + "' is not found");

@@ -68,7 +68,7 @@ public final class BitmapCopier {
     }
 
     /** QEMU's {@code FOR_EACH_DIRTY_BITMAP} order: each bitmap loaded or added goes first. */
-    private static List<Bitmap> newestFirst(DirtyBitmaps bitmaps) {
+    private static List<Bitmap> newestFirst(DirtyBitmaps bitmaps) throws IOException {
         List<Bitmap> list = new ArrayList<>(bitmaps.list());
         java.util.Collections.reverse(list);
         return list;

@@ -77,6 +77,8 @@ final class PersistentBitmaps implements DirtyBitmaps {
     private final List<Loaded> loaded = new ArrayList<>();
     /** The bitmaps that record writes, for the write path (which does not take this object's lock). */
     private volatile Loaded[] recording = new Loaded[0];
+    /** The header of a read-only image whose bitmaps are not loaded yet, else null. */
+    private Header unloaded;
 
     private PersistentBitmaps(Qcow2Image image, FileStorage storage, Header h, Qcow2Updater writes,
                               RefcountTable refcounts) {
@@ -91,11 +93,23 @@ final class PersistentBitmaps implements DirtyBitmaps {
         this.autoclear = h.autoclearFeatures();
     }
 
-    /** The bitmaps of an image opened read-only, loaded as QEMU loads them (read-only, so they can be merged from). */
-    static PersistentBitmaps readOnly(Qcow2Image image, FileStorage storage, Header h) throws IOException {
+    /**
+     * The bitmaps of an image opened read-only, loaded as QEMU loads them (read-only, so they can be merged from) when
+     * first used: a damaged directory fails that use, not the image's open.
+     */
+    static PersistentBitmaps readOnly(Qcow2Image image, FileStorage storage, Header h) {
         PersistentBitmaps b = new PersistentBitmaps(image, storage, h, null, null);
-        b.load(h);
+        b.unloaded = h;
         return b;
+    }
+
+    /** Loads a read-only image's bitmaps on first use. */
+    private void ensureLoaded() throws IOException {
+        if (unloaded != null) {
+            Header h = unloaded;
+            load(h);
+            unloaded = null;
+        }
     }
 
     /**
@@ -270,7 +284,8 @@ final class PersistentBitmaps implements DirtyBitmaps {
     // ------------------------------------------------------------------------------------------ operations
 
     @Override
-    public synchronized List<Bitmap> list() {
+    public synchronized List<Bitmap> list() throws IOException {
+        ensureLoaded();
         List<Bitmap> out = new ArrayList<>();
         List<String> listed = new ArrayList<>();
         for (BitmapTable t : directory) {
@@ -295,6 +310,7 @@ final class PersistentBitmaps implements DirtyBitmaps {
     /** QEMU's {@code qmp_block_dirty_bitmap_add} (persistent), {@code qcow2_co_can_store_new_dirty_bitmap}. */
     @Override
     public synchronized void add(String name, long granularity, boolean disabled) throws IOException {
+        ensureLoaded();
         if (name == null || name.isEmpty()) {
             throw new BitmapException(filename, "Bitmap name cannot be empty");
         }
@@ -476,7 +492,8 @@ final class PersistentBitmaps implements DirtyBitmaps {
     }
 
     /** QEMU's {@code block_dirty_bitmap_lookup}. */
-    private Loaded lookup(String name) throws BitmapException {
+    private Loaded lookup(String name) throws IOException {
+        ensureLoaded();
         Loaded b = find(name);
         if (b == null) {
             throw new BitmapException(filename, "Dirty bitmap '" + name + "' not found");

@@ -402,11 +402,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
         synchronized (this) {
             if (readOnlyBitmaps == null) {
-                try {
-                    readOnlyBitmaps = PersistentBitmaps.readOnly(this, storage, header);
-                } catch (IOException e) {
-                    throw new java.io.UncheckedIOException(e);
-                }
+                readOnlyBitmaps = PersistentBitmaps.readOnly(this, storage, header); // loaded when first used
             }
             return Optional.of(readOnlyBitmaps);
         }
