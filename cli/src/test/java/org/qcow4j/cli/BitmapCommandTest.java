@@ -207,6 +207,12 @@ class BitmapCommandTest {
             assertEquals(-1L, Files.mismatch(theirs, ours), line);
         }
         assertEquals(info(theirs), info(ours));
+        // an inconsistent bitmap stops a resize (QEMU's qcow2_truncate_bitmaps_check), the first in the directory named
+        Qemu.Result want = Qemu.run(dir, "qemu-io", "-c", "truncate 8M", theirs.toString());
+        Qemu.Result got = SnapshotCommandTest.run(Program.QEMU_IO, "-c", "truncate 8M", ours.toString());
+        assertEquals(want.exit(), got.exit(), got.toString());
+        assertEquals(masked(want.err(), theirs), masked(got.err(), ours).replace("qemu-img: ", "qemu-io: "));
+        assertEquals(-1L, Files.mismatch(theirs, ours));
         // version 2 images cannot store bitmaps
         Path v2 = dir.resolve("v2.qcow2");
         Qemu.img(dir, "create", "-q", "-f", "qcow2", "-o", "compat=0.10", v2.toString(), "1M");

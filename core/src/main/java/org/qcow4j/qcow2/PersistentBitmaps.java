@@ -265,9 +265,9 @@ final class PersistentBitmaps implements DirtyBitmaps {
 
     /** QEMU's {@code qcow2_truncate_bitmaps_check}: an inconsistent bitmap stops a resize. */
     synchronized void checkResize() throws BitmapException {
-        for (Loaded b : loaded) {
-            if (b.inconsistent) {
-                throw inconsistent(b);
+        for (int i = loaded.size() - 1; i >= 0; i--) { // QEMU walks the directory, the oldest first
+            if (loaded.get(i).inconsistent) {
+                throw inconsistent(loaded.get(i));
             }
         }
     }
