@@ -303,6 +303,15 @@ final class PersistentBitmaps implements DirtyBitmaps {
         return out;
     }
 
+    /** The directory as it is on disk (what QEMU's {@code qcow2_get_bitmap_info_list} reads). */
+    synchronized List<Bitmap> onDisk() {
+        List<Bitmap> out = new ArrayList<>();
+        for (BitmapTable t : directory) {
+            out.add(new Bitmap(t.name(), t.granularityBits(), t.flags()));
+        }
+        return out;
+    }
+
     private static Bitmap info(Loaded b) {
         return new Bitmap(b.name, b.granularityBits, (b.inconsistent ? Bitmap.FLAG_IN_USE : 0) | (b.enabled ? Bitmap.FLAG_AUTO : 0));
     }

@@ -387,7 +387,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     @Override
     public List<Bitmap> bitmaps() {
-        return bitmaps;
+        // Opened for writing, the directory as it is on disk now (flagged in use), as QEMU's info reads it.
+        return writes != null ? writes.bitmaps().onDisk() : bitmaps;
     }
 
     @Override
