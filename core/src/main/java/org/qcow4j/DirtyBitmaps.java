@@ -10,7 +10,7 @@ import org.qcow4j.format.Bitmap;
  * disk before anything else was written (so a crash leaves them flagged inconsistent, as QEMU leaves them); enabled
  * bitmaps record every granule a write, zero write or discard touches, and closing the image stores them in QEMU's
  * order (new data clusters, then the directory, then the header; the old clusters freed after) with the in-use flag
- * cleared. A bitmap found in use when the image was opened is inconsistent: it is kept as it is on disk, and only
+ * cleared; {@link WritableImage#flush()} does not store them, as in QEMU (so the file stays byte for byte QEMU's). A bitmap found in use when the image was opened is inconsistent: it is kept as it is on disk, and only
  * {@link #remove} applies to it. Changes are made in memory and stored at close, except {@link #remove}, which
  * rewrites the directory at once, as QEMU does. Opened read-only, the bitmaps can be listed and merged from only.
  * Thread-safe.
