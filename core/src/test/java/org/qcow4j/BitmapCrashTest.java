@@ -35,8 +35,8 @@ import org.qcow4j.testing.Processes;
  */
 class BitmapCrashTest {
     private static final int SIZE = 4 << 20;
-    private static final int KILLS = Integer.getInteger("crash.kills", 4);
-    private static final int OPS = 120;
+    private static final int KILLS = Integer.getInteger("crash.kills", 3);
+    private static final int OPS = 80;
 
     @TempDir
     Path dir;
