@@ -449,6 +449,12 @@ final class IoExecutor {
             // (qcow2_subcluster_zeroize's -ENOTSUP): it fails once the L1 table has grown, and so does the library.
             err.error("Failed to zero out new clusters: " + IoErrno.strerror(IoErrno.ENOTSUP));
             return IoErrno.ENOTSUP;
+        } catch (org.qcow4j.BitmapException e) {
+            err.error(e.qemuWords()); // QEMU's truncate refuses an image with an inconsistent bitmap, in these words
+            if (e.hint() != null) {
+                err.println(e.hint());
+            }
+            return IoErrno.ENOTSUP;
         } catch (IOException | RuntimeException e) {
             return ioError("truncate", e, false);
         }

@@ -205,6 +205,11 @@ public final class ManagedImage implements WritableImage {
     }
 
     @Override
+    public Optional<org.qcow4j.DirtyBitmaps> dirtyBitmaps() {
+        return image.dirtyBitmaps();
+    }
+
+    @Override
     @SuppressWarnings("try") // the resource is there to run the action whatever closing the image does
     public void close() throws IOException {
         try (AutoCloseableAction after = afterClose == null ? null : afterClose::run) {

@@ -74,6 +74,8 @@ public final class Qcow2Updater {
     private FileIOException dataFailure;
     /** For compressed writes, made when first needed. */
     private ClusterCompressor compressor;
+    /** The persistent dirty bitmaps: loaded and flagged in use on open, recording writes, stored on close. */
+    private final PersistentBitmaps bitmaps;
 
     /** One request run by {@link #run}. */
     @FunctionalInterface
@@ -103,7 +105,8 @@ public final class Qcow2Updater {
             }
         }
         markSnapshotMetadata();
-        if (header.version() >= 3 && header.autoclearFeatures() != 0) {
+        this.bitmaps = PersistentBitmaps.openForWriting(image, storage, header, this, refcounts);
+        if (header.bitmaps() == null && header.version() >= 3 && header.autoclearFeatures() != 0) {
             // As QEMU: autoclear bits a writer does not maintain are cleared when it opens the image for writing.
             storage.writeFully(ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
             storage.force();
@@ -940,6 +943,7 @@ public final class Qcow2Updater {
         if (newSize < 0 || (newSize & 511) != 0) {
             throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")");
         }
+        bitmaps.checkResize();
         if (!image.snapshots().isEmpty() && header.version() < 3) {
             // "Even though we store snapshot size for all images, it was not required until v3"
             throw new UnsupportedFeatureException(filename, "resizing a version 2 image with internal snapshots"
@@ -1003,6 +1007,7 @@ public final class Qcow2Updater {
         flush();
         storage.writeFully(ByteBuffer.allocate(8).putLong(0, newSize), Header.SIZE_AT);
         storage.force();
+        bitmaps.resized(newSize);
     }
 
     /**
@@ -1184,8 +1189,17 @@ public final class Qcow2Updater {
         run(this::closeClean);
     }
 
+    /** The image's persistent dirty bitmaps. */
+    PersistentBitmaps bitmaps() {
+        return bitmaps;
+    }
+
     private void closeClean() throws IOException {
-        flush();
+        try {
+            bitmaps.store(); // QEMU's qcow2_inactivate: the bitmaps first, then the caches
+        } finally {
+            flush();
+        }
         if (lazy) {
             writeRefcounts();
             if (dirtyBitSet) {
