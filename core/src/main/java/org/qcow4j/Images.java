@@ -206,6 +206,19 @@ public final class Images {
     }
 
     /**
+     * Gives the image {@code path} a new backing file, as {@code qemu-img rebase} does (see {@link RebaseOptions}). In
+     * safe mode the clusters whose content differs between the old backing chain and the new one (where the image
+     * does not allocate them itself) are first written into the image, so it reads the same before and after; then
+     * the header names the new backing file, in one write of cluster 0 once the writes are on disk.
+     *
+     * @throws ImageOperationException what qemu-img refuses in its own words (a format not given, a header too full,
+     *         a raw image, a new backing file that does not open)
+     */
+    public static void rebase(Path path, RebaseOptions options) throws IOException {
+        org.qcow4j.ops.Rebase.rebase(path, options);
+    }
+
+    /**
      * The file a backing or data file name written in {@code imageName} refers to: absolute names as they are,
      * relative names against the image's directory (QEMU's {@code path_combine}).
      */
