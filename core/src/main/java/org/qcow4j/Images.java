@@ -219,6 +219,17 @@ public final class Images {
     }
 
     /**
+     * Writes what the image {@code path} holds above its base (its backing file, or {@link CommitOptions#base}) into
+     * the base, as {@code qemu-img commit} does (QEMU's active commit), then empties the image as QEMU's
+     * {@code make_empty} does unless {@link CommitOptions#drop}. The base is flushed before the image changes.
+     *
+     * @throws ImageOperationException what qemu-img refuses in its own words (no backing file, a base not in the chain)
+     */
+    public static void commit(Path path, CommitOptions options) throws IOException {
+        org.qcow4j.ops.Commit.commit(path, options);
+    }
+
+    /**
      * The file a backing or data file name written in {@code imageName} refers to: absolute names as they are,
      * relative names against the image's directory (QEMU's {@code path_combine}).
      */

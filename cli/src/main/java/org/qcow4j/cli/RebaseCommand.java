@@ -79,7 +79,7 @@ final class RebaseCommand extends Command {
         }
     }
 
-    private static void rawWarning(String image, Stderr err) {
+    static void rawWarning(String image, Stderr err) {
         err.println("WARNING: Image format was not specified for '" + image + "' and probing guessed raw.");
         err.println("         Automatically detecting the format is dangerous for raw images, write operations on "
                 + "block 0 will be restricted.");

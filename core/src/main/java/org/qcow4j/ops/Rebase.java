@@ -149,6 +149,11 @@ public final class Rebase {
                     continue;
                 }
             }
+            if (readsZero(old, oldSize, offset, n) && readsZero(fresh, newSize, offset, n)) {
+                done += step; // both read as zeros: qemu-img reads and compares them, and writes nothing
+                progress.accept(Math.min(done, 100));
+                continue;
+            }
             boolean oldIsZero = false;
             if (offset >= oldSize) {
                 zero(bufOld, (int) n);
@@ -179,6 +184,19 @@ public final class Rebase {
             done += step;
             progress.accept(Math.min(done, 100));
         }
+    }
+
+    /** Whether all {@code n} bytes at {@code offset} of {@code image} (zeros past its {@code size}) read as zeros. */
+    private static boolean readsZero(DiskImage image, long size, long offset, long n) throws IOException {
+        long end = Math.min(offset + n, size);
+        for (long p = offset; p < end; ) {
+            Extent e = image.extentAt(p, end - p);
+            if (!e.zero() || e.data()) {
+                return false;
+            }
+            p = e.end();
+        }
+        return true;
     }
 
     private static void zero(ByteBuffer b, int n) {

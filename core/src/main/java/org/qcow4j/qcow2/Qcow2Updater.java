@@ -847,6 +847,19 @@ public final class Qcow2Updater {
     }
 
     /**
+     * {@code qcow2_make_empty}'s fallback: {@code qcow2_cluster_discard} over the whole disk, in steps of INT_MAX
+     * rounded down to clusters, with {@code QCOW2_DISCARD_SNAPSHOT} and in full (entries unallocated, clusters freed
+     * and punched).
+     */
+    void discardAllInFull() throws IOException {
+        long step = (Integer.MAX_VALUE / clusterSize) * clusterSize;
+        long end = image.size();
+        for (long offset = 0; offset < end; offset += step) {
+            clusterDiscard(offset, Math.min(step, end - offset), RefcountTable.Discard.SNAPSHOT, true);
+        }
+    }
+
+    /**
      * QEMU's {@code qcow2_cluster_discard}: with {@code full} the entries become unallocated (a truncation), otherwise
      * they read as zeros where the cluster was allocated or a backing file exists (zero flag, or with extended L2
      * zero bits; unallocated in version 2). Every L2 table of the range is allocated first, as QEMU does.
