@@ -672,6 +672,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         update(() -> writes.flush());
     }
 
+    /** QEMU's {@code qcow2_expand_zero_clusters} (active table only): see {@link Qcow2Updater#expandZeroClusters}. */
+    void expandZeroClusters() throws IOException {
+        update(() -> writes.expandZeroClusters());
+    }
+
     /** QEMU's {@code qcow2_make_empty} fallback: see {@link Qcow2Updater#discardAllInFull}. */
     void discardAllInFull() throws IOException {
         update(() -> writes.discardAllInFull());

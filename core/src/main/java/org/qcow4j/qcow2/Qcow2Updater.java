@@ -847,6 +847,45 @@ public final class Qcow2Updater {
     }
 
     /**
+     * QEMU's {@code expand_zero_clusters_in_l1} over the active L1 table (for {@code qcow2_downgrade}; the caller
+     * refuses images with snapshots and extended L2 entries): a zero cluster without host cluster becomes unallocated
+     * when there is no backing file, else a new cluster written with zeros; a preallocated zero cluster has its host
+     * cluster written with zeros; either then maps as data (COPIED when its L2 table is not shared).
+     */
+    void expandZeroClusters() throws IOException {
+        long entries = geo.l2Entries();
+        for (int i = 0; i < map.l1Size(); i++) {
+            long l2 = map.l2Offset(i);
+            if (l2 == 0) {
+                continue;
+            }
+            long l2Refcount = refcounts.refcount(l2 >>> geo.clusterBits());
+            for (int j = 0; j < entries; j++) {
+                long guest = (i * entries + j) * clusterSize;
+                long entry = entryAt(map.table(l2), j);
+                SubclusterType type = L2Entry.clusterType(entry, false, false);
+                if (type != SubclusterType.ZERO_PLAIN && type != SubclusterType.ZERO_ALLOC) {
+                    continue;
+                }
+                long host = L2Entry.hostOffset(entry);
+                if (type == SubclusterType.ZERO_PLAIN) {
+                    if (backing == null) {
+                        map.set(guest, 0, 0);
+                        continue;
+                    }
+                    host = refcounts.allocate(1);
+                    for (long r = 1; r < l2Refcount; r++) { // a shared table: the cluster counted as often
+                        refcounts.addReference(host, clusterSize);
+                    }
+                }
+                writeData(ByteBuffer.allocate((int) clusterSize), host);
+                dataEnd = Math.max(dataEnd, host + clusterSize);
+                map.set(guest, l2Refcount == 1 ? host | L2Entry.COPIED : host, 0);
+            }
+        }
+    }
+
+    /**
      * {@code qcow2_make_empty}'s fallback: {@code qcow2_cluster_discard} over the whole disk, in steps of INT_MAX
      * rounded down to clusters, with {@code QCOW2_DISCARD_SNAPSHOT} and in full (entries unallocated, clusters freed
      * and punched).
