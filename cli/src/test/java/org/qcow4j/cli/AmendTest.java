@@ -44,11 +44,11 @@ class AmendTest {
 
     /** On every kind. */
     private static final List<String> OPTIONS = List.of("compat=0.10", "compat=1.1", "compat=v3,lazy_refcounts=on",
-            "size=4M,compat=0.10");
+            "size=4M,compat=0.10", "refcount_bits=1", "refcount_bits=64,lazy_refcounts=on");
     /** On the first kind and the one with a backing file. */
     private static final List<String> FIRST_KINDS_ONLY = List.of("lazy_refcounts=off", "size=16M",
             "backing_file=base.qcow2,backing_fmt=qcow2", "backing_file=other.qcow2", "refcount_bits=8,compat=0.10",
-            "cluster_size=4k", "compat=2", "data_file_raw=off", "help");
+            "cluster_size=4k", "compat=2", "data_file_raw=off", "help", "refcount_bits=3", "refcount_bits=8,compat=1.1");
 
     @TestFactory
     Stream<DynamicTest> sameAsQemuImg() {
@@ -58,6 +58,10 @@ class AmendTest {
             if (k == KINDS.get(0) || k == KINDS.get(1)) {
                 options.addAll(FIRST_KINDS_ONLY);
             }
+            if (k.name().equals("2M")) {
+                // qemu-img walks 2^18 absent refcount blocks of 2^20 entries each: hours
+                options.removeIf(o -> o.startsWith("refcount_bits"));
+            }
             for (String o : options) {
                 tests.add(DynamicTest.dynamicTest(k.name() + ": " + o, () -> compare(k, o)));
             }
@@ -65,6 +69,10 @@ class AmendTest {
         tests.add(DynamicTest.dynamicTest("snapshots: compat=1.1 of version 2", () -> compare(
                 new Kind("v2-snapshots", "compat=0.10", List.of("write -P 1 0 1M", "SNAPSHOT", "write -P 2 0 64k")),
                 "compat=1.1")));
+        tests.add(DynamicTest.dynamicTest("snapshots: refcount_bits=1 (a refcount of 2)", () -> compare(
+                new Kind("snapshots-refcount", "compat=1.1", List.of("write -P 1 0 1M", "SNAPSHOT")), "refcount_bits=1")));
+        tests.add(DynamicTest.dynamicTest("snapshots: refcount_bits=4", () -> compare(
+                new Kind("snapshots-refcount", "compat=1.1", List.of("write -P 1 0 1M", "SNAPSHOT")), "refcount_bits=4")));
         tests.add(DynamicTest.dynamicTest("snapshots of another size: compat=0.10", () -> compare(
                 new Kind("snapshots", "compat=1.1", List.of("write -P 1 0 1M", "SNAPSHOT", "RESIZE")),
                 "compat=0.10")));

@@ -27,8 +27,9 @@ import org.qcow4j.io.OpenFiles;
  * refused, zero clusters expanded and flushed, then the header). Every header change is one write of cluster 0 after
  * everything it names is on disk, so a crash leaves the image as before or after each step.
  *
- * <p>Not done: a change of the refcount width ({@code qcow2_change_refcount_order}), refused by name before anything
- * is written; the upgrade of a version 2 image whose snapshot entries lack the version 3 extra data and the downgrade
+ * The refcount width changes as QEMU's {@code qcow2_change_refcount_order} ({@link RefcountOrderChange}).
+ *
+ * <p>Not done: the upgrade of a version 2 image whose snapshot entries lack the version 3 extra data and the downgrade
  * of an image with internal snapshots (QEMU rewrites the snapshot table and expands the snapshots' zero clusters),
  * refused by name likewise.
  */
@@ -75,10 +76,6 @@ public final class Qcow2Amend {
                 }
                 raw = o.dataFileRaw();
             }
-            if (bits != h.refcountBits() && !(newVersion < 3 && bits != 16)) {
-                throw new UnsupportedFeatureException(name, "amending refcount_bits (rewriting the refcount structure "
-                        + "as qcow2_change_refcount_order)");
-            }
             boolean downgradeWithSnapshots = newVersion < oldVersion && !snapshots.isEmpty();
             boolean upgradeOldSnapshots = newVersion > oldVersion
                     && snapshots.stream().anyMatch(s -> s.diskSize() < 0);
@@ -92,9 +89,13 @@ public final class Qcow2Amend {
                 h = h.withFeatures(3, h.incompatibleFeatures(), h.compatibleFeatures(), h.autoclearFeatures());
                 HeaderUpdate.write(path, h);
             }
-            if (bits != h.refcountBits()) { // only this combination reaches here (see above)
-                throw refused(name, "refcount_bits", String.valueOf(bits), "Refcount widths other than 16 bits require "
-                        + "compatibility level 1.1 or above (use compat=1.1 or greater)");
+            if (bits != h.refcountBits()) {
+                if (newVersion < 3 && bits != 16) {
+                    throw refused(name, "refcount_bits", String.valueOf(bits), "Refcount widths other than 16 bits "
+                            + "require compatibility level 1.1 or above (use compat=1.1 or greater)");
+                }
+                RefcountOrderChange.change(path, h, Integer.numberOfTrailingZeros(bits), o.open());
+                h = reread(path, name, h);
             }
             long autoclear = raw ? h.autoclearFeatures() | Feature.RAW_EXTERNAL_DATA.mask()
                     : h.autoclearFeatures() & ~Feature.RAW_EXTERNAL_DATA.mask();

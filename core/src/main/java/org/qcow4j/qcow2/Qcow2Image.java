@@ -677,6 +677,19 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         update(() -> writes.expandZeroClusters());
     }
 
+    /** Runs {@code op} on the updater, its storage and header with the write lock held alone. */
+    <T> T withUpdater(UpdaterOperation<T> op) throws IOException {
+        List<T> result = new java.util.ArrayList<>(1);
+        update(() -> result.add(op.run(writes, storage, header)));
+        return result.get(0);
+    }
+
+    /** An operation on the refcount structure or tables of an image open for writing. */
+    @FunctionalInterface
+    interface UpdaterOperation<T> {
+        T run(Qcow2Updater updater, FileStorage storage, Header header) throws IOException;
+    }
+
     /** QEMU's {@code qcow2_make_empty} fallback: see {@link Qcow2Updater#discardAllInFull}. */
     void discardAllInFull() throws IOException {
         update(() -> writes.discardAllInFull());

@@ -846,6 +846,11 @@ public final class Qcow2Updater {
         clusterDiscard(offset, bytes, RefcountTable.Discard.REQUEST, false);
     }
 
+    /** Frees {@code length} bytes at {@code offset} without discarding them (QEMU's {@code QCOW2_DISCARD_OTHER}). */
+    void freeKept(long offset, long length) throws IOException {
+        refcounts.free(offset, length, RefcountTable.Discard.OTHER);
+    }
+
     /**
      * QEMU's {@code expand_zero_clusters_in_l1} over the active L1 table (for {@code qcow2_downgrade}; the caller
      * refuses images with snapshots and extended L2 entries): a zero cluster without host cluster becomes unallocated
