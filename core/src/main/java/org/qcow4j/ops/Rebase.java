@@ -142,13 +142,13 @@ public final class Rebase {
             if (top[0] != 0) {
                 continue;
             }
-            if (prefixDepth > 0) {
-                long[] above = allocated(image, offset, n, prefixDepth);
+            if (prefixDepth > 0 && offset < oldSize) {
+                long[] above = allocated(image, offset, Math.min(n, oldSize - offset), prefixDepth);
                 n = above[1];
                 if (above[0] == 0) {
                     continue;
                 }
-            }
+            } // past the old backing file's end the image read zeros: compared (qemu-img 7.2's stable fix, 024)
             if (readsZero(old, oldSize, offset, n) && readsZero(fresh, newSize, offset, n)) {
                 done += step; // both read as zeros: qemu-img reads and compares them, and writes nothing
                 progress.accept(Math.min(done, 100));
