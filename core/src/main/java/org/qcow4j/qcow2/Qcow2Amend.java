@@ -157,8 +157,12 @@ public final class Qcow2Amend {
         if (withSnapshots) {
             throw new UnsupportedFeatureException(name, "downgrading an image with internal snapshots");
         }
+        // QEMU's amend progress: the share of L1 entries expanded, when the version is the only change counted
+        boolean alone = o.refcountBits() == null || o.refcountBits() == h.refcountBits();
+        DoubleConsumer progress = o.progress() == null || !alone ? p -> { } : o.progress();
+        int l1Size = h.l1Size();
         try (WritableImage image = Qcow2Image.openWritable(path, o.open().withQemuLayout(true))) {
-            ((Qcow2Image) image).expandZeroClusters();
+            ((Qcow2Image) image).expandZeroClusters(v -> progress.accept(100.0 * v / l1Size));
         }
         h = reread(path, name, h);
         if (h.has(Feature.COMPRESSION_TYPE)) {

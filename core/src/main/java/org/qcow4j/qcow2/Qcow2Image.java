@@ -673,8 +673,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     }
 
     /** QEMU's {@code qcow2_expand_zero_clusters} (active table only): see {@link Qcow2Updater#expandZeroClusters}. */
-    void expandZeroClusters() throws IOException {
-        update(() -> writes.expandZeroClusters());
+    void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
+        update(() -> writes.expandZeroClusters(visited));
     }
 
     /** Runs {@code op} on the updater, its storage and header with the write lock held alone. */

@@ -857,9 +857,9 @@ public final class Qcow2Updater {
      * when there is no backing file, else a new cluster written with zeros; a preallocated zero cluster has its host
      * cluster written with zeros; either then maps as data (COPIED when its L2 table is not shared).
      */
-    void expandZeroClusters() throws IOException {
+    void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
         long entries = geo.l2Entries();
-        for (int i = 0; i < map.l1Size(); i++) {
+        for (int i = 0; i < map.l1Size(); visited.accept(++i)) {
             long l2 = map.l2Offset(i);
             if (l2 == 0) {
                 continue;
