@@ -26,7 +26,7 @@ import org.qcow4j.testing.Processes;
  * overlay's.
  */
 class OpsCrashTest {
-    private static final int KILLS = Integer.getInteger("crash.kills", 3);
+    private static final int KILLS = Integer.getInteger("crash.kills", 4);
     private static final int SIZE = 8 << 20;
 
     @TempDir
@@ -65,7 +65,7 @@ class OpsCrashTest {
             byte[] before = read(dir.resolve("top.qcow2"));
             byte[] baseBefore = read(dir.resolve("base.qcow2"));
 
-            boolean wasKilled = runAndKill(operation, random.nextInt(1500));
+            boolean wasKilled = runAndKill(operation, random.nextInt(250));
             killed += wasKilled ? 1 : 0;
             String what = operation + " round " + round;
             for (String f : new String[] {"base.qcow2", "other.qcow2", "top.qcow2"}) {
