@@ -232,12 +232,13 @@ public final class Images {
     /**
      * Changes the options of the qcow2 image {@code path} that QEMU 7.2 amends ({@code qemu-img amend -o}): version
      * 2 and 3 both ways (a downgrade expands zero clusters and refuses what version 2 cannot hold), lazy refcounts,
-     * the raw flag and name of an external data file, the size; the backing file only as it is. In QEMU's order,
-     * each header change one write of cluster 0 once what it names is on disk.
+     * the refcount width (the refcount structure rewritten), the raw flag and name of an external data file, the
+     * size; the backing file only as it is. In QEMU's order, each header change one write of cluster 0 once what it
+     * names is on disk.
      *
      * @throws ImageOperationException what QEMU refuses, in its words
-     * @throws UnsupportedFeatureException a change of the refcount width, and version changes QEMU makes by
-     *         rewriting snapshot tables (not done yet), before anything is written
+     * @throws UnsupportedFeatureException version changes QEMU makes by rewriting snapshot tables (not done yet),
+     *         before anything is written
      */
     public static void amend(Path path, AmendOptions options) throws IOException {
         org.qcow4j.qcow2.Qcow2Amend.amend(path, options);
