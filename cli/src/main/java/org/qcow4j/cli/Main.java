@@ -19,10 +19,10 @@ import java.util.List;
 public final class Main {
     static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
             new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand(), new NbdCommand(),
-            new SnapshotCommand(), new BitmapCommand());
+            new SnapshotCommand(), new BitmapCommand(), new RebaseCommand(), new CommitCommand(), new AmendCommand());
     /** qemu-img's commands among ours (io and e2image are other programs' jobs). */
     private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "convert", "create", "info", "map",
-            "snapshot", "bitmap");
+            "snapshot", "bitmap", "rebase", "commit", "amend");
 
     private Main() {
     }
