@@ -28,6 +28,8 @@ public final class ChainOpener {
     private final OpenOptions options;
     private final List<Path> chain = new ArrayList<>();
     private final List<String> names = new ArrayList<>();
+    /** Set by {@link #openForWriting}: the top image's data file is opened for writing too. */
+    private boolean writingTop;
 
     public ChainOpener(OpenOptions options) {
         this.options = options;
@@ -80,6 +82,7 @@ public final class ChainOpener {
         }
         chain.add(real);
         names.add(filename);
+        writingTop = true;
         FileStorage storage = FileStorage.open(path, Access.WRITE);
         try {
             String fmt = options.format() != null && !options.format().isEmpty() ? options.format() : probe(storage);
@@ -93,11 +96,14 @@ public final class ChainOpener {
         }
     }
 
-    /** Opens an external data file (incompatible bit 2) for reading. */
+    /**
+     * Opens an external data file (incompatible bit 2): for writing with QEMU's writer locks when it belongs to the
+     * image {@link #openForWriting} opens, else for reading.
+     */
     FileStorage openDataFile(String filename, String image, int depth) throws IOException {
         String role = "external data file of " + image;
         Path real = realPath(Path.of(filename), filename, role, MissingFileException.Role.DATA_FILE, image, depth);
-        return openFile(Path.of(filename), real, filename, role, readAccess());
+        return openFile(Path.of(filename), real, filename, role, writingTop && depth == 0 ? Access.WRITE : readAccess());
     }
 
     /** How the images read here are locked: as QEMU's readers, or not at all with force-share. */

@@ -113,7 +113,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /**
      * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
-     * (persistent bitmaps, an external data file) before anything is written.
+     * (persistent bitmaps) before anything is written. An external data file is opened for writing too.
      */
     @SuppressWarnings("try") // the hold is there only for its locks
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
@@ -229,6 +229,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             if (q.writes == null) {
                 throw new WriteRefusedException(path.toString(), q.warnings.isEmpty() ? "opened read-only" : q.warnings.get(0));
             }
+            if (q.dataStorage != q.storage) {
+                // QEMU's qcow2_snapshot_create and _goto: -ENOTSUP before anything else
+                throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.EXTERNAL_DATA_FILE,
+                        "internal snapshots are not possible with an external data file");
+            }
             q.lock.writeLock().lock();
             try {
                 List<T> result = new java.util.ArrayList<>(1);
@@ -267,8 +272,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             ro.warnings.add(filename + ": the image is marked corrupt; opened read-only (qemu-img check -r all repairs it)");
             return ro;
         }
-        String refused = h.has(Feature.BITMAPS) ? "writing to an image with persistent bitmaps"
-                : h.has(Feature.EXTERNAL_DATA_FILE) ? "writing to an image with an external data file" : null;
+        String refused = h.has(Feature.BITMAPS) ? "writing to an image with persistent bitmaps" : null;
         if (refused != null) {
             throw new UnsupportedFeatureException(filename, refused);
         }
@@ -392,6 +396,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     @Override
     public String dataFile() {
         return dataFileName;
+    }
+
+    /** Where guest data clusters live: the external data file, or the image file itself. */
+    FileStorage dataStorage() {
+        return dataStorage;
     }
 
     private Run lookup(long guest, long maxLen) throws IOException {
