@@ -416,6 +416,12 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         int index = geo.l2Index(guest);
         long entry = table[ext ? 2 * index : index];
         SubclusterType type = classify(table, index, geo.subclusterIndex(guest), l2Offset);
+        if (dataStorage != storage && (type == SubclusterType.NORMAL || type == SubclusterType.ZERO_ALLOC
+                || type == SubclusterType.UNALLOCATED_ALLOC) && L2Entry.hostOffset(entry) != geo.startOfCluster(guest)) {
+            // QEMU's qcow2_get_host_offset: a data file's cluster lies at its guest offset, anything else is corruption
+            throw l2Error(l2Offset, index, entry, "external data file host cluster offset does not match the guest"
+                    + " cluster offset " + FormatException.hex(geo.startOfCluster(guest)));
+        }
         long host = type.hasHostOffset() ? L2Entry.hostOffset(entry) + geo.offsetInCluster(guest) : -1;
         long pos = (guest / unit + 1) * unit;
         while (pos < limit) {
