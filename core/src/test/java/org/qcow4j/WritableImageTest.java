@@ -180,6 +180,22 @@ class WritableImageTest {
         assertArrayEquals(before, Files.readAllBytes(img), "refused snapshot: image untouched");
     }
 
+    /** A lazy-refcounts image with a data file left dirty by a crash is repaired on open, as QEMU's open repairs it. */
+    @Test
+    void aDirtyImageWithADataFileIsRepairedOnOpen() throws IOException {
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=dd.raw,lazy_refcounts=on", "dd.qcow2", "4M");
+        Processes.run(dir, "qemu-io", "-c", "write -P 1 0 1M", "-c", "abort", "dd.qcow2"); // killed by SIGABRT: dirty
+        Path img = dir.resolve("dd.qcow2");
+        assertEquals(5, Files.readAllBytes(img)[79] & 5, "dirty, with its data file");
+        try (WritableImage image = Images.openWritable(img)) {
+            assertTrue(image.warnings().toString().contains("repaired"), image.warnings().toString());
+            image.write(ByteBuffer.wrap(pattern(4096, 9)), 2 << 20);
+        }
+        assertEquals(4, Files.readAllBytes(img)[79] & 5, "clean after close");
+        Processes.Result check = Processes.run(dir, "qemu-img", "check", "dd.qcow2");
+        assertEquals(0, check.exit(), check.out() + check.err());
+    }
+
     /** Guest data written at guest offsets into the image itself would overwrite its header: QEMU's locks refuse. */
     @Test
     void refusesADataFileThatIsTheImageItself() throws IOException {
