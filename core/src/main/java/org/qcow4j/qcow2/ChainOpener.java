@@ -102,8 +102,8 @@ public final class ChainOpener {
     }
 
     /**
-     * Opens an external data file (incompatible bit 2): for writing with QEMU's writer locks when it belongs to the
-     * image {@link #openForWriting} opens, else for reading.
+     * Opens an external data file (incompatible bit 2): for writing when it belongs to the image
+     * {@link #openForWriting} opens, else for reading; with the lock bytes QEMU's data child takes.
      */
     FileStorage openDataFile(String filename, String image, int depth) throws IOException {
         String role = "external data file of " + image;
@@ -117,7 +117,8 @@ public final class ChainOpener {
             }
             writableDataFile = real;
         }
-        return openFile(Path.of(filename), real, filename, role, writable ? Access.WRITE : readAccess());
+        Access access = writable ? Access.DATA_FILE_WRITE : options.forceShare() ? Access.SHARED_READ : Access.DATA_FILE_READ;
+        return openFile(Path.of(filename), real, filename, role, access);
     }
 
     private static QcowException sharedDataFile(String image, String file) {
