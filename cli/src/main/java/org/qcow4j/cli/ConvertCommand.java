@@ -182,8 +182,13 @@ final class ConvertCommand extends Command {
             String backingName = args.get("-B", qcow2Options.backingFile());
             if (backingName != null) {
                 refuseBackingWithSeveral(inputs);
+                String backingFormat = args.get("-F", qcow2Options.backingFormat());
+                if (backingFormat == null) {
+                    // QEMU 7.2 no longer probes a new image's backing file
+                    throw CommandLine.UsageException.withoutHint("Use of backing file requires explicit backing format");
+                }
                 DiskImage backing = Images.open(Path.of(Images.resolveRelative(output, backingName)),
-                        OpenOptions.defaults().withFormat(args.get("-F", qcow2Options.backingFormat())));
+                        OpenOptions.defaults().withFormat(backingFormat));
                 opened.add(backing);
                 options = options.withBacking(backing).withQcow2(qcow2Options.withBacking(backingName, backing.format()));
             }

@@ -129,6 +129,11 @@ public final class ManagedImage implements WritableImage {
     }
 
     @Override
+    public List<String> repairDiagnostics() {
+        return image.repairDiagnostics();
+    }
+
+    @Override
     public String filename() {
         return image.filename();
     }

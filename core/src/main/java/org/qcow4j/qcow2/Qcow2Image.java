@@ -59,6 +59,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     /** Set once by {@link #openWritable}; null for an image opened read-only. */
     private Qcow2Updater writes;
     private final List<String> warnings = new java.util.ArrayList<>();
+    /** The lines of the repair made on open (a dirty image), as {@code check -r} prints them. */
+    private final List<String> repairDiagnostics = new java.util.ArrayList<>();
     /** Readers share it, writers (and flush, resize, close) hold it alone; used only when opened for writing. */
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
 
@@ -256,6 +258,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private static WritableImage openHeld(Path path, OpenOptions options) throws IOException {
         String filename = path.toString();
         List<String> notes = new java.util.ArrayList<>();
+        List<String> repairLines = new java.util.ArrayList<>();
         Header h;
         try (FileStorage probe = FileStorage.open(path, Access.PROBE)) {
             String format = options.format() != null && !options.format().isEmpty() ? options.format() : ChainOpener.probe(probe);
@@ -276,9 +279,13 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         if (refused != null) {
             throw new UnsupportedFeatureException(filename, refused);
         }
+        if (Boolean.TRUE.equals(options.lazyRefcounts()) && h.version() < 3) {
+            throw new QcowException(filename, "lazy refcounts need a version 3 image (compat=1.1); this one is version "
+                    + h.version(), null, "Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level");
+        }
         if (h.has(Feature.DIRTY)) {
             // As QEMU on open: lazy refcounts left unwritten by a crash are rebuilt before anything else is written.
-            Qcow2Check.repairDirty(path, line -> { });
+            Qcow2Check.repairDirty(path, repairLines::add);
             notes.add(filename + ": repaired the refcounts of a dirty image (lazy refcounts, not closed cleanly)");
         }
         Qcow2Image image = new ChainOpener(options).openForWriting(filename);
@@ -289,6 +296,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             throw e;
         }
         image.warnings.addAll(notes);
+        image.repairDiagnostics.addAll(repairLines);
         return image;
     }
 
@@ -727,6 +735,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     @Override
     public List<String> warnings() {
         return List.copyOf(warnings);
+    }
+
+    @Override
+    public List<String> repairDiagnostics() {
+        return List.copyOf(repairDiagnostics);
     }
 
     @Override

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
+import org.qcow4j.CorruptionException;
 import org.qcow4j.DiskImage;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
@@ -103,7 +104,7 @@ public final class Qcow2Updater {
         this.map = map;
         this.backing = backing;
         this.clusterSize = geo.clusterSize();
-        this.lazy = header.has(Feature.LAZY_REFCOUNTS);
+        this.lazy = options.lazyRefcounts() != null ? options.lazyRefcounts() : header.has(Feature.LAZY_REFCOUNTS);
         this.qemuLayout = options.qemuLayout();
         this.refcounts = new RefcountTable(filename, storage, header, options.refcountCacheBytes());
         refcounts.setReuseBarrier(this::flush);
@@ -173,6 +174,26 @@ public final class Qcow2Updater {
                 broken = e;
             }
             throw e;
+        } catch (CorruptionException e) {
+            broken = e;
+            markCorrupt();
+            throw e;
+        }
+    }
+
+    /**
+     * QEMU's {@code qcow2_mark_corrupt}: the corrupt bit set in the header (version 3; a version 2 header has no
+     * place for it), so no writer opens the image until it is repaired. Best effort: the request has failed anyway.
+     */
+    private void markCorrupt() {
+        if (header.version() < 3) {
+            return;
+        }
+        try {
+            setIncompatible(header.incompatibleFeatures() | (dirtyBitSet ? Feature.DIRTY.mask() : 0)
+                    | Feature.CORRUPT.mask());
+        } catch (IOException | RuntimeException e) {
+            // the image is broken already: nothing more to do
         }
     }
 
@@ -378,7 +399,7 @@ public final class Qcow2Updater {
     private boolean handleCopied(long guest, Span s, List<Meta> metas) throws IOException {
         long in = geo.offsetInCluster(guest);
         long n = clustersToLook(guest, s.bytes);
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         long[] table = map.table(l2);
         int index = geo.l2Index(guest);
         long entry = entryAt(table, index);
@@ -402,7 +423,7 @@ public final class Qcow2Updater {
     private boolean handleAlloc(long guest, Span s, List<Meta> metas) throws IOException {
         long in = geo.offsetInCluster(guest);
         long n = clustersToLook(guest, s.bytes);
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         int index = geo.l2Index(guest);
         n = countSingleWrite(n, map.table(l2), index, true);
         long fresh = refcounts.allocatedEnd();
@@ -556,7 +577,7 @@ public final class Qcow2Updater {
      * reading and scanning its copy-on-write regions.
      */
     private boolean readsZeroUnread(long guest) throws IOException {
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         long[] table = map.table(l2);
         int index = geo.l2Index(guest);
         if (geo.extendedL2()) {
@@ -575,7 +596,7 @@ public final class Qcow2Updater {
      * {@code prealloc}ated ones, whose bitmap QEMU leaves as it was).
      */
     private void link(Meta m, List<Long> replaced, boolean prealloc) throws IOException {
-        long l2 = map.ensureTable(m.guest(), refcounts);
+        long l2 = ensureTable(m.guest());
         int index = geo.l2Index(m.guest());
         long sub = geo.subclusterSize();
         for (int i = 0; i < m.clusters(); i++) {
@@ -633,7 +654,7 @@ public final class Qcow2Updater {
             if (stream == null) {
                 write(src.slice(src.position(), n), offset);
             } else {
-                long l2 = map.ensureTable(offset, refcounts);
+                long l2 = ensureTable(offset);
                 long entry = entryAt(map.table(l2), geo.l2Index(offset));
                 if (L2Entry.clusterType(entry, geo.extendedL2(), false) == SubclusterType.COMPRESSED
                         || L2Entry.hostOffset(entry) != 0) {
@@ -785,7 +806,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, false)) {
             return true;
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         long[] table = map.table(l2);
         int index = geo.l2Index(offset);
         long entry = entryAt(table, index);
@@ -808,7 +829,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, false)) {
             return Math.min(n, geo.l2Entries() - index);
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         n = Math.min(n, geo.l2Entries() - index);
         boolean ext = geo.extendedL2();
         for (int i = 0; i < n; i++) {
@@ -914,7 +935,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, full)) {
             return Math.min(n, geo.l2Entries() - index);
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         n = Math.min(n, geo.l2Entries() - index);
         boolean ext = geo.extendedL2();
         for (int i = 0; i < n; i++) {
@@ -1171,6 +1192,33 @@ public final class Qcow2Updater {
             }
         }
         flush();
+    }
+
+    /**
+     * QEMU's {@code get_cluster_table} ({@link ClusterMap#ensureTable}). With lazy refcounts a new table's refcount
+     * still reaches the file at once, with every other refcount counted so far: QEMU's {@code l2_allocate} flushes
+     * its refcount cache right after allocating the table, so after a crash the tables are counted and only the
+     * data clusters since may not be (what {@code qemu-img check} then reports, and the repair on open fixes).
+     */
+    private long ensureTable(long guest) throws IOException {
+        long l1 = map.l1Entry((int) geo.l1Index(guest));
+        boolean allocates = L1Entry.l2Offset(l1) == 0 || (l1 & L1Entry.COPIED) == 0;
+        long table;
+        try {
+            table = map.ensureTable(guest, refcounts);
+        } catch (CorruptionException e) {
+            if (!e.field().equals("refcount of cluster 0")) {
+                throw e;
+            }
+            // the header's cluster counted free: QEMU hands it out for the table, and then stops
+            throw new CorruptionException(filename, e.field(), e.value(), "a new L2 table would overwrite the header",
+                    "Preventing invalid allocation of L2 table at offset 0");
+        }
+        if (lazy && allocates) {
+            markDirty(); // (QEMU sets it later in the request; first, a crash in between leaves no leak unrepaired)
+            writeRefcounts();
+        }
+        return table;
     }
 
     /** Makes everything written so far durable, in the order described above. */
