@@ -38,8 +38,9 @@ public final class Images {
     /**
      * Opens the qcow2 or raw image {@code path} for reading and writing (a qcow2 image's backing chain read-only).
      * A dirty qcow2 image (lazy refcounts, not closed) is repaired first, as QEMU does; one marked corrupt opens
-     * read-only with a warning; one with an external data file is refused by name. Persistent bitmaps are loaded,
-     * flagged in use on disk, record writes and are stored on close ({@link DirtyBitmaps}). Images
+     * read-only with a warning. Persistent bitmaps are loaded, flagged in use on disk, record writes and are stored on
+     * close ({@link DirtyBitmaps}). An external data file is written as QEMU writes it (data clusters at their guest
+     * offsets; a raw one kept equal to the disk). Images
      * with internal snapshots take writes as QEMU's do (shared tables and clusters copied on write). A raw image whose format was probed refuses writes that would make it probe as qcow2.
      * Writes follow the request rules of {@code options} (writethrough, discard, detect-zeroes).
      */

@@ -14,8 +14,13 @@ public class SnapshotException extends QcowException {
         NOT_FOUND,
         /** Too many snapshots, or too large a table (QEMU's EFBIG). */
         TOO_BIG,
-        /** The image cannot take internal snapshots: raw, or with an external data file (QEMU's ENOTSUP). */
+        /** The image format cannot take internal snapshots: raw (QEMU: the driver has no snapshot functions). */
         NOT_SUPPORTED,
+        /**
+         * A qcow2 image that keeps its data in an external data file, which internal snapshots cannot share (QEMU's
+         * qcow2 driver returns ENOTSUP).
+         */
+        EXTERNAL_DATA_FILE,
         /**
          * A refcount would pass its maximum (QEMU's EINVAL from {@code update_refcount}): as in QEMU the references
          * taken until then stay, as leaked clusters, and the snapshot is not made.

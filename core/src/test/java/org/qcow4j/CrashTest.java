@@ -27,7 +27,8 @@ import org.qcow4j.testing.Processes;
  * Crash safety: a child JVM writes, zeroes and discards at random (flushing now and then, saying so on stdout) and is
  * killed with SIGKILL at a random moment. Afterwards {@code qemu-img check} finds no corruption (leaks are allowed),
  * and every byte that a completed flush covered, and that no later operation touched, reads back. With lazy
- * refcounts the image is left dirty; opening it for writing repairs it, after which the check must be clean.
+ * refcounts the image is left dirty; opening it for writing repairs it, after which the check must be clean. One kind
+ * keeps its data in a raw external data file.
  */
 class CrashTest {
     private static final long SIZE = 64L << 20;
@@ -96,7 +97,7 @@ class CrashTest {
 
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"compat=1.1", "compat=1.1,backing", "extended_l2=on,backing", "cluster_size=4096", "lazy_refcounts=on,backing",
-        "lazy_refcounts=on,extended_l2=on"})
+        "lazy_refcounts=on,extended_l2=on", "data_file=crash.data,data_file_raw=on"})
     void killedAtRandomMomentsLeavesAConsistentImage(String config) throws Exception {
         boolean backing = config.endsWith(",backing");
         String options = backing ? config.substring(0, config.length() - ",backing".length()) : config;
@@ -116,6 +117,7 @@ class CrashTest {
         for (int round = 0; round < KILLS; round++) {
             Path img = dir.resolve("crash.qcow2");
             Files.deleteIfExists(img);
+            Files.deleteIfExists(dir.resolve("crash.data")); // an external data file (QEMU and we find it in dir)
             List<String> create = new ArrayList<>(List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o", options));
             if (backing) {
                 create.addAll(List.of("-b", "base.raw", "-F", "raw"));

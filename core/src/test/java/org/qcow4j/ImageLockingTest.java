@@ -124,6 +124,33 @@ class ImageLockingTest {
         assertEquals(Set.of("100-100", "201-201", "203-203"), qemuReader);
     }
 
+    /** An external data file is locked as QEMU's data child locks it: the write permission shared (no byte 201). */
+    @Test
+    @SuppressWarnings("try") // the images are open only for their locks
+    void ourDataFileLockBytesAreQemus() throws IOException, InterruptedException {
+        Path data = dir.resolve("d.data").toAbsolutePath(); // qemu-io runs elsewhere: an absolute name
+        Path df = dir.resolve("df.qcow2");
+        qemuImg("create", "-q", "-f", "qcow2", "-o", "data_file=" + data, df.toString(), "1M");
+        holder = ImageLocks.qemuIoHolding(df);
+        ImageLocks.await(data, holder); // qemu-io locks the data file after the image
+        Set<String> qemuWriter = ImageLocks.held(data, holder.pid());
+        stopHolder();
+        holder = ImageLocks.qemuIoHolding(df, "-r");
+        ImageLocks.await(data, holder);
+        Set<String> qemuReader = ImageLocks.held(data, holder.pid());
+        stopHolder();
+        holder = null;
+        long self = ProcessHandle.current().pid();
+        try (WritableImage w = Images.openWritable(df)) {
+            assertEquals(qemuWriter, ImageLocks.held(data, self));
+        }
+        try (DiskImage r = Images.open(df)) {
+            assertEquals(qemuReader, ImageLocks.held(data, self));
+        }
+        assertEquals(Set.of("100-101", "103-103", "203-203"), qemuWriter);
+        assertEquals(Set.of("100-100", "203-203"), qemuReader);
+    }
+
     @Test
     void twoQcow4jProcessesDoNotWriteOneImageAndAKilledOneLetsGo() throws Exception {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();

@@ -2,6 +2,7 @@ package org.qcow4j;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -20,10 +21,14 @@ import org.qcow4j.testing.Processes;
 import org.qcow4j.testing.Shrinker;
 
 /**
- * Random sequences of write, writeZeroes, discard, resize and flush on images QEMU made (backing files, compressed
- * clusters, extended L2, small clusters, version 2, lazy refcounts, narrow and wide refcounts), against an in-memory
- * model of the disk. After each sequence our own reads, and {@code qemu-img convert -O raw} of the closed image,
- * equal the model, and {@code qemu-img check} finds nothing. Version 3 images carry persistent dirty bitmaps, which the
+ * Random sequences of write, writeZeroes, discard, resize and flush, and on a third of them internal snapshot create,
+ * apply and delete, on images QEMU made (backing files, compressed clusters, extended L2, small clusters, version 2,
+ * lazy refcounts, narrow and wide refcounts, external data files plain and raw), against an in-memory model of the disk
+ * and of its snapshots. After each sequence our own reads, and {@code qemu-img convert -O raw} of the closed image,
+ * equal the model, and {@code qemu-img check} finds nothing; {@code qemu-img snapshot -l} lists the model's snapshots
+ * (ids and names), and each reads as the disk did when it was taken (ours, and {@code qemu-img convert -l}, over the
+ * snapshot's size: past it QEMU reads at the image's current size); a raw data file holds the disk itself. Version 3
+ * images without a data file carry persistent dirty bitmaps in the sequences without snapshot operations, which the
  * sequences also clear, disable and enable: the granules our bitmaps hold after the close are the model's (for the
  * first run of each kind, as {@code qemu-nbd -B} serves them), and none is left in use. A failing sequence is shrunk (operations dropped while it
  * still fails) before it is reported. {@code -Dprop.seed=N} changes the sequences, {@code -Dprop.runs=N} their number
@@ -35,6 +40,15 @@ import org.qcow4j.testing.Shrinker;
 class WritableImagePropertyTest {
     /** How one image is made: qemu-img create options, virtual size, and what is below and inside it. */
     record Config(String name, String options, int clusterSize, long size, boolean v2, boolean backing, boolean compressed) {
+        /** An external data file, {@code top.data} beside the image: no internal snapshots (QEMU refuses them). */
+        boolean dataFile() {
+            return options.contains("data_file=");
+        }
+
+        /** Whether snapshot operations are among the sequence's: not with a data file, nor with 1-bit refcounts. */
+        boolean snapshots() {
+            return !dataFile() && !options.contains("refcount_bits=1,") && !options.endsWith("refcount_bits=1");
+        }
     }
 
     static final List<Config> CONFIGS = List.of(
@@ -49,9 +63,15 @@ class WritableImagePropertyTest {
             new Config("512 refcount 64", "cluster_size=512,refcount_bits=64", 512, 1 << 20, false, true, false),
             new Config("512 refcount 1", "cluster_size=512,refcount_bits=1", 512, 512 << 10, false, false, false),
             new Config("lazy refcounts backing", "lazy_refcounts=on", 65536, 4 << 20, false, true, false),
-            new Config("2M clusters", "cluster_size=2M", 2 << 20, 8 << 20, false, true, false));
+            new Config("2M clusters", "cluster_size=2M", 2 << 20, 8 << 20, false, true, false),
+            new Config("data file", "data_file=top.data", 65536, 4 << 20, false, false, false),
+            new Config("data file backing", "data_file=top.data", 65536, 4 << 20, false, true, false),
+            new Config("data file raw ext l2", "data_file=top.data,data_file_raw=on,extended_l2=on", 65536, 4 << 20,
+                    false, false, false));
 
-    enum Kind { WRITE, ZEROES, ZEROES_UNMAP, DISCARD, RESIZE, FLUSH, BITMAP_CLEAR, BITMAP_DISABLE, BITMAP_ENABLE }
+    /** What an operation does; the snapshot ones come only from {@link #withSnapshots}. */
+    enum Kind { WRITE, ZEROES, ZEROES_UNMAP, DISCARD, RESIZE, FLUSH, BITMAP_CLEAR, BITMAP_DISABLE, BITMAP_ENABLE,
+        SNAPSHOT_CREATE, SNAPSHOT_APPLY, SNAPSHOT_DELETE }
 
     /** One operation; offsets and lengths are picked from {@code a} and {@code b} against the size at the time. */
     record Op(Kind kind, int a, int b, int pattern) {
@@ -64,7 +84,7 @@ class WritableImagePropertyTest {
     /** The operation mix: mostly writes, some zeroing and discards, a few resizes and flushes. */
     private static Kind[] weighted() {
         List<Kind> k = new ArrayList<>();
-        int[] weights = {10, 3, 2, 3, 1, 2, 1, 1, 1};
+        int[] weights = {10, 3, 2, 3, 1, 2, 1, 1, 1, 0, 0, 0};
         for (Kind kind : Kind.values()) {
             for (int i = 0; i < weights[kind.ordinal()]; i++) {
                 k.add(kind);
@@ -82,12 +102,30 @@ class WritableImagePropertyTest {
         return ops;
     }
 
+    /**
+     * {@code ops} with one to four snapshot operations put in at random places (mostly creates), from a generator of
+     * their own so that the other operations stay those of the seed.
+     */
+    static List<Op> withSnapshots(Random r, List<Op> ops) {
+        List<Op> all = new ArrayList<>(ops);
+        Kind[] kinds = {Kind.SNAPSHOT_CREATE, Kind.SNAPSHOT_CREATE, Kind.SNAPSHOT_APPLY, Kind.SNAPSHOT_DELETE};
+        for (int i = 1 + r.nextInt(4); i > 0; i--) {
+            all.add(r.nextInt(all.size() + 1), new Op(kinds[r.nextInt(kinds.length)], r.nextInt(Integer.MAX_VALUE), 0, 0));
+        }
+        return all;
+    }
+
     @TestFactory
     Stream<DynamicTest> randomSequencesMatchTheModel() {
-        return CONFIGS.stream().flatMap(c -> java.util.stream.IntStream.range(0, RUNS).mapToObj(run -> {
+        // the data file kinds share the write paths of the others: half as many runs keep the test in its time budget
+        return CONFIGS.stream().flatMap(c -> java.util.stream.IntStream.range(0, c.dataFile() ? Math.max(1, RUNS / 2) : RUNS)
+                .mapToObj(run -> {
             long seed = SEED * 31 + c.name().hashCode() * 1009L + run;
             return DynamicTest.dynamicTest(c.name() + " #" + run, () -> {
                 List<Op> ops = randomOps(new Random(seed));
+                if (c.snapshots() && run % 3 == 1) {
+                    ops = withSnapshots(new Random(~seed), ops);
+                }
                 AssertionFailedError failure = attempt(c, ops, run == 0);
                 if (failure != null) {
                     throw shrink(c, ops, failure, seed);
@@ -159,6 +197,10 @@ class WritableImagePropertyTest {
         return model;
     }
 
+    /** A snapshot in the model: QEMU's id, its name, and the disk as it was taken. */
+    private record SnapshotModel(String id, String name, byte[] disk) {
+    }
+
     /** Granularity of the "track" bitmap of version 3 images (the "off" one has QEMU's default and is disabled). */
     private static final int GRANULE = 4096;
 
@@ -166,30 +208,122 @@ class WritableImagePropertyTest {
         byte[] model = make(dir, c);
         Path img = dir.resolve("top.qcow2");
         List<String> done = new ArrayList<>();
+        List<SnapshotModel> snapshots = new ArrayList<>();
+        boolean snapshotted = false;
+        // bitmaps where their model holds: no data file, no snapshot operation (an applied snapshot is not a write)
+        boolean bitmaps = !c.v2() && !c.dataFile() && ops.stream().noneMatch(o -> o.kind().compareTo(Kind.SNAPSHOT_CREATE) >= 0);
         java.util.TreeSet<Long> granules = new java.util.TreeSet<>();
-        if (!c.v2()) {
+        if (bitmaps) {
             Images.addBitmap(img, OpenOptions.defaults(), "track", GRANULE, false);
             Images.addBitmap(img, OpenOptions.defaults(), "off", 0, true);
         }
         boolean[] enabled = {true};
-        try (WritableImage image = Images.openWritable(img)) {
+        WritableImage image = Images.openWritable(img);
+        try {
             for (Op op : ops) {
-                long before = model.length;
-                model = apply(image, c, model, op, done);
-                if (!c.v2()) {
-                    track(image, c, op, before, model.length, granules, enabled);
+                if (op.kind().compareTo(Kind.SNAPSHOT_CREATE) >= 0) {
+                    // a snapshot operation opens the image itself: ours is closed meanwhile, as qemu-img needs it
+                    image.close();
+                    model = snapshot(img, model, op, snapshots, done);
+                    snapshotted = true;
+                    image = Images.openWritable(img);
+                } else if (op.kind() == Kind.RESIZE && c.v2() && !snapshots.isEmpty()) {
+                    long newSize = Math.max(64 << 10, Math.min(c.size() * 2, (op.a() % (c.size() * 2)) / 512 * 512));
+                    WritableImage open = image;
+                    assertThrows(UnsupportedFeatureException.class, () -> open.resize(newSize), "v2 with snapshots");
+                    done.add("resize " + newSize + " (refused: v2 with snapshots)");
+                } else if (op.kind().name().startsWith("BITMAP_") && !bitmaps) {
+                    done.add(op.kind() + " (no bitmaps here)");
+                } else {
+                    long before = model.length;
+                    model = apply(image, c, model, op, done);
+                    if (bitmaps) {
+                        track(image, c, op, before, model.length, granules, enabled);
+                    }
                 }
             }
             byte[] ours = new byte[(int) image.size()];
             image.read(ByteBuffer.wrap(ours), 0);
             assertArrayEquals(model, ours, "our reads after " + done);
+        } finally {
+            image.close();
         }
         qemu(dir, "qemu-img", "convert", "-U", "-O", "raw", "top.qcow2", "out.raw");
         assertArrayEquals(model, Files.readAllBytes(dir.resolve("out.raw")), "qemu-img convert after " + done);
         Processes.Result check = Processes.run(dir, "qemu-img", "check", "top.qcow2");
         assertEquals(0, check.exit(), "qemu-img check after " + done + ":\n" + check.out() + check.err());
-        if (!c.v2()) {
+        if (c.options().contains("data_file_raw=on")) {
+            byte[] data = Files.readAllBytes(dir.resolve("top.data"));
+            assertArrayEquals(model, Arrays.copyOf(data, model.length), "the raw data file after " + done);
+        }
+        if (snapshotted) {
+            checkSnapshots(dir, img, model.length, snapshots, done);
+        }
+        if (bitmaps) {
             checkBitmaps(dir, img, model.length, granules, enabled[0], askQemuNbd, done);
+        }
+    }
+
+    /** Creates, applies or deletes a snapshot through {@link Images}, as {@code op} says; returns the disk after it. */
+    private static byte[] snapshot(Path img, byte[] model, Op op, List<SnapshotModel> snapshots, List<String> done)
+            throws IOException {
+        if (op.kind() == Kind.SNAPSHOT_CREATE) {
+            int id = 1; // QEMU's find_new_snapshot_id: one more than the largest
+            for (SnapshotModel s : snapshots) {
+                id = Math.max(id, Integer.parseInt(s.id()) + 1);
+            }
+            String name = "s" + (done.size() + 1);
+            Images.createSnapshot(img, OpenOptions.defaults(), name);
+            snapshots.add(new SnapshotModel(Integer.toString(id), name, model.clone()));
+            done.add("snapshot -c " + name);
+            return model;
+        }
+        if (snapshots.isEmpty()) {
+            done.add(op.kind() == Kind.SNAPSHOT_APPLY ? "snapshot -a (none)" : "snapshot -d (none)");
+            return model;
+        }
+        SnapshotModel s = snapshots.get(op.a() % snapshots.size());
+        if (op.kind() == Kind.SNAPSHOT_APPLY) {
+            Images.applySnapshot(img, OpenOptions.defaults(), s.name());
+            done.add("snapshot -a " + s.name());
+            return s.disk().clone();
+        }
+        Images.deleteSnapshot(img, OpenOptions.defaults(), s.id(), s.name());
+        snapshots.remove(s);
+        done.add("snapshot -d " + s.name());
+        return model;
+    }
+
+    /**
+     * {@code qemu-img snapshot -l} lists the model's snapshots in order (ids and names; dates and sizes not compared),
+     * and each reads, through us and through {@code qemu-img convert -l}, as the disk did when it was taken, up to the
+     * smaller of its size and the image's ({@code size}).
+     */
+    private static void checkSnapshots(Path dir, Path img, int size, List<SnapshotModel> snapshots, List<String> done)
+            throws IOException {
+        Processes.Result list = Processes.run(dir, "qemu-img", "snapshot", "-l", "top.qcow2");
+        assertEquals(0, list.exit(), "qemu-img snapshot -l after " + done + ": " + list.err());
+        List<String> listed = new ArrayList<>();
+        for (String line : list.out().split("\n")) {
+            String[] w = line.trim().split("\\s+");
+            if (w.length >= 2 && w[0].matches("\\d+")) {
+                listed.add(w[0] + " " + w[1]);
+            }
+        }
+        assertEquals(snapshots.stream().map(s -> s.id() + " " + s.name()).toList(), listed,
+                "qemu-img snapshot -l after " + done + ":\n" + list.out());
+        for (SnapshotModel s : snapshots) {
+            int n = Math.min(size, s.disk().length);
+            byte[] ours = new byte[n];
+            try (DiskImage d = Images.openSnapshot(img, OpenOptions.defaults(), null, s.name())) {
+                d.read(ByteBuffer.wrap(ours), 0);
+            }
+            assertArrayEquals(Arrays.copyOf(s.disk(), n), ours, "our reads of snapshot " + s.name() + " after " + done);
+            qemu(dir, "qemu-img", "convert", "-U", "-l", "snapshot.name=" + s.name(), "-O", "raw", "top.qcow2", "sn.raw");
+            byte[] theirs = Files.readAllBytes(dir.resolve("sn.raw"));
+            assertEquals(size, theirs.length, "qemu-img convert -l of " + s.name() + " is the image's size");
+            assertArrayEquals(Arrays.copyOf(s.disk(), n), Arrays.copyOf(theirs, n),
+                    "qemu-img convert -l snapshot.name=" + s.name() + " after " + done);
         }
     }
 

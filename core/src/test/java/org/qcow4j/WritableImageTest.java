@@ -163,13 +163,54 @@ class WritableImageTest {
     }
 
     @Test
-    void refusesWhatItDoesNotMaintainByName() throws IOException {
+    void writesAnExternalDataFileAtGuestOffsetsAndRefusesItsSnapshots() throws IOException {
         qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=d.raw", "df.qcow2", "1M");
-        qemu("qemu-img", "create", "-q", "-f", "raw", "r.raw", "1M");
-        byte[] before = Files.readAllBytes(dir.resolve("df.qcow2"));
-        assertTrue(assertThrows(UnsupportedFeatureException.class, () -> Images.openWritable(dir.resolve("df.qcow2")))
-                .getMessage().contains("external data file"));
-        assertArrayEquals(before, Files.readAllBytes(dir.resolve("df.qcow2")), "refused image untouched");
+        Path img = dir.resolve("df.qcow2");
+        try (WritableImage image = Images.openWritable(img)) {
+            image.write(ByteBuffer.wrap(pattern(100_000, 3)), 70_000);
+        }
+        byte[] data = Files.readAllBytes(dir.resolve("d.raw"));
+        assertArrayEquals(pattern(100_000, 3), Arrays.copyOfRange(data, 70_000, 170_000), "data at its guest offset");
+        Processes.Result check = Processes.run(dir, "qemu-img", "check", "df.qcow2");
+        assertEquals(0, check.exit(), check.out() + check.err());
+        byte[] before = Files.readAllBytes(img);
+        SnapshotException e = assertThrows(SnapshotException.class,
+                () -> Images.createSnapshot(img, OpenOptions.defaults(), "s"));
+        assertEquals(SnapshotException.Reason.EXTERNAL_DATA_FILE, e.reason());
+        assertArrayEquals(before, Files.readAllBytes(img), "refused snapshot: image untouched");
+    }
+
+    /** A lazy-refcounts image with a data file left dirty by a crash is repaired on open, as QEMU's open repairs it. */
+    @Test
+    void aDirtyImageWithADataFileIsRepairedOnOpen() throws IOException {
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=dd.raw,lazy_refcounts=on", "dd.qcow2", "4M");
+        Processes.run(dir, "qemu-io", "-c", "write -P 1 0 1M", "-c", "abort", "dd.qcow2"); // killed by SIGABRT: dirty
+        Path img = dir.resolve("dd.qcow2");
+        assertEquals(5, Files.readAllBytes(img)[79] & 5, "dirty, with its data file");
+        try (WritableImage image = Images.openWritable(img)) {
+            assertTrue(image.warnings().toString().contains("repaired"), image.warnings().toString());
+            image.write(ByteBuffer.wrap(pattern(4096, 9)), 2 << 20);
+        }
+        assertEquals(4, Files.readAllBytes(img)[79] & 5, "clean after close");
+        Processes.Result check = Processes.run(dir, "qemu-img", "check", "dd.qcow2");
+        assertEquals(0, check.exit(), check.out() + check.err());
+    }
+
+    /** Guest data written at guest offsets into the image itself would overwrite its header: QEMU's locks refuse. */
+    @Test
+    void refusesADataFileThatIsTheImageItself() throws IOException {
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=bb.qcow2", "aa.qcow2", "1M");
+        Path img = dir.resolve("aa.qcow2");
+        byte[] bytes = Files.readAllBytes(img);
+        String header = new String(bytes, 0, 4096, java.nio.charset.StandardCharsets.ISO_8859_1);
+        int at = header.indexOf("bb.qcow2");
+        assertTrue(at > 0);
+        bytes[at] = 'a';
+        bytes[at + 1] = 'a';
+        Files.write(img, bytes);
+        QcowException e = assertThrows(QcowException.class, () -> Images.openWritable(img));
+        assertTrue(e.getMessage().contains("is also an image of the chain"), e.getMessage());
+        assertArrayEquals(bytes, Files.readAllBytes(img), "refused image untouched");
     }
 
     @Test

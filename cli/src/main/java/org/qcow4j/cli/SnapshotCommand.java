@@ -103,12 +103,13 @@ final class SnapshotCommand extends Command {
         return switch (action) {
             case "-c" -> switch (e.reason()) {
                 case TOO_BIG -> "-27 (File too large)";
-                case NOT_SUPPORTED -> "-95 (Operation not supported)";
+                case NOT_SUPPORTED, EXTERNAL_DATA_FILE -> "-95 (Operation not supported)";
                 case NOT_FOUND -> "-2 (No such file or directory)";
                 case REFCOUNT_OVERFLOW -> "-22 (Invalid argument)";
             };
             case "-a" -> switch (e.reason()) {
                 case NOT_SUPPORTED -> "Block driver does not support snapshots";
+                case EXTERNAL_DATA_FILE -> "Failed to load snapshot: Operation not supported";
                 case NOT_FOUND -> "Failed to load snapshot: No such file or directory";
                 case TOO_BIG -> "Failed to load snapshot: File too large";
                 case REFCOUNT_OVERFLOW -> "Failed to load snapshot: Invalid argument";
@@ -116,6 +117,8 @@ final class SnapshotCommand extends Command {
             default -> switch (e.reason()) {
                 case NOT_FOUND -> "snapshot not found";
                 case NOT_SUPPORTED -> "Block driver does not support snapshots";
+                // qemu-img finds no snapshot to delete: QEMU's qcow2_snapshot_list refuses such an image
+                case EXTERNAL_DATA_FILE -> "snapshot not found";
                 case TOO_BIG -> "Failed to remove snapshot from snapshot list: File too large";
                 case REFCOUNT_OVERFLOW -> "Failed to free the cluster and L1 table: Invalid argument";
             };

@@ -303,6 +303,25 @@ class CheckRepairTest {
         return Stream.of(Arguments.of(65536, 16), Arguments.of(512, 64), Arguments.of(65536, 1), Arguments.of(4096, 8));
     }
 
+    /**
+     * An image with an external data file (plain with lazy refcounts, left dirty; raw): only the image file's
+     * metadata has refcounts, and an L2 table counted twice is repaired as qemu-img repairs it. (The data file's name
+     * is absolute: both tools find it from their sibling directories, and no repair writes it.)
+     */
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"lazy_refcounts=on", "data_file_raw=on"})
+    void imageWithADataFileIsRepaired(String options) throws IOException {
+        Path data = dir.resolve("img.data").toAbsolutePath();
+        Path img = create("df.qcow2", "-o", "data_file=" + data + "," + options, "4M");
+        Qemu.io(dir, img.toString(), "write -P 1 0 1M", "write -P 2 2M 100k");
+        Path original = copy(img, "original.qcow2");
+        CheckTest.setRefcount(img, CheckTest.l2TableOf(img, 0) >> 16, 2);
+        if (options.startsWith("lazy")) {
+            setFeatures(img, DIRTY | 4); // 4: the external data file bit stays
+        }
+        assertRepairsLikeQemu(img, original, CheckCommand.CORRUPT);
+    }
+
     /** A dirty image whose refcounts only leak: -r leaks repairs them and clears the dirty bit, as QEMU. */
     @Test
     void dirtyImageWithLeaksOnly() throws IOException {

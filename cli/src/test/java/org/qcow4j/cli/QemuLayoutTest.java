@@ -25,7 +25,7 @@ import org.qcow4j.testing.Shrinker;
  * offsets QEMU's allocation gives). Writes (unaligned, multi-cluster, across L2 tables), zero writes with and without
  * {@code -u}, discards, flushes and truncations, on every image kind: 64 KiB, 512-byte and 2 MiB clusters, 1- and
  * 64-bit refcounts, extended L2, lazy refcounts, version 2, overlays with a backing file, zlib and zstd compressed
- * clusters. Fixed scripts, then seeded random ones ({@code -Dlayout.seed=N}, {@code -Dlayout.runs=N} per kind),
+ * clusters, external data files (plain and raw, whose data files must come out the same too). Fixed scripts, then seeded random ones ({@code -Dlayout.seed=N}, {@code -Dlayout.runs=N} per kind),
  * shrunk when they fail. A difference is reported with its first offset and the structure it lies in.
  */
 class QemuLayoutTest {
@@ -40,6 +40,10 @@ class QemuLayoutTest {
      * qcow2 base or a {@code convert -c} of data (compressed clusters).
      */
     record Kind(String name, String options, long size, int clusterSize, boolean backing, boolean compressed) {
+        /** An external data file, {@code img.data} beside the image (each image in its own directory). */
+        boolean dataFile() {
+            return options.contains("data_file=");
+        }
     }
 
     static final List<Kind> KINDS = List.of(
@@ -56,7 +60,14 @@ class QemuLayoutTest {
             new Kind("backing-compat-0.10", "compat=0.10", 8 << 20, 65536, true, false),
             new Kind("backing-extended-l2", "extended_l2=on", 8 << 20, 65536, true, false),
             new Kind("zlib-compressed", "compression_type=zlib", 8 << 20, 65536, false, true),
-            new Kind("zstd-compressed", "compression_type=zstd", 8 << 20, 65536, false, true));
+            new Kind("zstd-compressed", "compression_type=zstd", 8 << 20, 65536, false, true),
+            new Kind("data-file", "data_file=img.data", 8 << 20, 65536, false, false),
+            new Kind("data-file-raw", "data_file=img.data,data_file_raw=on", 8 << 20, 65536, false, false),
+            new Kind("data-file-raw-extended-l2", "data_file=img.data,data_file_raw=on,extended_l2=on", 8 << 20, 65536,
+                    false, false),
+            new Kind("data-file-backing", "data_file=img.data", 8 << 20, 65536, true, false),
+            new Kind("data-file-raw-512", "data_file=img.data,data_file_raw=on,cluster_size=512", 4 << 20, 512, false,
+                    false));
 
     /** Fixed scripts; {@code S} is the disk size, {@code C} the cluster size, {@code L} what one L2 table covers. */
     static final List<List<String>> SCRIPTS = List.of(
@@ -129,9 +140,15 @@ class QemuLayoutTest {
     private AssertionFailedError attempt(Kind k, List<String> script) throws IOException {
         Path work = Files.createTempDirectory(dir, "run");
         try {
-            Path theirs = create(work, k, "theirs.qcow2");
-            Path ours = work.resolve("ours.qcow2");
+            // an image and its data file keep one relative name in a directory of their own
+            Path theirsDir = k.dataFile() ? Files.createDirectories(work.resolve("qemu")) : work;
+            Path oursDir = k.dataFile() ? Files.createDirectories(work.resolve("ours")) : work;
+            Path theirs = create(theirsDir, k, k.dataFile() ? "img.qcow2" : "theirs.qcow2");
+            Path ours = oursDir.resolve(k.dataFile() ? "img.qcow2" : "ours.qcow2");
             Files.copy(theirs, ours);
+            if (k.dataFile()) {
+                Files.copy(theirsDir.resolve("img.data"), oursDir.resolve("img.data"));
+            }
             List<String> qemu = Qemu.list("qemu-io");
             List<String> io = Qemu.list("io");
             for (String c : script) {
@@ -140,13 +157,21 @@ class QemuLayoutTest {
             }
             qemu.add(theirs.toString());
             io.add(ours.toString());
-            Qemu.Result want = Qemu.run(work, qemu.toArray(String[]::new));
+            // QEMU 7.2 opens a relative data file name from its working directory (qcow4j: from the image's)
+            Qemu.Result want = Qemu.run(theirsDir, qemu.toArray(String[]::new));
             Qemu.Result got = Qemu.qcow4j(io.toArray(String[]::new));
             if (want.exit() != got.exit()) {
                 return new AssertionFailedError(k.name() + " " + script + ": exit " + got.exit() + ", qemu-io's " + want.exit()
                         + "\nqemu-io: " + want.out() + want.err() + "\nqcow4j: " + got.out() + got.err());
             }
             String d = difference(theirs, ours);
+            if (d == null && k.dataFile()) {
+                Path td = theirsDir.resolve("img.data");
+                Path od = oursDir.resolve("img.data");
+                long at = Files.mismatch(td, od);
+                d = at < 0 ? null : "data files differ first at " + at + " (lengths " + Files.size(td) + " and "
+                        + Files.size(od) + ")";
+            }
             return d == null ? null : new AssertionFailedError(k.name() + " " + script + ": " + d);
         } finally {
             try (Stream<Path> files = Files.walk(work)) {
@@ -173,7 +198,9 @@ class QemuLayoutTest {
         if (k.backing()) {
             Path base = work.resolve("base.qcow2");
             if (!Files.exists(base)) {
-                Qemu.img(work, "create", "-q", "-f", "qcow2", "-o", k.options(), base.toString(), Long.toString(k.size() * 3 / 4));
+                // the base keeps its data in itself: two images on one data file would lock each other out
+                String baseOptions = k.dataFile() ? "compat=1.1" : k.options();
+                Qemu.img(work, "create", "-q", "-f", "qcow2", "-o", baseOptions, base.toString(), Long.toString(k.size() * 3 / 4));
                 Qemu.io(work, base.toString(), "write -P 0xba 0 " + k.size() * 3 / 4, "write -z 1M 64k");
             }
             args.addAll(List.of("-b", base.toString(), "-F", "qcow2"));

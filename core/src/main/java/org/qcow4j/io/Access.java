@@ -16,6 +16,13 @@ public enum Access {
     READ(false, Access.P_READ, Access.P_ALL & ~(Access.P_WRITE | Access.P_RESIZE)),
     /** Writes an image; nobody else may write or resize it, or read it without {@code -U} (100, 101, 103, 201, 203). */
     WRITE(true, Access.P_READ | Access.P_WRITE | Access.P_RESIZE, Access.P_ALL & ~(Access.P_WRITE | Access.P_RESIZE)),
+    /**
+     * An image's external data file read with it: QEMU's data child shares the write permission (its image's locks
+     * keep other writers out), so only bytes 100 and 203.
+     */
+    DATA_FILE_READ(false, Access.P_READ, Access.P_ALL & ~Access.P_RESIZE),
+    /** An image's external data file written with it: as {@link #DATA_FILE_READ}, writing (100, 101, 103, 203). */
+    DATA_FILE_WRITE(true, Access.P_READ | Access.P_WRITE | Access.P_RESIZE, Access.P_ALL & ~Access.P_RESIZE),
     /** WRITE's locks on a file about to be replaced by a new one (create, convert over an existing output). */
     REPLACE(false, Access.P_READ | Access.P_WRITE | Access.P_RESIZE, Access.P_ALL & ~(Access.P_WRITE | Access.P_RESIZE));
 

@@ -28,6 +28,10 @@ public final class ChainOpener {
     private final OpenOptions options;
     private final List<Path> chain = new ArrayList<>();
     private final List<String> names = new ArrayList<>();
+    /** Set by {@link #openForWriting}: the top image's data file is opened for writing too. */
+    private boolean writingTop;
+    /** The real path of the data file opened for writing, once it is. */
+    private Path writableDataFile;
 
     public ChainOpener(OpenOptions options) {
         this.options = options;
@@ -50,6 +54,9 @@ public final class ChainOpener {
         Path path = Path.of(filename);
         Path real = realPath(path, filename, overlay == null ? null : "backing file of " + overlay,
                 overlay == null ? MissingFileException.Role.IMAGE : MissingFileException.Role.BACKING_FILE, overlay, depth);
+        if (real.equals(writableDataFile)) {
+            throw sharedDataFile(overlay == null ? filename : overlay, filename);
+        }
         int seen = chain.indexOf(real);
         if (seen >= 0) {
             throw new QcowException(overlay, "backing file loop: " + String.join(" -> ", names.subList(seen, names.size()))
@@ -80,6 +87,7 @@ public final class ChainOpener {
         }
         chain.add(real);
         names.add(filename);
+        writingTop = true;
         FileStorage storage = FileStorage.open(path, Access.WRITE);
         try {
             String fmt = options.format() != null && !options.format().isEmpty() ? options.format() : probe(storage);
@@ -93,11 +101,29 @@ public final class ChainOpener {
         }
     }
 
-    /** Opens an external data file (incompatible bit 2) for reading. */
+    /**
+     * Opens an external data file (incompatible bit 2): for writing when it belongs to the image
+     * {@link #openForWriting} opens, else for reading; with the lock bytes QEMU's data child takes.
+     */
     FileStorage openDataFile(String filename, String image, int depth) throws IOException {
         String role = "external data file of " + image;
         Path real = realPath(Path.of(filename), filename, role, MissingFileException.Role.DATA_FILE, image, depth);
-        return openFile(Path.of(filename), real, filename, role, readAccess());
+        boolean writable = writingTop && depth == 0;
+        if (writable) {
+            // Guest data written at guest offsets into an image of the chain would destroy it; QEMU's locks refuse
+            // such an open ("Failed to get shared "resize" lock"), and so does this.
+            if (chain.contains(real)) {
+                throw sharedDataFile(image, filename);
+            }
+            writableDataFile = real;
+        }
+        Access access = writable ? Access.DATA_FILE_WRITE : options.forceShare() ? Access.SHARED_READ : Access.DATA_FILE_READ;
+        return openFile(Path.of(filename), real, filename, role, access);
+    }
+
+    private static QcowException sharedDataFile(String image, String file) {
+        return new QcowException(image, "external data file " + file + " is also an image of the chain"
+                + " (QEMU: Failed to get shared \"resize\" lock)");
     }
 
     /** How the images read here are locked: as QEMU's readers, or not at all with force-share. */

@@ -121,9 +121,10 @@ public final class Qcow2Check {
      *
      * <p>Before anything is written the image is checked read-only; an image needing repairs QEMU makes otherwise
      * (snapshot table fixes, zeroing misaligned preallocated L2 entries) or with corruptions no repair touches
-     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with the autoclear features
-     * QEMU maintains (bitmaps, raw external data) or an external data file, is refused with a {@link QcowException},
-     * untouched. Unknown autoclear bits are cleared, as QEMU clears them when it opens the image for the repair.
+     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with persistent bitmaps, is
+     * refused with a {@link QcowException}, untouched. Unknown autoclear bits are cleared, as QEMU clears them when it
+     * opens the image for the repair (raw external data is kept). An external data file is not touched: its clusters
+     * have no refcounts.
      */
     public static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
         return repair(image, fixErrors, false, diagnostics);
@@ -153,13 +154,14 @@ public final class Qcow2Check {
 
     private static CheckResult repair(Path image, FileChannel out, boolean fixErrors, boolean keepBitmaps,
                                       Consumer<String> diagnostics) throws IOException {
-        long kept = keepBitmaps ? Feature.BITMAPS.mask() : 0;
+        // raw external data is always kept; bitmaps only by the repair on open (see above)
+        long kept = Feature.RAW_EXTERNAL_DATA.mask() | (keepBitmaps ? Feature.BITMAPS.mask() : 0);
         String filename = image.toString();
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
             Header header = Qcow2Image.readHeader(storage, filename);
+            // (an external data file holds only data, which has no refcounts: the repair is the image file's alone)
             String refused = (header.autoclearFeatures() & KNOWN_AUTOCLEAR & ~kept) != 0
-                    ? "the image has autoclear features (bitmaps, raw external data)"
-                    : header.has(Feature.EXTERNAL_DATA_FILE) ? "the image has an external data file" : null;
+                    ? "the image has autoclear features (bitmaps)" : null;
             if (refused != null) {
                 throw new QcowException(filename, "cannot repair: " + refused + "; qcow4j repairs only images without them"
                         + " (use qemu-img check -r)");
@@ -174,8 +176,8 @@ public final class Qcow2Check {
                         + dry.c.firstUnrepairable);
             }
             if (header.version() >= 3 && (header.autoclearFeatures() & ~kept) != 0) {
-                // As QEMU opening the image read-write for the repair: unknown autoclear bits are cleared (the
-                // known ones were refused above).
+                // As QEMU opening the image read-write for the repair: unknown autoclear bits are cleared (raw
+                // external data is kept; bitmaps were refused above or are kept).
                 try {
                     out.write(java.nio.ByteBuffer.allocate(8).putLong(0, header.autoclearFeatures() & kept),
                             Header.AUTOCLEAR_FEATURES_AT);

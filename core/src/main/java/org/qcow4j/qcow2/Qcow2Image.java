@@ -117,7 +117,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /**
      * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
-     * (an external data file) before anything is written; persistent bitmaps are loaded and flagged in use.
+     * before anything is written; persistent bitmaps are loaded and flagged in use, an external data file is opened
+     * for writing too.
      */
     @SuppressWarnings("try") // the hold is there only for its locks
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
@@ -233,6 +234,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             if (q.writes == null) {
                 throw new WriteRefusedException(path.toString(), q.warnings.isEmpty() ? "opened read-only" : q.warnings.get(0));
             }
+            if (q.dataStorage != q.storage) {
+                // QEMU's qcow2_snapshot_create and _goto: -ENOTSUP before anything else
+                throw new org.qcow4j.SnapshotException(path.toString(), org.qcow4j.SnapshotException.Reason.EXTERNAL_DATA_FILE,
+                        "internal snapshots are not possible with an external data file");
+            }
             q.lock.writeLock().lock();
             try {
                 List<T> result = new java.util.ArrayList<>(1);
@@ -271,10 +277,6 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             Qcow2Image ro = (Qcow2Image) new ChainOpener(options).open(filename, "qcow2", 0, null);
             ro.warnings.add(filename + ": the image is marked corrupt; opened read-only (qemu-img check -r all repairs it)");
             return ro;
-        }
-        String refused = h.has(Feature.EXTERNAL_DATA_FILE) ? "writing to an image with an external data file" : null;
-        if (refused != null) {
-            throw new UnsupportedFeatureException(filename, refused);
         }
         if (Boolean.TRUE.equals(options.lazyRefcounts()) && h.version() < 3) {
             throw new QcowException(filename, "lazy refcounts need a version 3 image (compat=1.1); this one is version "
@@ -417,6 +419,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    /** Where guest data clusters live: the external data file, or the image file itself. */
+    FileStorage dataStorage() {
+        return dataStorage;
+    }
+
     private Run lookup(long guest, long maxLen) throws IOException {
         long l1Index = geo.l1Index(guest);
         long limit = Math.min(guest + maxLen, (l1Index + 1) * geo.l2Coverage());
@@ -430,6 +437,12 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         int index = geo.l2Index(guest);
         long entry = table[ext ? 2 * index : index];
         SubclusterType type = classify(table, index, geo.subclusterIndex(guest), l2Offset);
+        if (dataStorage != storage && (type == SubclusterType.NORMAL || type == SubclusterType.ZERO_ALLOC
+                || type == SubclusterType.UNALLOCATED_ALLOC) && L2Entry.hostOffset(entry) != geo.startOfCluster(guest)) {
+            // QEMU's qcow2_get_host_offset: a data file's cluster lies at its guest offset, anything else is corruption
+            throw l2Error(l2Offset, index, entry, "external data file host cluster offset does not match the guest"
+                    + " cluster offset " + FormatException.hex(geo.startOfCluster(guest)));
+        }
         long host = type.hasHostOffset() ? L2Entry.hostOffset(entry) + geo.offsetInCluster(guest) : -1;
         long pos = (guest / unit + 1) * unit;
         while (pos < limit) {

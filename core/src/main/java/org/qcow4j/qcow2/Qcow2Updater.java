@@ -51,6 +51,15 @@ public final class Qcow2Updater {
     private final Qcow2Image image;
     private final String filename;
     private final FileStorage storage;
+    /** Where guest data goes: the external data file, or {@link #storage} itself. */
+    private final FileStorage dataStorage;
+    /**
+     * An external data file: a data cluster lives there at its guest offset and has no refcount (QEMU's
+     * {@code has_data_file}); with {@link #rawDataFile} the data file is also a valid raw image of the disk
+     * ({@code data_file_is_raw}), which zero writes keep true.
+     */
+    private final boolean hasDataFile;
+    private final boolean rawDataFile;
     private final Header header;
     private final ClusterGeometry geo;
     private final ClusterMap map;
@@ -64,7 +73,8 @@ public final class Qcow2Updater {
     /** The failure that stopped the image taking writes (see the class comment), or null. */
     private volatile QcowException broken;
     /**
-     * The end of the furthest new cluster guest data went to: the file must reach it before an L2 entry points there
+     * The end of the furthest new cluster guest data went to (in the data file, if there is one): the file must
+     * reach it before an L2 entry points there
      * (the rest of a cluster written in part must read as zeros). Not the allocator's end, which may lie past a
      * cluster whose data write failed (leaked, never pointed at): extending the file to it could fail again on a full
      * disk and stop the flush that keeps the completed writes.
@@ -88,6 +98,9 @@ public final class Qcow2Updater {
         this.image = image;
         this.filename = filename;
         this.storage = storage;
+        this.dataStorage = image.dataStorage();
+        this.hasDataFile = dataStorage != storage;
+        this.rawDataFile = hasDataFile && header.has(Feature.RAW_EXTERNAL_DATA);
         this.header = header;
         this.geo = header.geometry();
         this.map = map;
@@ -106,9 +119,11 @@ public final class Qcow2Updater {
         }
         markSnapshotMetadata();
         this.bitmaps = PersistentBitmaps.openForWriting(image, storage, header, this, refcounts);
-        if (header.bitmaps() == null && header.version() >= 3 && header.autoclearFeatures() != 0) {
+        long kept = header.autoclearFeatures() & Feature.RAW_EXTERNAL_DATA.mask();
+        if (header.bitmaps() == null && header.version() >= 3 && header.autoclearFeatures() != kept) {
+            // (with a bitmaps extension, PersistentBitmaps rewrote the header and its autoclear bits)
             // As QEMU: autoclear bits a writer does not maintain are cleared when it opens the image for writing.
-            storage.writeFully(ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
+            storage.writeFully(ByteBuffer.allocate(8).putLong(0, kept), Header.AUTOCLEAR_FEATURES_AT);
             storage.force();
         }
     }
@@ -311,7 +326,7 @@ public final class Qcow2Updater {
 
     /** QEMU's {@code cluster_needs_new_alloc}: anything but a cluster of our own (NORMAL or ZERO_ALLOC with COPIED). */
     private boolean needsNewAlloc(long entry) {
-        SubclusterType t = L2Entry.clusterType(entry, geo.extendedL2(), false);
+        SubclusterType t = clusterType(entry);
         return !((t == SubclusterType.NORMAL || t == SubclusterType.ZERO_ALLOC) && (entry & L2Entry.COPIED) != 0);
     }
 
@@ -417,7 +432,11 @@ public final class Qcow2Updater {
         n = countSingleWrite(n, map.table(l2), index, true);
         long fresh = refcounts.allocatedEnd();
         long alloc;
-        if (s.host == INV) {
+        if (hasDataFile) {
+            // QEMU's do_alloc_cluster_offset: a data file's cluster is the guest's own offset, never counted
+            alloc = geo.startOfCluster(guest);
+            fresh = dataStorage.length();
+        } else if (s.host == INV) {
             alloc = refcounts.allocate(n);
         } else {
             alloc = geo.startOfCluster(s.host);
@@ -538,7 +557,7 @@ public final class Qcow2Updater {
         }
         for (Meta m : metas) {
             dataEnd = Math.max(dataEnd, m.alloc() + m.cowEndTo());
-            link(m, replaced);
+            link(m, replaced, false);
         }
     }
 
@@ -576,8 +595,11 @@ public final class Qcow2Updater {
                 || t == SubclusterType.UNALLOCATED_PLAIN && (backing == null || guest >= backing.size());
     }
 
-    /** QEMU's {@code qcow2_alloc_cluster_link_l2}: the meta's clusters mapped, subclusters written marked. */
-    private void link(Meta m, List<Long> replaced) throws IOException {
+    /**
+     * QEMU's {@code qcow2_alloc_cluster_link_l2}: the meta's clusters mapped, subclusters written marked (not for
+     * {@code prealloc}ated ones, whose bitmap QEMU leaves as it was).
+     */
+    private void link(Meta m, List<Long> replaced, boolean prealloc) throws IOException {
         long l2 = ensureTable(m.guest());
         int index = geo.l2Index(m.guest());
         long sub = geo.subclusterSize();
@@ -588,7 +610,7 @@ public final class Qcow2Updater {
             if (old != 0 && !m.keepOld()) {
                 replaced.add(old);
             }
-            if (geo.extendedL2()) {
+            if (geo.extendedL2() && !prealloc) {
                 long from = Math.max(m.cowStartFrom(), i * clusterSize);
                 long to = Math.min(m.cowEndTo(), (i + 1) * clusterSize);
                 long bits = L2Entry.subclusterBits((int) ((from / sub) & 31), (int) (((to - 1) / sub) & 31));
@@ -599,10 +621,12 @@ public final class Qcow2Updater {
     }
 
     private void writeData(ByteBuffer data, long host) throws IOException {
-        // QEMU's overlap checks: a damaged entry must not make a guest write destroy metadata.
-        refcounts.checkDataWrite(host, data.remaining());
+        if (!hasDataFile) {
+            // QEMU's overlap checks: a damaged entry must not make a guest write destroy metadata (a data file has none).
+            refcounts.checkDataWrite(host, data.remaining());
+        }
         try {
-            storage.writeFully(data.duplicate(), host);
+            dataStorage.writeFully(data.duplicate(), host);
         } catch (FileIOException e) {
             dataFailure = e; // under the shared lock (tryWriteInPlace) it is never looked at: that path changes no table
             throw e;
@@ -660,9 +684,19 @@ public final class Qcow2Updater {
         return compressor;
     }
 
-    /** QEMU's {@code qcow2_free_any_cluster}: gives back the host space an entry used. */
+    /**
+     * QEMU's {@code qcow2_free_any_cluster}: gives back the host space an entry used. A data file's clusters have no
+     * refcount: a discard passed through punches the cluster there at once (here: zeroes it).
+     */
     private void release(long entry, RefcountTable.Discard type) throws IOException {
-        switch (L2Entry.clusterType(entry, geo.extendedL2(), false)) {
+        SubclusterType t = clusterType(entry);
+        if (hasDataFile) {
+            if (type.passedThrough && (t == SubclusterType.NORMAL || t == SubclusterType.ZERO_ALLOC)) {
+                dataStorage.zero(L2Entry.hostOffset(entry), clusterSize);
+            }
+            return;
+        }
+        switch (t) {
             case COMPRESSED -> {
                 int bits = geo.clusterBits();
                 refcounts.free(L2Entry.compressedOffset(entry, bits), L2Entry.compressedSize(entry, bits), type);
@@ -736,6 +770,13 @@ public final class Qcow2Updater {
      * discard, one with a backing file cannot do it), partial clusters at the ends by their subcluster bits.
      */
     private boolean zeroize(long offset, long bytes, boolean unmap) throws IOException {
+        if (rawDataFile) {
+            // "If we have to stay in sync with an external data file, zero out s->data_file first."
+            dataStorage.zero(offset, bytes);
+            if (!unmap) {
+                dataStorage.extendTo(offset + bytes); // a zero write that may not unmap allocates, past the end too
+            }
+        }
         if (header.version() < 3) {
             if (backing == null) {
                 clusterDiscard(offset, bytes, RefcountTable.Discard.REQUEST, false);
@@ -799,7 +840,7 @@ public final class Qcow2Updater {
             long[] table = map.table(l2);
             long old = entryAt(table, index + i);
             long oldBitmap = bitmapAt(table, index + i);
-            SubclusterType t = L2Entry.clusterType(old, ext, false);
+            SubclusterType t = clusterType(old);
             boolean unmap = t == SubclusterType.COMPRESSED || (mayUnmap && isAllocated(t));
             long entry = unmap ? 0 : old;
             long bitmap = oldBitmap;
@@ -827,6 +868,11 @@ public final class Qcow2Updater {
     private boolean noTableNeeded(long offset, boolean full) {
         return !qemuLayout && map.l2Offset(geo.l1Index(offset)) == 0
                 && (full || backing == null || offset >= backing.size());
+    }
+
+    /** QEMU's {@code qcow2_get_cluster_type}: offset 0 with COPIED is a data file's first cluster. */
+    private SubclusterType clusterType(long entry) {
+        return L2Entry.clusterType(entry, geo.extendedL2(), hasDataFile);
     }
 
     /** QEMU's {@code qcow2_cluster_is_allocated}. */
@@ -962,7 +1008,7 @@ public final class Qcow2Updater {
             if (full) {
                 entry = 0;
                 bitmap = 0;
-            } else if (backing != null || isAllocated(L2Entry.clusterType(old, ext, false))) {
+            } else if (backing != null || isAllocated(clusterType(old))) {
                 if (ext) {
                     entry = 0;
                     bitmap = L2Entry.BITMAP_ALL_ZERO;
@@ -1028,11 +1074,21 @@ public final class Qcow2Updater {
             if (last >= 0 && (last + 1) * clusterSize < storage.length()) {
                 storage.truncate((last + 1) * clusterSize);
                 refcounts.truncated(last + 1);
-                dataEnd = Math.min(dataEnd, (last + 1) * clusterSize);
+                if (!hasDataFile) {
+                    dataEnd = Math.min(dataEnd, (last + 1) * clusterSize);
+                }
+            }
+            if (hasDataFile) {
+                setDataFileLength(newSize);
             }
         } else if (newSize > oldSize) {
             if (entries > map.l1Size()) {
                 growL1((int) entries);
+            }
+            if (rawDataFile) {
+                preallocate(oldSize, newSize);
+            } else if (hasDataFile) {
+                setDataFileLength(newSize);
             }
             // The block layer asks for zeros only when the backing file would show through (BDRV_REQ_ZERO_WRITE).
             boolean zeroWrite = backing != null && backing.size() > oldSize;
@@ -1065,6 +1121,58 @@ public final class Qcow2Updater {
         storage.writeFully(ByteBuffer.allocate(8).putLong(0, newSize), Header.SIZE_AT);
         storage.force();
         bitmaps.resized(newSize);
+    }
+
+    /**
+     * The data file cut or grown to {@code length}, as QEMU's truncation of an image with a data file truncates that
+     * (exactly: a regular file always takes the size asked for).
+     */
+    private void setDataFileLength(long length) throws IOException {
+        if (dataStorage.length() > length) {
+            dataStorage.truncate(length);
+        } else {
+            dataStorage.extendTo(length);
+        }
+        dataEnd = Math.min(dataEnd, length);
+    }
+
+    /**
+     * QEMU's {@code preallocate_co} (metadata only), which its truncation runs for a raw data file: every cluster of
+     * {@code [from, to)} gets its L2 entry (the data file cluster at the guest offset), so that the image reads what
+     * the data file holds; copy-on-write regions at the ends are written as for any allocation, extended-L2 bitmaps
+     * left as they were. The data file then reaches at least {@code to}.
+     */
+    private void preallocate(long from, long to) throws IOException {
+        long offset = from;
+        long bytes = to - from;
+        long host = 0;
+        long cur = 0;
+        List<Long> replaced = new ArrayList<>();
+        while (bytes > 0) {
+            List<Meta> metas = new ArrayList<>();
+            Span chunk = allocHostOffset(offset, Math.min(bytes, Integer.MAX_VALUE / clusterSize * clusterSize), metas);
+            host = chunk.host;
+            cur = chunk.bytes;
+            for (Meta m : metas) { // QEMU's perform_cow without guest data: each region on its own
+                ByteBuffer head = cow(m, m.cowStartFrom(), m.cowStartTo());
+                ByteBuffer tail = cow(m, m.cowEndFrom(), m.cowEndTo());
+                if (head != null) {
+                    writeData(head, m.alloc() + m.cowStartFrom());
+                }
+                if (tail != null) {
+                    writeData(tail, m.alloc() + m.cowEndFrom());
+                }
+                dataEnd = Math.max(dataEnd, m.alloc() + m.cowEndTo());
+                link(m, replaced, true);
+            }
+            bytes -= cur;
+            offset += cur;
+            writeBackIfOverfull();
+        }
+        for (long entry : replaced) {
+            release(entry, RefcountTable.Discard.NEVER);
+        }
+        dataStorage.extendTo(Math.max(dataEnd, host + cur));
     }
 
     /**
@@ -1123,8 +1231,7 @@ public final class Qcow2Updater {
      * 1 they stand for.
      */
     void flushFreesFirst() throws IOException {
-        storage.extendTo(dataEnd);
-        storage.force();
+        forceData();
         if (refcounts.hasPendingFrees()) {
             refcounts.applyFrees();
         }
@@ -1138,8 +1245,7 @@ public final class Qcow2Updater {
      * would leave a flag on a cluster counted twice.
      */
     void flushTablesFirst() throws IOException {
-        storage.extendTo(dataEnd);
-        storage.force();
+        forceData();
         if (map.dirty()) {
             map.writeTables();
             storage.force();
@@ -1180,8 +1286,7 @@ public final class Qcow2Updater {
 
     /** Makes everything written so far durable, in the order described above. */
     void flush() throws IOException {
-        storage.extendTo(dataEnd);
-        storage.force(); // data before the tables that point at it
+        forceData(); // data before the tables that point at it
         if (!map.dirty() && !refcounts.hasDirtyBlocks() && !refcounts.hasDirtyEntries() && !refcounts.hasPendingFrees()) {
             return;
         }
@@ -1203,6 +1308,15 @@ public final class Qcow2Updater {
             if (!lazy) {
                 writeRefcounts();
             }
+        }
+    }
+
+    /** Guest data durable, and every new cluster in the file that holds it. */
+    private void forceData() throws IOException {
+        dataStorage.extendTo(dataEnd);
+        dataStorage.force();
+        if (hasDataFile) {
+            storage.force();
         }
     }
 

@@ -307,6 +307,9 @@ public final class RefcountTable {
         processDiscards();
         search:
         while (true) {
+            if (n > 0 && !hasPendingFrees()) { // (no clusters asked: QEMU returns the free index as it is)
+                freeIndex = nextUncounted(freeIndex); // past a run of used clusters a block at a time
+            }
             for (long i = 0; i < n; i++) {
                 long c = freeIndex++;
                 if (liveRefcount(c) != 0) {
@@ -317,6 +320,28 @@ public final class RefcountTable {
             long start = freeIndex - n;
             reuse(start, n);
             return start;
+        }
+    }
+
+    /**
+     * The first cluster from {@code from} whose stored refcount is 0: with no decrement pending, the first one the
+     * search would take. Reads each refcount block once (an image full of data is searched from its start at open).
+     */
+    private long nextUncounted(long from) throws IOException {
+        long c = from;
+        int per = 1 << blockBits;
+        while (true) {
+            long ti = c >>> blockBits;
+            checkAligned(ti);
+            if (ti >= table.length || table[(int) ti] == 0) {
+                return c;
+            }
+            ByteBuffer block = blocks.get(table[(int) ti]);
+            for (int at = (int) (c & (per - 1)); at < per; at++, c++) {
+                if (RefcountBlock.get(block, at, order) == 0) {
+                    return c;
+                }
+            }
         }
     }
 
@@ -533,6 +558,134 @@ public final class RefcountTable {
         }
     }
 
+    // ------------------------------------------------------------------------------------------ runs of clusters
+
+    /*
+     * A snapshot walk counts every cluster of the image: these do, for a run of distinct clusters, what addReference,
+     * free and liveRefcount do one cluster at a time, taking each refcount block once instead of once per cluster.
+     */
+
+    /**
+     * {@link #addReference} of each of the {@code n} clusters from {@code first} in turn, stopping before the first
+     * whose stored refcount is at its maximum (the ones before it keep their new reference, as QEMU's
+     * {@code update_refcount} leaves them); each cluster's {@link #liveRefcount} after it goes to {@code live}.
+     * Returns how many clusters gained a reference.
+     */
+    int addReferences(long first, int n, long[] live) throws IOException {
+        long max = RefcountBlock.max(order);
+        boolean anyPending = hasPendingFrees();
+        int done = 0;
+        while (done < n) {
+            long c = first + done;
+            int at = (int) (c & ((1L << blockBits) - 1));
+            int count = (int) Math.min(n - done, (1L << blockBits) - at);
+            ByteBuffer block = blocks.getForUpdate(blockOf(c));
+            for (int k = 0; k < count; k++) {
+                long old = RefcountBlock.get(block, at + k, order);
+                if (Long.compareUnsigned(old, max) >= 0) {
+                    return done + k;
+                }
+                RefcountBlock.set(block, at + k, order, old + 1);
+                live[done + k] = anyPending ? old + 1 - pending(c + k) : old + 1;
+            }
+            done += count;
+        }
+        return n;
+    }
+
+    /**
+     * {@link #free} of each of the {@code n} clusters from {@code first} in turn, and each cluster's
+     * {@link #liveRefcount} after it in {@code live}.
+     */
+    void freeRun(long first, int n, Discard type, long[] live) throws IOException {
+        if (hasPending(first, n)) {
+            for (int k = 0; k < n; k++) { // some already lost a reference since the last flush: one at a time
+                free((first + k) << clusterBits, clusterSize, type);
+                live[k] = liveRefcount(first + k);
+            }
+            return;
+        }
+        long runStart = -1;
+        ByteBuffer block = null; // of the current cluster; null where no block counts it
+        for (int k = 0; k <= n; k++) {
+            long c = first + k;
+            int at = (int) (c & ((1L << blockBits) - 1));
+            if (k < n && (k == 0 || at == 0)) {
+                long ti = c >>> blockBits;
+                checkAligned(ti);
+                block = ti < table.length && table[(int) ti] != 0 ? blocks.get(table[(int) ti]) : null;
+            }
+            long stored = k < n && block != null ? RefcountBlock.get(block, at, order) : 0;
+            if (stored == 0) { // a damaged entry naming a free cluster: left alone, as free() leaves it
+                if (k < n) {
+                    live[k] = 0;
+                }
+                if (runStart >= 0) {
+                    addPendingRun(runStart, c);
+                    runStart = -1;
+                }
+                continue;
+            }
+            if (runStart < 0) {
+                runStart = c;
+            }
+            live[k] = stored - 1;
+            if (stored == 1) {
+                freeIndex = Math.min(freeIndex, c);
+                if (freeByteOffset >>> clusterBits == c) {
+                    freeByteOffset = 0;
+                }
+                if (type.passedThrough) {
+                    queueDiscard(c << clusterBits, clusterSize);
+                }
+            }
+        }
+    }
+
+    /** {@link #liveRefcount} of each of the {@code n} clusters from {@code first}, into {@code live}. */
+    void liveRefcounts(long first, int n, long[] live) throws IOException {
+        boolean anyPending = hasPending(first, n);
+        int done = 0;
+        while (done < n) {
+            long c = first + done;
+            int at = (int) (c & ((1L << blockBits) - 1));
+            int count = (int) Math.min(n - done, (1L << blockBits) - at);
+            long ti = c >>> blockBits;
+            checkAligned(ti);
+            ByteBuffer block = ti < table.length && table[(int) ti] != 0 ? blocks.get(table[(int) ti]) : null;
+            for (int k = 0; k < count; k++) {
+                long stored = block == null ? 0 : RefcountBlock.get(block, at + k, order);
+                live[done + k] = stored == 0 || !anyPending ? stored : stored - pending(c + k);
+            }
+            done += count;
+        }
+    }
+
+    /** The refcount block counting cluster {@code c}, which must exist (as in {@link #add}). */
+    private long blockOf(long c) throws FormatException {
+        long ti = c >>> blockBits;
+        checkAligned(ti);
+        if (ti >= table.length || table[(int) ti] == 0) {
+            throw new FormatException(filename, "refcount of cluster " + c, "none", "cluster is not counted by any refcount block");
+        }
+        return table[(int) ti];
+    }
+
+    /** {@link #addPending} of the clusters {@code [start, end)}, none of them pending yet. */
+    private void addPendingRun(long start, long end) {
+        Map.Entry<Long, Long> before = pendingRuns.floorEntry(start);
+        if (before != null && before.getValue() == start) {
+            start = before.getKey();
+            pendingRuns.remove(start);
+        }
+        Long next = pendingRuns.get(end);
+        if (next != null) {
+            pendingRuns.remove(end);
+            end = next;
+        }
+        pendingRuns.put(start, end);
+    }
+
     // ------------------------------------------------------------------------------------------ freeing
 
     /**
@@ -624,11 +777,7 @@ public final class RefcountTable {
         pendingRuns.clear();
         pendingExtra.clear();
         for (long[] r : runs) {
-            for (long c = r[0]; c < r[1]; c++) {
-                if (refcount(c) > 0) {
-                    add(c, -1, false);
-                }
-            }
+            decrementRun(r[0], r[1]);
         }
         for (Map.Entry<Long, Integer> e : extra.entrySet()) {
             for (int i = 0; i < e.getValue(); i++) {
@@ -636,6 +785,31 @@ public final class RefcountTable {
                     add(e.getKey(), -1, false);
                 }
             }
+        }
+    }
+
+    /** One reference less for each cluster of {@code [start, end)} counted above 0, a refcount block at a time. */
+    private void decrementRun(long start, long end) throws IOException {
+        int per = 1 << blockBits;
+        for (long c = start; c < end; ) {
+            long ti = c >>> blockBits;
+            int at = (int) (c & (per - 1));
+            int count = (int) Math.min(end - c, per - at);
+            checkAligned(ti);
+            if (ti < table.length && table[(int) ti] != 0) { // else every refcount there is 0: nothing to lower
+                ByteBuffer block = blocks.get(table[(int) ti]);
+                ByteBuffer update = null;
+                for (int k = 0; k < count; k++) {
+                    long old = RefcountBlock.get(block, at + k, order);
+                    if (old > 0) {
+                        if (update == null) {
+                            update = blocks.getForUpdate(table[(int) ti]);
+                        }
+                        RefcountBlock.set(update, at + k, order, old - 1);
+                    }
+                }
+            }
+            c += count;
         }
     }
 
