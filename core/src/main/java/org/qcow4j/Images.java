@@ -4,7 +4,9 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.function.Consumer;
+import java.util.function.LongConsumer;
 import org.qcow4j.ops.Conversion;
+import org.qcow4j.ops.ImageComparison;
 import org.qcow4j.ops.ImageCopier;
 import org.qcow4j.ops.ManagedImage;
 import org.qcow4j.ops.TemporaryOverlay;
@@ -203,6 +205,17 @@ public final class Images {
     public static void convertInto(List<DiskImage> inputs, WritableImage target, ConvertOptions options)
             throws IOException {
         ImageCopier.copy(inputs, target, options);
+    }
+
+    /**
+     * Compares the guest data of two open images as {@code qemu-img compare} does: by block status, reading only where
+     * one of them holds data, so sparse images compare at once. Past the shorter image's end the longer must read as
+     * zeros; with {@code strict}, different sizes or block statuses (allocation) differ too. {@code progress} (may be
+     * null) is told the length of each chunk compared.
+     */
+    public static CompareResult compare(DiskImage first, DiskImage second, boolean strict, LongConsumer progress)
+            throws IOException {
+        return ImageComparison.compare(first, second, strict, progress);
     }
 
     /**
