@@ -56,6 +56,14 @@ abstract class Command {
     }
 
     /**
+     * The operands at the end of {@code argv} kept from option parsing and appended to the positionals (qemu-img
+     * resize takes its SIZE off first, so that {@code -1G} is no option); none by default.
+     */
+    List<String> heldBack(List<String> argv) throws CommandLine.UsageException {
+        return List.of();
+    }
+
+    /**
      * Runs the command; returns the exit code. Results go to {@code out}; {@code err} takes what a command says
      * besides the one error line {@link ExitCodes} prints for an exception (check's findings, io's failures).
      */

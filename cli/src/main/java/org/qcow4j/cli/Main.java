@@ -19,10 +19,10 @@ import java.util.List;
 public final class Main {
     static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
             new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand(), new NbdCommand(),
-            new SnapshotCommand(), new CompareCommand());
+            new SnapshotCommand(), new CompareCommand(), new ResizeCommand());
     /** qemu-img's commands among ours (io and e2image are other programs' jobs). */
     private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "compare", "convert", "create", "info", "map",
-            "snapshot");
+            "resize", "snapshot");
 
     private Main() {
     }
@@ -126,7 +126,9 @@ public final class Main {
         }
         boolean debug = argv.contains("--debug");
         try {
-            CommandLine args = CommandLine.parse(argv, options);
+            List<String> heldBack = command.heldBack(argv);
+            CommandLine args = CommandLine.parse(argv.subList(0, argv.size() - heldBack.size()), options);
+            args.positionals().addAll(heldBack);
             if (args.has("-h")) {
                 out.print(program == Program.QCOW4J
                         ? CommandLine.help(command.synopsis(), command.description(), options)

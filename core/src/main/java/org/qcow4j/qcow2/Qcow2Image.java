@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.FormatException;
@@ -675,6 +676,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     @Override
     public void resize(long newSize) throws IOException {
         update(() -> writes.resize(newSize));
+    }
+
+    /** {@link #resize(long)} with QEMU's preallocation of a grown part (see {@link Qcow2Updater#resize(long, CreateOptions.Preallocation)}). */
+    public void resize(long newSize, CreateOptions.Preallocation prealloc) throws IOException {
+        update(() -> writes.resize(newSize, prealloc));
     }
 
     /** Runs a request of the updater holding the write lock alone. */

@@ -4,8 +4,9 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
-import org.qcow4j.DiskImage;
 import org.qcow4j.OpenOptions;
+import org.qcow4j.CreateOptions;
+import org.qcow4j.DiskImage;
 import org.qcow4j.QcowException;
 import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
@@ -554,6 +555,11 @@ public final class Qcow2Updater {
 
     /** QEMU's {@code qcow2_alloc_cluster_link_l2}: the meta's clusters mapped, subclusters written marked. */
     private void link(Meta m, List<Long> replaced) throws IOException {
+        link(m, replaced, false);
+    }
+
+    /** {@link #link(Meta, List)}; a {@code prealloc} meta marks no subcluster allocated. */
+    private void link(Meta m, List<Long> replaced, boolean prealloc) throws IOException {
         long l2 = map.ensureTable(m.guest(), refcounts);
         int index = geo.l2Index(m.guest());
         long sub = geo.subclusterSize();
@@ -564,7 +570,7 @@ public final class Qcow2Updater {
             if (old != 0 && !m.keepOld()) {
                 replaced.add(old);
             }
-            if (geo.extendedL2()) {
+            if (geo.extendedL2() && !prealloc) {
                 long from = Math.max(m.cowStartFrom(), i * clusterSize);
                 long to = Math.min(m.cowEndTo(), (i + 1) * clusterSize);
                 long bits = L2Entry.subclusterBits((int) ((from / sub) & 31), (int) (((to - 1) / sub) & 31));
@@ -914,19 +920,38 @@ public final class Qcow2Updater {
      * {@link OpenOptions#qemuLayout}.
      */
     void resize(long newSize) throws IOException {
+        resize(newSize, CreateOptions.Preallocation.OFF);
+    }
+
+    /**
+     * {@link #resize(long)} with QEMU's preallocation of the new part when growing: {@code METADATA} maps it to new
+     * clusters (L2 entries, refcounts) without writing them, the file extended to the last one, as QEMU's
+     * {@code preallocate_co}. {@code FALLOC} and {@code FULL} are refused by name, nothing changed.
+     */
+    void resize(long newSize, CreateOptions.Preallocation prealloc) throws IOException {
         boolean zeroTail = !qemuLayout;
         long oldSize = image.size();
+        if (prealloc == CreateOptions.Preallocation.FALLOC || prealloc == CreateOptions.Preallocation.FULL) {
+            throw new UnsupportedFeatureException(filename, "preallocation=" + prealloc.name().toLowerCase()
+                    + " when resizing a qcow2 image");
+        }
         if (newSize < 0 || (newSize & 511) != 0) {
-            throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")");
+            throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")", null,
+                    "The new size must be a multiple of 512");
         }
         if (!image.snapshots().isEmpty() && header.version() < 3) {
             // "Even though we store snapshot size for all images, it was not required until v3"
-            throw new UnsupportedFeatureException(filename, "resizing a version 2 image with internal snapshots"
-                    + " (QEMU: Can't resize a v2 image which has snapshots)");
+            throw new UnsupportedFeatureException(filename, "resizing a version 2 image with internal snapshots",
+                    "Can't resize a v2 image which has snapshots");
         }
         long entries = geo.l1EntriesFor(newSize);
         if (entries > L1Entry.MAX_ENTRIES) {
-            throw new QcowException(filename, "new size " + newSize + " needs an L1 table larger than QEMU's 32 MiB limit");
+            throw new QcowException(filename, "new size " + newSize + " needs an L1 table larger than QEMU's 32 MiB limit",
+                    null, "Failed to grow the L1 table: File too large");
+        }
+        if (newSize < oldSize && prealloc != CreateOptions.Preallocation.OFF) {
+            throw new QcowException(filename, "preallocation cannot be used for shrinking an image", null,
+                    "Preallocation can't be used for shrinking an image");
         }
         if (newSize < oldSize) {
             long keep = (newSize + clusterSize - 1) & ~(clusterSize - 1);
@@ -951,6 +976,9 @@ public final class Qcow2Updater {
         } else if (newSize > oldSize) {
             if (entries > map.l1Size()) {
                 growL1((int) entries);
+            }
+            if (prealloc == CreateOptions.Preallocation.METADATA) {
+                preallocate(oldSize, newSize);
             }
             // The block layer asks for zeros only when the backing file would show through (BDRV_REQ_ZERO_WRITE).
             boolean zeroWrite = backing != null && backing.size() > oldSize;
@@ -982,6 +1010,53 @@ public final class Qcow2Updater {
         flush();
         storage.writeFully(ByteBuffer.allocate(8).putLong(0, newSize), Header.SIZE_AT);
         storage.force();
+    }
+
+    /**
+     * QEMU's {@code preallocate_co} for metadata: the range mapped to new clusters in {@code qcow2_alloc_host_offset}'s
+     * runs (at most INT_MAX bytes each), linked without their data being written (with extended L2 entries no
+     * subcluster is marked allocated: QEMU's {@code prealloc} meta), only the copy-on-write of a partial first
+     * cluster done; then the file extended to the end of the last run.
+     */
+    private void preallocate(long offset, long end) throws IOException {
+        long maxRun = Integer.MAX_VALUE / clusterSize * clusterSize;
+        long host = 0;
+        long run = 0;
+        long fileEnd = 0;
+        List<Long> replaced = new ArrayList<>();
+        for (long bytes = end - offset; bytes > 0; bytes -= run, offset += run) {
+            List<Meta> metas = new ArrayList<>();
+            Span s = allocHostOffset(offset, Math.min(bytes, maxRun), metas);
+            if (s.bytes <= 0) {
+                throw new IllegalStateException("no clusters allocated at " + offset);
+            }
+            host = s.host;
+            run = s.bytes;
+            for (Meta m : metas) {
+                ByteBuffer head = cow(m, m.cowStartFrom(), m.cowStartTo());
+                ByteBuffer tail = cow(m, m.cowEndFrom(), m.cowEndTo());
+                if (head != null) {
+                    writeData(head, m.alloc() + m.cowStartFrom());
+                }
+                if (tail != null) {
+                    writeData(tail, m.alloc() + m.cowEndFrom());
+                }
+                // QEMU's perform_cow writes the regions even as zeros: the file reaches their end
+                if (m.cowEndTo() > m.cowEndFrom()) {
+                    fileEnd = Math.max(fileEnd, m.alloc() + m.cowEndTo());
+                } else if (m.cowStartTo() > m.cowStartFrom()) {
+                    fileEnd = Math.max(fileEnd, m.alloc() + m.cowStartTo());
+                }
+                link(m, replaced, true);
+            }
+            writeBackIfOverfull();
+        }
+        for (long entry : replaced) {
+            release(entry, RefcountTable.Discard.NEVER);
+        }
+        fileEnd = Math.max(fileEnd, host + run);
+        dataEnd = Math.max(dataEnd, fileEnd);
+        storage.extendTo(fileEnd);
     }
 
     /**

@@ -1,0 +1,33 @@
+package org.qcow4j.ops;
+
+import java.io.IOException;
+import org.qcow4j.CreateOptions.Preallocation;
+import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.WritableImage;
+import org.qcow4j.qcow2.Qcow2Image;
+import org.qcow4j.raw.WritableRawImage;
+
+/**
+ * A resize with preallocation ({@code qemu-img resize --preallocation}), handed to the driver that can do it: qcow2
+ * maps the new part ({@code metadata}), raw allocates it ({@code falloc}, {@code full}). Without preallocation it is
+ * the image's own {@link WritableImage#resize}.
+ */
+public final class ImageResize {
+    private ImageResize() {
+    }
+
+    public static void resize(WritableImage image, long newSize, Preallocation preallocation) throws IOException {
+        if (preallocation == Preallocation.OFF) {
+            image.resize(newSize);
+            return;
+        }
+        WritableImage driver = ManagedImage.driver(image);
+        if (driver instanceof Qcow2Image q) {
+            q.resize(newSize, preallocation);
+        } else if (driver instanceof WritableRawImage r) {
+            r.resize(newSize, preallocation);
+        } else {
+            throw new UnsupportedFeatureException(image.filename(), "preallocation when resizing this image");
+        }
+    }
+}
