@@ -22,22 +22,17 @@ class ResizeCommandTest {
 
     /** Each a resize command line's options and size; IMG stands for the image. */
     static final List<String> LINES = List.of("IMG +1G", "--shrink IMG 33M", "IMG --shrink -1536k", "IMG 10M",
-            "--preallocation=metadata IMG +3000k", "--preallocation=full IMG +1M", "--preallocation=metadata IMG -1M",
-            "-q IMG +512");
+            "--preallocation=metadata IMG +3000k", "--preallocation=metadata IMG -1M", "-q IMG +512");
+    /** The lines run on the other kinds (the machine is shared: each line costs two qemu-img runs). */
+    static final List<String> KIND_LINES = List.of("IMG --shrink -1536k", "--preallocation=metadata IMG +3000k");
 
     @Test
     void sameBytesAsQemuImgOverImageKinds() throws IOException {
         Map<String, Path> kinds = ImageKinds.make(dir);
         for (Map.Entry<String, Path> k : kinds.entrySet()) {
-            for (String line : LINES) {
-                String name = k.getKey();
-                if (name.equals("sparse4t")) {
-                    line = line.replace("33M", "3T").replace("10M", "1T");
-                }
-                if (line.contains("full") && !name.equals("raw")) {
-                    continue; // qcow2's falloc and full preallocation are not supported yet
-                }
-                run(k.getValue(), line, name);
+            String name = k.getKey();
+            for (String line : name.equals("plain") ? LINES : KIND_LINES) {
+                run(k.getValue(), name.equals("sparse4t") ? line.replace("-1536k", "3T") : line, name);
             }
         }
         Path raw = dir.resolve("r.raw");
@@ -63,7 +58,7 @@ class ResizeCommandTest {
         assertEquals(want.out(), got.out(), context);
         assertEquals(want.err().replace(theirs.toString(), "IMG"), got.err().replace(ours.toString(), "IMG"), context);
         assertArrayEquals(Files.readAllBytes(theirs), Files.readAllBytes(ours), context);
-        if (!what.equals("raw")) {
+        if (!what.equals("raw") && want.exit() == 0) {
             assertEquals(0, Qemu.run(dir, "qemu-img", "check", ours.toString()).exit(), context);
         }
     }
