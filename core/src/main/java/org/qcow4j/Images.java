@@ -9,6 +9,7 @@ import org.qcow4j.ops.Conversion;
 import org.qcow4j.ops.ImageComparison;
 import org.qcow4j.ops.ImageCopier;
 import org.qcow4j.ops.ImageResize;
+import org.qcow4j.ops.RangeCopy;
 import org.qcow4j.ops.ManagedImage;
 import org.qcow4j.ops.TemporaryOverlay;
 import org.qcow4j.qcow2.ChainOpener;
@@ -233,6 +234,18 @@ public final class Images {
     public static void resize(WritableImage image, long newSize, CreateOptions.Preallocation preallocation)
             throws IOException {
         ImageResize.resize(image, newSize, preallocation);
+    }
+
+    /**
+     * Copies {@code length} guest bytes of {@code input} from {@code offset} into a new image {@code output} of that
+     * size, as {@code qemu-img dd} does: raw, or qcow2 with {@code options.qcow2()}'s creation options; written in
+     * blocks of {@code blockSize} bytes from the output's start, every block as data (all-zero ones too), in QEMU's
+     * layout. Of {@code options}, {@code qcow2} and {@code progress} (told each block's length) apply. An existing
+     * file is replaced when the new one is created, before the copy.
+     */
+    public static void copyRange(DiskImage input, long offset, long length, Path output, ConvertOptions options,
+                                 int blockSize) throws IOException {
+        RangeCopy.copy(input, offset, length, output, options, blockSize);
     }
 
     /**
