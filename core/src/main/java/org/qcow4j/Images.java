@@ -11,6 +11,7 @@ import org.qcow4j.ops.ImageCopier;
 import org.qcow4j.ops.ImageResize;
 import org.qcow4j.ops.RangeCopy;
 import org.qcow4j.ops.ManagedImage;
+import org.qcow4j.ops.Measurement;
 import org.qcow4j.ops.TemporaryOverlay;
 import org.qcow4j.qcow2.ChainOpener;
 import org.qcow4j.qcow2.Qcow2Check;
@@ -246,6 +247,18 @@ public final class Images {
     public static void copyRange(DiskImage input, long offset, long length, Path output, ConvertOptions options,
                                  int blockSize) throws IOException {
         RangeCopy.copy(input, offset, length, output, options, blockSize);
+    }
+
+    /**
+     * The size a new image would need, as {@code qemu-img measure} computes it: made from {@code source} (whose data
+     * is counted by allocation; null: an empty image of {@code size} bytes) as qcow2 with {@code qcow2}'s options
+     * (version, cluster size, refcount width, extended L2, preallocation, and whether it names a backing file; its
+     * size is ignored), or as raw when {@code qcow2} is null.
+     *
+     * @throws IllegalArgumentException in qemu-img's words when the size needs an L1 table past QEMU's limit
+     */
+    public static MeasureResult measure(DiskImage source, long size, CreateOptions qcow2) throws IOException {
+        return Measurement.measure(source, size, qcow2);
     }
 
     /**
