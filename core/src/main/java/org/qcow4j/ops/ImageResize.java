@@ -5,7 +5,6 @@ import org.qcow4j.CreateOptions.Preallocation;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.qcow2.Qcow2Image;
-import org.qcow4j.raw.WritableRawImage;
 
 /**
  * A resize with preallocation ({@code qemu-img resize --preallocation}), handed to the driver that can do it: qcow2
@@ -21,12 +20,7 @@ public final class ImageResize {
             image.resize(newSize);
             return;
         }
-        WritableImage driver = ManagedImage.driver(image);
-        if (driver instanceof Qcow2Image q) {
-            q.resize(newSize, preallocation);
-        } else if (driver instanceof WritableRawImage r) {
-            r.resize(newSize, preallocation);
-        } else {
+        if (!Qcow2Image.resize(ManagedImage.driver(image), newSize, preallocation)) {
             throw new UnsupportedFeatureException(image.filename(), "preallocation when resizing this image");
         }
     }

@@ -683,6 +683,22 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         update(() -> writes.resize(newSize, prealloc));
     }
 
+    /**
+     * A resize with preallocation of an image {@link #openWritable} opened (qcow2 or raw, without the request rules'
+     * wrapper); false if {@code image} is neither.
+     */
+    public static boolean resize(WritableImage image, long newSize, CreateOptions.Preallocation prealloc)
+            throws IOException {
+        if (image instanceof Qcow2Image q) {
+            q.resize(newSize, prealloc);
+        } else if (image instanceof WritableRawImage r) {
+            r.resize(newSize, prealloc);
+        } else {
+            return false;
+        }
+        return true;
+    }
+
     /** Runs a request of the updater holding the write lock alone. */
     private void update(Qcow2Updater.Request request) throws IOException {
         lockForWriting();
