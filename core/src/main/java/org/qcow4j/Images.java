@@ -225,12 +225,12 @@ public final class Images {
      * Changes the virtual size of an image opened for writing as {@code qemu-img resize} does, in QEMU's order of
      * writes (open it with {@link OpenOptions#withQemuLayout} for QEMU's bytes exactly): shrinking drops the clusters
      * past the new end, the L2 tables and refcount blocks no longer needed and the file's free tail; growing grows the
-     * L1 table and, with {@code preallocation}, maps ({@code METADATA}, qcow2) or allocates ({@code FALLOC},
-     * {@code FULL}, raw) the new part. qemu-img's own rules (a positive size, {@code --shrink}) are the caller's.
+     * L1 table and, with {@code preallocation}, maps ({@code METADATA}, qcow2) or also allocates ({@code FALLOC},
+     * {@code FULL}) the new part. qemu-img's own rules (a positive size, {@code --shrink}) are the caller's.
      *
      * @throws QcowException what QEMU refuses, with its words as {@link QcowException#qemuWords()}: a size that is no
      *         multiple of 512 (qcow2), an L1 table past QEMU's limit, a version 2 image with snapshots, preallocation
-     *         when shrinking or {@code METADATA} on raw; qcow2's {@code FALLOC} and {@code FULL} are not supported yet
+     *         when shrinking or {@code METADATA} on raw
      */
     public static void resize(WritableImage image, long newSize, CreateOptions.Preallocation preallocation)
             throws IOException {

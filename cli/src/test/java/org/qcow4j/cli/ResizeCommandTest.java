@@ -13,7 +13,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * {@code resize} against {@code qemu-img resize} on copies of the same images: for every image kind, growing (also
- * with metadata preallocation), shrinking with {@code --shrink} (to a size inside data, unaligned to clusters) and
+ * with metadata, falloc and full preallocation), shrinking with {@code --shrink} (to a size inside data, unaligned to clusters) and
  * the refusals; the same stdout, stderr and exit code, the same file byte for byte, {@code qemu-img check} clean.
  */
 class ResizeCommandTest {
@@ -22,7 +22,8 @@ class ResizeCommandTest {
 
     /** Each a resize command line's options and size; IMG stands for the image. */
     static final List<String> LINES = List.of("IMG +1G", "--shrink IMG 33M", "IMG --shrink -1536k", "IMG 10M",
-            "--preallocation=metadata IMG +3000k", "--preallocation=metadata IMG -1M", "-q IMG +512");
+            "--preallocation=metadata IMG +3000k", "--preallocation=metadata IMG -1M", "-q IMG +512",
+            "--preallocation=full IMG +1M", "--preallocation=falloc IMG +3000k");
     /** The lines run on the other kinds (the machine is shared: each line costs two qemu-img runs). */
     static final List<String> KIND_LINES = List.of("IMG --shrink -1536k", "--preallocation=metadata IMG +3000k");
 
@@ -33,6 +34,9 @@ class ResizeCommandTest {
             String name = k.getKey();
             for (String line : name.equals("plain") ? LINES : KIND_LINES) {
                 run(k.getValue(), name.equals("sparse4t") ? line.replace("-1536k", "3T") : line, name);
+            }
+            if (name.equals("c512") || name.equals("extl2") || name.equals("chain")) {
+                run(k.getValue(), "--preallocation=falloc IMG +1M", name); // new refcount structures; subclusters; a backing file
             }
         }
         Path raw = dir.resolve("r.raw");

@@ -7,8 +7,8 @@ import org.qcow4j.WritableImage;
 import org.qcow4j.qcow2.Qcow2Image;
 
 /**
- * A resize with preallocation ({@code qemu-img resize --preallocation}), handed to the driver that can do it: qcow2
- * maps the new part ({@code metadata}), raw allocates it ({@code falloc}, {@code full}). Without preallocation it is
+ * A resize with preallocation ({@code qemu-img resize --preallocation}), handed to the driver: qcow2 maps the new part
+ * ({@code metadata}) or also allocates it ({@code falloc}, {@code full}), raw allocates it ({@code falloc}, {@code full}). Without preallocation it is
  * the image's own {@link WritableImage#resize}.
  */
 public final class ImageResize {

@@ -926,14 +926,17 @@ public final class Qcow2Updater {
     /**
      * {@link #resize(long)} with QEMU's preallocation of the new part when growing: {@code METADATA} maps it to new
      * clusters (L2 entries, refcounts) without writing them, the file extended to the last one, as QEMU's
-     * {@code preallocate_co}. {@code FALLOC} and {@code FULL} are refused by name, nothing changed.
+     * {@code preallocate_co}; {@code FALLOC} and {@code FULL} also allocate the data clusters in one run after new
+     * refcount structures ({@link #preallocateData}). With an external data file they are refused by name.
      */
     void resize(long newSize, CreateOptions.Preallocation prealloc) throws IOException {
         boolean zeroTail = !qemuLayout;
         long oldSize = image.size();
-        if (prealloc == CreateOptions.Preallocation.FALLOC || prealloc == CreateOptions.Preallocation.FULL) {
+        boolean dataPrealloc = prealloc == CreateOptions.Preallocation.FALLOC
+                || prealloc == CreateOptions.Preallocation.FULL;
+        if (dataPrealloc && image.dataFile() != null) {
             throw new UnsupportedFeatureException(filename, "preallocation=" + prealloc.name().toLowerCase()
-                    + " when resizing a qcow2 image");
+                    + " when resizing a qcow2 image with an external data file");
         }
         if (newSize < 0 || (newSize & 511) != 0) {
             throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")", null,
@@ -982,6 +985,11 @@ public final class Qcow2Updater {
             }
             // The block layer asks for zeros only when the backing file would show through (BDRV_REQ_ZERO_WRITE).
             boolean zeroWrite = backing != null && backing.size() > oldSize;
+            if (dataPrealloc) {
+                // the file's truncation zeroes the new clusters, which then read as such (and are marked allocated)
+                preallocateData(oldSize, newSize, !zeroWrite);
+                zeroWrite = false;
+            }
             boolean zeroed = zeroWrite;
             long sub = geo.subclusterSize();
             long zeroStart = (oldSize + sub - 1) / sub * sub;
@@ -1057,6 +1065,50 @@ public final class Qcow2Updater {
         fileEnd = Math.max(fileEnd, host + run);
         dataEnd = Math.max(dataEnd, fileEnd);
         storage.extendTo(fileEnd);
+    }
+
+    /**
+     * QEMU's falloc and full preallocation of a grown qcow2 image ({@code qcow2_co_truncate}): refcount structures
+     * covering the new data clusters and their L2 tables made after the file's last used cluster
+     * ({@code qcow2_refcount_area}, exact), the data clusters allocated right after them, the file extended over
+     * them, then the clusters linked from the old size's cluster on (that one's head copied), L2 table by L2 table;
+     * a {@code prealloc} link marks no extended-L2 subcluster allocated. The file's new part reads as zeros either
+     * way (falloc and full differ in disk allocation only, which the JDK cannot ask for: it is extended sparse).
+     */
+    private void preallocateData(long oldSize, long newSize, boolean prealloc) throws IOException {
+        long fileLength = storage.length();
+        long last = refcounts.lastUsedCluster(fileLength);
+        long oldFileClusters = last >= 0 ? last + 1 : (fileLength + clusterSize - 1) / clusterSize;
+        long dataClusters = (((newSize + clusterSize - 1) & ~(clusterSize - 1)) - geo.startOfCluster(oldSize)) / clusterSize;
+        long l2Tables = (dataClusters + geo.l2Entries() - 1) / geo.l2Entries() + 1;
+        flush();
+        long start = refcounts.refcountArea(oldFileClusters, dataClusters + l2Tables, true, -1, 0);
+        if (refcounts.allocateAt(start * clusterSize, dataClusters) != dataClusters) {
+            throw new IllegalStateException("the new refcount area's end is not free at cluster " + start);
+        }
+        long host = start * clusterSize;
+        long newFileSize = host + dataClusters * clusterSize;
+        dataEnd = Math.max(dataEnd, newFileSize);
+        storage.extendTo(newFileSize);
+        List<Long> replaced = new ArrayList<>();
+        long guest = oldSize;
+        for (long left = dataClusters; left > 0; ) {
+            long n = Math.min(left, geo.l2Entries() - geo.l2Index(guest));
+            long head = geo.offsetInCluster(guest);
+            Meta m = new Meta(host, geo.startOfCluster(guest), n, false, 0, head, n * clusterSize, n * clusterSize, false);
+            ByteBuffer old = cow(m, 0, head);
+            if (old != null) {
+                writeData(old, host);
+            }
+            link(m, replaced, prealloc);
+            guest = m.guest() + n * clusterSize;
+            host += n * clusterSize;
+            left -= n;
+            writeBackIfOverfull();
+        }
+        for (long entry : replaced) {
+            release(entry, RefcountTable.Discard.NEVER);
+        }
     }
 
     /**
