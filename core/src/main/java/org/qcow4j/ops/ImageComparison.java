@@ -32,9 +32,23 @@ public final class ImageComparison {
     private final ByteBuffer buf1 = ByteBuffer.allocateDirect(CHUNK);
     private final ByteBuffer buf2 = ByteBuffer.allocateDirect(CHUNK);
 
+    /** Reads the second image beside the first; made when first needed, ended with the comparison. */
+    private java.util.concurrent.ExecutorService helper;
+
     private ImageComparison(DiskImage first, DiskImage second) {
         this.first = first;
         this.second = second;
+    }
+
+    private java.util.concurrent.ExecutorService helper() {
+        if (helper == null) {
+            helper = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+                Thread t = new Thread(r, "compare-reader");
+                t.setDaemon(true);
+                return t;
+            });
+        }
+        return helper;
     }
 
     /**
@@ -43,7 +57,14 @@ public final class ImageComparison {
      */
     public static CompareResult compare(DiskImage first, DiskImage second, boolean strict, LongConsumer progress)
             throws IOException {
-        return new ImageComparison(first, second).run(strict, progress == null ? n -> { } : progress);
+        ImageComparison c = new ImageComparison(first, second);
+        try {
+            return c.run(strict, progress == null ? n -> { } : progress);
+        } finally {
+            if (c.helper != null) {
+                c.helper.shutdownNow();
+            }
+        }
     }
 
     private CompareResult run(boolean strict, LongConsumer progress) throws IOException {
@@ -160,10 +181,27 @@ public final class ImageComparison {
         return layer;
     }
 
-    /** QEMU's {@code compare_buffers}: the start of the first differing sector, or -1. */
+    /**
+     * QEMU's {@code compare_buffers}: the start of the first differing sector, or -1. The two images are read at
+     * once, the second on a helper thread (reads are thread-safe), as they are usually separate files.
+     */
     private long firstDifference(long offset, int length) throws IOException {
+        java.util.concurrent.Future<?> other = helper().submit(() -> {
+            read(second, buf2, offset, length);
+            return null;
+        });
         read(first, buf1, offset, length);
-        read(second, buf2, offset, length);
+        try {
+            other.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("compare interrupted");
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof IOException io) {
+                throw io;
+            }
+            throw new IllegalStateException(e.getCause());
+        }
         int at = buf1.mismatch(buf2);
         return at < 0 ? -1 : offset + (long) at / SECTOR * SECTOR;
     }
