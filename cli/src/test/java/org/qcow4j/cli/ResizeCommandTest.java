@@ -1,6 +1,5 @@
 package org.qcow4j.cli;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import java.io.IOException;
@@ -33,7 +32,7 @@ class ResizeCommandTest {
         for (Map.Entry<String, Path> k : kinds.entrySet()) {
             String name = k.getKey();
             for (String line : name.equals("plain") ? LINES : KIND_LINES) {
-                run(k.getValue(), name.equals("sparse4t") ? line.replace("-1536k", "3T") : line, name);
+                run(k.getValue(), line, name);
             }
             if (name.equals("c512") || name.equals("extl2") || name.equals("chain")) {
                 run(k.getValue(), "--preallocation=falloc IMG +1M", name); // new refcount structures; subclusters; a backing file
@@ -42,7 +41,7 @@ class ResizeCommandTest {
         Path raw = dir.resolve("r.raw");
         Qemu.img(dir, "create", "-q", "-f", "raw", raw.toString(), "10M");
         Qemu.io(dir, raw.toString(), "write -P 1 1M 1M");
-        for (String line : List.of("-f raw IMG +1G", "-f raw --shrink IMG 1000", "-f raw IMG 1M", "IMG +1M",
+        for (String line : List.of("-f raw IMG +64M", "-f raw --shrink IMG 1000", "-f raw IMG 1M", "IMG +1M",
                 "-f raw --preallocation=falloc IMG +100k", "-f raw --preallocation=full IMG 11M",
                 "-f raw --preallocation=metadata IMG 20M")) {
             run(raw, line, "raw");
@@ -61,7 +60,7 @@ class ResizeCommandTest {
         assertEquals(want.exit(), got.exit(), context + ": " + got);
         assertEquals(want.out(), got.out(), context);
         assertEquals(want.err().replace(theirs.toString(), "IMG"), got.err().replace(ours.toString(), "IMG"), context);
-        assertArrayEquals(Files.readAllBytes(theirs), Files.readAllBytes(ours), context);
+        assertEquals(-1, Files.mismatch(theirs, ours), context + ": first differing byte");
         if (!what.equals("raw") && want.exit() == 0) {
             assertEquals(0, Qemu.run(dir, "qemu-img", "check", ours.toString()).exit(), context);
         }
