@@ -1072,8 +1072,8 @@ public final class Qcow2Updater {
      * covering the new data clusters and their L2 tables made after the file's last used cluster
      * ({@code qcow2_refcount_area}, exact), the data clusters allocated right after them, the file extended over
      * them, then the clusters linked from the old size's cluster on (that one's head copied), L2 table by L2 table;
-     * a {@code prealloc} link marks no extended-L2 subcluster allocated. The file's new part reads as zeros either
-     * way (falloc and full differ in disk allocation only, which the JDK cannot ask for: it is extended sparse).
+     * a {@code prealloc} link marks no extended-L2 subcluster allocated. The file's new part is written as zeros, so
+     * its disk blocks are allocated as QEMU's falloc and full allocate them (the JDK has no fallocate).
      */
     private void preallocateData(long oldSize, long newSize, boolean prealloc) throws IOException {
         long fileLength = storage.length();
@@ -1089,7 +1089,7 @@ public final class Qcow2Updater {
         long host = start * clusterSize;
         long newFileSize = host + dataClusters * clusterSize;
         dataEnd = Math.max(dataEnd, newFileSize);
-        storage.extendTo(newFileSize);
+        storage.allocateZeros(newFileSize);
         List<Long> replaced = new ArrayList<>();
         long guest = oldSize;
         for (long left = dataClusters; left > 0; ) {
