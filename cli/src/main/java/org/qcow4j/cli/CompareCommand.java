@@ -26,6 +26,11 @@ final class CompareCommand extends Command {
     }
 
     @Override
+    int objectRefusedExit() {
+        return OPEN_FAILED;
+    }
+
+    @Override
     int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         boolean quiet = args.has("-q");
         List<String> names = args.positionals();

@@ -128,7 +128,17 @@ public final class Main {
         boolean debug = argv.contains("--debug");
         try {
             List<String> heldBack = command.heldBack(argv);
-            CommandLine args = CommandLine.parse(argv.subList(0, argv.size() - heldBack.size()), options);
+            CommandLine args;
+            try {
+                args = CommandLine.parse(argv.subList(0, argv.size() - heldBack.size()), options);
+            } catch (CommandLine.UsageException ex) {
+                if (program != Program.QEMU_IMG || !command.helpOnBadOption()) {
+                    throw ex;
+                }
+                err.println(command.name() + ": " + ex.getMessage()); // getopt's own line, argv[0] being the command
+                out.print(programHelp(program));
+                return ExitCodes.OK;
+            }
             args.positionals().addAll(heldBack);
             if (args.has("-h")) {
                 out.print(program == Program.QCOW4J
@@ -146,7 +156,7 @@ public final class Main {
                 for (String definition : args.all("--object")) {
                     Integer exit = objects.addOption(definition, out, err);
                     if (exit != null) {
-                        return exit;
+                        return exit == ExitCodes.OK ? exit : command.objectRefusedExit();
                     }
                 }
             }

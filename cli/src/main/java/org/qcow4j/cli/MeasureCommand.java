@@ -34,6 +34,11 @@ final class MeasureCommand extends Command {
     }
 
     @Override
+    boolean helpOnBadOption() {
+        return true;
+    }
+
+    @Override
     int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         // qemu-img checks these as getopt meets them
         List<String> optionValues = new ArrayList<>();

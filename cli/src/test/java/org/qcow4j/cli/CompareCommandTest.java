@@ -71,7 +71,7 @@ class CompareCommandTest {
         String a = dir.resolve("a.qcow2").toString();
         Qemu.img(dir, "create", "-q", "-f", "qcow2", a, "1M");
         for (String line : List.of("A", "", "A A A", "A DIR/missing", "DIR/missing A", "-T bogus A A", "-f nosuchfmt A A",
-                "-f raw -F qcow2 A A", "-x A A", "-f", "--image-opts -f qcow2 A A", "-U A A")) {
+                "-f raw -F qcow2 A A", "-x A A", "-f", "--image-opts -f qcow2 A A", "-U A A", "--object bogus A A")) {
             String[] args = Qemu.concat("compare", line.isEmpty() ? new String[0]
                     : line.replace("A", a).replace("DIR", dir.toString()).split(" "));
             Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", args));

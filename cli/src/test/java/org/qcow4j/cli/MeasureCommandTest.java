@@ -53,5 +53,13 @@ class MeasureCommandTest {
             Qemu.Result got = SnapshotCommandTest.run(Program.QEMU_IMG, args);
             assertEquals(want, got, line);
         }
+        // getopt's complaint, then the help (which lists the commands each has) and exit 0, as measure's '?' case
+        for (String line : List.of("-x --size 1G", "-O", "--size")) {
+            String[] args = Qemu.concat("measure", line.split(" "));
+            Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", args));
+            Qemu.Result got = SnapshotCommandTest.run(Program.QEMU_IMG, args);
+            assertEquals(want.exit(), got.exit(), line);
+            assertEquals(want.err(), got.err(), line);
+        }
     }
 }
