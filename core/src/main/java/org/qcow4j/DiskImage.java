@@ -34,6 +34,11 @@ public interface DiskImage extends Closeable {
      */
     Extent extentAt(long offset, long maxLength) throws IOException;
 
+    /** A qcow2 image's persistent dirty bitmaps, to read and change; empty for other formats. */
+    default Optional<DirtyBitmaps> dirtyBitmaps() {
+        return Optional.empty();
+    }
+
     /** A qcow2 image's header, snapshots and bitmaps; empty for other formats. */
     default Optional<Qcow2Metadata> qcow2() {
         return Optional.empty();

@@ -43,7 +43,8 @@ public final class Images {
     /**
      * Opens the qcow2 or raw image {@code path} for reading and writing (a qcow2 image's backing chain read-only).
      * A dirty qcow2 image (lazy refcounts, not closed) is repaired first, as QEMU does; one marked corrupt opens
-     * read-only with a warning; ones with persistent bitmaps or an external data file are refused by name. Images
+     * read-only with a warning; one with an external data file is refused by name. Persistent bitmaps are loaded,
+     * flagged in use on disk, record writes and are stored on close ({@link DirtyBitmaps}). Images
      * with internal snapshots take writes as QEMU's do (shared tables and clusters copied on write). A raw image whose format was probed refuses writes that would make it probe as qcow2.
      * Writes follow the request rules of {@code options} (writethrough, discard, detect-zeroes).
      */
@@ -125,6 +126,103 @@ public final class Images {
             throw new IllegalArgumentException("an id or a name is needed");
         }
         return Qcow2Image.deleteSnapshot(path, options, id, name);
+    }
+
+    /** The persistent dirty bitmaps of the qcow2 image {@code path} (what {@code qemu-img info} lists), read-only. */
+    public static List<org.qcow4j.format.Bitmap> bitmaps(Path path, OpenOptions options) throws IOException {
+        try (DiskImage d = open(path, options.withoutBacking())) {
+            return d.qcow2().map(Qcow2Metadata::bitmaps).orElse(List.of());
+        }
+    }
+
+    /**
+     * Adds the persistent dirty bitmap {@code name} to the qcow2 image {@code path} ({@code qemu-img bitmap --add}):
+     * {@code granularity} bytes per bit (0: QEMU's default), recording writes unless {@code disabled}. Like the
+     * other bitmap calls below, it opens the image for writing, makes the change and closes it, which stores the
+     * bitmaps in QEMU's order (see {@link DirtyBitmaps}).
+     *
+     * @throws BitmapException when QEMU refuses the same, nothing changed
+     */
+    public static void addBitmap(Path path, OpenOptions options, String name, long granularity, boolean disabled)
+            throws IOException {
+        editBitmaps(path, options, b -> b.add(name, granularity, disabled));
+    }
+
+    /** Removes the bitmap {@code name} ({@code qemu-img bitmap --remove}); see {@link #addBitmap}. */
+    public static void removeBitmap(Path path, OpenOptions options, String name) throws IOException {
+        editBitmaps(path, options, b -> b.remove(name));
+    }
+
+    /** Clears every bit of the bitmap {@code name} ({@code qemu-img bitmap --clear}); see {@link #addBitmap}. */
+    public static void clearBitmap(Path path, OpenOptions options, String name) throws IOException {
+        editBitmaps(path, options, b -> b.clear(name));
+    }
+
+    /** Makes the bitmap {@code name} record writes ({@code qemu-img bitmap --enable}); see {@link #addBitmap}. */
+    public static void enableBitmap(Path path, OpenOptions options, String name) throws IOException {
+        editBitmaps(path, options, b -> b.enable(name));
+    }
+
+    /** Makes the bitmap {@code name} stop recording writes ({@code qemu-img bitmap --disable}); see {@link #addBitmap}. */
+    public static void disableBitmap(Path path, OpenOptions options, String name) throws IOException {
+        editBitmaps(path, options, b -> b.disable(name));
+    }
+
+    /**
+     * Sets in the bitmap {@code target} of {@code path} every bit of the bitmap {@code sourceName} of {@code
+     * sourceImage} (opened read-only with {@code sourceOptions}; null for {@code path} itself): {@code qemu-img bitmap
+     * --merge SOURCE [-b SOURCE_IMAGE]}. See {@link #addBitmap}.
+     */
+    public static void mergeBitmap(Path path, OpenOptions options, String target, Path sourceImage,
+                                   OpenOptions sourceOptions, String sourceName) throws IOException {
+        if (sourceImage == null) {
+            editBitmaps(path, options, b -> b.merge(target, b, sourceName));
+            return;
+        }
+        try (DiskImage source = open(sourceImage, sourceOptions.withoutBacking())) {
+            DirtyBitmaps from = source.dirtyBitmaps().orElseThrow(() -> new BitmapException(sourceImage.toString(),
+                    "Dirty bitmap '" + sourceName + "' not found"));
+            editBitmaps(path, options, b -> b.merge(target, from, sourceName));
+        }
+    }
+
+    /**
+     * {@code qemu-img convert --bitmaps}, before the conversion: refuses a source whose bitmaps cannot be copied
+     * (not qcow2 version 3: "Source lacks bitmap support"; an inconsistent bitmap unless {@code skipBroken}).
+     */
+    public static void checkBitmapsCopyable(DiskImage source, boolean skipBroken) throws IOException {
+        org.qcow4j.ops.BitmapCopier.check(source, skipBroken);
+    }
+
+    /**
+     * {@code qemu-img convert --bitmaps}, after the conversion: copies every persistent bitmap of {@code source}
+     * (granularity, enabled state, bits) into {@code target}, inconsistent ones skipped with a warning when
+     * {@code skipBroken}; they are stored when {@code target} closes.
+     *
+     * @throws BitmapException in qemu-img's words (a target that cannot hold bitmaps, a bitmap that exists already)
+     */
+    public static void copyBitmaps(DiskImage source, WritableImage target, boolean skipBroken, Consumer<String> warnings)
+            throws IOException {
+        org.qcow4j.ops.BitmapCopier.copy(source, target, skipBroken, warnings);
+    }
+
+    /** A change to an image's bitmaps, for {@link #editBitmaps}. */
+    @FunctionalInterface
+    public interface BitmapEdit {
+        void apply(DirtyBitmaps bitmaps) throws IOException;
+    }
+
+    /**
+     * Opens the qcow2 image {@code path} for writing, applies {@code edit} to its bitmaps and closes it (storing them):
+     * several changes in one session, as one {@code qemu-img bitmap} command line makes them. What {@code edit} did
+     * before it failed is kept, as in qemu-img.
+     */
+    public static void editBitmaps(Path path, OpenOptions options, BitmapEdit edit) throws IOException {
+        try (WritableImage image = openWritable(path, options.withQemuLayout(true))) {
+            DirtyBitmaps b = image.dirtyBitmaps().orElseThrow(() -> new UnsupportedFeatureException(path.toString(),
+                    "persistent bitmaps in " + image.format() + " images"));
+            edit.apply(b);
+        }
     }
 
     /**

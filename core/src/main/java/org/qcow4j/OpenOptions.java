@@ -29,10 +29,14 @@ package org.qcow4j;
  * @param copyOnRead          QEMU's {@code copy-on-read}: a read first copies the clusters it touches that the image
  *                            itself does not allocate (data from the backing chain, or zeros) into the image, as
  *                            QEMU's copy-on-read does (writable opens only)
+ * @param lazyRefcounts       QEMU's {@code lazy-refcounts} open option, for writable qcow2 opens: null follows the
+ *                            image header's {@code lazy_refcounts} bit; true writes refcounts only at close, the dirty
+ *                            bit set meanwhile (version 3 images only: a version 2 image is refused with it); false
+ *                            writes them at every flush, whatever the header says. The header is not changed.
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
                           boolean forceShare, boolean qemuLayout, boolean openBacking, boolean writethrough,
-                          boolean discard, DetectZeroes detectZeroes, boolean copyOnRead) {
+                          boolean discard, DetectZeroes detectZeroes, boolean copyOnRead, Boolean lazyRefcounts) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -56,6 +60,14 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
         }
     }
 
+    /** The options with lazy refcounts as the image header says. */
+    public OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth, boolean forceShare,
+                       boolean qemuLayout, boolean openBacking, boolean writethrough, boolean discard,
+                       DetectZeroes detectZeroes, boolean copyOnRead) {
+        this(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking, writethrough,
+                discard, detectZeroes, copyOnRead, null);
+    }
+
     /** Format probed, default caches and chain depth, backing chain opened, QEMU's locking, writeback caching, discards honoured. */
     public static OpenOptions defaults() {
         return new OpenOptions(null, DEFAULT_L2_CACHE_BYTES, DEFAULT_REFCOUNT_CACHE_BYTES, DEFAULT_MAX_CHAIN_DEPTH, false,
@@ -64,52 +76,57 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
 
     public OpenOptions withFormat(String f) {
         return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
         return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
         return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
     }
 
     /** The image alone, its backing file named but not opened (see {@link #openBacking}). */
     public OpenOptions withoutBacking() {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false,
-                writethrough, discard, detectZeroes, copyOnRead);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
     }
 
     public OpenOptions withForceShare(boolean share) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
     }
 
     public OpenOptions withQemuLayout(boolean exact) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
     }
 
     public OpenOptions withWritethrough(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                on, discard, detectZeroes, copyOnRead);
+                on, discard, detectZeroes, copyOnRead, lazyRefcounts);
     }
 
     public OpenOptions withDiscard(boolean unmap) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, unmap, detectZeroes, copyOnRead);
+                writethrough, unmap, detectZeroes, copyOnRead, lazyRefcounts);
     }
 
     public OpenOptions withCopyOnRead(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, on);
+                writethrough, discard, detectZeroes, on, lazyRefcounts);
     }
 
     public OpenOptions withDetectZeroes(DetectZeroes mode) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, mode, copyOnRead);
+                writethrough, discard, mode, copyOnRead, lazyRefcounts);
+    }
+
+    public OpenOptions withLazyRefcounts(Boolean lazy) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead, lazy);
     }
 }

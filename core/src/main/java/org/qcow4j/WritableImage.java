@@ -63,4 +63,13 @@ public interface WritableImage extends DiskImage {
 
     /** What opening the image had to say: a dirty image repaired, a corrupt image opened read-only. */
     java.util.List<String> warnings();
+
+    /**
+     * The diagnostics of the repair opening made (a dirty image, see {@link #warnings()}), line by line as {@code
+     * qemu-img check -r} prints them ("ERROR cluster 5 refcount=0 reference=1", "Rebuilding refcount structure"...);
+     * QEMU prints them on stderr when it opens such an image. Empty when nothing was repaired.
+     */
+    default java.util.List<String> repairDiagnostics() {
+        return java.util.List.of();
+    }
 }

@@ -47,8 +47,13 @@ class DamagedWriteTest {
         poke(img, headerLong(img, 48), new byte[8]); // refcount table entry 0 = 0: the header counts for nothing
         assertTimeoutPreemptively(Duration.ofSeconds(10), () -> {
             try (WritableImage image = Images.openWritable(img)) {
-                FormatException e = assertThrows(FormatException.class, () -> image.write(ByteBuffer.allocate(4096), 0));
-                assertTrue(e.getMessage().contains("holds metadata"), e.getMessage());
+                CorruptionException e = assertThrows(CorruptionException.class, () -> image.write(ByteBuffer.allocate(4096), 0));
+                assertTrue(e.getMessage().contains("would overwrite the header"), e.getMessage());
+                assertEquals("Preventing invalid allocation of L2 table at offset 0", e.qemuWords()); // QEMU's words
+                assertThrows(QcowException.class, () -> image.write(ByteBuffer.allocate(4096), 0), "no more writes");
+            }
+            try (WritableImage again = Images.openWritable(img)) {
+                assertTrue(again.readOnly(), "marked corrupt: opens read-only until repaired");
             }
         });
     }
@@ -66,8 +71,9 @@ class DamagedWriteTest {
             // refused at close as well: nothing may have been written over the metadata either way
         }
         byte[] after = Files.readAllBytes(img);
+        before[79] |= 2; // the corrupt bit, which QEMU sets too
         assertArrayEquals(java.util.Arrays.copyOf(before, 4 * 65536), java.util.Arrays.copyOf(after, 4 * 65536),
-                "header, refcount table, refcount block and L1 table untouched");
+                "header (but for the corrupt bit), refcount table, refcount block and L1 table untouched");
     }
 
     @Test

@@ -23,7 +23,9 @@ import org.qcow4j.testing.Shrinker;
  * Random sequences of write, writeZeroes, discard, resize and flush on images QEMU made (backing files, compressed
  * clusters, extended L2, small clusters, version 2, lazy refcounts, narrow and wide refcounts), against an in-memory
  * model of the disk. After each sequence our own reads, and {@code qemu-img convert -O raw} of the closed image,
- * equal the model, and {@code qemu-img check} finds nothing. A failing sequence is shrunk (operations dropped while it
+ * equal the model, and {@code qemu-img check} finds nothing. Version 3 images carry persistent dirty bitmaps, which the
+ * sequences also clear, disable and enable: the granules our bitmaps hold after the close are the model's (for the
+ * first run of each kind, as {@code qemu-nbd -B} serves them), and none is left in use. A failing sequence is shrunk (operations dropped while it
  * still fails) before it is reported. {@code -Dprop.seed=N} changes the sequences, {@code -Dprop.runs=N} their number
  * per image kind.
  *
@@ -49,7 +51,7 @@ class WritableImagePropertyTest {
             new Config("lazy refcounts backing", "lazy_refcounts=on", 65536, 4 << 20, false, true, false),
             new Config("2M clusters", "cluster_size=2M", 2 << 20, 8 << 20, false, true, false));
 
-    enum Kind { WRITE, ZEROES, ZEROES_UNMAP, DISCARD, RESIZE, FLUSH }
+    enum Kind { WRITE, ZEROES, ZEROES_UNMAP, DISCARD, RESIZE, FLUSH, BITMAP_CLEAR, BITMAP_DISABLE, BITMAP_ENABLE }
 
     /** One operation; offsets and lengths are picked from {@code a} and {@code b} against the size at the time. */
     record Op(Kind kind, int a, int b, int pattern) {
@@ -62,7 +64,7 @@ class WritableImagePropertyTest {
     /** The operation mix: mostly writes, some zeroing and discards, a few resizes and flushes. */
     private static Kind[] weighted() {
         List<Kind> k = new ArrayList<>();
-        int[] weights = {10, 3, 2, 3, 1, 2};
+        int[] weights = {10, 3, 2, 3, 1, 2, 1, 1, 1};
         for (Kind kind : Kind.values()) {
             for (int i = 0; i < weights[kind.ordinal()]; i++) {
                 k.add(kind);
@@ -86,7 +88,7 @@ class WritableImagePropertyTest {
             long seed = SEED * 31 + c.name().hashCode() * 1009L + run;
             return DynamicTest.dynamicTest(c.name() + " #" + run, () -> {
                 List<Op> ops = randomOps(new Random(seed));
-                AssertionFailedError failure = attempt(c, ops);
+                AssertionFailedError failure = attempt(c, ops, run == 0);
                 if (failure != null) {
                     throw shrink(c, ops, failure, seed);
                 }
@@ -95,10 +97,10 @@ class WritableImagePropertyTest {
     }
 
     /** Runs one sequence in a fresh directory; the assertion it fails, or null. */
-    private static AssertionFailedError attempt(Config c, List<Op> ops) throws IOException {
+    private static AssertionFailedError attempt(Config c, List<Op> ops, boolean askQemuNbd) throws IOException {
         Path dir = Files.createTempDirectory("qcow4j-prop");
         try {
-            run(dir, c, ops);
+            run(dir, c, ops, askQemuNbd);
             return null;
         } catch (AssertionFailedError e) {
             return e;
@@ -113,7 +115,7 @@ class WritableImagePropertyTest {
 
     /** Drops operations one at a time while the sequence still fails, and reports the shortest found. */
     private static AssertionFailedError shrink(Config c, List<Op> ops, AssertionFailedError failure, long seed) throws Exception {
-        return Shrinker.shrink(ops, failure, "seed " + seed + ", " + c.name(), fewer -> attempt(c, fewer));
+        return Shrinker.shrink(ops, failure, "seed " + seed + ", " + c.name(), fewer -> attempt(c, fewer, false));
     }
 
     /**
@@ -157,13 +159,26 @@ class WritableImagePropertyTest {
         return model;
     }
 
-    private static void run(Path dir, Config c, List<Op> ops) throws IOException {
+    /** Granularity of the "track" bitmap of version 3 images (the "off" one has QEMU's default and is disabled). */
+    private static final int GRANULE = 4096;
+
+    private static void run(Path dir, Config c, List<Op> ops, boolean askQemuNbd) throws IOException {
         byte[] model = make(dir, c);
         Path img = dir.resolve("top.qcow2");
         List<String> done = new ArrayList<>();
+        java.util.TreeSet<Long> granules = new java.util.TreeSet<>();
+        if (!c.v2()) {
+            Images.addBitmap(img, OpenOptions.defaults(), "track", GRANULE, false);
+            Images.addBitmap(img, OpenOptions.defaults(), "off", 0, true);
+        }
+        boolean[] enabled = {true};
         try (WritableImage image = Images.openWritable(img)) {
             for (Op op : ops) {
+                long before = model.length;
                 model = apply(image, c, model, op, done);
+                if (!c.v2()) {
+                    track(image, c, op, before, model.length, granules, enabled);
+                }
             }
             byte[] ours = new byte[(int) image.size()];
             image.read(ByteBuffer.wrap(ours), 0);
@@ -173,6 +188,85 @@ class WritableImagePropertyTest {
         assertArrayEquals(model, Files.readAllBytes(dir.resolve("out.raw")), "qemu-img convert after " + done);
         Processes.Result check = Processes.run(dir, "qemu-img", "check", "top.qcow2");
         assertEquals(0, check.exit(), "qemu-img check after " + done + ":\n" + check.out() + check.err());
+        if (!c.v2()) {
+            checkBitmaps(dir, img, model.length, granules, enabled[0], askQemuNbd, done);
+        }
+    }
+
+    /** The model of the "track" bitmap: the granules each write, zero write and discard touches while enabled. */
+    private static void track(WritableImage image, Config c, Op op, long sizeBefore, long sizeAfter,
+                              java.util.TreeSet<Long> granules, boolean[] enabled) throws IOException {
+        DirtyBitmaps bitmaps = image.dirtyBitmaps().orElseThrow();
+        switch (op.kind()) {
+            case WRITE, ZEROES, ZEROES_UNMAP, DISCARD -> {
+                if (enabled[0]) {
+                    long[] r = range(c, sizeBefore, op);
+                    for (long g = r[0] / GRANULE; g <= (r[0] + r[1] - 1) / GRANULE; g++) {
+                        granules.add(g);
+                    }
+                }
+            }
+            case RESIZE -> granules.tailSet((sizeAfter + GRANULE - 1) / GRANULE).clear();
+            case BITMAP_CLEAR -> {
+                bitmaps.clear("track");
+                granules.clear();
+            }
+            case BITMAP_DISABLE -> {
+                bitmaps.disable("track");
+                enabled[0] = false;
+            }
+            case BITMAP_ENABLE -> {
+                bitmaps.enable("track");
+                enabled[0] = true;
+            }
+            default -> {
+            }
+        }
+    }
+
+    /** The offset and length {@link #apply} uses for {@code op} on a disk of {@code size} bytes. */
+    private static long[] range(Config c, long size, Op op) {
+        int off = (int) (op.a() % size);
+        int maxLen = (int) Math.min(size - off, Math.max(3L * c.clusterSize(), 65536));
+        int len = 1 + op.b() % maxLen;
+        if (op.b() % 3 == 0) {
+            off = (int) (off / c.clusterSize() * (long) c.clusterSize());
+            len = (int) Math.min(size - off, Math.max(c.clusterSize(), (long) len / c.clusterSize() * c.clusterSize()));
+        }
+        return new long[] {off, len};
+    }
+
+    /** After the close: no bitmap in use, "track" holds the model's granules (also as qemu-nbd serves it), "off" none. */
+    private static void checkBitmaps(Path dir, Path img, long size, java.util.TreeSet<Long> granules, boolean enabled,
+                                     boolean askQemuNbd, List<String> done) throws IOException {
+        java.util.TreeSet<Long> stored = new java.util.TreeSet<>();
+        try (DiskImage d = Images.open(img)) {
+            DirtyBitmaps b = d.dirtyBitmaps().orElseThrow();
+            assertEquals("[track " + (enabled ? 2 : 0) + ", off 0]",
+                    b.list().stream().map(x -> x.name() + " " + x.flags()).toList().toString(), "flags after " + done);
+            for (long[] r : b.dirtyRanges("track")) {
+                for (long g = r[0] / GRANULE; g <= (r[0] + r[1] - 1) / GRANULE; g++) {
+                    stored.add(g);
+                }
+            }
+            assertEquals(List.of(), b.dirtyRanges("off"), "the disabled bitmap after " + done);
+        }
+        assertEquals(granules, stored, "the dirty granules after " + done);
+        if (askQemuNbd) {
+            Processes.Result map = Processes.run(dir, "nbdinfo", "--map=qemu:dirty-bitmap:track", "--", "[", "qemu-nbd", "-r",
+                    "-B", "track", "-f", "qcow2", img.toString(), "]");
+            assertEquals(0, map.exit(), map.err());
+            java.util.TreeSet<Long> served = new java.util.TreeSet<>();
+            for (String line : map.out().lines().toList()) {
+                String[] f = line.trim().split("\\s+");
+                if (f[2].equals("1")) {
+                    for (long g = Long.parseLong(f[0]) / GRANULE; g <= (Long.parseLong(f[0]) + Long.parseLong(f[1]) - 1) / GRANULE; g++) {
+                        served.add(g);
+                    }
+                }
+            }
+            assertEquals(granules, served, "qemu-nbd's dirty map after " + done);
+        }
     }
 
     /**
@@ -232,6 +326,7 @@ class WritableImagePropertyTest {
                 }
                 done.add("flush");
             }
+            default -> done.add(op.kind().name().toLowerCase(java.util.Locale.ROOT).replace('_', ' '));
         }
         return model;
     }

@@ -6,6 +6,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import org.qcow4j.BitmapException;
 import org.qcow4j.ConvertOptions;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
@@ -43,18 +44,38 @@ final class ConvertCommand extends Command {
 
     private static final CommandLine.Option SNAPSHOT = CommandLine.Option.value("SNAPSHOT_PARAM",
             "Convert the first input as of its internal snapshot: snapshot.id=ID,snapshot.name=NAME, or ID_OR_NAME.", "-l");
+    private static final CommandLine.Option BITMAPS = CommandLine.Option.flag(
+            "Copy the input's persistent dirty bitmaps (one qcow2 input, qcow2 output).", "--bitmaps");
+    private static final CommandLine.Option SKIP_BROKEN = CommandLine.Option.flag(
+            "With --bitmaps: leave out inconsistent bitmaps (with a warning) instead of failing.", "--skip-broken-bitmaps");
 
     ConvertCommand() {
         super("convert", "convert [-p] [-c] [-n [--target-is-zero]] [-S SPARSE_SIZE] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] "
                         + "[-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
                 "Convert images (their contents concatenated) into a new raw or qcow2 image.",
                 FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, SOURCE_CACHE,
-                OUT_OF_ORDER, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO, SNAPSHOT, OBJECT, IMAGE_OPTS);
+                OUT_OF_ORDER, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO, SNAPSHOT, BITMAPS, SKIP_BROKEN, OBJECT,
+                IMAGE_OPTS);
     }
 
     @Override
     int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
+        try {
+            return convert(args, out, err);
+        } catch (BitmapException e) {
+            err.error(e.qemuWords()); // qemu-img's words, then its hint line
+            if (e.hint() != null) {
+                err.println(e.hint());
+            }
+            return ExitCodes.FAILURE;
+        }
+    }
+
+    private int convert(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         int minSparse = minSparse(args, err);
+        if (args.has("--skip-broken-bitmaps") && !args.has("--bitmaps")) {
+            throw CommandLine.UsageException.withoutHint("Use of --skip-broken-bitmaps requires --bitmaps");
+        }
         boolean skipCreate = args.has("-n");
         if (skipCreate && args.has("-o")) {
             throw CommandLine.UsageException.withoutHint("-o has no effect when skipping image creation");
@@ -93,10 +114,16 @@ final class ConvertCommand extends Command {
             }
             List<DiskImage> inputs = List.copyOf(opened);
             totalSize(inputs); // the sum must fit
+            if (args.has("--bitmaps")) {
+                if (inputs.size() > 1) {
+                    throw new BitmapException(output, "Copying bitmaps only possible with single source");
+                }
+                Images.checkBitmapsCopyable(inputs.get(0), args.has("--skip-broken-bitmaps"));
+            }
             if (skipCreate) {
-                convertInto(args, inputs, output, outputFormat, common, opened, out);
+                convertInto(args, inputs, output, outputFormat, common, opened, out, err);
             } else {
-                convertNew(args, inputs, output, outputFormat, common, opened, out);
+                convertNew(args, inputs, output, outputFormat, common, opened, out, err);
             }
         } finally {
             for (DiskImage d : opened) {
@@ -157,7 +184,8 @@ final class ConvertCommand extends Command {
 
     /** The new image: raw or qcow2 with the {@code -o}, {@code -c} and {@code -B} options. */
     private static void convertNew(CommandLine args, List<DiskImage> inputs, String output, String outputFormat,
-                                   ConvertOptions common, List<DiskImage> opened, PrintWriter out) throws Exception {
+                                   ConvertOptions common, List<DiskImage> opened, PrintWriter out, Stderr err)
+            throws Exception {
         boolean qcow2 = outputFormat.equals("qcow2");
         if (args.has("-c") && !qcow2) {
             throw new QcowException(output, "compression not supported for output format 'raw'");
@@ -182,17 +210,43 @@ final class ConvertCommand extends Command {
             String backingName = args.get("-B", qcow2Options.backingFile());
             if (backingName != null) {
                 refuseBackingWithSeveral(inputs);
+                String backingFormat = args.get("-F", qcow2Options.backingFormat());
+                if (backingFormat == null) {
+                    // QEMU 7.2 no longer probes a new image's backing file
+                    throw CommandLine.UsageException.withoutHint("Use of backing file requires explicit backing format");
+                }
                 DiskImage backing = Images.open(Path.of(Images.resolveRelative(output, backingName)),
-                        OpenOptions.defaults().withFormat(args.get("-F", qcow2Options.backingFormat())));
+                        OpenOptions.defaults().withFormat(backingFormat));
                 opened.add(backing);
                 options = options.withBacking(backing).withQcow2(qcow2Options.withBacking(backingName, backing.format()));
             }
+        }
+        if (args.has("--bitmaps") && (!qcow2 || options.qcow2().version() < 3)) {
+            // qemu-img creates the (empty) target, then finds its driver cannot store bitmaps
+            if (qcow2) {
+                Images.create(ImageArgs.path(output), options.qcow2().withSize(totalSize(inputs)));
+            } else {
+                Images.createRaw(ImageArgs.path(output), totalSize(inputs));
+            }
+            throw new BitmapException(output, "Format driver '" + outputFormat + "' does not support bitmaps");
         }
         Progress bar = progress(args, out, inputs, options.backing() != null);
         Images.convert(inputs, ImageArgs.path(output), options.withProgress(bar == null ? null : bar::advance));
         if (bar != null) {
             bar.finish();
         }
+        if (args.has("--bitmaps")) {
+            try (WritableImage target = ImageArgs.opening(output, () -> Images.openWritable(ImageArgs.path(output),
+                    OpenOptions.defaults().withFormat("qcow2").withQemuLayout(true)))) {
+                copyBitmaps(args, inputs.get(0), target, err);
+            }
+        }
+    }
+
+    /** {@code --bitmaps}: the input's bitmaps into the target, stored when it closes. */
+    private static void copyBitmaps(CommandLine args, DiskImage input, WritableImage target, Stderr err)
+            throws java.io.IOException {
+        Images.copyBitmaps(input, target, args.has("--skip-broken-bitmaps"), w -> err.error("warning: " + w));
     }
 
     /**
@@ -200,7 +254,8 @@ final class ConvertCommand extends Command {
      * qemu-img, the target is not probed), which must be at least as large as they are together.
      */
     private static void convertInto(CommandLine args, List<DiskImage> inputs, String output, String outputFormat,
-                                    ConvertOptions common, List<DiskImage> opened, PrintWriter out) throws Exception {
+                                    ConvertOptions common, List<DiskImage> opened, PrintWriter out, Stderr err)
+            throws Exception {
         if (args.has("-c")) {
             throw new UnsupportedFeatureException(output, "compressed writes into an existing image (-c with -n)");
         }
@@ -223,10 +278,16 @@ final class ConvertCommand extends Command {
             opened.add(backing);
             options = options.withBacking(backing);
         }
+        if (args.has("--bitmaps") && !target.qcow2().map(q -> q.header().version() >= 3).orElse(false)) {
+            throw new BitmapException(output, "Format driver '" + outputFormat + "' does not support bitmaps");
+        }
         Progress bar = progress(args, out, inputs, backingName != null);
         Images.convertInto(inputs, target, options.withProgress(bar == null ? null : bar::advance));
         if (bar != null) {
             bar.finish();
+        }
+        if (args.has("--bitmaps")) {
+            copyBitmaps(args, inputs.get(0), target, err);
         }
     }
 

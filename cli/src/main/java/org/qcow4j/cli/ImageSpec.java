@@ -20,12 +20,13 @@ import org.qcow4j.OpenOptions;
  * <p>Honoured: {@code driver} (qcow2, raw, or file: the file itself as raw), {@code file.driver=file},
  * {@code file.filename} (or {@code filename} with driver=file), {@code read-only}, {@code force-share},
  * {@code cache.direct} (accepted, no O_DIRECT: the JDK's FileChannel has no portable way to it), {@code cache.no-flush},
- * {@code discard}, {@code detect-zeroes}, {@code file.aio}, qcow2's cache sizes. Accepted as they change nothing
+ * {@code discard}, {@code detect-zeroes}, {@code file.aio}, qcow2's cache sizes and {@code lazy-refcounts}
+ * ({@link Qcow2RuntimeOptions}). Accepted as they change nothing
  * observable here: {@code node-name}, {@code auto-read-only}, qcow2's {@code overlap-check*},
  * {@code pass-discard-*}, {@code cache-clean-interval}, {@code l2-cache-entry-size}, the file's {@code locking=on|auto},
  * {@code aio-max-batch}, {@code drop-cache}; blkdebug without rules as the file node (a pass-through here). Refused
  * by name: what QEMU has and qcow4j does not (other drivers and
- * protocols, {@code backing}, {@code data-file}, {@code encrypt.*}, {@code lazy-refcounts}, raw's {@code offset} and
+ * protocols, {@code backing}, {@code data-file}, {@code encrypt.*}, raw's {@code offset} and
  * {@code size}, {@code locking=off}...). Unknown keys get QEMU's "does not support the option".
  */
 final class ImageSpec {
@@ -65,8 +66,8 @@ final class ImageSpec {
     private final Boolean discard;
     private final OpenOptions.DetectZeroes detectZeroes;
     private final String aio;
-    private final Long l2CacheBytes;
-    private final Long refcountCacheBytes;
+    private final Qcow2RuntimeOptions qcow2;
+    private final String backingDriver;
     private final boolean blkdebug;
     private final Boolean fileReadOnly;
     private final boolean fileForceShare;
@@ -85,8 +86,8 @@ final class ImageSpec {
         this.discard = b.discard;
         this.detectZeroes = b.detectZeroes;
         this.aio = b.aio;
-        this.l2CacheBytes = b.l2CacheBytes;
-        this.refcountCacheBytes = b.refcountCacheBytes;
+        this.qcow2 = b.qcow2;
+        this.backingDriver = b.backingDriver;
         this.blkdebug = b.blkdebug;
         this.fileReadOnly = b.fileReadOnly;
         this.fileForceShare = b.fileForceShare;
@@ -105,8 +106,8 @@ final class ImageSpec {
         Boolean discard;
         OpenOptions.DetectZeroes detectZeroes;
         String aio;
-        Long l2CacheBytes;
-        Long refcountCacheBytes;
+        final Qcow2RuntimeOptions qcow2 = new Qcow2RuntimeOptions();
+        String backingDriver;
         boolean blkdebug;
         Boolean fileReadOnly;
         boolean fileForceShare;
@@ -415,7 +416,6 @@ final class ImageSpec {
 
     /** The format node's options: the generic ones, qcow2's runtime options; the rest left for the format's check. */
     private static void formatOptions(Builder b, Map<String, String> top) throws Refused {
-        Long cacheSize = null;
         for (Map.Entry<String, String> e : top.entrySet()) {
             String k = e.getKey();
             String v = e.getValue();
@@ -424,28 +424,15 @@ final class ImageSpec {
             }
             boolean qcow2 = b.format == null || b.format.equals("qcow2");
             boolean raw = b.format == null || b.format.equals("raw");
-            if (qcow2 && k.equals("l2-cache-size")) {
-                b.l2CacheBytes = size(k, v);
-            } else if (qcow2 && k.equals("refcount-cache-size")) {
-                b.refcountCacheBytes = size(k, v);
-            } else if (qcow2 && k.equals("cache-size")) {
-                cacheSize = size(k, v);
-            } else if (qcow2 && k.equals("l2-cache-entry-size")) {
-                size(k, v);
-            } else if (qcow2 && k.equals("cache-clean-interval")) {
-                number(k, v);
-            } else if (qcow2 && k.equals("overlap-check")) {
-                if (!List.of("none", "constant", "cached", "all").contains(v)) {
-                    throw new Refused("Unsupported value '" + v + "' for qcow2 option 'overlap-check'. Allowed are any of "
-                            + "the following: none, constant, cached, all");
-                }
-            } else if (qcow2 && (k.startsWith("overlap-check.") || k.startsWith("pass-discard-"))) {
-                bool(k, v);
-            } else if (qcow2 && k.equals("lazy-refcounts")) {
-                bool(k, v);
-                throw new Refused("lazy-refcounts is not supported by qcow4j as an open option (the image header decides)");
-            } else if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
+            if (qcow2 && b.qcow2.take(k, v)) {
+                continue;
+            }
+            if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
                 throw new Refused("the qcow2 option '" + k + "' is not supported by qcow4j");
+            } else if (k.equals("backing.node-name")) {
+                // a name for the backing node: nothing refers to it here
+            } else if (k.equals("backing.driver")) {
+                b.backingDriver = v; // checked against the backing file's format once it is open
             } else if (k.equals("backing") || k.startsWith("backing.")) {
                 throw new Refused("the option '" + k + "' is not supported by qcow4j (the image header names the backing file)");
             } else if (raw && (k.equals("offset") || k.equals("size"))) {
@@ -455,19 +442,13 @@ final class ImageSpec {
                 b.unknown.add(k);
             }
         }
-        if (cacheSize != null && b.l2CacheBytes != null && b.refcountCacheBytes != null) {
-            throw new Refused("cache-size, l2-cache-size and refcount-cache-size may not be set at the same time");
-        }
-        if (cacheSize != null && b.l2CacheBytes == null) {
-            b.l2CacheBytes = cacheSize;
-        }
         if (b.detectZeroes == OpenOptions.DetectZeroes.UNMAP && Boolean.FALSE.equals(b.discard)) {
             throw new Refused("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
         }
     }
 
     /** QEMU's boolean option values (qapi_bool_parse). */
-    private static boolean bool(String k, String v) throws Refused {
+    static boolean bool(String k, String v) throws Refused {
         Boolean b = ImageOptions.qapiBool(v);
         if (b == null) {
             throw new Refused("Parameter '" + k + "' expects 'on' or 'off'");
@@ -484,7 +465,7 @@ final class ImageSpec {
     }
 
     /** A size option (parse_option_size: qemu_strtosz). */
-    private static long size(String k, String v) throws Refused {
+    static long size(String k, String v) throws Refused {
         long n = QemuNumbers.strtosz(v, null);
         if (n == QemuNumbers.ERANGE) {
             throw new Refused("Value '" + v + "' is too large for parameter '" + k + "'");
@@ -495,12 +476,13 @@ final class ImageSpec {
         return n;
     }
 
-    /** A number option (parse_option_number: qemu_strtou64). */
-    private static void number(String k, String v) throws Refused {
+    /** A number option (parse_option_number: qemu_strtou64, a negative number wrapping around). */
+    static java.math.BigInteger number(String k, String v) throws Refused {
         QemuNumbers.Strtoull n = QemuNumbers.strtoull(v, 0);
         if (v.isEmpty() || n.end() != v.length() || n.overflow()) {
             throw new Refused("Parameter '" + k + "' expects a number");
         }
+        return n.value();
     }
 
     // ------------------------------------------------------------------------------------------------ results
@@ -577,15 +559,26 @@ final class ImageSpec {
         }
     }
 
-    /** {@code base} with the options this spec gives (format, caches, force-share, discard, detect-zeroes). */
+    /**
+     * The options checked against the opened image: {@code backing.driver} names the backing file's format, and
+     * qcow2's open options pass QEMU's checks ({@link Qcow2RuntimeOptions#check}).
+     */
+    void checkAgainst(org.qcow4j.DiskImage image) throws Refused {
+        if (backingDriver != null && (image.backing() == null || !backingDriver.equals(image.backing().format()))) {
+            throw new Refused("the option 'backing.driver' is not supported by qcow4j where it differs from the backing "
+                    + "file's format (the image header names the backing file and its format)");
+        }
+        var meta = image.qcow2();
+        if (meta.isPresent()) {
+            var h = meta.get().header();
+            var geo = h.geometry();
+            qcow2.check((int) geo.clusterSize(), image.size(), geo.l2EntrySize(), h.version());
+        }
+    }
+
+    /** {@code base} with the options this spec gives (format, caches, lazy refcounts, force-share, discard, detect-zeroes). */
     OpenOptions openOptions(OpenOptions base) {
-        OpenOptions o = base.withFormat(format);
-        if (l2CacheBytes != null && l2CacheBytes > 0) {
-            o = o.withL2CacheBytes(l2CacheBytes);
-        }
-        if (refcountCacheBytes != null && refcountCacheBytes > 0) {
-            o = o.withRefcountCacheBytes(refcountCacheBytes);
-        }
+        OpenOptions o = qcow2.apply(base.withFormat(format));
         if (forceShare != null) {
             o = o.withForceShare(forceShare.equals("on") || forceShare.equals("yes") || forceShare.equals("true")
                     || forceShare.equals("y"));

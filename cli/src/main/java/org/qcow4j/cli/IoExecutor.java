@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.function.IntConsumer;
+import org.qcow4j.CorruptionException;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Qcow2Metadata;
@@ -35,8 +36,7 @@ final class IoExecutor {
     private static final int CHUNK = 4 << 20;
     /** The options reopen may change (others: "Cannot change the option"). */
     private static final Set<String> REOPEN_OPTIONS = Set.of("read-only", "cache.direct", "cache.no-flush", "discard",
-            "detect-zeroes", "auto-read-only", "l2-cache-size", "refcount-cache-size", "cache-size", "l2-cache-entry-size",
-            "cache-clean-interval", "overlap-check", "lazy-refcounts");
+            "detect-zeroes", "auto-read-only"); // and qcow2's own (Qcow2RuntimeOptions)
 
     /** One request on the image, timed and reported by {@link #timed}. */
     @FunctionalInterface
@@ -449,6 +449,12 @@ final class IoExecutor {
             // (qcow2_subcluster_zeroize's -ENOTSUP): it fails once the L1 table has grown, and so does the library.
             err.error("Failed to zero out new clusters: " + IoErrno.strerror(IoErrno.ENOTSUP));
             return IoErrno.ENOTSUP;
+        } catch (org.qcow4j.BitmapException e) {
+            err.error(e.qemuWords()); // QEMU's truncate refuses an image with an inconsistent bitmap, in these words
+            if (e.hint() != null) {
+                err.println(e.hint());
+            }
+            return IoErrno.ENOTSUP;
         } catch (IOException | RuntimeException e) {
             return ioError("truncate", e, false);
         }
@@ -646,16 +652,20 @@ final class IoExecutor {
                 err.error("Cannot set both -c and the cache options");
                 return IoErrno.EINVAL;
             }
-            if (!REOPEN_OPTIONS.contains(k) && !k.startsWith("overlap-check.") && !k.startsWith("pass-discard-")) {
-                err.error("Cannot change the option '" + (k.startsWith("file.") ? k.substring(5) : k) + "'");
+            if (!REOPEN_OPTIONS.contains(k) && !Qcow2RuntimeOptions.isOption(k) && !e.getValue().equals(inEffect(k))) {
+                err.error("Cannot change the option '" + childless(k) + "'");
                 return IoErrno.EINVAL;
             }
         }
         Map<String, String> changed = new LinkedHashMap<>(a.options());
         String readOnly = changed.remove("read-only");
-        options.putAll(changed);
+        options = Qcow2RuntimeOptions.join(changed, options);
         if (readOnly != null) {
-            boolean ro = readOnly.equals("on") || readOnly.equals("yes") || readOnly.equals("true") || readOnly.equals("y");
+            Boolean ro = ImageOptions.qapiBool(readOnly);
+            if (ro == null) {
+                err.error("Parameter 'read-only' expects 'on' or 'off'");
+                return IoErrno.EINVAL;
+            }
             if (ro && writable()) {
                 err.error("Read-only block node '" + current.request().options().getOrDefault("node-name", "#block000")
                         + "' cannot support read-write users");
@@ -691,6 +701,32 @@ final class IoExecutor {
             }
             return IoErrno.EINVAL;
         }
+    }
+
+    /**
+     * The value option {@code k} has now, for reopen's rule that an option it cannot change may be given again
+     * unchanged: as given at open, or the driver in use (the image's format, the file's, the backing file's).
+     */
+    private String inEffect(String k) {
+        String given = current.request().options().get(k);
+        if (given != null) {
+            return given;
+        }
+        return switch (k) {
+            case "driver" -> image.format();
+            case "file.driver" -> "file";
+            case "backing.driver" -> image.backing() != null ? image.backing().format() : null;
+            default -> null;
+        };
+    }
+
+    /** An option's name as QEMU names it in "Cannot change the option": without the child node's prefix. */
+    private static String childless(String k) {
+        String name = k;
+        while (name.startsWith("file.") || name.startsWith("backing.")) {
+            name = name.substring(name.indexOf('.') + 1);
+        }
+        return name;
     }
 
     /** Whether {@code open}'s operand is an option string. */
@@ -770,6 +806,13 @@ final class IoExecutor {
      */
     int ioError(String op, Throwable e, boolean report) {
         int errno = IoErrno.of(e);
+        if (e instanceof CorruptionException c && err.program() != Program.QCOW4J) {
+            // QEMU's qcow2_signal_corruption, on stderr while the request runs
+            out.flush();
+            String event = c.qemuWords() != null ? c.qemuWords() : c.getMessage().substring(c.file().length() + 2);
+            err.println("qcow2: Marking image as corrupt: " + event + "; further corruption events will be suppressed");
+            err.flush();
+        }
         if (report) {
             failed(op, errno);
         }

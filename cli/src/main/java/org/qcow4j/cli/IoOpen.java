@@ -192,10 +192,20 @@ final class IoOpen {
                 image = Images.openTemporaryOverlay(path, options.withFormat(format));
             } else {
                 WritableImage w = Images.openWritable(path, options);
-                for (String warning : w.warnings()) {
-                    err.error("warning: " + warning);
+                if (err.program() == Program.QEMU_IO && !w.repairDiagnostics().isEmpty()) {
+                    w.repairDiagnostics().forEach(err::println); // what QEMU's repair on open prints, no warning
+                } else {
+                    for (String warning : w.warnings()) {
+                        err.error("warning: " + warning);
+                    }
                 }
                 image = w;
+            }
+            try {
+                spec.checkAgainst(image);
+            } catch (ImageSpec.Refused e) {
+                image.close();
+                throw e;
             }
             return new Opened(image, r, spec, temporary);
         } catch (ImageSpec.Refused e) {

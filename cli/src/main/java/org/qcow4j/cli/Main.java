@@ -19,11 +19,11 @@ import java.util.List;
 public final class Main {
     static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
             new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand(), new NbdCommand(),
-            new SnapshotCommand(), new CompareCommand(), new ResizeCommand(), new DdCommand(),
+            new SnapshotCommand(), new BitmapCommand(), new CompareCommand(), new ResizeCommand(), new DdCommand(),
             new MeasureCommand());
     /** qemu-img's commands among ours (io and e2image are other programs' jobs). */
     private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "compare", "convert", "create", "dd", "info", "map",
-            "measure", "resize", "snapshot");
+            "measure", "resize", "snapshot", "bitmap");
 
     private Main() {
     }

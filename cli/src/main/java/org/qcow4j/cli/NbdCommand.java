@@ -40,6 +40,9 @@ final class NbdCommand extends Command {
             "Address to listen on (default 0.0.0.0).", "-b", "--bind");
     private static final CommandLine.Option DEPTH = CommandLine.Option.flag(
             "Offer the qemu:allocation-depth meta context.", "-A", "--allocation-depth");
+    private static final CommandLine.Option BITMAP = CommandLine.Option.value("NAME",
+            "Offer the image's persistent dirty bitmap NAME as the qemu:dirty-bitmap:NAME meta context (repeatable).",
+            "-B", "--bitmap");
     private static final CommandLine.Option SHARED = CommandLine.Option.value("N",
             "Clients at once (default 1, 0: no limit); more than 1 offers multi-conn.", "-e", "--shared");
     private static final CommandLine.Option PERSISTENT = CommandLine.Option.flag(
@@ -72,10 +75,10 @@ final class NbdCommand extends Command {
             + "with the shell's &.", "--fork");
 
     NbdCommand() {
-        super("nbd", "nbd [-f FMT] [-r] [-x NAME] [-k PATH | -b ADDR -p PORT] [-e N] [-t] [-A] [--tls-creds DIR] "
+        super("nbd", "nbd [-f FMT] [-r] [-x NAME] [-k PATH | -b ADDR -p PORT] [-e N] [-t] [-A] [-B NAME]... [--tls-creds DIR] "
                         + "[--export NAME=IMAGE]... [IMAGE]",
                 "Serve images over NBD, as qemu-nbd.", FORMAT, READ_ONLY, NAME, DESCRIPTION, SOCKET, PORT, BIND, DEPTH,
-                SHARED, PERSISTENT, PID_FILE, DISCARD, DETECT_ZEROES, CACHE, NOCACHE, VERBOSE, EXPORT, OBJECT, TLS_CREDS,
+                BITMAP, SHARED, PERSISTENT, PID_FILE, DISCARD, DETECT_ZEROES, CACHE, NOCACHE, VERBOSE, EXPORT, OBJECT, TLS_CREDS,
                 TLS_AUTHZ, CONNECT, FORK);
     }
 
@@ -161,7 +164,7 @@ final class NbdCommand extends Command {
                 DiskImage image = open(e[1], args.get("-f", null), readOnly, err);
                 served.images.add(image);
                 NbdExport exp = new NbdExport(e[0], e[0].equals(name) ? description : null, image, !readOnly,
-                        args.has("-A"), discard, zeroes);
+                        args.has("-A"), discard, zeroes, e[0].equals(name) ? bitmaps(args, image) : List.of());
                 b.export(exp);
             }
             if (socket != null) {
@@ -235,6 +238,30 @@ final class NbdCommand extends Command {
                 }
             }
         }
+    }
+
+    /**
+     * The bitmaps of {@code -B}, last first as qemu-nbd lists them, each one the image has (else qemu-nbd's "Bitmap
+     * 'NAME' is not found").
+     */
+    private static List<String> bitmaps(CommandLine args, DiskImage image) throws CommandLine.UsageException, IOException {
+        List<String> names = new java.util.ArrayList<>(args.all("-B"));
+        if (names.isEmpty()) {
+            return List.of();
+        }
+        java.util.Collections.reverse(names);
+        List<String> present = new java.util.ArrayList<>();
+        if (image.dirtyBitmaps().isPresent()) {
+            for (org.qcow4j.format.Bitmap b : image.dirtyBitmaps().get().list()) {
+                present.add(b.name());
+            }
+        }
+        for (String n : names) {
+            if (!present.contains(n)) {
+                throw CommandLine.UsageException.withoutHint("Bitmap '" + n + "' is not found");
+            }
+        }
+        return List.copyOf(new java.util.LinkedHashSet<>(names));
     }
 
     private static DiskImage open(String filename, String format, boolean readOnly, Stderr err) throws IOException {

@@ -30,8 +30,12 @@ final class QemuJson {
         } catch (IOException e) {
             throw new IllegalStateException("writing JSON to a string", e);
         }
-        return w.toString();
+        // QEMU's pretty printer opens an empty array on one line and closes it on the next (Jackson: "[ ]").
+        return EMPTY_ARRAY.matcher(w.toString()).replaceAll("$1$2[\n$1]$3");
     }
+
+    private static final java.util.regex.Pattern EMPTY_ARRAY =
+            java.util.regex.Pattern.compile("(?m)^( *)(.*)\\[ \\](,?)$");
 
     private static void write(JsonGenerator g, Object v) throws IOException {
         if (v instanceof Map<?, ?> m) {

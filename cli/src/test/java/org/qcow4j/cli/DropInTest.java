@@ -92,6 +92,9 @@ class DropInTest {
             "create -f qcow2 -b DIR/nonexist DIR/x", "create -f raw -b IMG -F qcow2 DIR/x 1M", "create -f qcow2 -u -b DIR/nonexist DIR/x 1M",
             // formats and files QEMU does not know or cannot find
             "info -f foo IMG", "map -f foo IMG", "convert -O foo IMG DIR/y", "convert -O raw -B IMG IMG DIR/y",
+            "convert -O qcow2 -B IMG IMG DIR/y", "convert -O qcow2 -o backing_file=IMG IMG DIR/y",
+            // a directory where an image should be: the file driver's refusal, read-only and read-write
+            "info DIR", "check DIR", "map DIR", "snapshot -c x DIR", "snapshot -l DIR", "convert -n -O raw IMG DIR",
             "convert -O qcow2 -o foo=1 IMG DIR/y", "info DIR/nonexist", "check DIR/nonexist", "map DIR/nonexist",
             "convert DIR/nonexist DIR/y", "check DIR/orphan.qcow2", "map DIR/orphan.qcow2",
             "info DIR/colon.qcow2", "info --backing-chain --output=json DIR/colon.qcow2", "create -f qcow2 -b a:3 DIR/x",
@@ -126,7 +129,8 @@ class DropInTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"-z", "-pZ", "--bogus=3", "-c", "--cmd", "-r=3", "--read-only=3", "IMG IMG", "-h",
+    @ValueSource(strings = {"-z", "-pZ", "--bogus=3", "-c", "--cmd", "-r=3", "--read-only=3", "IMG IMG", "-h", "DIR",
+            "-r DIR", "-f raw DIR", "-c open~-o~driver=file,filename=DIR", "-c open~-r~-o~driver=file,filename=DIR",
             "-c read~0~1 DIR/feat.qcow2", "-c map json:{'driver':'qcow2','file':{'driver':'file','filename':'IMG'}}"})
     void qemuIoSaysWhatQemuIoSays(String line) {
         String[] args = words(line);

@@ -83,6 +83,57 @@ class NbdCommandTest {
         }
     }
 
+    /**
+     * {@code -B NAME}: the {@code qemu:dirty-bitmap:} meta contexts as qemu-nbd lists and serves them, writes through
+     * a writable export recorded in the enabled bitmap; after SIGTERM the file is byte for byte qemu-nbd's.
+     */
+    @Test
+    void dirtyBitmapsServedAsQemuNbdServesThem() throws Exception {
+        ok("qemu-img", "create", "-q", "-f", "qcow2", "theirs.qcow2", "8M");
+        ok("qemu-img", "bitmap", "--add", "-g", "4k", "theirs.qcow2", "b0");
+        ok("qemu-img", "bitmap", "--add", "--disable", "theirs.qcow2", "b1");
+        ok("qemu-io", "-c", "write 0 64k", "-c", "write 3M 1k", "theirs.qcow2");
+        Files.copy(dir.resolve("theirs.qcow2"), dir.resolve("ours.qcow2"));
+        List<String> maps = new ArrayList<>();
+        for (String side : List.of("theirs", "ours")) {
+            Path socket = dir.resolve(side + ".sock");
+            List<String> args = List.of("-B", "b0", "-B", "b1", "-f", "qcow2", "-k", socket.toString(), side + ".qcow2");
+            Process p;
+            if (side.equals("theirs")) {
+                List<String> cmd = new ArrayList<>(List.of("qemu-nbd", "-t"));
+                cmd.addAll(args);
+                p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true)
+                        .redirectOutput(dir.resolve("qemu-nbd-real.log").toFile()).start();
+            } else {
+                List<String> cmd = new ArrayList<>(List.of("-t"));
+                cmd.addAll(args);
+                p = start("qemu-nbd", cmd.toArray(String[]::new));
+            }
+            try {
+                awaitSocket(socket, p);
+                String uri = "nbd+unix:///?socket=" + socket;
+                StringBuilder seen = new StringBuilder(ok("nbdinfo", "--list", uri).out().replaceAll(".*(socket|uri).*\n", ""));
+                ok("qemu-io", "-f", "raw", "-c", "write -P 5 1M 8k", "-c", "write -z 5M 64k", "-c", "discard 6M 4k", uri);
+                for (String b : List.of("b0", "b1")) {
+                    seen.append(ok("nbdinfo", "--map=qemu:dirty-bitmap:" + b, uri).out());
+                    seen.append(ok("nbdinfo", "--map=qemu:dirty-bitmap:" + b, "--totals", uri).out());
+                }
+                maps.add(seen.toString());
+                p.destroy(); // SIGTERM: the bitmaps are stored as the image closes
+                assertTrue(p.waitFor(20, TimeUnit.SECONDS), "did not stop on SIGTERM");
+            } finally {
+                kill(p);
+            }
+        }
+        assertEquals(maps.get(0), maps.get(1));
+        assertTrue(maps.get(1).contains("qemu:dirty-bitmap:b1") && maps.get(1).contains("dirty"), maps.get(1));
+        assertEquals(-1L, Files.mismatch(dir.resolve("theirs.qcow2"), dir.resolve("ours.qcow2")));
+        String image = dir.resolve("ours.qcow2").toString();
+        String socket = dir.resolve("x.sock").toString();
+        assertEquals(Qemu.run(dir, "qemu-nbd", "-r", "-B", "nope", "-k", socket, image),
+                SnapshotCommandTest.run(Program.QEMU_NBD, "-r", "-B", "nope", "-k", socket, image));
+    }
+
     @Test
     void sigtermFinishesFlushesAndLeavesALazyRefcountImageClean() throws Exception {
         ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "lazy.qcow2", "16M");

@@ -17,13 +17,18 @@ import org.qcow4j.FormatException;
  *  bits 9 - 55: data cluster offset, cluster aligned; 0 = no cluster
  *  bits 56- 63: reserved (0)
  * </pre>
- * {@link Bitmap} is what {@code info} shows of a bitmap; this is what refcount checking needs of it.
+ * {@link Bitmap} is what {@code info} shows of a bitmap; this is the whole directory entry, as refcount checking and
+ * the writer need it. The bitmap data each table entry names is one cluster of bits, granule {@code g} of the entry's
+ * range in bit {@code g % 8} (least significant first) of byte {@code g / 8}: QEMU's serialization of its dirty bitmaps
+ * (little-endian 64-bit words), so one cluster covers {@code 8 * cluster_size} granules.
  *
- * @param name    the bitmap's name, for messages
- * @param offset  where the bitmap table starts (cluster aligned)
- * @param entries how many u64 entries the table has
+ * @param name            the bitmap's name
+ * @param offset          where the bitmap table starts (cluster aligned; 0 only for a bitmap not stored yet)
+ * @param entries         how many u64 entries the table has
+ * @param flags           {@link Bitmap#FLAG_IN_USE}, {@link Bitmap#FLAG_AUTO}
+ * @param granularityBits log2 of the bytes one bit stands for
  */
-public record BitmapTable(String name, long offset, int entries) {
+public record BitmapTable(String name, long offset, int entries, int flags, int granularityBits) {
     public static final long OFFSET_MASK = 0x00ff_ffff_ffff_fe00L;
     public static final long RESERVED_MASK = 0xff00_0000_0000_01feL;
     public static final long ALL_ONES = 1L;
@@ -31,11 +36,12 @@ public record BitmapTable(String name, long offset, int entries) {
 
     // QEMU's constraints on directory entries (block/qcow2-bitmap.c, check_dir_entry).
     private static final int DIR_ENTRY_FIXED_SIZE = 24;
-    private static final long MAX_TABLE_ENTRIES = 0x800_0000L;
-    private static final long MAX_PHYS_BYTES = 0x2000_0000L;
-    private static final int MIN_GRANULARITY_BITS = 9;
-    private static final int MAX_GRANULARITY_BITS = 31;
-    private static final int MAX_NAME_SIZE = 1023;
+    public static final long MAX_TABLE_ENTRIES = 0x800_0000L;
+    /** QEMU's BME_MAX_PHYS_SIZE: the bytes of one bitmap's data. */
+    public static final long MAX_PHYS_BYTES = 0x2000_0000L;
+    public static final int MIN_GRANULARITY_BITS = 9;
+    public static final int MAX_GRANULARITY_BITS = 31;
+    public static final int MAX_NAME_SIZE = 1023;
     private static final int RESERVED_FLAGS = 0xffff_fffc;
     private static final int TYPE_DIRTY_TRACKING = 1;
 
@@ -113,7 +119,7 @@ public record BitmapTable(String name, long offset, int entries) {
                         "bitmap doesn't satisfy QEMU's constraints (table of " + tableEntries + " entries, granularity bits "
                         + granularityBits + ", flags " + FormatException.hex(flags & 0xffffffffL) + ", type " + type + ")");
             }
-            tables.add(new BitmapTable(name, tableOffset, (int) tableEntries));
+            tables.add(new BitmapTable(name, tableOffset, (int) tableEntries, flags, granularityBits));
             pos += (int) entrySize;
         }
         if (tables.size() != ext.count()) {
@@ -121,5 +127,61 @@ public record BitmapTable(String name, long offset, int entries) {
                     + tables.size() + ")");
         }
         return List.copyOf(tables);
+    }
+
+    /** The same entry with another table and flags. */
+    public BitmapTable with(long tableOffset, int tableEntries, int newFlags) {
+        return new BitmapTable(name, tableOffset, tableEntries, newFlags, granularityBits);
+    }
+
+    /** QEMU's {@code calc_dir_entry_size}: the fixed part and the name, padded to 8 bytes. */
+    public static long directoryEntrySize(String name) {
+        return (DIR_ENTRY_FIXED_SIZE + name.getBytes(StandardCharsets.UTF_8).length + 7) & ~7L;
+    }
+
+    /** The bytes of a bitmap directory holding {@code entries}, in order. */
+    public static long directorySize(List<BitmapTable> entries) {
+        long size = 0;
+        for (BitmapTable t : entries) {
+            size += directoryEntrySize(t.name());
+        }
+        return size;
+    }
+
+    /** QEMU's {@code bitmap_list_store}: the directory's bytes, entries in order, type 1, no extra data. */
+    public static ByteBuffer encodeDirectory(List<BitmapTable> entries) {
+        long size = directorySize(entries);
+        if (size > BitmapsExtension.MAX_DIRECTORY_SIZE) {
+            throw new IllegalArgumentException("bitmap directory of " + size + " bytes");
+        }
+        ByteBuffer b = ByteBuffer.allocate((int) size).order(ByteOrder.BIG_ENDIAN);
+        for (BitmapTable t : entries) {
+            int at = b.position();
+            byte[] name = t.name().getBytes(StandardCharsets.UTF_8);
+            b.putLong(t.offset()).putInt(t.entries()).putInt(t.flags()).put((byte) TYPE_DIRTY_TRACKING)
+                    .put((byte) t.granularityBits()).putShort((short) name.length).putInt(0).put(name);
+            b.position(at + (int) directoryEntrySize(t.name()));
+        }
+        return b.flip();
+    }
+
+    /**
+     * The bitmap table entries a bitmap of a disk of {@code virtualSize} bytes has: its bits rounded up to 64-bit
+     * words (QEMU's serialization size), in clusters.
+     */
+    public static long tableEntriesFor(long virtualSize, int granularityBits, int clusterBits) {
+        long granules = granules(virtualSize, granularityBits);
+        long bytes = (granules + 63) / 64 * 8;
+        return (bytes + (1L << clusterBits) - 1) >>> clusterBits;
+    }
+
+    /** The granules (bits) of a bitmap over {@code virtualSize} bytes. */
+    public static long granules(long virtualSize, int granularityBits) {
+        return (virtualSize + (1L << granularityBits) - 1) >>> granularityBits;
+    }
+
+    /** The granules one bitmap data cluster covers. */
+    public static long granulesPerCluster(int clusterBits) {
+        return 8L << clusterBits;
     }
 }

@@ -172,6 +172,10 @@ public record Header(
             }
             putExtension(b, EXT_FEATURE_TABLE, t.array());
         }
+        if (bitmaps != null) {
+            putExtension(b, EXT_BITMAPS, ByteBuffer.allocate(BitmapsExtension.SIZE).putInt(bitmaps.count()).putInt(0)
+                    .putLong(bitmaps.directorySize()).putLong(bitmaps.directoryOffset()).array());
+        }
         for (UnknownExtension u : unknownExtensions) {
             putExtension(b, u.type(), u.data());
         }
@@ -184,6 +188,32 @@ public record Header(
     private static void putExtension(ByteBuffer b, int type, byte[] data) {
         b.putInt(type).putInt(data.length).put(data);
         b.position((b.position() + 7) & ~7);
+    }
+
+    /**
+     * This header as QEMU's {@code qcow2_update_header} rewrites it, with the bitmaps extension {@code newBitmaps}
+     * (null: none) and the autoclear bits {@code autoclear}: a v3 header 112 bytes long, QEMU's own feature name table
+     * (v3, clusters over 4 KiB), the backing file name after the extensions. Write it with {@link #toCluster()}.
+     */
+    public Header rewritten(BitmapsExtension newBitmaps, long autoclear) {
+        List<FeatureName> names = new ArrayList<>();
+        if (version >= 3 && clusterBits > 12) {
+            for (Feature f : Feature.values()) {
+                names.add(new FeatureName(f.kind().ordinal(), f.bit(), f.qemuName()));
+            }
+        }
+        int length = version >= 3 ? Math.max(headerLength, FIXED_PART) : V2_HEADER_LENGTH;
+        return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size, l1TableOffset,
+                refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatibleFeatures,
+                compatibleFeatures, version >= 3 ? autoclear : 0, refcountOrder, length, compressionType, backingFile,
+                backingFormat, dataFile, List.copyOf(names), newBitmaps, unknownExtensions);
+    }
+
+    /** The whole of cluster 0 as QEMU writes it: {@link #toBytes()} and zeros to the end of the cluster. */
+    public ByteBuffer toCluster() {
+        ByteBuffer b = ByteBuffer.allocate((int) clusterSize());
+        b.put(toBytes());
+        return b.clear();
     }
 
     /** The bytes of cluster 0 up to the end of the backing file name: header, extensions, backing file name. */

@@ -12,6 +12,7 @@ import java.nio.file.attribute.BasicFileAttributes;
 import java.util.HashMap;
 import java.util.Map;
 import org.qcow4j.ImageLockedException;
+import org.qcow4j.QcowException;
 
 /**
  * Every file qcow4j opens, one entry per file in this process, and QEMU's image locking over them.
@@ -46,6 +47,12 @@ public final class OpenFiles {
      *         is kept open or locked then)
      */
     public static OpenFile open(Path path, Access access, String name) throws IOException {
+        if (Files.isDirectory(path)) {
+            // QEMU's file driver: open(2) of a directory for writing fails; read-only it opens, and then is refused
+            throw new QcowException(name, "is a directory", null, access.writable()
+                    ? "Could not open '" + name + "': Is a directory"
+                    : "'file' driver requires '" + name + "' to be a regular file");
+        }
         synchronized (FILES) {
             Object key = Files.readAttributes(path, BasicFileAttributes.class).fileKey();
             if (key == null) {

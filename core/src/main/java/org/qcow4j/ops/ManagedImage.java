@@ -134,6 +134,11 @@ public final class ManagedImage implements WritableImage {
     }
 
     @Override
+    public List<String> repairDiagnostics() {
+        return image.repairDiagnostics();
+    }
+
+    @Override
     public String filename() {
         return image.filename();
     }
@@ -202,6 +207,11 @@ public final class ManagedImage implements WritableImage {
     @Override
     public Optional<Qcow2Metadata> qcow2() {
         return image.qcow2();
+    }
+
+    @Override
+    public Optional<org.qcow4j.DirtyBitmaps> dirtyBitmaps() {
+        return image.dirtyBitmaps();
     }
 
     @Override

@@ -76,7 +76,7 @@ public final class ChainOpener {
         Path path = Path.of(filename);
         Path real = realPath(path, filename, null, MissingFileException.Role.IMAGE, null, 0);
         if (Files.isDirectory(real)) {
-            throw new QcowException(filename, "is a directory");
+            throw new QcowException(filename, "is a directory", null, "Could not open '" + filename + "': Is a directory");
         }
         chain.add(real);
         names.add(filename);
@@ -110,7 +110,9 @@ public final class ChainOpener {
             throws IOException {
         String why = role == null ? "" : " (" + role + ")";
         if (Files.isDirectory(real)) {
-            throw new QcowException(filename, "is a directory" + why);
+            // QEMU's file driver opens a directory read-only, then refuses it (its words for the image itself)
+            throw new QcowException(filename, "is a directory" + why, null,
+                    role == null ? "'file' driver requires '" + filename + "' to be a regular file" : null);
         }
         try {
             return FileStorage.open(path, access);

@@ -126,6 +126,16 @@ public final class Qcow2Check {
      * untouched. Unknown autoclear bits are cleared, as QEMU clears them when it opens the image for the repair.
      */
     public static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
+        return repair(image, fixErrors, false, diagnostics);
+    }
+
+    /**
+     * {@link #repair}; with {@code keepBitmaps} an image with persistent bitmaps is repaired too, their clusters counted
+     * and the bitmaps autoclear bit kept: the repair on open of a dirty image, after which the writer loads the bitmaps
+     * (QEMU loads them just before; neither step allocates, so the bytes are the same).
+     */
+    private static CheckResult repair(Path image, boolean fixErrors, boolean keepBitmaps, Consumer<String> diagnostics)
+            throws IOException {
         String filename = image.toString();
         // Held for the whole repair, as QEMU holds the image open read-write: the opens below share its file.
         OpenFile hold;
@@ -137,16 +147,17 @@ public final class Qcow2Check {
             throw new QcowException(filename, "cannot open for writing: " + CheckContext.describe(e));
         }
         try (hold) {
-            return repair(image, hold.channel(), fixErrors, diagnostics);
+            return repair(image, hold.channel(), fixErrors, keepBitmaps, diagnostics);
         }
     }
 
-    private static CheckResult repair(Path image, FileChannel out, boolean fixErrors, Consumer<String> diagnostics)
-            throws IOException {
+    private static CheckResult repair(Path image, FileChannel out, boolean fixErrors, boolean keepBitmaps,
+                                      Consumer<String> diagnostics) throws IOException {
+        long kept = keepBitmaps ? Feature.BITMAPS.mask() : 0;
         String filename = image.toString();
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
             Header header = Qcow2Image.readHeader(storage, filename);
-            String refused = (header.autoclearFeatures() & KNOWN_AUTOCLEAR) != 0
+            String refused = (header.autoclearFeatures() & KNOWN_AUTOCLEAR & ~kept) != 0
                     ? "the image has autoclear features (bitmaps, raw external data)"
                     : header.has(Feature.EXTERNAL_DATA_FILE) ? "the image has an external data file" : null;
             if (refused != null) {
@@ -162,11 +173,12 @@ public final class Qcow2Check {
                         + " problems need repairs qcow4j does not make (use qemu-img check -r all), the first: "
                         + dry.c.firstUnrepairable);
             }
-            if (header.version() >= 3 && header.autoclearFeatures() != 0) {
+            if (header.version() >= 3 && (header.autoclearFeatures() & ~kept) != 0) {
                 // As QEMU opening the image read-write for the repair: unknown autoclear bits are cleared (the
                 // known ones were refused above).
                 try {
-                    out.write(java.nio.ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
+                    out.write(java.nio.ByteBuffer.allocate(8).putLong(0, header.autoclearFeatures() & kept),
+                            Header.AUTOCLEAR_FEATURES_AT);
                     out.force(false);
                 } catch (IOException e) {
                     throw new QcowException(filename, "write failed (autoclear_features): " + CheckContext.describe(e));
@@ -198,11 +210,11 @@ public final class Qcow2Check {
      *         the repair (QEMU's "Could not repair dirty image")
      */
     public static CheckResult repairDirty(Path image, Consumer<String> diagnostics) throws IOException {
-        CheckResult r = repair(image, true, diagnostics);
+        CheckResult r = repair(image, true, true, diagnostics);
         if (isDirty(image) && r.checkErrors() > 0 && r.corruptionsFixed() > 0) {
             // QEMU keeps the bit when the repair met check errors (unreadable refcount blocks, replaced by the
             // rebuild); the rebuilt image then checks clean, and a second run clears it.
-            r = repair(image, true, diagnostics);
+            r = repair(image, true, true, diagnostics);
         }
         if (isDirty(image)) {
             throw new QcowException(image.toString(), "could not repair dirty image: " + r.corruptions() + " corruptions, "

@@ -59,7 +59,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private volatile long virtualSize;
     /** Set once by {@link #openWritable}; null for an image opened read-only. */
     private Qcow2Updater writes;
+    /** The bitmaps of an image opened read-only, loaded when first asked for. */
+    private PersistentBitmaps readOnlyBitmaps;
     private final List<String> warnings = new java.util.ArrayList<>();
+    /** The lines of the repair made on open (a dirty image), as {@code check -r} prints them. */
+    private final List<String> repairDiagnostics = new java.util.ArrayList<>();
     /** Readers share it, writers (and flush, resize, close) hold it alone; used only when opened for writing. */
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
 
@@ -114,7 +118,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /**
      * Opens {@code path} for writing: see {@link Images#openWritable}. Refuses what this writer does not maintain
-     * (persistent bitmaps, an external data file) before anything is written.
+     * (an external data file) before anything is written; persistent bitmaps are loaded and flagged in use.
      */
     @SuppressWarnings("try") // the hold is there only for its locks
     public static WritableImage openWritable(Path path, OpenOptions options) throws IOException {
@@ -252,6 +256,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private static WritableImage openHeld(Path path, OpenOptions options) throws IOException {
         String filename = path.toString();
         List<String> notes = new java.util.ArrayList<>();
+        List<String> repairLines = new java.util.ArrayList<>();
         Header h;
         try (FileStorage probe = FileStorage.open(path, Access.PROBE)) {
             String format = options.format() != null && !options.format().isEmpty() ? options.format() : ChainOpener.probe(probe);
@@ -268,14 +273,17 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             ro.warnings.add(filename + ": the image is marked corrupt; opened read-only (qemu-img check -r all repairs it)");
             return ro;
         }
-        String refused = h.has(Feature.BITMAPS) ? "writing to an image with persistent bitmaps"
-                : h.has(Feature.EXTERNAL_DATA_FILE) ? "writing to an image with an external data file" : null;
+        String refused = h.has(Feature.EXTERNAL_DATA_FILE) ? "writing to an image with an external data file" : null;
         if (refused != null) {
             throw new UnsupportedFeatureException(filename, refused);
         }
+        if (Boolean.TRUE.equals(options.lazyRefcounts()) && h.version() < 3) {
+            throw new QcowException(filename, "lazy refcounts need a version 3 image (compat=1.1); this one is version "
+                    + h.version(), null, "Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level");
+        }
         if (h.has(Feature.DIRTY)) {
             // As QEMU on open: lazy refcounts left unwritten by a crash are rebuilt before anything else is written.
-            Qcow2Check.repairDirty(path, line -> { });
+            Qcow2Check.repairDirty(path, repairLines::add);
             notes.add(filename + ": repaired the refcounts of a dirty image (lazy refcounts, not closed cleanly)");
         }
         Qcow2Image image = new ChainOpener(options).openForWriting(filename);
@@ -286,6 +294,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             throw e;
         }
         image.warnings.addAll(notes);
+        image.repairDiagnostics.addAll(repairLines);
         return image;
     }
 
@@ -387,12 +396,26 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     @Override
     public List<Bitmap> bitmaps() {
-        return bitmaps;
+        // Opened for writing, the directory as it is on disk now (flagged in use), as QEMU's info reads it.
+        return writes != null ? writes.bitmaps().onDisk() : bitmaps;
     }
 
     @Override
     public String dataFile() {
         return dataFileName;
+    }
+
+    @Override
+    public Optional<org.qcow4j.DirtyBitmaps> dirtyBitmaps() {
+        if (writes != null) {
+            return Optional.of(writes.bitmaps());
+        }
+        synchronized (this) {
+            if (readOnlyBitmaps == null) {
+                readOnlyBitmaps = PersistentBitmaps.readOnly(this, storage, header); // loaded when first used
+            }
+            return Optional.of(readOnlyBitmaps);
+        }
     }
 
     private Run lookup(long guest, long maxLen) throws IOException {
@@ -626,6 +649,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     @Override
     public void write(ByteBuffer src, long offset) throws IOException {
         if (writes != null) {
+            writes.bitmaps().written(offset, src.remaining());
             // Rewrites of clusters the image owns change no metadata: they share the lock, so threads run them
             // in parallel; anything else (allocation, copy-on-write) takes it alone.
             lock.readLock().lock();
@@ -646,6 +670,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     @Override
     public void writeCompressed(ByteBuffer src, long offset) throws IOException {
+        markDirty(offset, src.remaining());
         update(() -> {
             checkRange(offset, src.remaining());
             writes.writeCompressed(src, offset);
@@ -654,6 +679,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     @Override
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        markDirty(offset, length);
         update(() -> {
             checkRange(offset, length);
             writes.writeZeroes(offset, length, mayUnmap);
@@ -662,6 +688,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     @Override
     public void discard(long offset, long length) throws IOException {
+        markDirty(offset, length);
         update(() -> {
             checkRange(offset, length);
             writes.discard(offset, length);
@@ -699,6 +726,21 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         return true;
     }
 
+    /**
+     * QEMU's {@code bdrv_co_write_req_finish}: the enabled bitmaps record every write, zero write and discard of the
+     * guest, whether or not it succeeds.
+     */
+    private void markDirty(long offset, long length) {
+        if (writes != null) {
+            writes.bitmaps().written(offset, length);
+        }
+    }
+
+    /** Runs {@code request} holding the write lock alone (the bitmaps' directory updates). */
+    void exclusively(Qcow2Updater.Request request) throws IOException {
+        update(request);
+    }
+
     /** Runs a request of the updater holding the write lock alone. */
     private void update(Qcow2Updater.Request request) throws IOException {
         lockForWriting();
@@ -734,6 +776,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     @Override
     public List<String> warnings() {
         return List.copyOf(warnings);
+    }
+
+    @Override
+    public List<String> repairDiagnostics() {
+        return List.copyOf(repairDiagnostics);
     }
 
     @Override

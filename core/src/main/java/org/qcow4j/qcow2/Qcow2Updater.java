@@ -4,9 +4,10 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
-import org.qcow4j.OpenOptions;
+import org.qcow4j.CorruptionException;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
+import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
@@ -74,6 +75,8 @@ public final class Qcow2Updater {
     private FileIOException dataFailure;
     /** For compressed writes, made when first needed. */
     private ClusterCompressor compressor;
+    /** The persistent dirty bitmaps: loaded and flagged in use on open, recording writes, stored on close. */
+    private final PersistentBitmaps bitmaps;
 
     /** One request run by {@link #run}. */
     @FunctionalInterface
@@ -91,7 +94,7 @@ public final class Qcow2Updater {
         this.map = map;
         this.backing = backing;
         this.clusterSize = geo.clusterSize();
-        this.lazy = header.has(Feature.LAZY_REFCOUNTS);
+        this.lazy = options.lazyRefcounts() != null ? options.lazyRefcounts() : header.has(Feature.LAZY_REFCOUNTS);
         this.qemuLayout = options.qemuLayout();
         this.refcounts = new RefcountTable(filename, storage, header, options.refcountCacheBytes());
         refcounts.setReuseBarrier(this::flush);
@@ -103,7 +106,8 @@ public final class Qcow2Updater {
             }
         }
         markSnapshotMetadata();
-        if (header.version() >= 3 && header.autoclearFeatures() != 0) {
+        this.bitmaps = PersistentBitmaps.openForWriting(image, storage, header, this, refcounts);
+        if (header.bitmaps() == null && header.version() >= 3 && header.autoclearFeatures() != 0) {
             // As QEMU: autoclear bits a writer does not maintain are cleared when it opens the image for writing.
             storage.writeFully(ByteBuffer.allocate(8), Header.AUTOCLEAR_FEATURES_AT);
             storage.force();
@@ -160,6 +164,26 @@ public final class Qcow2Updater {
                 broken = e;
             }
             throw e;
+        } catch (CorruptionException e) {
+            broken = e;
+            markCorrupt();
+            throw e;
+        }
+    }
+
+    /**
+     * QEMU's {@code qcow2_mark_corrupt}: the corrupt bit set in the header (version 3; a version 2 header has no
+     * place for it), so no writer opens the image until it is repaired. Best effort: the request has failed anyway.
+     */
+    private void markCorrupt() {
+        if (header.version() < 3) {
+            return;
+        }
+        try {
+            setIncompatible(header.incompatibleFeatures() | (dirtyBitSet ? Feature.DIRTY.mask() : 0)
+                    | Feature.CORRUPT.mask());
+        } catch (IOException | RuntimeException e) {
+            // the image is broken already: nothing more to do
         }
     }
 
@@ -365,7 +389,7 @@ public final class Qcow2Updater {
     private boolean handleCopied(long guest, Span s, List<Meta> metas) throws IOException {
         long in = geo.offsetInCluster(guest);
         long n = clustersToLook(guest, s.bytes);
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         long[] table = map.table(l2);
         int index = geo.l2Index(guest);
         long entry = entryAt(table, index);
@@ -389,7 +413,7 @@ public final class Qcow2Updater {
     private boolean handleAlloc(long guest, Span s, List<Meta> metas) throws IOException {
         long in = geo.offsetInCluster(guest);
         long n = clustersToLook(guest, s.bytes);
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         int index = geo.l2Index(guest);
         n = countSingleWrite(n, map.table(l2), index, true);
         long fresh = refcounts.allocatedEnd();
@@ -539,7 +563,7 @@ public final class Qcow2Updater {
      * reading and scanning its copy-on-write regions.
      */
     private boolean readsZeroUnread(long guest) throws IOException {
-        long l2 = map.ensureTable(guest, refcounts);
+        long l2 = ensureTable(guest);
         long[] table = map.table(l2);
         int index = geo.l2Index(guest);
         if (geo.extendedL2()) {
@@ -560,7 +584,7 @@ public final class Qcow2Updater {
 
     /** {@link #link(Meta, List)}; a {@code prealloc} meta marks no subcluster allocated. */
     private void link(Meta m, List<Long> replaced, boolean prealloc) throws IOException {
-        long l2 = map.ensureTable(m.guest(), refcounts);
+        long l2 = ensureTable(m.guest());
         int index = geo.l2Index(m.guest());
         long sub = geo.subclusterSize();
         for (int i = 0; i < m.clusters(); i++) {
@@ -616,7 +640,7 @@ public final class Qcow2Updater {
             if (stream == null) {
                 write(src.slice(src.position(), n), offset);
             } else {
-                long l2 = map.ensureTable(offset, refcounts);
+                long l2 = ensureTable(offset);
                 long entry = entryAt(map.table(l2), geo.l2Index(offset));
                 if (L2Entry.clusterType(entry, geo.extendedL2(), false) == SubclusterType.COMPRESSED
                         || L2Entry.hostOffset(entry) != 0) {
@@ -751,7 +775,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, false)) {
             return true;
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         long[] table = map.table(l2);
         int index = geo.l2Index(offset);
         long entry = entryAt(table, index);
@@ -774,7 +798,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, false)) {
             return Math.min(n, geo.l2Entries() - index);
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         n = Math.min(n, geo.l2Entries() - index);
         boolean ext = geo.extendedL2();
         for (int i = 0; i < n; i++) {
@@ -875,7 +899,7 @@ public final class Qcow2Updater {
         if (noTableNeeded(offset, full)) {
             return Math.min(n, geo.l2Entries() - index);
         }
-        long l2 = map.ensureTable(offset, refcounts);
+        long l2 = ensureTable(offset);
         n = Math.min(n, geo.l2Entries() - index);
         boolean ext = geo.extendedL2();
         for (int i = 0; i < n; i++) {
@@ -942,6 +966,7 @@ public final class Qcow2Updater {
             throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")", null,
                     "The new size must be a multiple of 512");
         }
+        bitmaps.checkResize();
         if (!image.snapshots().isEmpty() && header.version() < 3) {
             // "Even though we store snapshot size for all images, it was not required until v3"
             throw new UnsupportedFeatureException(filename, "resizing a version 2 image with internal snapshots",
@@ -1018,6 +1043,7 @@ public final class Qcow2Updater {
         flush();
         storage.writeFully(ByteBuffer.allocate(8).putLong(0, newSize), Header.SIZE_AT);
         storage.force();
+        bitmaps.resized(newSize);
     }
 
     /**
@@ -1195,6 +1221,33 @@ public final class Qcow2Updater {
         flush();
     }
 
+    /**
+     * QEMU's {@code get_cluster_table} ({@link ClusterMap#ensureTable}). With lazy refcounts a new table's refcount
+     * still reaches the file at once, with every other refcount counted so far: QEMU's {@code l2_allocate} flushes
+     * its refcount cache right after allocating the table, so after a crash the tables are counted and only the
+     * data clusters since may not be (what {@code qemu-img check} then reports, and the repair on open fixes).
+     */
+    private long ensureTable(long guest) throws IOException {
+        long l1 = map.l1Entry((int) geo.l1Index(guest));
+        boolean allocates = L1Entry.l2Offset(l1) == 0 || (l1 & L1Entry.COPIED) == 0;
+        long table;
+        try {
+            table = map.ensureTable(guest, refcounts);
+        } catch (CorruptionException e) {
+            if (!e.field().equals("refcount of cluster 0")) {
+                throw e;
+            }
+            // the header's cluster counted free: QEMU hands it out for the table, and then stops
+            throw new CorruptionException(filename, e.field(), e.value(), "a new L2 table would overwrite the header",
+                    "Preventing invalid allocation of L2 table at offset 0");
+        }
+        if (lazy && allocates) {
+            markDirty(); // (QEMU sets it later in the request; first, a crash in between leaves no leak unrepaired)
+            writeRefcounts();
+        }
+        return table;
+    }
+
     /** Makes everything written so far durable, in the order described above. */
     void flush() throws IOException {
         storage.extendTo(dataEnd);
@@ -1263,8 +1316,17 @@ public final class Qcow2Updater {
         run(this::closeClean);
     }
 
+    /** The image's persistent dirty bitmaps. */
+    PersistentBitmaps bitmaps() {
+        return bitmaps;
+    }
+
     private void closeClean() throws IOException {
-        flush();
+        try {
+            bitmaps.store(); // QEMU's qcow2_inactivate: the bitmaps first, then the caches
+        } finally {
+            flush();
+        }
         if (lazy) {
             writeRefcounts();
             if (dirtyBitSet) {

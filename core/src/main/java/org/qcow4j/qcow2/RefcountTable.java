@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import org.qcow4j.CorruptionException;
 import org.qcow4j.FormatException;
 import org.qcow4j.QcowException;
 import org.qcow4j.format.Header;
@@ -108,6 +109,8 @@ public final class RefcountTable {
      */
     private long freeByteOffset;
     private ReuseBarrier barrier = () -> { };
+    /** Table entries holding an offset no refcount block can have (not cluster aligned): index to offset. */
+    private final Map<Integer, Long> unaligned = new HashMap<>();
 
     RefcountTable(String filename, FileStorage file, Header h, long cacheBytes) throws IOException {
         this.filename = filename;
@@ -127,8 +130,13 @@ public final class RefcountTable {
             if (off == 0) {
                 continue;
             }
-            String why = (off & (clusterSize - 1)) != 0 ? "refcount block not aligned to the cluster size"
-                    : off > file.length() - clusterSize ? "refcount block past the end of the file (" + file.length() + " bytes)"
+            if ((off & (clusterSize - 1)) != 0) {
+                // QEMU opens it and signals corruption when an allocation first needs the block: so does this
+                unaligned.put(i, off);
+                table[i] = 0;
+                continue;
+            }
+            String why = off > file.length() - clusterSize ? "refcount block past the end of the file (" + file.length() + " bytes)"
                     : off < clusterSize ? "refcount block in the header cluster" : null;
             if (why != null) {
                 throw new FormatException(filename, "refcount table entry " + i, FormatException.hex(table[i]), why);
@@ -190,6 +198,7 @@ public final class RefcountTable {
     /** The refcount of cluster {@code index} as stored in its block (0 where no block counts it). */
     long refcount(long index) throws IOException {
         long ti = index >>> blockBits;
+        checkAligned(ti);
         if (ti >= table.length || table[(int) ti] == 0) {
             return 0;
         }
@@ -322,10 +331,24 @@ public final class RefcountTable {
         }
     }
 
-    /** A damaged refcount of 0 for metadata must not hand the cluster out. */
+    /** QEMU's {@code qcow2_get_refcount} and {@code alloc_refcount_block} meeting a misplaced block: corruption. */
+    private void checkAligned(long ti) throws CorruptionException {
+        if (!unaligned.isEmpty() && ti < table.length && unaligned.containsKey((int) ti)) {
+            long off = unaligned.get((int) ti);
+            throw new CorruptionException(filename, "refcount table entry " + ti, FormatException.hex(off),
+                    "refcount block not aligned to the cluster size", "Refblock offset " + FormatException.hex(off)
+                    + " unaligned (reftable index: " + (ti == 0 ? "0" : FormatException.hex(ti)) + ")"); // C's %#x
+        }
+    }
+
+    /**
+     * A damaged refcount of 0 for metadata must not hand the cluster out: QEMU's overlap check would stop the write
+     * and mark the image corrupt (for the header cluster, in its words).
+     */
     private void checkNotMetadata(long index) throws FormatException {
         if (metadata.contains(index)) {
-            throw new FormatException(filename, "refcount of cluster " + index, "0", "the cluster holds metadata");
+            throw new CorruptionException(filename, "refcount of cluster " + index, "0", "the cluster holds metadata",
+                    index == 0 ? "Preventing invalid write on metadata (overlaps with qcow2_header)" : null);
         }
     }
 
@@ -363,6 +386,7 @@ public final class RefcountTable {
      */
     private boolean ensureBlock(long index) throws IOException {
         long ti = index >>> blockBits;
+        checkAligned(ti);
         if (ti < table.length && table[(int) ti] != 0) {
             return true;
         }
@@ -670,6 +694,7 @@ public final class RefcountTable {
      */
     private void add(long index, long delta, boolean lowersFreeIndex) throws IOException {
         long ti = index >>> blockBits;
+        checkAligned(ti);
         if (ti >= table.length || table[(int) ti] == 0) {
             throw new FormatException(filename, "refcount of cluster " + index, "none", "cluster is not counted by any refcount block");
         }

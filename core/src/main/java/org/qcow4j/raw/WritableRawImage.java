@@ -56,7 +56,8 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
             throw new NoSuchFileException(path.toString());
         }
         if (Files.isDirectory(path)) {
-            throw new FileSystemException(path.toString(), null, "Is a directory");
+            throw new org.qcow4j.QcowException(path.toString(), "is a directory", null,
+                    "Could not open '" + path + "': Is a directory");
         }
         if (!Files.isWritable(path)) {
             throw new AccessDeniedException(path.toString());

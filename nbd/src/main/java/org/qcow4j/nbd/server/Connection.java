@@ -414,7 +414,7 @@ final class Connection implements Runnable {
             return;
         }
         Handshake.Result r = this.negotiated;
-        int remaining = (r.metaBase() ? 1 : 0) + (r.metaDepth() ? 1 : 0);
+        int remaining = (r.metaBase() ? 1 : 0) + (r.metaDepth() ? 1 : 0) + r.metaBitmaps().size();
         if (remaining == 0) {
             replies.generic(q.cookie, Protocol.EINVAL, "CMD_BLOCK_STATUS not negotiated");
             return;
@@ -451,6 +451,30 @@ final class Connection implements Runnable {
                 return;
             }
             replies.blockStatus(q.cookie, context, list.pairs, list.count, remaining == 0);
+        }
+        for (int i : r.metaBitmaps()) {
+            remaining--;
+            Extents list = new Extents(one ? 1 : Protocol.MAX_BLOCK_STATUS_EXTENTS);
+            // qemu's bitmap_to_extents: clean and dirty runs within the request, then the clean rest
+            long pos = q.offset;
+            long end = q.offset + q.length;
+            boolean full = false;
+            try {
+                for (long[] run : exp.dirtyRanges(i, pos, end - pos)) {
+                    if ((run[0] > pos && !list.add(run[0] - pos, 0)) || !list.add(run[1], Protocol.STATE_DIRTY)) {
+                        full = true;
+                        break;
+                    }
+                    pos = run[0] + run[1];
+                }
+            } catch (IOException e) {
+                replies.error(q.cookie, errno(e), "can't get block status");
+                return;
+            }
+            if (!full && end > pos) {
+                list.add(end - pos, 0);
+            }
+            replies.blockStatus(q.cookie, Protocol.META_DIRTY_BITMAP + i, list.pairs, list.count, remaining == 0);
         }
     }
 

@@ -32,7 +32,11 @@ final class Handshake {
     }
 
     /** What the handshake ends with: the export chosen, and what was negotiated. */
-    record Result(ServedExport export, boolean structured, boolean metaBase, boolean metaDepth) {
+    /**
+     * @param metaBitmaps the indices (in the export's {@code bitmaps}) of the {@code qemu:dirty-bitmap:} contexts chosen;
+     *                    context id {@link Protocol#META_DIRTY_BITMAP} + index
+     */
+    record Result(ServedExport export, boolean structured, boolean metaBase, boolean metaDepth, List<Integer> metaBitmaps) {
     }
 
     private final Transport transport;
@@ -44,6 +48,7 @@ final class Handshake {
     private ServedExport metaExport;
     private boolean metaBase;
     private boolean metaDepth;
+    private List<Integer> metaBitmaps = List.of();
     private int metaCount;
     /** The option being handled and the bytes of it not read yet. */
     private int option;
@@ -195,7 +200,8 @@ final class Handshake {
         if (metaExport != chosen) {
             metaCount = 0;
         }
-        return new Result(chosen, structured, metaCount > 0 && metaBase, metaCount > 0 && metaDepth);
+        return new Result(chosen, structured, metaCount > 0 && metaBase, metaCount > 0 && metaDepth,
+                metaCount > 0 ? metaBitmaps : List.of());
     }
 
     private ServedExport find(String name) {
@@ -268,6 +274,7 @@ final class Handshake {
             metaExport = null;
             metaBase = false;
             metaDepth = false;
+            metaBitmaps = List.of();
             metaCount = 0;
         }
         String name = readName();
@@ -278,9 +285,12 @@ final class Handshake {
         long queries = readInt(4) & 0xffffffffL;
         boolean base = false;
         boolean depth = false;
+        List<String> offered = exp.export().bitmaps();
+        java.util.TreeSet<Integer> bitmaps = new java.util.TreeSet<>();
         if (list && queries == 0) {
             base = true;
             depth = exp.export().allocationDepth();
+            allBitmaps(offered, bitmaps);
         } else {
             for (long i = 0; i < queries; i++) {
                 long len = readInt(4) & 0xffffffffL;
@@ -299,6 +309,11 @@ final class Handshake {
                     if ((rest.isEmpty() && list) || rest.equals("allocation-depth")) {
                         depth |= exp.export().allocationDepth();
                     }
+                    if (rest.isEmpty() && list || rest.equals("dirty-bitmap:") && list) {
+                        allBitmaps(offered, bitmaps);
+                    } else if (rest.startsWith("dirty-bitmap:") && offered.contains(rest.substring(13))) {
+                        bitmaps.add(offered.indexOf(rest.substring(13)));
+                    }
                 }
             }
         }
@@ -312,12 +327,23 @@ final class Handshake {
             metaContextReply("qemu:allocation-depth", Protocol.META_ALLOCATION_DEPTH, list);
             count++;
         }
+        for (int i : bitmaps) {
+            metaContextReply("qemu:dirty-bitmap:" + offered.get(i), Protocol.META_DIRTY_BITMAP + i, list);
+            count++;
+        }
         reply(Protocol.REP_ACK, null);
         if (!list) {
             metaExport = exp;
             metaBase = base;
             metaDepth = depth;
+            metaBitmaps = List.copyOf(bitmaps);
             metaCount = count;
+        }
+    }
+
+    private static void allBitmaps(List<String> offered, java.util.Set<Integer> into) {
+        for (int i = 0; i < offered.size(); i++) {
+            into.add(i);
         }
     }
 

@@ -89,6 +89,8 @@ final class Protocol {
     /** Block status flags: base:allocation. */
     static final int STATE_HOLE = 1;
     static final int STATE_ZERO = 2;
+    /** {@code qemu:dirty-bitmap:} contexts' flag (NBD_STATE_DIRTY). */
+    static final int STATE_DIRTY = 1;
 
     /** Errors (NBD's numbers, which are Linux's). */
     static final int EPERM = 1;
@@ -111,6 +113,8 @@ final class Protocol {
     /** Meta context ids, as qemu-nbd gives them. */
     static final int META_BASE_ALLOCATION = 0;
     static final int META_ALLOCATION_DEPTH = 1;
+    /** The first {@code qemu:dirty-bitmap:NAME} context; the export's bitmaps follow in order. */
+    static final int META_DIRTY_BITMAP = 2;
 
     static String optionName(int option) {
         return switch (option) {

@@ -91,6 +91,13 @@ final class ServedExport {
      * 2 for its backing file..., 0 where no layer allocates it. As QEMU's {@code bdrv_is_allocated_above}, bytes past
      * the end of a shorter backing file count as allocated in that file. Returns the depth and the run's end.
      */
+    /** The dirty runs of the export's bitmap {@code index} within {@code [offset, offset + length)}. */
+    java.util.List<long[]> dirtyRanges(int index, long offset, long length) throws IOException {
+        org.qcow4j.DirtyBitmaps bitmaps = export.image().dirtyBitmaps()
+                .orElseThrow(() -> new IOException("the image has no dirty bitmaps"));
+        return bitmaps.dirtyRanges(export.bitmaps().get(index), offset, length);
+    }
+
     long[] allocationDepth(Extent e, long end) {
         long runEnd = Math.min(end, e.end());
         if (e.present()) {
