@@ -360,6 +360,45 @@ public final class Images {
     }
 
     /**
+     * Gives the image {@code path} a new backing file, as {@code qemu-img rebase} does (see {@link RebaseOptions}). In
+     * safe mode the clusters whose content differs between the old backing chain and the new one (where the image
+     * does not allocate them itself) are first written into the image, so it reads the same before and after; then
+     * the header names the new backing file, in one write of cluster 0 once the writes are on disk.
+     *
+     * @throws ImageOperationException what qemu-img refuses in its own words (a format not given, a header too full,
+     *         a raw image, a new backing file that does not open)
+     */
+    public static void rebase(Path path, RebaseOptions options) throws IOException {
+        org.qcow4j.ops.Rebase.rebase(path, options);
+    }
+
+    /**
+     * Writes what the image {@code path} holds above its base (its backing file, or {@link CommitOptions#base}) into
+     * the base, as {@code qemu-img commit} does (QEMU's active commit), then empties the image as QEMU's
+     * {@code make_empty} does unless {@link CommitOptions#drop}. The base is flushed before the image changes.
+     *
+     * @throws ImageOperationException what qemu-img refuses in its own words (no backing file, a base not in the chain)
+     */
+    public static void commit(Path path, CommitOptions options) throws IOException {
+        org.qcow4j.ops.Commit.commit(path, options);
+    }
+
+    /**
+     * Changes the options of the qcow2 image {@code path} that QEMU 7.2 amends ({@code qemu-img amend -o}): version
+     * 2 and 3 both ways (a downgrade expands zero clusters and refuses what version 2 cannot hold), lazy refcounts,
+     * the refcount width (the refcount structure rewritten), the raw flag and name of an external data file, the
+     * size; the backing file only as it is. In QEMU's order, each header change one write of cluster 0 once what it
+     * names is on disk.
+     *
+     * @throws ImageOperationException what QEMU refuses, in its words
+     * @throws UnsupportedFeatureException version changes QEMU makes by rewriting snapshot tables (not done yet),
+     *         before anything is written
+     */
+    public static void amend(Path path, AmendOptions options) throws IOException {
+        org.qcow4j.qcow2.Qcow2Amend.amend(path, options);
+    }
+
+    /**
      * The file a backing or data file name written in {@code imageName} refers to: absolute names as they are,
      * relative names against the image's directory (QEMU's {@code path_combine}).
      */

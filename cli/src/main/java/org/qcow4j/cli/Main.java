@@ -19,11 +19,11 @@ import java.util.List;
 public final class Main {
     static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
             new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand(), new NbdCommand(),
-            new SnapshotCommand(), new BitmapCommand(), new CompareCommand(), new ResizeCommand(), new DdCommand(),
-            new MeasureCommand());
+            new SnapshotCommand(), new BitmapCommand(), new RebaseCommand(), new CommitCommand(), new AmendCommand(),
+            new CompareCommand(), new ResizeCommand(), new DdCommand(), new MeasureCommand());
     /** qemu-img's commands among ours (io and e2image are other programs' jobs). */
     private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "compare", "convert", "create", "dd", "info", "map",
-            "measure", "resize", "snapshot", "bitmap");
+            "measure", "resize", "snapshot", "bitmap", "rebase", "commit", "amend");
 
     private Main() {
     }

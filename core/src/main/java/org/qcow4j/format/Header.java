@@ -172,7 +172,7 @@ public record Header(
             }
             putExtension(b, EXT_FEATURE_TABLE, t.array());
         }
-        if (bitmaps != null) {
+        if (bitmaps != null && bitmaps.count() > 0 && has(Feature.BITMAPS)) {
             putExtension(b, EXT_BITMAPS, ByteBuffer.allocate(BitmapsExtension.SIZE).putInt(bitmaps.count()).putInt(0)
                     .putLong(bitmaps.directorySize()).putLong(bitmaps.directoryOffset()).array());
         }
@@ -235,6 +235,91 @@ public record Header(
         b.position(headerLength);
         b.put(ext).put(name);
         return b.array();
+    }
+
+    /**
+     * This header as QEMU 7.2's {@code qcow2_update_header} writes it back (every header change an open image makes:
+     * backing file, features, version, refcount order, dirty bit cleared): the fixed part of its version (72 bytes, or
+     * 112 for version 3, the length of a longer v3 header kept), the extensions in QEMU's order (backing format, data
+     * file, the feature name table of every feature QEMU knows for version 3 with clusters over 4 KiB, whatever the
+     * image had, bitmaps, then the unknown ones), the end marker and the backing file name; the rest of the cluster
+     * zeros. Unknown extensions come back in reverse order, as QEMU keeps them. The bytes of unknown fields past byte 112 of a longer header are not kept (qcow4j does not parse them);
+     * QEMU keeps them.
+     *
+     * @return the whole of cluster 0, or null when it does not fit (QEMU's {@code -ENOSPC})
+     */
+    public byte[] qemuCluster0() {
+        List<FeatureName> names = new ArrayList<>();
+        if (version >= 3 && clusterBits > 12) {
+            for (Feature f : Feature.values()) {
+                names.add(new FeatureName(f.kind().ordinal(), f.bit(), f.qemuName()));
+            }
+        }
+        int length = version >= 3 ? Math.max(FIXED_PART, headerLength) : V2_HEADER_LENGTH;
+        Header h = new Header(version, 0, 0, clusterBits, size, cryptMethod, l1Size, l1TableOffset, refcountTableOffset,
+                refcountTableClusters, nbSnapshots, snapshotsOffset, incompatibleFeatures, compatibleFeatures,
+                autoclearFeatures, refcountOrder, length, compressionType, backingFile,
+                backingFile == null ? null : backingFormat, dataFile, List.copyOf(names), bitmaps, reversed(unknownExtensions));
+        byte[] name = backingFile == null ? new byte[0] : backingFile.getBytes(StandardCharsets.UTF_8);
+        if (length + h.serializedExtensionsLength() + name.length > clusterSize()) {
+            return null;
+        }
+        return java.util.Arrays.copyOf(h.toBytes(), (int) clusterSize());
+    }
+
+    /** QEMU reads unknown extensions onto the head of a list, so it writes them back in reverse order. */
+    private static List<UnknownExtension> reversed(List<UnknownExtension> list) {
+        List<UnknownExtension> r = new ArrayList<>(list);
+        java.util.Collections.reverse(r);
+        return r;
+    }
+
+    private int serializedExtensionsLength() {
+        try {
+            return serializedExtensions().length;
+        } catch (java.nio.BufferOverflowException e) {
+            return Integer.MAX_VALUE / 2; // more than a cluster
+        }
+    }
+
+    /** This header naming {@code file} (null: none) as its backing file, in format {@code format} (null: none). */
+    public Header withBackingFile(String file, String format) {
+        return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
+                l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset,
+                incompatibleFeatures, compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType,
+                file, file == null ? null : format, dataFile, featureNames, bitmaps, unknownExtensions);
+    }
+
+    /** This header with other feature words and version (an amend). */
+    public Header withFeatures(int newVersion, long incompatible, long compatible, long autoclear) {
+        return new Header(newVersion, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
+                l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset,
+                incompatible, compatible, autoclear, refcountOrder, headerLength, compressionType,
+                backingFile, backingFormat, dataFile, featureNames, bitmaps, unknownExtensions);
+    }
+
+    /** This header with another external data file name (null: none; the feature bits are the caller's). */
+    public Header withDataFile(String file) {
+        return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
+                l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset,
+                incompatibleFeatures, compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType,
+                backingFile, backingFormat, file, featureNames, bitmaps, unknownExtensions);
+    }
+
+    /** This header with the refcount table and refcount order of a rewritten refcount structure. */
+    public Header withRefcounts(int order, long tableOffset, int tableClusters) {
+        return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
+                l1TableOffset, tableOffset, tableClusters, nbSnapshots, snapshotsOffset,
+                incompatibleFeatures, compatibleFeatures, autoclearFeatures, order, headerLength, compressionType,
+                backingFile, backingFormat, dataFile, featureNames, bitmaps, unknownExtensions);
+    }
+
+    /** This header with an L1 table at {@code offset} of {@code entries} entries and a refcount table moved. */
+    public Header withTables(long l1Offset, int entries, long tableOffset, int tableClusters) {
+        return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, entries,
+                l1Offset, tableOffset, tableClusters, nbSnapshots, snapshotsOffset,
+                incompatibleFeatures, compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType,
+                backingFile, backingFormat, dataFile, featureNames, bitmaps, unknownExtensions);
     }
 
     /** Reads the cluster_bits field so the caller knows how much of cluster 0 to read before {@link #parse}. */

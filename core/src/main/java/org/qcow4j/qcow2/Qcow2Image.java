@@ -700,6 +700,29 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         update(() -> writes.flush());
     }
 
+    /** QEMU's {@code qcow2_expand_zero_clusters} (active table only): see {@link Qcow2Updater#expandZeroClusters}. */
+    void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
+        update(() -> writes.expandZeroClusters(visited));
+    }
+
+    /** Runs {@code op} on the updater, its storage and header with the write lock held alone. */
+    <T> T withUpdater(UpdaterOperation<T> op) throws IOException {
+        List<T> result = new java.util.ArrayList<>(1);
+        update(() -> result.add(op.run(writes, storage, header)));
+        return result.get(0);
+    }
+
+    /** An operation on the refcount structure or tables of an image open for writing. */
+    @FunctionalInterface
+    interface UpdaterOperation<T> {
+        T run(Qcow2Updater updater, FileStorage storage, Header header) throws IOException;
+    }
+
+    /** QEMU's {@code qcow2_make_empty} fallback: see {@link Qcow2Updater#discardAllInFull}. */
+    void discardAllInFull() throws IOException {
+        update(() -> writes.discardAllInFull());
+    }
+
     @Override
     public void resize(long newSize) throws IOException {
         update(() -> writes.resize(newSize));

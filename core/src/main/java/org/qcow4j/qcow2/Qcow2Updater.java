@@ -876,6 +876,63 @@ public final class Qcow2Updater {
         clusterDiscard(offset, bytes, RefcountTable.Discard.REQUEST, false);
     }
 
+    /** Frees {@code length} bytes at {@code offset} without discarding them (QEMU's {@code QCOW2_DISCARD_OTHER}). */
+    void freeKept(long offset, long length) throws IOException {
+        refcounts.free(offset, length, RefcountTable.Discard.OTHER);
+    }
+
+    /**
+     * QEMU's {@code expand_zero_clusters_in_l1} over the active L1 table (for {@code qcow2_downgrade}; the caller
+     * refuses images with snapshots and extended L2 entries): a zero cluster without host cluster becomes unallocated
+     * when there is no backing file, else a new cluster written with zeros; a preallocated zero cluster has its host
+     * cluster written with zeros; either then maps as data (COPIED when its L2 table is not shared).
+     */
+    void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
+        long entries = geo.l2Entries();
+        for (int i = 0; i < map.l1Size(); visited.accept(++i)) {
+            long l2 = map.l2Offset(i);
+            if (l2 == 0) {
+                continue;
+            }
+            long l2Refcount = refcounts.refcount(l2 >>> geo.clusterBits());
+            for (int j = 0; j < entries; j++) {
+                long guest = (i * entries + j) * clusterSize;
+                long entry = entryAt(map.table(l2), j);
+                SubclusterType type = L2Entry.clusterType(entry, false, false);
+                if (type != SubclusterType.ZERO_PLAIN && type != SubclusterType.ZERO_ALLOC) {
+                    continue;
+                }
+                long host = L2Entry.hostOffset(entry);
+                if (type == SubclusterType.ZERO_PLAIN) {
+                    if (backing == null) {
+                        map.set(guest, 0, 0);
+                        continue;
+                    }
+                    host = refcounts.allocate(1);
+                    for (long r = 1; r < l2Refcount; r++) { // a shared table: the cluster counted as often
+                        refcounts.addReference(host, clusterSize);
+                    }
+                }
+                writeData(ByteBuffer.allocate((int) clusterSize), host);
+                dataEnd = Math.max(dataEnd, host + clusterSize);
+                map.set(guest, l2Refcount == 1 ? host | L2Entry.COPIED : host, 0);
+            }
+        }
+    }
+
+    /**
+     * {@code qcow2_make_empty}'s fallback: {@code qcow2_cluster_discard} over the whole disk, in steps of INT_MAX
+     * rounded down to clusters, with {@code QCOW2_DISCARD_SNAPSHOT} and in full (entries unallocated, clusters freed
+     * and punched).
+     */
+    void discardAllInFull() throws IOException {
+        long step = (Integer.MAX_VALUE / clusterSize) * clusterSize;
+        long end = image.size();
+        for (long offset = 0; offset < end; offset += step) {
+            clusterDiscard(offset, Math.min(step, end - offset), RefcountTable.Discard.SNAPSHOT, true);
+        }
+    }
+
     /**
      * QEMU's {@code qcow2_cluster_discard}: with {@code full} the entries become unallocated (a truncation), otherwise
      * they read as zeros where the cluster was allocated or a backing file exists (zero flag, or with extended L2

@@ -817,6 +817,25 @@ public final class RefcountTable {
         dirtyEntries.clear();
     }
 
+    /** Entries of the refcount table now (it may grow as clusters are allocated); for {@link RefcountOrderChange}. */
+    int tableSize() {
+        return table.length;
+    }
+
+    /** The offset of refcount block {@code i}, or 0. */
+    long tableEntry(int i) {
+        return table[i];
+    }
+
+    long tableOffset() {
+        return tableOffset;
+    }
+
+    /** log2 of the clusters one refcount block counts. */
+    int blockBits() {
+        return blockBits;
+    }
+
     /** For tests of the allocator's bookkeeping: the free index. */
     long freeIndex() {
         return freeIndex;

@@ -1,0 +1,146 @@
+package org.qcow4j.cli;
+
+import java.io.PrintWriter;
+import java.util.Map;
+import org.qcow4j.AmendOptions;
+import org.qcow4j.ImageOperationException;
+import org.qcow4j.Images;
+
+/** {@code amend}: change a qcow2 image's options in place, as qemu-img amend (qemu-img.c's img_amend). */
+final class AmendCommand extends Command {
+    private static final CommandLine.Option OPTIONS = CommandLine.Option.value("OPTIONS",
+            "What to change: compat, lazy_refcounts, refcount_bits, data_file, data_file_raw, size (-o help lists them).",
+            "-o");
+    private static final CommandLine.Option PROGRESS = CommandLine.Option.flag("Show progress.", "-p");
+    private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet: print nothing but errors.", "-q");
+    private static final CommandLine.Option CACHE = CommandLine.Option.value("CACHE", "Cache mode (checked).", "-t");
+    private static final CommandLine.Option FORCE = CommandLine.Option.flag(
+            "Allow what may harm the image (LUKS keyslot changes in QEMU; nothing here).", "--force");
+
+    /** qcow2's amend options (qcow2_amend_opts, less encryption), and their types. */
+    static final Map<String, ImageOptions.Type> QCOW2_AMEND = Map.of("compat", ImageOptions.Type.STRING,
+            "backing_file", ImageOptions.Type.STRING, "backing_fmt", ImageOptions.Type.STRING,
+            "data_file", ImageOptions.Type.STRING, "data_file_raw", ImageOptions.Type.BOOL,
+            "lazy_refcounts", ImageOptions.Type.BOOL, "refcount_bits", ImageOptions.Type.NUMBER,
+            "size", ImageOptions.Type.SIZE);
+
+    private static final String HELP = """
+            Amend options for 'qcow2':
+              backing_file=<str>     - File name of a base image
+              backing_fmt=<str>      - Image format of the base image
+              compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])
+              data_file=<str>        - File name of an external data file
+              data_file_raw=<bool (on/off)> - The external data file must stay valid as a raw image
+              encrypt.iter-time=<num> - Time to spend in PBKDF in milliseconds
+              encrypt.keyslot=<num>  - Select a single keyslot to modify explicitly
+              encrypt.new-secret=<str> - New secret to set in the matching keyslots. Empty string to erase
+              encrypt.old-secret=<str> - Select all keyslots that match this password
+              encrypt.state=<str>    - Select new state of affected keyslots (active/inactive)
+              lazy_refcounts=<bool (on/off)> - Postpone refcount updates
+              refcount_bits=<num>    - Width of a reference count entry in bits
+              size=<size>            - Virtual disk size
+            """;
+
+    AmendCommand() {
+        super("amend", "amend -o OPTIONS [-f FMT] [-p] [-q] [-t CACHE] [--force] IMAGE",
+                "Change a qcow2 image's version, lazy refcounts, data file flags or size in place, as qemu-img amend.",
+                OPTIONS, FORMAT, PROGRESS, QUIET, CACHE, FORCE, OBJECT, IMAGE_OPTS);
+    }
+
+    @Override
+    int run(CommandLine args, PrintWriter out, Stderr err) throws Exception {
+        String spec = ImageOptions.optionList(args.all("-o"));
+        if (spec == null) {
+            throw new CommandLine.UsageException("Must specify options (-o)");
+        }
+        String format = args.get("-f", null);
+        Map<String, String> given = ImageOptions.parse(spec);
+        boolean help = given.containsKey("help") || given.containsKey("?");
+        ProgressLine progress = new ProgressLine(out, args.has("-p") && !args.has("-q"), 1.0f);
+        try {
+            if (format != null && help) {
+                return printHelp(format, out, err);
+            }
+            if (args.positionals().size() != 1) {
+                err.error("Expecting one image file name");
+                return ExitCodes.FAILURE;
+            }
+            String image = args.positionals().get(0);
+            String cache = args.get("-t", "writeback");
+            if (ImageArgs.CacheMode.of(cache) == null) {
+                err.error("Invalid cache option: " + cache);
+                return ExitCodes.FAILURE;
+            }
+            ImageArgs.Operand o = ImageArgs.operand(args, image);
+            String detected = ImageArgs.opening(image, () -> {
+                try (org.qcow4j.DiskImage d = Images.open(o.path(), o.options().withoutBacking())) {
+                    return d.format();
+                }
+            });
+            if (help) {
+                return printHelp(detected, out, err);
+            }
+            if (!detected.equals("qcow2")) {
+                err.error("Format driver '" + detected + "' does not support option amendment");
+                return ExitCodes.FAILURE;
+            }
+            Map<String, String> checked;
+            try {
+                checked = ImageOptions.check(given, QCOW2_AMEND, "");
+            } catch (CommandLine.UsageException e) {
+                err.error(e.getMessage());
+                if (e.getMessage().startsWith("Invalid parameter '")) {
+                    try {
+                        ImageOptions.check(given, ImageOptions.QCOW2, "");
+                        err.println("This option is only supported for image creation");
+                    } catch (CommandLine.UsageException notCreate) {
+                        // not a creation option either
+                    }
+                }
+                return ExitCodes.FAILURE;
+            }
+            AmendOptions options = AmendOptions.none().withOpen(o.options()).withProgress(progress::print)
+                    .withCompat(checked.get("compat"))
+                    .withLazyRefcounts(bool(checked.get("lazy_refcounts")))
+                    .withRefcountBits(checked.containsKey("refcount_bits")
+                            ? (int) Long.parseLong(checked.get("refcount_bits")) : null)
+                    .withDataFile(checked.get("data_file"))
+                    .withDataFileRaw(bool(checked.get("data_file_raw")))
+                    .withBacking(checked.get("backing_file"), checked.get("backing_fmt"))
+                    .withSize(checked.containsKey("size") ? Long.parseLong(checked.get("size")) : null);
+            try {
+                ImageArgs.opening(image, () -> {
+                    Images.amend(o.path(), options);
+                    return null;
+                });
+            } catch (ImageOperationException e) {
+                String[] lines = (err.program() == Program.QCOW4J ? e.getMessage() : e.qemuMessage()).split("\n");
+                err.error(lines[0]);
+                for (int i = 1; i < lines.length; i++) {
+                    err.println(lines[i]);
+                }
+                return ExitCodes.FAILURE;
+            }
+            return ExitCodes.OK;
+        } finally {
+            progress.end();
+        }
+    }
+
+    private static Boolean bool(String v) {
+        return v == null ? null : ImageOptions.qapiBool(v);
+    }
+
+    private static int printHelp(String format, PrintWriter out, Stderr err) {
+        if (format.equals("qcow2")) {
+            out.print(HELP);
+            return ExitCodes.OK;
+        }
+        if (ImageArgs.QEMU_FORMATS.contains(format)) {
+            err.error("Format driver '" + format + "' does not support option amendment");
+        } else {
+            err.error("Unknown file format '" + format + "'");
+        }
+        return ExitCodes.FAILURE;
+    }
+}
