@@ -4,9 +4,14 @@ import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.function.Consumer;
+import java.util.function.LongConsumer;
 import org.qcow4j.ops.Conversion;
+import org.qcow4j.ops.ImageComparison;
 import org.qcow4j.ops.ImageCopier;
+import org.qcow4j.ops.ImageResize;
+import org.qcow4j.ops.RangeCopy;
 import org.qcow4j.ops.ManagedImage;
+import org.qcow4j.ops.Measurement;
 import org.qcow4j.ops.TemporaryOverlay;
 import org.qcow4j.qcow2.ChainOpener;
 import org.qcow4j.qcow2.Qcow2Check;
@@ -302,6 +307,57 @@ public final class Images {
     public static void convertInto(List<DiskImage> inputs, WritableImage target, ConvertOptions options)
             throws IOException {
         ImageCopier.copy(inputs, target, options);
+    }
+
+    /**
+     * Compares the guest data of two open images as {@code qemu-img compare} does: by block status, reading only where
+     * one of them holds data, so sparse images compare at once. Past the shorter image's end the longer must read as
+     * zeros; with {@code strict}, different sizes or block statuses (allocation) differ too. {@code progress} (may be
+     * null) is told the length of each chunk compared.
+     */
+    public static CompareResult compare(DiskImage first, DiskImage second, boolean strict, LongConsumer progress)
+            throws IOException {
+        return ImageComparison.compare(first, second, strict, progress);
+    }
+
+    /**
+     * Changes the virtual size of an image opened for writing as {@code qemu-img resize} does, in QEMU's order of
+     * writes (open it with {@link OpenOptions#withQemuLayout} for QEMU's bytes exactly): shrinking drops the clusters
+     * past the new end, the L2 tables and refcount blocks no longer needed and the file's free tail; growing grows the
+     * L1 table and, with {@code preallocation}, maps ({@code METADATA}, qcow2) or also allocates ({@code FALLOC},
+     * {@code FULL}) the new part. qemu-img's own rules (a positive size, {@code --shrink}) are the caller's.
+     *
+     * @throws QcowException what QEMU refuses, with its words as {@link QcowException#qemuWords()}: a size that is no
+     *         multiple of 512 (qcow2), an L1 table past QEMU's limit, a version 2 image with snapshots, preallocation
+     *         when shrinking or {@code METADATA} on raw
+     */
+    public static void resize(WritableImage image, long newSize, CreateOptions.Preallocation preallocation)
+            throws IOException {
+        ImageResize.resize(image, newSize, preallocation);
+    }
+
+    /**
+     * Copies {@code length} guest bytes of {@code input} from {@code offset} into a new image {@code output} of that
+     * size, as {@code qemu-img dd} does: raw, or qcow2 with {@code options.qcow2()}'s creation options; written in
+     * blocks of {@code blockSize} bytes from the output's start, every block as data (all-zero ones too), in QEMU's
+     * layout. Of {@code options}, {@code qcow2} and {@code progress} (told each block's length) apply. An existing
+     * file is replaced when the new one is created, before the copy.
+     */
+    public static void copyRange(DiskImage input, long offset, long length, Path output, ConvertOptions options,
+                                 int blockSize) throws IOException {
+        RangeCopy.copy(input, offset, length, output, options, blockSize);
+    }
+
+    /**
+     * The size a new image would need, as {@code qemu-img measure} computes it: made from {@code source} (whose data
+     * is counted by allocation; null: an empty image of {@code size} bytes) as qcow2 with {@code qcow2}'s options
+     * (version, cluster size, refcount width, extended L2, preallocation, and whether it names a backing file; its
+     * size is ignored), or as raw when {@code qcow2} is null.
+     *
+     * @throws IllegalArgumentException in qemu-img's words when the size needs an L1 table past QEMU's limit
+     */
+    public static MeasureResult measure(DiskImage source, long size, CreateOptions qcow2) throws IOException {
+        return Measurement.measure(source, size, qcow2);
     }
 
     /**

@@ -56,6 +56,27 @@ abstract class Command {
     }
 
     /**
+     * The operands at the end of {@code argv} kept from option parsing and appended to the positionals (qemu-img
+     * resize takes its SIZE off first, so that {@code -1G} is no option); none by default.
+     */
+    List<String> heldBack(List<String> argv) throws CommandLine.UsageException {
+        return List.of();
+    }
+
+    /** The exit code when an {@code --object} definition is refused (qemu-img compare's errors are 2). */
+    int objectRefusedExit() {
+        return ExitCodes.FAILURE;
+    }
+
+    /**
+     * Whether qemu-img answers an unknown option or a missing argument with getopt's own line and its help, exit 0
+     * (measure's {@code case '?': help()}), instead of its usual message.
+     */
+    boolean helpOnBadOption() {
+        return false;
+    }
+
+    /**
      * Runs the command; returns the exit code. Results go to {@code out}; {@code err} takes what a command says
      * besides the one error line {@link ExitCodes} prints for an exception (check's findings, io's failures).
      */

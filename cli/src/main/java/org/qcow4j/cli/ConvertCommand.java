@@ -161,7 +161,7 @@ final class ConvertCommand extends Command {
     }
 
     /** The first input as of its snapshot (QEMU's {@code bdrv_snapshot_load_tmp[_by_id_or_name]}). */
-    private static DiskImage openSnapshot(CommandLine args, String in, String[] snapshot) throws IOException {
+    static DiskImage openSnapshot(CommandLine args, String in, String[] snapshot) throws IOException {
         ImageArgs.Operand o = ImageArgs.operand(args, in);
         try {
             if (snapshot[2] == null) {

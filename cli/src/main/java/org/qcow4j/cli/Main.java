@@ -19,10 +19,11 @@ import java.util.List;
 public final class Main {
     static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
             new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand(), new NbdCommand(),
-            new SnapshotCommand(), new BitmapCommand(), new RebaseCommand(), new CommitCommand(), new AmendCommand());
+            new SnapshotCommand(), new BitmapCommand(), new RebaseCommand(), new CommitCommand(), new AmendCommand(),
+            new CompareCommand(), new ResizeCommand(), new DdCommand(), new MeasureCommand());
     /** qemu-img's commands among ours (io and e2image are other programs' jobs). */
-    private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "convert", "create", "info", "map",
-            "snapshot", "bitmap", "rebase", "commit", "amend");
+    private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "compare", "convert", "create", "dd", "info", "map",
+            "measure", "resize", "snapshot", "bitmap", "rebase", "commit", "amend");
 
     private Main() {
     }
@@ -126,7 +127,19 @@ public final class Main {
         }
         boolean debug = argv.contains("--debug");
         try {
-            CommandLine args = CommandLine.parse(argv, options);
+            List<String> heldBack = command.heldBack(argv);
+            CommandLine args;
+            try {
+                args = CommandLine.parse(argv.subList(0, argv.size() - heldBack.size()), options);
+            } catch (CommandLine.UsageException ex) {
+                if (program != Program.QEMU_IMG || !command.helpOnBadOption()) {
+                    throw ex;
+                }
+                err.println(command.name() + ": " + ex.getMessage()); // getopt's own line, argv[0] being the command
+                out.print(programHelp(program));
+                return ExitCodes.OK;
+            }
+            args.positionals().addAll(heldBack);
             if (args.has("-h")) {
                 out.print(program == Program.QCOW4J
                         ? CommandLine.help(command.synopsis(), command.description(), options)
@@ -143,7 +156,7 @@ public final class Main {
                 for (String definition : args.all("--object")) {
                     Integer exit = objects.addOption(definition, out, err);
                     if (exit != null) {
-                        return exit;
+                        return exit == ExitCodes.OK ? exit : command.objectRefusedExit();
                     }
                 }
             }

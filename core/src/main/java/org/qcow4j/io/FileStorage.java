@@ -132,12 +132,35 @@ public final class FileStorage implements AutoCloseable {
     public void zero(long pos, long len) throws IOException {
         long end = Math.min(pos + len, length);
         ByteBuffer zeros = null;
+        ByteBuffer old = null;
         for (long p = pos; p < end; ) {
             int n = (int) Math.min(end - p, 1 << 20);
             if (zeros == null || zeros.capacity() < n) {
                 zeros = ByteBuffer.allocate(n);
+                old = ByteBuffer.allocate(n);
             }
-            write(zeros.clear().limit(n), p, WriteFaults.Op.WRITE);
+            // A piece that reads as zeros already (a hole, a preallocated cluster never written) is left alone:
+            // writing it would allocate disk blocks where QEMU's punched hole frees them.
+            readFully(old.clear().limit(n), p);
+            if (!Zeros.isZero(old, 0, n)) {
+                write(zeros.clear().limit(n), p, WriteFaults.Op.WRITE);
+            }
+            p += n;
+        }
+    }
+
+    /**
+     * Makes {@code [pos, end)} allocated on disk and reading as zeros, as a preallocating truncation (QEMU's falloc
+     * and full) leaves it: the JDK has no fallocate, so zeros are written, from the file's end only.
+     */
+    public void allocateZeros(long end) throws IOException {
+        ByteBuffer zeros = null;
+        for (long p = length; p < end; ) {
+            int n = (int) Math.min(end - p, 1 << 20);
+            if (zeros == null || zeros.capacity() < n) {
+                zeros = ByteBuffer.allocate(n);
+            }
+            write(zeros.clear().limit(n), p, WriteFaults.Op.EXTEND);
             p += n;
         }
     }

@@ -52,6 +52,11 @@ public final class ManagedImage implements WritableImage {
         return new ManagedImage(image, options, null);
     }
 
+    /** The driver's image beneath the rules (for operations the rules do not concern, such as a resize). */
+    static WritableImage driver(WritableImage image) {
+        return image instanceof ManagedImage m ? driver(m.image) : image;
+    }
+
     /** {@code image} with the rules of {@code options}, and {@code afterClose} run once it is closed. */
     public static WritableImage of(WritableImage image, OpenOptions options, AfterClose afterClose) {
         return new ManagedImage(image, options, afterClose);

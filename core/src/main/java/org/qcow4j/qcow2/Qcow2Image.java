@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.FormatException;
@@ -738,6 +739,27 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     @Override
     public void resize(long newSize) throws IOException {
         update(() -> writes.resize(newSize));
+    }
+
+    /** {@link #resize(long)} with QEMU's preallocation of a grown part (see {@link Qcow2Updater#resize(long, CreateOptions.Preallocation)}). */
+    public void resize(long newSize, CreateOptions.Preallocation prealloc) throws IOException {
+        update(() -> writes.resize(newSize, prealloc));
+    }
+
+    /**
+     * A resize with preallocation of an image {@link #openWritable} opened (qcow2 or raw, without the request rules'
+     * wrapper); false if {@code image} is neither.
+     */
+    public static boolean resize(WritableImage image, long newSize, CreateOptions.Preallocation prealloc)
+            throws IOException {
+        if (image instanceof Qcow2Image q) {
+            q.resize(newSize, prealloc);
+        } else if (image instanceof WritableRawImage r) {
+            r.resize(newSize, prealloc);
+        } else {
+            return false;
+        }
+        return true;
     }
 
     /**

@@ -5,6 +5,7 @@ import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import org.qcow4j.CorruptionException;
+import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
@@ -595,9 +596,14 @@ public final class Qcow2Updater {
                 || t == SubclusterType.UNALLOCATED_PLAIN && (backing == null || guest >= backing.size());
     }
 
+    /** QEMU's {@code qcow2_alloc_cluster_link_l2}: the meta's clusters mapped, subclusters written marked. */
+    private void link(Meta m, List<Long> replaced) throws IOException {
+        link(m, replaced, false);
+    }
+
     /**
-     * QEMU's {@code qcow2_alloc_cluster_link_l2}: the meta's clusters mapped, subclusters written marked (not for
-     * {@code prealloc}ated ones, whose bitmap QEMU leaves as it was).
+     * {@link #link(Meta, List)}; a {@code prealloc} meta marks no subcluster allocated (QEMU leaves the bitmap of
+     * preallocated clusters as it was).
      */
     private void link(Meta m, List<Long> replaced, boolean prealloc) throws IOException {
         long l2 = ensureTable(m.guest());
@@ -1041,20 +1047,42 @@ public final class Qcow2Updater {
      * {@link OpenOptions#qemuLayout}.
      */
     void resize(long newSize) throws IOException {
+        resize(newSize, CreateOptions.Preallocation.OFF);
+    }
+
+    /**
+     * {@link #resize(long)} with QEMU's preallocation of the new part when growing: {@code METADATA} maps it to new
+     * clusters (L2 entries, refcounts) without writing them, the file extended to the last one, as QEMU's
+     * {@code preallocate_co}; {@code FALLOC} and {@code FULL} also allocate the data clusters in one run after new
+     * refcount structures ({@link #preallocateData}). With an external data file they are refused by name.
+     */
+    void resize(long newSize, CreateOptions.Preallocation prealloc) throws IOException {
         boolean zeroTail = !qemuLayout;
         long oldSize = image.size();
+        boolean dataPrealloc = prealloc == CreateOptions.Preallocation.FALLOC
+                || prealloc == CreateOptions.Preallocation.FULL;
+        if (dataPrealloc && image.dataFile() != null) {
+            throw new UnsupportedFeatureException(filename, "preallocation=" + prealloc.name().toLowerCase()
+                    + " when resizing a qcow2 image with an external data file");
+        }
         if (newSize < 0 || (newSize & 511) != 0) {
-            throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")");
+            throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")", null,
+                    "The new size must be a multiple of 512");
         }
         bitmaps.checkResize();
         if (!image.snapshots().isEmpty() && header.version() < 3) {
             // "Even though we store snapshot size for all images, it was not required until v3"
-            throw new UnsupportedFeatureException(filename, "resizing a version 2 image with internal snapshots"
-                    + " (QEMU: Can't resize a v2 image which has snapshots)");
+            throw new UnsupportedFeatureException(filename, "resizing a version 2 image with internal snapshots",
+                    "Can't resize a v2 image which has snapshots");
         }
         long entries = geo.l1EntriesFor(newSize);
         if (entries > L1Entry.MAX_ENTRIES) {
-            throw new QcowException(filename, "new size " + newSize + " needs an L1 table larger than QEMU's 32 MiB limit");
+            throw new QcowException(filename, "new size " + newSize + " needs an L1 table larger than QEMU's 32 MiB limit",
+                    null, "Failed to grow the L1 table: File too large");
+        }
+        if (newSize < oldSize && prealloc != CreateOptions.Preallocation.OFF) {
+            throw new QcowException(filename, "preallocation cannot be used for shrinking an image", null,
+                    "Preallocation can't be used for shrinking an image");
         }
         if (newSize < oldSize) {
             long keep = (newSize + clusterSize - 1) & ~(clusterSize - 1);
@@ -1085,13 +1113,20 @@ public final class Qcow2Updater {
             if (entries > map.l1Size()) {
                 growL1((int) entries);
             }
-            if (rawDataFile) {
+            if (rawDataFile || prealloc == CreateOptions.Preallocation.METADATA) {
+                // QEMU's truncation preallocates the metadata for a raw data file, and when asked to
                 preallocate(oldSize, newSize);
-            } else if (hasDataFile) {
+            }
+            if (hasDataFile && !rawDataFile) {
                 setDataFileLength(newSize);
             }
             // The block layer asks for zeros only when the backing file would show through (BDRV_REQ_ZERO_WRITE).
             boolean zeroWrite = backing != null && backing.size() > oldSize;
+            if (dataPrealloc) {
+                // the file's truncation zeroes the new clusters, which then read as such (and are marked allocated)
+                preallocateData(oldSize, newSize, !zeroWrite);
+                zeroWrite = false;
+            }
             boolean zeroed = zeroWrite;
             long sub = geo.subclusterSize();
             long zeroStart = (oldSize + sub - 1) / sub * sub;
@@ -1137,22 +1172,26 @@ public final class Qcow2Updater {
     }
 
     /**
-     * QEMU's {@code preallocate_co} (metadata only), which its truncation runs for a raw data file: every cluster of
-     * {@code [from, to)} gets its L2 entry (the data file cluster at the guest offset), so that the image reads what
-     * the data file holds; copy-on-write regions at the ends are written as for any allocation, extended-L2 bitmaps
-     * left as they were. The data file then reaches at least {@code to}.
+     * QEMU's {@code preallocate_co} for metadata, which its truncation also runs for a raw data file: the range mapped
+     * to new clusters in {@code qcow2_alloc_host_offset}'s runs (at most INT_MAX bytes each; with a raw data file, the
+     * data file's clusters at the guest offsets), linked without their data being written (with extended L2 entries no
+     * subcluster is marked allocated: QEMU's {@code prealloc} meta), only the copy-on-write regions at the ends
+     * written; then the file holding the data extended to the end of the last run.
      */
-    private void preallocate(long from, long to) throws IOException {
-        long offset = from;
-        long bytes = to - from;
+    private void preallocate(long offset, long end) throws IOException {
+        long maxRun = Integer.MAX_VALUE / clusterSize * clusterSize;
         long host = 0;
-        long cur = 0;
+        long run = 0;
+        long fileEnd = 0;
         List<Long> replaced = new ArrayList<>();
-        while (bytes > 0) {
+        for (long bytes = end - offset; bytes > 0; bytes -= run, offset += run) {
             List<Meta> metas = new ArrayList<>();
-            Span chunk = allocHostOffset(offset, Math.min(bytes, Integer.MAX_VALUE / clusterSize * clusterSize), metas);
-            host = chunk.host;
-            cur = chunk.bytes;
+            Span s = allocHostOffset(offset, Math.min(bytes, maxRun), metas);
+            if (s.bytes <= 0) {
+                throw new IllegalStateException("no clusters allocated at " + offset);
+            }
+            host = s.host;
+            run = s.bytes;
             for (Meta m : metas) { // QEMU's perform_cow without guest data: each region on its own
                 ByteBuffer head = cow(m, m.cowStartFrom(), m.cowStartTo());
                 ByteBuffer tail = cow(m, m.cowEndFrom(), m.cowEndTo());
@@ -1162,17 +1201,66 @@ public final class Qcow2Updater {
                 if (tail != null) {
                     writeData(tail, m.alloc() + m.cowEndFrom());
                 }
-                dataEnd = Math.max(dataEnd, m.alloc() + m.cowEndTo());
+                // QEMU's perform_cow writes the regions even as zeros: the file reaches their end
+                if (m.cowEndTo() > m.cowEndFrom()) {
+                    fileEnd = Math.max(fileEnd, m.alloc() + m.cowEndTo());
+                } else if (m.cowStartTo() > m.cowStartFrom()) {
+                    fileEnd = Math.max(fileEnd, m.alloc() + m.cowStartTo());
+                }
                 link(m, replaced, true);
             }
-            bytes -= cur;
-            offset += cur;
             writeBackIfOverfull();
         }
         for (long entry : replaced) {
             release(entry, RefcountTable.Discard.NEVER);
         }
-        dataStorage.extendTo(Math.max(dataEnd, host + cur));
+        fileEnd = Math.max(fileEnd, host + run);
+        dataEnd = Math.max(dataEnd, fileEnd);
+        dataStorage.extendTo(dataEnd);
+    }
+
+    /**
+     * QEMU's falloc and full preallocation of a grown qcow2 image ({@code qcow2_co_truncate}): refcount structures
+     * covering the new data clusters and their L2 tables made after the file's last used cluster
+     * ({@code qcow2_refcount_area}, exact), the data clusters allocated right after them, the file extended over
+     * them, then the clusters linked from the old size's cluster on (that one's head copied), L2 table by L2 table;
+     * a {@code prealloc} link marks no extended-L2 subcluster allocated. The file's new part is written as zeros, so
+     * its disk blocks are allocated as QEMU's falloc and full allocate them (the JDK has no fallocate).
+     */
+    private void preallocateData(long oldSize, long newSize, boolean prealloc) throws IOException {
+        long fileLength = storage.length();
+        long last = refcounts.lastUsedCluster(fileLength);
+        long oldFileClusters = last >= 0 ? last + 1 : (fileLength + clusterSize - 1) / clusterSize;
+        long dataClusters = (((newSize + clusterSize - 1) & ~(clusterSize - 1)) - geo.startOfCluster(oldSize)) / clusterSize;
+        long l2Tables = (dataClusters + geo.l2Entries() - 1) / geo.l2Entries() + 1;
+        flush();
+        long start = refcounts.refcountArea(oldFileClusters, dataClusters + l2Tables, true, -1, 0);
+        if (refcounts.allocateAt(start * clusterSize, dataClusters) != dataClusters) {
+            throw new IllegalStateException("the new refcount area's end is not free at cluster " + start);
+        }
+        long host = start * clusterSize;
+        long newFileSize = host + dataClusters * clusterSize;
+        dataEnd = Math.max(dataEnd, newFileSize);
+        storage.allocateZeros(newFileSize);
+        List<Long> replaced = new ArrayList<>();
+        long guest = oldSize;
+        for (long left = dataClusters; left > 0; ) {
+            long n = Math.min(left, geo.l2Entries() - geo.l2Index(guest));
+            long head = geo.offsetInCluster(guest);
+            Meta m = new Meta(host, geo.startOfCluster(guest), n, false, 0, head, n * clusterSize, n * clusterSize, false);
+            ByteBuffer old = cow(m, 0, head);
+            if (old != null) {
+                writeData(old, host);
+            }
+            link(m, replaced, prealloc);
+            guest = m.guest() + n * clusterSize;
+            host += n * clusterSize;
+            left -= n;
+            writeBackIfOverfull();
+        }
+        for (long entry : replaced) {
+            release(entry, RefcountTable.Discard.NEVER);
+        }
     }
 
     /**

@@ -471,9 +471,19 @@ public final class RefcountTable {
      * it any more.
      */
     private void refcountArea(long start, int newIndex, long newBlock) throws IOException {
-        long total = refblocksFor(start, true);
+        refcountArea(start, 0, false, newIndex, newBlock);
+    }
+
+    /**
+     * QEMU's {@code qcow2_refcount_area(bs, start, additional, exact, newIndex, newBlock)} in general: as above, the
+     * blocks also covering {@code additional} clusters past the new structures, the table exactly as large as needed
+     * when {@code exact} ({@code newIndex} < 0: no block to hook in). Returns the cluster after the new structures,
+     * where the {@code additional} clusters may go (a preallocating resize puts its data there).
+     */
+    long refcountArea(long start, long additional, boolean exact, int newIndex, long newBlock) throws IOException {
+        long total = refblocksFor(start + additional, !exact);
         long perCluster = clusterSize / 8;
-        long tableSize = total + (total + 1) / 2;
+        long tableSize = exact ? total : total + (total + 1) / 2;
         tableSize = (tableSize + perCluster - 1) / perCluster * perCluster;
         if (total * 8 > Header.MAX_REFTABLE_BYTES || tableSize * 8 > Header.MAX_REFTABLE_BYTES) {
             throw new QcowException(filename, "image too large: its refcount table would exceed "
@@ -486,7 +496,9 @@ public final class RefcountTable {
         }
         long[] newTable = new long[(int) tableSize];
         System.arraycopy(table, 0, newTable, 0, (int) Math.min(tableSize, tableSize > maxIndex ? maxIndex + 1 : tableSize));
-        newTable[newIndex] = newBlock;
+        if (newIndex >= 0) {
+            newTable[newIndex] = newBlock;
+        }
         long areaIndex = start >>> blockBits;
         long missing = 0;
         for (long i = areaIndex; i < total; i++) {
@@ -542,6 +554,7 @@ public final class RefcountTable {
         for (long c = oldOffset >>> clusterBits; c < (oldOffset >>> clusterBits) + oldClusters; c++) {
             add(c, -1);
         }
+        return end;
     }
 
     /**

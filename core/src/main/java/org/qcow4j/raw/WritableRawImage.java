@@ -12,10 +12,12 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import org.qcow4j.AbstractDiskImage;
+import org.qcow4j.CreateOptions;
 import org.qcow4j.Extent;
 import org.qcow4j.Images;
 import org.qcow4j.QcowException;
 import org.qcow4j.RefusedRequestException;
+import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
 import org.qcow4j.io.Access;
@@ -177,6 +179,30 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
             channel.truncate(newSize);
         } else if (newSize > channel.size()) {
             writeFully(ByteBuffer.allocate(1), newSize - 1);
+        }
+        size = roundUp(newSize);
+    }
+
+    /**
+     * {@link #resize(long)}, growing as QEMU's file driver does with {@code preallocation}: {@code FALLOC} and
+     * {@code FULL} allocate the new part (written as zeros: the JDK has no fallocate; the bytes are the same),
+     * {@code METADATA} is refused as QEMU refuses it for raw images.
+     */
+    public synchronized void resize(long newSize, CreateOptions.Preallocation preallocation) throws IOException {
+        if (preallocation == CreateOptions.Preallocation.METADATA) {
+            throw new UnsupportedFeatureException(filename(), "preallocation=metadata on a raw image",
+                    "Unsupported preallocation mode: metadata");
+        }
+        long oldLength = channel.size();
+        if (preallocation == CreateOptions.Preallocation.OFF || newSize <= oldLength) {
+            resize(newSize);
+            return;
+        }
+        ByteBuffer zeros = ByteBuffer.allocate((int) Math.min(1 << 20, newSize - oldLength));
+        for (long pos = oldLength; pos < newSize; ) {
+            int n = (int) Math.min(zeros.capacity(), newSize - pos);
+            writeFully(zeros.clear().limit(n), pos);
+            pos += n;
         }
         size = roundUp(newSize);
     }

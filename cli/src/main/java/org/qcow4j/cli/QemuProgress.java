@@ -1,0 +1,46 @@
+package org.qcow4j.cli;
+
+import java.io.PrintWriter;
+import java.math.BigDecimal;
+import java.math.RoundingMode;
+
+/**
+ * QEMU's util/qemu-progress.c as qemu-img compare uses it: a float share that each step raises by {@code delta / 100 *
+ * max}, printed as {@code "    (%3.2f/100%%)\r"} when it is 0 or 100 or has moved more than {@code minSkip} from the
+ * value last printed; the end prints a newline. The value is printed as glibc rounds it (the float's exact binary
+ * value, ties to even: 3.125 prints as 3.12), which Java's {@code %f} does not do.
+ */
+final class QemuProgress {
+    private final PrintWriter out;
+    private final boolean enabled;
+    private final float minSkip;
+    private float current;
+    private float lastPrint;
+
+    QemuProgress(PrintWriter out, boolean enabled, float minSkip) {
+        this.out = out;
+        this.enabled = enabled;
+        this.minSkip = minSkip;
+    }
+
+    /** qemu_progress_print(delta, max). */
+    void print(float delta, int max) {
+        current = max == 0 ? delta : current + delta / 100 * max;
+        if (current > lastPrint + minSkip || current < lastPrint - minSkip || current == 0 || current == 100) {
+            lastPrint = current;
+            if (enabled) {
+                out.print("    (" + new BigDecimal(current).setScale(2, RoundingMode.HALF_EVEN).toPlainString()
+                        + "/100%)\r");
+                out.flush();
+            }
+        }
+    }
+
+    /** qemu_progress_end. */
+    void end() {
+        if (enabled) {
+            out.println();
+            out.flush();
+        }
+    }
+}
