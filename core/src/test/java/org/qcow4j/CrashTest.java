@@ -4,11 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -16,11 +13,11 @@ import java.util.Arrays;
 import java.util.BitSet;
 import java.util.List;
 import java.util.Random;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+import org.qcow4j.testing.ChildJvm;
 import org.qcow4j.testing.Processes;
 
 /**
@@ -154,49 +151,21 @@ class CrashTest {
      * none).
      */
     private int runAndKill(Path img, long seed, int delayMs, boolean afterFlush, AtomicInteger kills) throws Exception {
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        Process p = new ProcessBuilder(java, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp",
-                System.getProperty("java.class.path"), Child.class.getName(), img.toString(), Long.toString(seed))
-                .redirectErrorStream(true).start();
-        List<String> lines = new ArrayList<>();
-        Thread reader = new Thread(() -> {
-            try (BufferedReader in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                for (String line; (line = in.readLine()) != null; ) {
-                    synchronized (lines) {
-                        lines.add(line);
-                        lines.notifyAll();
-                    }
-                }
-            } catch (IOException e) {
-                // the pipe breaks when the child is killed
-            }
-        });
-        reader.start();
-        synchronized (lines) {
-            long deadline = System.currentTimeMillis() + 30_000;
-            while (!lines.contains("READY") && p.isAlive() && System.currentTimeMillis() < deadline) {
-                lines.wait(100);
-            }
-            while (afterFlush && lines.stream().noneMatch(l -> l.startsWith("F ")) && p.isAlive()
-                    && System.currentTimeMillis() < deadline) {
-                lines.wait(100);
-            }
+        ChildJvm child = ChildJvm.start(Child.class, img.toString(), Long.toString(seed));
+        child.awaitLine("READY"::equals, 100);
+        if (afterFlush) {
+            child.awaitLine(l -> l.startsWith("F "), 100);
         }
-        Thread.sleep(delayMs);
-        if (p.isAlive()) {
-            p.destroyForcibly(); // SIGKILL on Linux
+        if (child.killAfter(delayMs)) {
             kills.incrementAndGet();
         }
-        assertTrue(p.waitFor(30, TimeUnit.SECONDS));
-        reader.join();
         int flushed = -1;
-        synchronized (lines) {
-            for (String line : lines) {
-                if (line.startsWith("F ")) {
-                    flushed = Integer.parseInt(line.substring(2));
-                } else if (!line.equals("READY") && !line.equals("DONE")) {
-                    fail("child said: " + String.join("\n", lines));
-                }
+        List<String> lines = child.lines();
+        for (String line : lines) {
+            if (line.startsWith("F ")) {
+                flushed = Integer.parseInt(line.substring(2));
+            } else if (!line.equals("READY") && !line.equals("DONE")) {
+                fail("child said: " + String.join("\n", lines));
             }
         }
         return flushed;

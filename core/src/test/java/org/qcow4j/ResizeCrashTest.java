@@ -3,18 +3,15 @@ package org.qcow4j;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.qcow4j.testing.ChildJvm;
 import org.qcow4j.testing.Processes;
 
 /**
@@ -101,41 +98,13 @@ class ResizeCrashTest {
 
     /** Runs the child, kills it {@code delayMs} after it opened the image; true if it was killed. */
     private boolean runAndKill(Path img, long seed, int delayMs, List<String> lines) throws Exception {
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        Process p = new ProcessBuilder(java, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp",
-                System.getProperty("java.class.path"), Child.class.getName(), img.toString(), Long.toString(seed))
-                .redirectErrorStream(true).start();
-        Thread reader = new Thread(() -> {
-            try (BufferedReader in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                for (String line; (line = in.readLine()) != null; ) {
-                    synchronized (lines) {
-                        lines.add(line);
-                        lines.notifyAll();
-                    }
-                }
-            } catch (IOException e) {
-                // the pipe breaks when the child is killed
-            }
-        });
-        reader.start();
-        synchronized (lines) {
-            long deadline = System.currentTimeMillis() + 30_000;
-            while (!lines.contains("READY") && p.isAlive() && System.currentTimeMillis() < deadline) {
-                lines.wait(100);
-            }
-        }
-        Thread.sleep(delayMs);
-        boolean killed = p.isAlive();
-        if (killed) {
-            p.destroyForcibly(); // SIGKILL on Linux
-        }
-        assertTrue(p.waitFor(30, TimeUnit.SECONDS));
-        reader.join();
-        synchronized (lines) {
-            for (String line : lines) {
-                assertTrue(line.equals("READY") || line.equals("DONE") || line.startsWith("R ") || line.startsWith("D "),
-                        "child said: " + String.join("\n", lines));
-            }
+        ChildJvm child = ChildJvm.start(Child.class, img.toString(), Long.toString(seed));
+        child.awaitLine("READY"::equals, 100);
+        boolean killed = child.killAfter(delayMs);
+        lines.addAll(child.lines());
+        for (String line : lines) {
+            assertTrue(line.equals("READY") || line.equals("DONE") || line.startsWith("R ") || line.startsWith("D "),
+                    "child said: " + String.join("\n", lines));
         }
         return killed;
     }

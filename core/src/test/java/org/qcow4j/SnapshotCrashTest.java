@@ -4,12 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -19,11 +15,11 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.qcow4j.format.Snapshot;
+import org.qcow4j.testing.ChildJvm;
 import org.qcow4j.testing.Processes;
 
 /**
@@ -233,46 +229,15 @@ class SnapshotCrashTest {
 
     /** Runs the child and kills it {@code delayMs} after it reported operation {@code afterOp}; true if it was killed. */
     private static boolean runAndKill(Path img, long seed, int afterOp, int delayMs, int[] done) throws Exception {
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        Process p = new ProcessBuilder(java, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp",
-                System.getProperty("java.class.path"), Child.class.getName(), img.toString(), Long.toString(seed))
-                .redirectErrorStream(true).start();
-        List<String> lines = new ArrayList<>();
-        Thread reader = new Thread(() -> {
-            try (BufferedReader in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                for (String line; (line = in.readLine()) != null; ) {
-                    synchronized (lines) {
-                        lines.add(line);
-                        lines.notifyAll();
-                    }
-                }
-            } catch (IOException e) {
-                // the pipe breaks when the child is killed
-            }
-        });
-        reader.start();
-        synchronized (lines) {
-            long deadline = System.currentTimeMillis() + 30_000;
-            String mark = "D " + afterOp;
-            while (!lines.contains(mark) && p.isAlive() && System.currentTimeMillis() < deadline) {
-                lines.wait(10);
-            }
-        }
-        Thread.sleep(delayMs);
-        boolean killed = false;
-        if (p.isAlive()) {
-            p.destroyForcibly(); // SIGKILL on Linux
-            killed = true;
-        }
-        assertTrue(p.waitFor(30, TimeUnit.SECONDS));
-        reader.join();
-        synchronized (lines) {
-            for (String line : lines) {
-                if (line.startsWith("D ")) {
-                    done[0] = Integer.parseInt(line.substring(2));
-                } else if (!line.equals("READY") && !line.equals("DONE")) {
-                    fail("child said: " + String.join("\n", lines));
-                }
+        ChildJvm child = ChildJvm.start(Child.class, img.toString(), Long.toString(seed));
+        child.awaitLine(("D " + afterOp)::equals, 10);
+        boolean killed = child.killAfter(delayMs);
+        List<String> lines = child.lines();
+        for (String line : lines) {
+            if (line.startsWith("D ")) {
+                done[0] = Integer.parseInt(line.substring(2));
+            } else if (!line.equals("READY") && !line.equals("DONE")) {
+                fail("child said: " + String.join("\n", lines));
             }
         }
         return killed;
