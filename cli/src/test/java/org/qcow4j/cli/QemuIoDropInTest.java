@@ -545,13 +545,12 @@ class QemuIoDropInTest {
     }
 
     /**
-     * Lazy refcounts, from the header or from the {@code lazy-refcounts} open option (or turned off by it), killed
-     * after writes: the dirty bit set exactly where qemu-io's is, and opening the image again repairs it (with the
-     * repair's lines on stderr, as QEMU prints them) to a clean image with the same data as qemu-io's. (The files
-     * differ after the kill in one refcount: QEMU writes a new L2 table's at once, qcow4j at close.)
+     * Lazy refcounts, from the header or from the {@code lazy-refcounts} open option, killed after a write: the same
+     * file as qemu-io's, byte for byte (the new L2 table counted, its data cluster not, the dirty bit set, as QEMU's
+     * l2_allocate leaves them), the same check verdict; and opening it again repairs it with QEMU's lines on stderr.
      */
     @Test
-    void lazyRefcountsKilledRepairAsQemus() throws IOException {
+    void lazyRefcountsLeaveQemusFileAfterAKill() throws IOException {
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");
         record Kill(String create, String reopen) {
         }
@@ -578,18 +577,17 @@ class QemuIoDropInTest {
             cmd.add(ours.toString());
             Qemu.Result got = Qemu.run(d, cmd.toArray(String[]::new));
             assertEquals(want.exit(), got.exit(), k + ": " + got.out() + got.err());
-            byte[] theirBytes = Files.readAllBytes(theirs);
-            byte[] ourBytes = Files.readAllBytes(ours);
-            assertEquals(theirBytes[79] & 1, ourBytes[79] & 1, k + ": the dirty bit after the kill");
-            // opened for writing again: the repair (its lines on stderr, as QEMU's), then a clean image, same data
+            assertArrayEquals(Files.readAllBytes(theirs), Files.readAllBytes(ours), k + ": the file after the kill");
+            Qemu.Result wantCheck = Qemu.run(d, "qemu-img", "check", theirs.toString());
+            Qemu.Result gotCheck = Qemu.run(d, "qemu-img", "check", ours.toString());
+            assertEquals(wantCheck.exit(), gotCheck.exit(), k + ": " + gotCheck.out());
+            assertEquals(wantCheck.out().replace(theirs.toString(), "IMG"), gotCheck.out().replace(ours.toString(), "IMG"));
+            // opened for writing again: QEMU's repair, its lines on stderr, and the same file after it
             Qemu.Result wantOpen = Qemu.run(d, "qemu-io", "-c", "write -P 1 64k 512", theirs.toString());
             Qemu.Result gotOpen = qemuIo("-c", "write -P 1 64k 512", ours.toString());
-            assertEquals(wantOpen.err().isEmpty(), gotOpen.err().isEmpty(), k + ": repair on open: " + gotOpen.err());
-            assertTrue(gotOpen.err().lines().allMatch(l -> l.startsWith("ERROR ") || l.startsWith("Repairing ")
-                    || l.equals("Rebuilding refcount structure")), gotOpen.err());
+            assertEquals(wantOpen.err(), gotOpen.err(), k + ": repair on open");
             assertEquals(masked(wantOpen.out()), masked(gotOpen.out()), k.toString());
-            assertEquals(0, Qemu.run(d, "qemu-img", "check", ours.toString()).exit(), k + ": clean after the repair");
-            assertEquals(0, Qemu.run(d, "qemu-img", "compare", theirs.toString(), ours.toString()).exit(), k.toString());
+            assertArrayEquals(Files.readAllBytes(theirs), Files.readAllBytes(ours), k + ": the file after the repair");
         }
     }
 

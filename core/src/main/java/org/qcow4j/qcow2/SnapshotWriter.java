@@ -322,15 +322,16 @@ final class SnapshotWriter {
                     continue; // only flag bits: nothing to count (QEMU would read the header cluster as a table)
                 }
                 long[] table = map.table(l2);
-                long[] update = null;
+                Run run = new Run(l2, table, ext);
                 for (int j = 0; j < entries; j++) {
                     int slot = ext ? 2 * j : j;
-                    long oldEntry = (update != null ? update : table)[slot];
+                    long oldEntry = run.entry(slot);
                     long entry = oldEntry & ~L2Entry.COPIED;
                     long refcount;
                     SubclusterType type = L2Entry.clusterType(entry, ext, false);
                     switch (type) {
                         case COMPRESSED -> {
+                            run.finish(addend);
                             if (addend != 0) {
                                 int bits = geo.clusterBits();
                                 long coffset = L2Entry.compressedOffset(entry, bits);
@@ -342,27 +343,26 @@ final class SnapshotWriter {
                         case NORMAL, ZERO_ALLOC -> {
                             long host = L2Entry.hostOffset(entry);
                             if (geo.offsetInCluster(host) != 0 || host == 0) {
+                                run.finish(addend);
                                 throw new FormatException(filename, "L2 entry " + j + " of the table at "
                                         + FormatException.hex(l2), FormatException.hex(oldEntry),
                                         "Cluster allocation offset unaligned");
                             }
-                            if (addend != 0) {
-                                reference(host, geo.clusterSize(), addend);
-                            }
-                            refcount = refcounts.liveRefcount(host >>> geo.clusterBits());
+                            // counted with the contiguous clusters around it; its flag is set when the run ends
+                            run.add(j, host, addend);
+                            continue;
                         }
-                        default -> refcount = 0;
+                        default -> {
+                            run.finish(addend);
+                            refcount = 0;
+                        }
                     }
                     if (refcount == 1) {
                         entry |= L2Entry.COPIED;
                     }
-                    if (entry != oldEntry) {
-                        if (update == null) {
-                            update = map.tableForUpdate(l2);
-                        }
-                        update[slot] = entry;
-                    }
+                    run.set(slot, oldEntry, entry);
                 }
+                run.finish(addend);
                 if (addend != 0) {
                     reference(l2, geo.clusterSize(), addend);
                 }
@@ -392,6 +392,90 @@ final class SnapshotWriter {
             out.asLongBuffer().put(l1, 0, l1Size);
             storage.writeFully(out, l1Offset);
             storage.force();
+        }
+    }
+
+    /**
+     * The data clusters of one L2 table that a walk counts together: consecutive entries whose host clusters follow
+     * each other (as in any image written in order), each counted once, so their references change and their
+     * refcounts are read a refcount block at a time ({@link RefcountTable#addReferences}, {@code freeRun},
+     * {@code liveRefcounts}). The clusters of a run are distinct, so this changes and reads exactly what QEMU's walk,
+     * entry by entry, does; anything else in the table ends the run first, keeping QEMU's order.
+     */
+    private final class Run {
+        private final long l2;
+        private final long[] table;
+        private final boolean ext;
+        private long[] update;
+        private int first = -1;
+        private long firstHost;
+        private int length;
+        private long[] live = new long[0];
+
+        Run(long l2, long[] table, boolean ext) {
+            this.l2 = l2;
+            this.table = table;
+            this.ext = ext;
+        }
+
+        /** The entry in {@code slot} as the walk has left it so far. */
+        long entry(int slot) {
+            return (update != null ? update : table)[slot];
+        }
+
+        /** Sets the entry in {@code slot} to {@code entry} if it changed (the table then becomes dirty). */
+        void set(int slot, long oldEntry, long entry) throws IOException {
+            if (entry != oldEntry) {
+                if (update == null) {
+                    update = map.tableForUpdate(l2);
+                }
+                update[slot] = entry;
+            }
+        }
+
+        /** Entry {@code j}, a data cluster at {@code host}: joins the run, or ends it and starts the next. */
+        void add(int j, long host, int addend) throws IOException {
+            if (length > 0 && j == first + length && host == firstHost + (long) length * geo.clusterSize()) {
+                length++;
+                return;
+            }
+            finish(addend);
+            first = j;
+            firstHost = host;
+            length = 1;
+        }
+
+        /** Counts the run's clusters and gives their entries COPIED where their refcount is then 1. */
+        void finish(int addend) throws IOException {
+            if (length == 0) {
+                return;
+            }
+            int n = length;
+            length = 0;
+            if (live.length < n) {
+                live = new long[Math.max(n, Math.min(geo.l2Entries(), 2 * live.length))];
+            }
+            long c = firstHost >>> geo.clusterBits();
+            int counted = n;
+            if (addend > 0) {
+                counted = refcounts.addReferences(c, n, live);
+            } else if (addend < 0) {
+                refcounts.freeRun(c, n, RefcountTable.Discard.SNAPSHOT, live);
+            } else {
+                refcounts.liveRefcounts(c, n, live);
+            }
+            // on an overflow, the entries before it keep what the walk did to them (their flags too), as in QEMU
+            for (int k = 0; k < counted; k++) {
+                int slot = ext ? 2 * (first + k) : first + k;
+                long oldEntry = entry(slot);
+                long entry = oldEntry & ~L2Entry.COPIED;
+                set(slot, oldEntry, live[k] == 1 ? entry | L2Entry.COPIED : entry);
+            }
+            if (counted < n) {
+                throw new SnapshotException(filename, SnapshotException.Reason.REFCOUNT_OVERFLOW,
+                        "refcount of cluster " + (c + counted) + " would exceed "
+                        + Long.toUnsignedString(org.qcow4j.format.RefcountBlock.max(header.refcountOrder())));
+            }
         }
     }
 
