@@ -56,7 +56,7 @@ final class AmendCommand extends Command {
         String format = args.get("-f", null);
         Map<String, String> given = ImageOptions.parse(spec);
         boolean help = given.containsKey("help") || given.containsKey("?");
-        ProgressLine progress = new ProgressLine(out, args.has("-p") && !args.has("-q"), 1.0f);
+        QemuProgress progress = new QemuProgress(out, args.has("-p") && !args.has("-q"), 1.0f);
         try {
             if (format != null && help) {
                 return printHelp(format, out, err);

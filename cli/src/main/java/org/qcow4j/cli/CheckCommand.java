@@ -1,8 +1,6 @@
 package org.qcow4j.cli;
 
 import java.io.PrintWriter;
-import java.math.BigDecimal;
-import java.math.RoundingMode;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -165,6 +163,6 @@ final class CheckCommand extends Command {
      * where Java's formatter rounds half up (12.125 is "12.12" in C, "12.13" in Java).
      */
     private static String percent(long part, long whole) {
-        return new BigDecimal(part * 100.0 / whole).setScale(2, RoundingMode.HALF_EVEN).toPlainString();
+        return IoFormat.fixed(part * 100.0 / whole, 2);
     }
 }

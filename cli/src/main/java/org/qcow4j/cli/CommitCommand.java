@@ -46,7 +46,7 @@ final class CommitCommand extends Command {
         String base = args.get("-b", null);
         CommitOptions options = new CommitOptions(base, base != null || args.has("-d"),
                 o.options().withWritethrough(mode.writethrough()), rate, null);
-        ProgressLine progress = new ProgressLine(out, args.has("-p") && !quiet, 1.0f);
+        QemuProgress progress = new QemuProgress(out, args.has("-p") && !quiet, 1.0f);
         progress.print(0);
         try {
             ImageArgs.opening(image, () -> {

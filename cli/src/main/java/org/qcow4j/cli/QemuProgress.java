@@ -1,11 +1,9 @@
 package org.qcow4j.cli;
 
 import java.io.PrintWriter;
-import java.math.BigDecimal;
-import java.math.RoundingMode;
 
 /**
- * QEMU's util/qemu-progress.c as qemu-img compare uses it: a float share that each step raises by {@code delta / 100 *
+ * QEMU's util/qemu-progress.c as qemu-img's amend, commit, compare and rebase use it: a float share that each step raises by {@code delta / 100 *
  * max}, printed as {@code "    (%3.2f/100%%)\r"} when it is 0 or 100 or has moved more than {@code minSkip} from the
  * value last printed; the end prints a newline. The value is printed as glibc rounds it (the float's exact binary
  * value, ties to even: 3.125 prints as 3.12), which Java's {@code %f} does not do.
@@ -23,21 +21,25 @@ final class QemuProgress {
         this.minSkip = minSkip;
     }
 
+    /** qemu_progress_print(current, 0): the share done is now {@code current} percent (from any thread). */
+    void print(double current) {
+        print((float) current, 0);
+    }
+
     /** qemu_progress_print(delta, max). */
-    void print(float delta, int max) {
+    synchronized void print(float delta, int max) {
         current = max == 0 ? delta : current + delta / 100 * max;
         if (current > lastPrint + minSkip || current < lastPrint - minSkip || current == 0 || current == 100) {
             lastPrint = current;
             if (enabled) {
-                out.print("    (" + new BigDecimal(current).setScale(2, RoundingMode.HALF_EVEN).toPlainString()
-                        + "/100%)\r");
+                out.print("    (" + IoFormat.fixed(current, 2) + "/100%)\r");
                 out.flush();
             }
         }
     }
 
     /** qemu_progress_end. */
-    void end() {
+    synchronized void end() {
         if (enabled) {
             out.println();
             out.flush();

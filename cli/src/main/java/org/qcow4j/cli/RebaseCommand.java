@@ -34,7 +34,7 @@ final class RebaseCommand extends Command {
         if (!unsafe && backing == null) {
             throw new CommandLine.UsageException("Must specify backing file (-b) or use unsafe mode (-u)");
         }
-        ProgressLine progress = new ProgressLine(out, args.has("-p") && !args.has("-q"), 2.0f);
+        QemuProgress progress = new QemuProgress(out, args.has("-p") && !args.has("-q"), 2.0f);
         progress.print(0);
         try {
             String cache = args.get("-t", "writeback");

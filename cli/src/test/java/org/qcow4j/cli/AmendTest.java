@@ -23,8 +23,11 @@ class AmendTest {
     @TempDir
     Path dir;
 
-    /** name, qemu-img create options, qemu-io commands run on it (with a backing file when "backing"). */
-    private record Kind(String name, String options, List<String> writes) {
+    /** name, qemu-img create options, qemu-io commands run on it (with a backing file when "backing"), its size. */
+    private record Kind(String name, String options, List<String> writes, String size) {
+        Kind(String name, String options, List<String> writes) {
+            this(name, options, writes, "8M");
+        }
     }
 
     private static final List<String> ZEROS = List.of("write -P 1 0 1M", "write -z 2M 1M", "write -z 4M 64k",
@@ -77,6 +80,15 @@ class AmendTest {
         tests.add(DynamicTest.dynamicTest("snapshots of another size: compat=0.10", () -> compare(
                 new Kind("snapshots", "compat=1.1", List.of("write -P 1 0 1M", "SNAPSHOT", "RESIZE")),
                 "compat=0.10")));
+        // -p: QEMU's progress line, each operation's share joined as qcow2_amend_helper_cb does (written with \r)
+        for (String o : List.of("-p compat=0.10", "-p refcount_bits=64,compat=1.1")) {
+            tests.add(DynamicTest.dynamicTest("v2: " + o, () -> compare(KINDS.get(2), o)));
+        }
+        tests.add(DynamicTest.dynamicTest("v3: -p compat=0.10", () -> compare(KINDS.get(0), "-p compat=0.10")));
+        // iotest 112's case: the first new refblock fills up, so a fourth walk is needed and the share goes back
+        tests.add(DynamicTest.dynamicTest("more walks: -p refcount_bits=64", () -> compare(new Kind("walks",
+                "refcount_bits=1,cluster_size=512", List.of("write -P 1 0 " + 58 * 512), "64k"),
+                "-p refcount_bits=64")));
         return tests.stream();
     }
 
@@ -96,9 +108,17 @@ class AmendTest {
             }
         }
         Path img = theirs.resolve("img.qcow2");
-        Qemu.Result want = Qemu.run(theirs, "qemu-img", "amend", "-o", option, img.toString());
-        Qemu.Result got = SnapshotCommandTest.run(Program.QEMU_IMG, "amend", "-o", option,
-                ours.resolve("img.qcow2").toString());
+        List<String> args = new ArrayList<>(List.of("amend"));
+        if (option.startsWith("-p ")) {
+            args.add("-p");
+        }
+        args.addAll(List.of("-o", option.substring(option.startsWith("-p ") ? 3 : 0)));
+        List<String> theirArgs = new ArrayList<>(List.of("qemu-img"));
+        theirArgs.addAll(args);
+        theirArgs.add(img.toString());
+        Qemu.Result want = Qemu.run(theirs, theirArgs.toArray(String[]::new));
+        args.add(ours.resolve("img.qcow2").toString());
+        Qemu.Result got = SnapshotCommandTest.run(Program.QEMU_IMG, args.toArray(String[]::new));
         assertEquals(want.exit(), got.exit(), option + ": " + got);
         assertEquals(want.out(), got.out(), option);
         assertEquals(want.err().replace(theirs.toString(), "D"), got.err().replace(ours.toString(), "D"), option);
@@ -112,7 +132,7 @@ class AmendTest {
         if (k.name().equals("backing")) {
             create.addAll(List.of("-b", "base.qcow2", "-F", "qcow2"));
         }
-        create.addAll(List.of("img.qcow2", "8M"));
+        create.addAll(List.of("img.qcow2", k.size()));
         Qemu.img(d, create.toArray(String[]::new));
         for (String w : k.writes()) {
             switch (w) {

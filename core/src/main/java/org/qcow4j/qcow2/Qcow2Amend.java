@@ -80,21 +80,27 @@ public final class Qcow2Amend {
             boolean upgradeOldSnapshots = newVersion > oldVersion
                     && snapshots.stream().anyMatch(s -> s.diskSize() < 0);
             progress.accept(0);
+            Progress steps = new Progress(progress, (newVersion != oldVersion ? 1 : 0) + (bits != h.refcountBits() ? 1 : 0));
 
             if (newVersion > oldVersion) { // qcow2_upgrade
+                steps.start(Operation.UPGRADING);
+                steps.status(0, 2);
                 if (upgradeOldSnapshots) {
                     throw new UnsupportedFeatureException(name, "upgrading an image whose snapshot table lacks the "
                             + "version 3 extra data");
                 }
+                steps.status(1, 2);
                 h = h.withFeatures(3, h.incompatibleFeatures(), h.compatibleFeatures(), h.autoclearFeatures());
                 HeaderUpdate.write(path, h);
+                steps.status(2, 2);
             }
             if (bits != h.refcountBits()) {
                 if (newVersion < 3 && bits != 16) {
                     throw refused(name, "refcount_bits", String.valueOf(bits), "Refcount widths other than 16 bits "
                             + "require compatibility level 1.1 or above (use compat=1.1 or greater)");
                 }
-                RefcountOrderChange.change(path, h, Integer.numberOfTrailingZeros(bits), o.open());
+                steps.start(Operation.CHANGING_REFCOUNT_ORDER);
+                RefcountOrderChange.change(path, h, Integer.numberOfTrailingZeros(bits), o.open(), steps::status);
                 h = reread(path, name, h);
             }
             long autoclear = raw ? h.autoclearFeatures() | Feature.RAW_EXTERNAL_DATA.mask()
@@ -129,7 +135,8 @@ public final class Qcow2Amend {
                 h = reread(path, name, h);
             }
             if (newVersion < oldVersion) {
-                downgrade(path, name, h, snapshots, downgradeWithSnapshots, o);
+                steps.start(Operation.DOWNGRADING);
+                downgrade(path, name, h, snapshots, downgradeWithSnapshots, o, steps);
             }
             progress.accept(100);
         }
@@ -137,7 +144,7 @@ public final class Qcow2Amend {
 
     /** qcow2_downgrade: what version 2 cannot hold refused in QEMU's words, zero clusters expanded, the header. */
     private static void downgrade(Path path, String name, Header h, List<Snapshot> snapshots, boolean withSnapshots,
-                                  AmendOptions o) throws IOException {
+                                  AmendOptions o, Progress steps) throws IOException {
         if (h.refcountOrder() != 4) {
             throw refused(name, "compat", "0.10", "compat=0.10 requires refcount_bits=16");
         }
@@ -157,12 +164,9 @@ public final class Qcow2Amend {
         if (withSnapshots) {
             throw new UnsupportedFeatureException(name, "downgrading an image with internal snapshots");
         }
-        // QEMU's amend progress: the share of L1 entries expanded, when the version is the only change counted
-        boolean alone = o.refcountBits() == null || o.refcountBits() == h.refcountBits();
-        DoubleConsumer progress = o.progress() == null || !alone ? p -> { } : o.progress();
         int l1Size = h.l1Size();
         try (WritableImage image = Qcow2Image.openWritable(path, o.open().withQemuLayout(true))) {
-            ((Qcow2Image) image).expandZeroClusters(v -> progress.accept(100.0 * v / l1Size));
+            ((Qcow2Image) image).expandZeroClusters(v -> steps.status(v, l1Size));
         }
         h = reread(path, name, h);
         if (h.has(Feature.COMPRESSION_TYPE)) {
@@ -196,6 +200,53 @@ public final class Qcow2Amend {
         Header now = HeaderUpdate.openedHeader(path, name);
         return now.withFeatures(amended.version(), now.incompatibleFeatures(), amended.compatibleFeatures(),
                 now.autoclearFeatures());
+    }
+
+    /** What {@link Progress} is told of: QEMU's {@code BlockDriverAmendStatusCB}, work done of a total. */
+    @FunctionalInterface
+    interface Status {
+        void status(long offset, long workSize);
+    }
+
+    private enum Operation { UPGRADING, CHANGING_REFCOUNT_ORDER, DOWNGRADING }
+
+    /**
+     * QEMU's {@code qcow2_amend_helper_cb}: the operations' own progress joined into one share, the work of those
+     * still to come projected from those seen so far (so a refcount change that needs one more walk than planned
+     * shows as a share going back, as iotest 112 expects). The share is computed in float, as qemu-img's.
+     */
+    private static final class Progress implements Status {
+        private final DoubleConsumer out;
+        private final int total;
+        private Operation current;
+        private Operation last;
+        private int completed;
+        private long offsetCompleted;
+        private long lastWorkSize;
+
+        Progress(DoubleConsumer out, int total) {
+            this.out = out;
+            this.total = total;
+        }
+
+        void start(Operation op) {
+            current = op;
+        }
+
+        @Override
+        public void status(long offset, long workSize) {
+            if (current != last) {
+                if (last != null) {
+                    offsetCompleted += lastWorkSize;
+                    completed++;
+                }
+                last = current;
+            }
+            lastWorkSize = workSize;
+            long currentWork = offsetCompleted + workSize;
+            long projected = currentWork * (total - completed - 1) / (completed + 1);
+            out.accept(100.f * (offsetCompleted + offset) / (currentWork + projected));
+        }
     }
 
     private static ImageOperationException refused(String name, String field, String value, String qemu) {
