@@ -170,6 +170,33 @@ class DropInTest {
                 Qemu.run(dir, "qemu-io", "-c", "write 0 512", "-r", image));
     }
 
+    /**
+     * Header faults as iotest 080 pokes them (OFFSET:HEX, several joined by "+"): qemu-io refuses each with the same
+     * line as QEMU's, checked in QEMU's order (a huge header, an extension past its area, the refcount, snapshot and
+     * L1 tables, the backing file name).
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"100:ffffffff", "100:7fffffff",
+            "8:ffffffffffffffff+112:12345678+116:7fffffff", "8:0000000000000074+112:12345678+116:7fffffff",
+            "112:12345678+116:7fffffff", "56:ffffffff", "56:00020001", "48:1234567890abcdef",
+            "48:ffffffffffff0000+56:0000007f", "60:ffffffff", "60:7fffffff", "64:ffffffffffff0000+60:0000ffff",
+            "64:1234567890abcdef+60:00000000", "36:ffffffff", "36:7fffffff", "40:7fffffffffff0000+36:0000ffff",
+            "40:1234567890abcdef+36:00000001", "8:0000000000001000+16:ffffffff", "56:00000000"})
+    void headerFaultsAreRefusedInQemusWords(String pokes) throws IOException {
+        Path img = dir.resolve("fault-" + pokes.replace(':', '_').replace('+', '-') + ".qcow2");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", img.toString(), "64M");
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(img,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            for (String poke : pokes.split("\\+")) {
+                String[] p = poke.split(":");
+                ch.write(java.nio.ByteBuffer.wrap(java.util.HexFormat.of().parseHex(p[1])), Long.parseLong(p[0]));
+            }
+        }
+        Qemu.Result want = Qemu.run(dir, "qemu-io", "-c", "read 0 512", img.toString());
+        assertTrue(want.exit() != 0, pokes + ": " + want);
+        assertEquals(want, run(Program.QEMU_IO, "-c", "read 0 512", img.toString()), pokes);
+    }
+
     /** The words of a line: split at spaces, then each {@code ~} a space inside a word. */
     private static String[] words(String line) {
         return line.isEmpty() ? new String[0] : java.util.Arrays.stream(line.replace("IMG", image)

@@ -391,13 +391,13 @@ public record Header(
             autoclear = b.getLong(88);
             refcountOrder = b.getInt(96);
             headerLength = b.getInt(100);
-            if (headerLength < V3_MIN_HEADER_LENGTH) {
+            if (Integer.compareUnsigned(headerLength, V3_MIN_HEADER_LENGTH) < 0) {
                 throw new FormatException(file, "header_length", Integer.toUnsignedString(headerLength),
-                        "too small for a v3 header (at least 104)");
+                        "too small for a v3 header (at least 104)", "qcow2 header too short");
             }
             if (Integer.toUnsignedLong(headerLength) > clusterSize) {
                 throw new FormatException(file, "header_length", Integer.toUnsignedString(headerLength),
-                        "larger than the cluster size " + clusterSize);
+                        "larger than the cluster size " + clusterSize, "qcow2 header exceeds cluster size");
             }
             if (headerLength > b.limit()) {
                 throw new FormatException(file, "header_length", headerLength, "past the end of the file (" + fileLength + " bytes)");
@@ -407,9 +407,13 @@ public record Header(
             }
         }
 
+        if (Long.compareUnsigned(backingFileOffset, clusterSize) > 0) {
+            throw new FormatException(file, "backing_file_offset", Long.toUnsignedString(backingFileOffset),
+                    "past cluster 0", "Invalid backing file offset");
+        }
         // Extensions and feature names first: the unknown-feature error wants the names.
-        long extEnd = backingFileOffset != 0 ? Math.min(backingFileOffset, clusterSize) : clusterSize;
-        Extensions ext = readExtensions(b, file, headerLength, Math.min(extEnd, b.limit()));
+        long extEnd = backingFileOffset != 0 ? backingFileOffset : clusterSize;
+        Extensions ext = readExtensions(b, file, headerLength, extEnd);
 
         long unknownIncompat = incompatible & ~Feature.KNOWN_INCOMPATIBLE;
         if (unknownIncompat != 0) {
@@ -446,13 +450,37 @@ public record Header(
             throw new FormatException(file, "size", Long.toUnsignedString(size), "virtual size out of range");
         }
 
-        ClusterGeometry geo = new ClusterGeometry(clusterBits, extendedL2);
-        long needL1 = geo.l1EntriesFor(size);
+        // The tables in QEMU's order (qcow2_do_open), each refusal QEMU shares in its words: the refcount table, the
+        // snapshot table (its offset checked even when it has no entries), the active L1 table, then the size.
+        long reftableBytes = Integer.toUnsignedLong(refcountTableClusters) * clusterSize;
+        if (refcountTableClusters == 0) {
+            throw new FormatException(file, "refcount_table_clusters", 0, "image has no refcount table",
+                    "Image does not contain a reference count table");
+        }
+        if (reftableBytes > MAX_REFTABLE_BYTES) {
+            throw new FormatException(file, "refcount_table_clusters", Integer.toUnsignedString(refcountTableClusters),
+                    "refcount table too large (QEMU's limit is 8 MiB)", "Reference count table too large");
+        }
+        checkTable(file, "refcount_table_offset", refcountTableOffset, reftableBytes, clusterSize, fileLength, true,
+                "Reference count table");
+
+        if (Integer.toUnsignedLong(nbSnapshots) > MAX_SNAPSHOTS) {
+            throw new FormatException(file, "nb_snapshots", Integer.toUnsignedString(nbSnapshots),
+                    "more than QEMU's limit of 65536", "Snapshot table too large");
+        }
+        // Each entry is at least 40 bytes; the table's exact size is known only once it is read.
+        checkTable(file, "snapshots_offset", snapshotsOffset, 40L * nbSnapshots, clusterSize, fileLength,
+                nbSnapshots != 0, "Snapshot table");
+
         long l1Entries = Integer.toUnsignedLong(l1Size);
         if (l1Entries > L1Entry.MAX_ENTRIES) {
             throw new FormatException(file, "l1_size", l1Entries, "active L1 table too large (QEMU's limit is "
                     + L1Entry.MAX_ENTRIES + " entries)", "Active L1 table too large");
         }
+        checkTable(file, "l1_table_offset", l1TableOffset, l1Entries * 8, clusterSize, fileLength, l1Entries > 0,
+                "Active L1 table");
+        ClusterGeometry geo = new ClusterGeometry(clusterBits, extendedL2);
+        long needL1 = geo.l1EntriesFor(size);
         if (needL1 > L1Entry.MAX_ENTRIES) {
             // QEMU: past INT_MAX entries the size itself; below, the L1 table (at most the limit) is too small
             throw new FormatException(file, "size", size, "virtual size too large for cluster size " + clusterSize
@@ -463,32 +491,13 @@ public record Header(
             throw new FormatException(file, "l1_size", l1Entries, "L1 table too small for virtual size " + size
                     + " (needs " + needL1 + " entries)", "L1 table is too small");
         }
-        checkTable(file, "l1_table_offset", l1TableOffset, l1Entries * 8, clusterSize, fileLength, l1Entries > 0);
-
-        long reftableBytes = Integer.toUnsignedLong(refcountTableClusters) * clusterSize;
-        if (refcountTableClusters == 0) {
-            throw new FormatException(file, "refcount_table_clusters", 0, "image has no refcount table");
-        }
-        if (reftableBytes > MAX_REFTABLE_BYTES) {
-            throw new FormatException(file, "refcount_table_clusters", Integer.toUnsignedString(refcountTableClusters),
-                    "refcount table too large (QEMU's limit is 8 MiB)");
-        }
-        checkTable(file, "refcount_table_offset", refcountTableOffset, reftableBytes, clusterSize, fileLength, true);
-
-        if (Integer.toUnsignedLong(nbSnapshots) > MAX_SNAPSHOTS) {
-            throw new FormatException(file, "nb_snapshots", Integer.toUnsignedString(nbSnapshots), "more than QEMU's limit of 65536");
-        }
-        if (nbSnapshots != 0) {
-            // Each entry is at least 40 bytes; the table's exact size is known only once it is read.
-            checkTable(file, "snapshots_offset", snapshotsOffset, 40L * nbSnapshots, clusterSize, fileLength, true);
-        }
 
         String backingFile = null;
         if (backingFileOffset != 0) {
             long len = Integer.toUnsignedLong(backingFileSize);
             if (len > MAX_BACKING_NAME || backingFileOffset < 0 || backingFileOffset + len > clusterSize) {
                 throw new FormatException(file, "backing_file_size", len, "backing file name too long or outside cluster 0"
-                        + " (offset " + backingFileOffset + ")");
+                        + " (offset " + backingFileOffset + ")", "Backing file name too long");
             }
             if (backingFileOffset + len > b.limit()) {
                 throw new FormatException(file, "backing_file_offset", backingFileOffset,
@@ -520,12 +529,26 @@ public record Header(
     /** Checks that a table of {@code bytes} at {@code offset} is cluster aligned and inside the file. */
     public static void checkTable(String file, String field, long offset, long bytes, long clusterSize, long fileLength,
                                   boolean present) throws FormatException {
+        checkTable(file, field, offset, bytes, clusterSize, fileLength, present, null);
+    }
+
+    /**
+     * The same, and where QEMU's {@code qcow2_validate_table} refuses the table too (an offset not cluster aligned,
+     * even for a table without entries, or the table's end past 2^63) with its words for {@code qemuName}.
+     */
+    private static void checkTable(String file, String field, long offset, long bytes, long clusterSize,
+                                   long fileLength, boolean present, String qemuName) throws FormatException {
+        boolean qemuRefuses = (offset & (clusterSize - 1)) != 0 || Long.MAX_VALUE - bytes < offset || offset < 0;
+        String words = qemuName == null ? null : qemuName + " offset invalid";
+        if (qemuRefuses && (present || qemuName != null)) {
+            throw new FormatException(file, field, FormatException.hex(offset), offset < 0 || offset + bytes < 0
+                    ? "table runs past 2^63" : "not aligned to the cluster size " + clusterSize, words);
+        }
         if (!present) {
             return;
         }
-        if (offset <= 0 || (offset & (clusterSize - 1)) != 0) {
-            throw new FormatException(file, field, FormatException.hex(offset), offset == 0
-                    ? "table at offset 0 overlaps the header" : "not aligned to the cluster size " + clusterSize);
+        if (offset == 0) {
+            throw new FormatException(file, field, FormatException.hex(offset), "table at offset 0 overlaps the header");
         }
         if (offset > fileLength || bytes > fileLength - offset) {
             throw new FormatException(file, field, FormatException.hex(offset), "table of " + bytes
@@ -584,16 +607,30 @@ public record Header(
         BitmapsExtension bitmaps = null;
         List<UnknownExtension> unknown = new ArrayList<>();
         long off = start;
-        while (off + 8 <= end) {
+        // QEMU's loop: a header starting before the end must fit before it, even the end marker; past the end of a
+        // file shorter than a cluster the bytes read as zeros, which is the end marker.
+        while (off < end) {
+            if (off + 8 > end) {
+                throw new FormatException(file, "header extension at " + off, "8 bytes",
+                        "runs past the end of the extension area (" + end + ")", "Header extension too large");
+            }
+            if (off + 8 > b.limit()) {
+                break;
+            }
             int type = b.getInt((int) off);
             long len = Integer.toUnsignedLong(b.getInt((int) off + 4));
             off += 8;
+            String field = "header extension " + FormatException.hex(type & 0xffffffffL) + " length";
+            if (len > end - off) {
+                throw new FormatException(file, field, len, "header extension runs past the extension area (ends at "
+                        + end + ")", "Header extension too large");
+            }
             if (type == EXT_END) {
                 break;
             }
-            String field = "header extension " + FormatException.hex(type & 0xffffffffL) + " length";
-            if (len > end - off) {
-                throw new FormatException(file, field, len, "header extension runs past cluster 0 (ends at " + end + ")");
+            if (off + len > b.limit()) {
+                throw new FormatException(file, field, len, "header extension runs past the end of the file ("
+                        + b.limit() + " bytes)");
             }
             int at = (int) off;
             int n = (int) len;
