@@ -432,7 +432,7 @@ final class ImageSpec {
             } else if (k.equals("backing.node-name")) {
                 // a name for the backing node: nothing refers to it here
             } else if (k.equals("backing.driver")) {
-                b.backingDriver = v; // checked against the backing file's format once it is open
+                b.backingDriver = v; // the backing file's format, over the header's
             } else if (k.equals("backing") || k.startsWith("backing.")) {
                 throw new Refused("the option '" + k + "' is not supported by qcow4j (the image header names the backing file)");
             } else if (raw && (k.equals("offset") || k.equals("size"))) {
@@ -560,14 +560,16 @@ final class ImageSpec {
     }
 
     /**
-     * The options checked against the opened image: {@code backing.driver} names the backing file's format, and
+     * The options checked against the opened image: {@code backing.driver} needs a backing file, and
      * qcow2's open options pass QEMU's checks ({@link Qcow2RuntimeOptions#check}).
      */
     void checkAgainst(org.qcow4j.DiskImage image) throws Refused {
-        if (backingDriver != null && (image.backing() == null || !backingDriver.equals(image.backing().format()))) {
-            throw new Refused("the option 'backing.driver' is not supported by qcow4j where it differs from the backing "
-                    + "file's format (the image header names the backing file and its format)");
+        boolean namesBacking = image.qcow2().map(q -> q.header().backingFile() != null).orElse(false);
+        if (backingDriver != null && !namesBacking) {
+            // QEMU opens the backing node from the option alone, and it has no file
+            throw new Refused("Could not open backing file: A block device must be specified for \"file\"");
         }
+
         var meta = image.qcow2();
         if (meta.isPresent()) {
             var h = meta.get().header();
@@ -578,7 +580,7 @@ final class ImageSpec {
 
     /** {@code base} with the options this spec gives (format, caches, lazy refcounts, force-share, discard, detect-zeroes). */
     OpenOptions openOptions(OpenOptions base) {
-        OpenOptions o = qcow2.apply(base.withFormat(format));
+        OpenOptions o = qcow2.apply(base.withFormat(format)).withBackingFormat(backingDriver);
         if (forceShare != null) {
             o = o.withForceShare(forceShare.equals("on") || forceShare.equals("yes") || forceShare.equals("true")
                     || forceShare.equals("y"));

@@ -390,7 +390,11 @@ class QemuIoDropInTest {
                         "reopen -o node-name=foo", "-c", "reopen -o backing.node-name=bar", "-c", "reopen", "-c",
                         "reopen -o node-name=baz", "-c", "read -P 7 0 4k", "IMG"),
                 c(IMG_1M, "--image-opts", "-c", "write 0 1",
-                        "driver=qcow2,file.filename=IMG,lazy-refcounts=on,overlap-check=none,cache-size=1M")));
+                        "driver=qcow2,file.filename=IMG,lazy-refcounts=on,overlap-check=none,cache-size=1M"),
+                // backing.driver overrides the header's backing format (iotest 114); without a backing file it fails
+                c(OVERLAY, "-c", "close", "-c", "open -o backing.driver=raw IMG", "-c", "read -v 0 16", "-c", "close",
+                        "-c", "open -o backing.driver=foo IMG", "-c", "open -o backing.driver=qcow2 IMG", "-c", "map"),
+                c(IMG_1M, "-c", "close", "-c", "open -o backing.driver=qcow2 IMG", "-c", "read 0 1")));
     }
 
     @TestFactory

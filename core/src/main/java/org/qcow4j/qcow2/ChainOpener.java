@@ -70,7 +70,8 @@ public final class ChainOpener {
             return switch (fmt) {
                 case "qcow2" -> Qcow2Image.open(storage, filename, this, depth);
                 case "raw" -> new RawImage(filename, storage);
-                default -> throw new UnsupportedFeatureException(filename, "image format '" + fmt + "'");
+                default -> throw new UnsupportedFeatureException(filename, "image format '" + fmt + "'",
+                        "Could not open backing file: ".repeat(depth) + "Unknown driver '" + fmt + "'");
             };
         } catch (IOException | RuntimeException e) {
             storage.close();

@@ -105,7 +105,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         try {
             String backingName = h.backingFile() == null ? null : ChainOpener.resolveRelative(filename, h.backingFile());
             DiskImage backing = backingName == null || !chain.options().openBacking() ? null
-                    : chain.open(backingName, h.backingFormat(), depth + 1, filename);
+                    : chain.open(backingName, depth == 0 && chain.options().backingFormat() != null
+                            ? chain.options().backingFormat() : h.backingFormat(), depth + 1, filename);
             return new Qcow2Image(filename, storage, h, l1, snapshots, bitmaps, data, data != storage ? h.dataFile() : null, chain.options(),
                     backing, backingName);
         } catch (IOException | RuntimeException e) {
