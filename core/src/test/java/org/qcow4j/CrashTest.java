@@ -159,16 +159,7 @@ class CrashTest {
         if (child.killAfter(delayMs)) {
             kills.incrementAndGet();
         }
-        int flushed = -1;
-        List<String> lines = child.lines();
-        for (String line : lines) {
-            if (line.startsWith("F ")) {
-                flushed = Integer.parseInt(line.substring(2));
-            } else if (!line.equals("READY") && !line.equals("DONE")) {
-                fail("child said: " + String.join("\n", lines));
-            }
-        }
-        return flushed;
+        return child.lastNumbered("F ");
     }
 
     /** The model after operations 0..flushed, compared wherever no later operation may have changed the disk. */

@@ -1,6 +1,7 @@
 package org.qcow4j.testing;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -75,6 +76,23 @@ public final class ChildJvm {
         assertTrue(process.waitFor(LIMIT_MS, TimeUnit.MILLISECONDS), "the child did not end");
         reader.join();
         return killed;
+    }
+
+    /**
+     * The number of the last {@code "PREFIX n"} line the child printed (-1 if none), failing if it printed anything
+     * but those, READY and DONE (a stack trace, say). Call after {@link #killAfter}.
+     */
+    public int lastNumbered(String prefix) {
+        int last = -1;
+        List<String> all = lines();
+        for (String line : all) {
+            if (line.startsWith(prefix)) {
+                last = Integer.parseInt(line.substring(prefix.length()));
+            } else if (!line.equals("READY") && !line.equals("DONE")) {
+                fail("child said: " + String.join("\n", all));
+            }
+        }
+        return last;
     }
 
     /** What the child printed (complete once {@link #killAfter} returned). */
