@@ -400,6 +400,14 @@ public final class Images {
     }
 
     /**
+     * Bytes {@code file} occupies on disk (its allocated blocks, qemu-img info's "actual-size"), or -1 when that cannot
+     * be told.
+     */
+    public static long allocatedBytes(Path file) {
+        return org.qcow4j.io.FileExtents.allocatedBytes(file);
+    }
+
+    /**
      * The file a backing or data file name written in {@code imageName} refers to: absolute names as they are,
      * relative names against the image's directory (QEMU's {@code path_combine}).
      */

@@ -44,7 +44,7 @@ final class ImageInfo {
             m.put("cluster-size", h.clusterSize());
         }
         m.put("format", image.format());
-        long actual = DiskUsage.allocatedBytes(Path.of(image.filename()));
+        long actual = Images.allocatedBytes(Path.of(image.filename()));
         if (actual >= 0) {
             m.put("actual-size", actual);
         }

@@ -158,6 +158,13 @@ class CompatibilityTest {
                         qemu-img create -q -f qcow2 -o lazy_refcounts=on img.qcow2 4M
                         qemu-io -c 'write -P 1 0 64k' -c 'write -P 2 1M 4k' -c 'sigraise 9' img.qcow2 >/dev/null 2>&1 || true
                         qemu-img info img.qcow2 | grep -q 'cleanly shut down: no'"""),
+                // clusters allocated but holes in the file: QEMU reports them as reading zeros (map "zero": true)
+                v("preallocation-metadata", """
+                        qemu-img create -q -f qcow2 -o preallocation=metadata,cluster_size=4k img.qcow2 4M
+                        qemu-io -c 'write -P 1 1M 64k' -c 'write -z 2M 64k' -c 'write -P 2 3M 512' img.qcow2 >/dev/null"""),
+                v("preallocation-metadata-data-file", """
+                        qemu-img create -q -f qcow2 -o preallocation=metadata,data_file=data.raw img.qcow2 4M
+                        qemu-io -c 'write -P 1 1M 64k' img.qcow2 >/dev/null"""),
                 v("tiny-image", "qemu-img create -q -f qcow2 img.qcow2 512"),
                 v("empty-image", "qemu-img create -q -f qcow2 img.qcow2 0"),
                 v("e2image-Q", """

@@ -34,7 +34,7 @@ class LargeSparseTest {
         // qemu-img compares sparse files by their allocation, so this is quick too.
         Qemu.Result cmp = Qemu.img(dir, "compare", "-f", "qcow2", "-F", "raw", image, out);
         assertEquals("Images are identical.\n", cmp.out());
-        long allocated = DiskUsage.allocatedBytes(Path.of(out));
+        long allocated = org.qcow4j.Images.allocatedBytes(Path.of(out));
         assertTrue(allocated < 16L << 20, "output should stay sparse, has " + allocated + " bytes allocated");
     }
 

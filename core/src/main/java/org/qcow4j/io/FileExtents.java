@@ -63,6 +63,33 @@ public final class FileExtents {
         }
     }
 
+    /**
+     * Bytes the file occupies on disk (st_blocks * 512, qemu-img's "actual-size"), or -1 when that cannot be told.
+     * The JDK exposes no st_blocks, so this asks coreutils' {@code stat}.
+     */
+    public static long allocatedBytes(Path file) {
+        try {
+            Process p = new ProcessBuilder("stat", "-L", "-c", "%b %B", "--", file.toString())
+                    .redirectErrorStream(true).start();
+            p.getOutputStream().close();
+            String out;
+            try (InputStream in = p.getInputStream()) {
+                out = new String(in.readAllBytes(), StandardCharsets.US_ASCII).trim();
+            }
+            if (!p.waitFor(10, TimeUnit.SECONDS) || p.exitValue() != 0) {
+                p.destroyForcibly();
+                return -1;
+            }
+            String[] parts = out.split(" ");
+            return Long.parseLong(parts[0]) * Long.parseLong(parts[1]);
+        } catch (IOException | NumberFormatException | ArrayIndexOutOfBoundsException e) {
+            return -1;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return -1;
+        }
+    }
+
     /** Parses {@code filefrag -v -b1} output; null unless it is a well-formed extent list inside the file. */
     public static long[] parse(String out, long length) {
         if (!out.contains("logical_offset")) {

@@ -57,6 +57,9 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private final String backingFilename;
     private final ConcurrentLinkedQueue<CompressedReader> compressedReaders = new ConcurrentLinkedQueue<>();
     private volatile long virtualSize;
+    /** Whether {@link #preallocation} was looked at yet (once, on the first data extent asked for, as QEMU does). */
+    private volatile boolean preallocationChecked;
+    private volatile MetadataPreallocation preallocation;
     /** Set once by {@link #openWritable}; null for an image opened read-only. */
     private Qcow2Updater writes;
     /** The bitmaps of an image opened read-only, loaded when first asked for. */
@@ -642,13 +645,34 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         return true;
     }
 
+    /**
+     * A data extent, cut and marked as reading zeros where a metadata-preallocated image's file has holes (as QEMU's
+     * block status recurses into the file then); only for images open read-only, whose file does not change under
+     * the hole map read once.
+     */
+    private Extent dataExtent(long offset, long len, long host) throws IOException {
+        if (writes != null) {
+            return new Extent(offset, len, 0, true, false, true, host);
+        }
+        if (!preallocationChecked) {
+            synchronized (this) {
+                if (!preallocationChecked) {
+                    preallocation = MetadataPreallocation.detect(storage, dataStorage, header);
+                    preallocationChecked = true;
+                }
+            }
+        }
+        MetadataPreallocation p = preallocation;
+        return p == null ? new Extent(offset, len, 0, true, false, true, host) : p.dataExtent(offset, len, host);
+    }
+
     private Extent extentUnlocked(long offset, long maxLength) throws IOException {
         checkRange(offset, 1);
         Run run = lookup(offset, Math.min(maxLength, size() - offset));
         long len = run.length();
         long host = run.hostOffset();
         return switch (run.type()) {
-            case NORMAL -> new Extent(offset, len, 0, true, false, true, host);
+            case NORMAL -> dataExtent(offset, len, host);
             case COMPRESSED -> new Extent(offset, len, 0, true, false, true, -1);
             case ZERO_PLAIN, ZERO_ALLOC -> new Extent(offset, len, 0, true, true, false, host);
             case UNALLOCATED_PLAIN, UNALLOCATED_ALLOC -> backing == null || offset >= backing.size()
