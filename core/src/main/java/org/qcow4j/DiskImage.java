@@ -34,6 +34,16 @@ public interface DiskImage extends Closeable {
      */
     Extent extentAt(long offset, long maxLength) throws IOException;
 
+    /**
+     * {@link #extentAt}, and where the image's own metadata cannot tell, the host file asked too, as QEMU's block
+     * status does when it wants zeros ({@code qemu-img map}, NBD's {@code base:allocation}): a qcow2 image preallocated
+     * with metadata only reports its data clusters lying in holes of its file as reading zeros. This may cost a look
+     * at the file system (a process or two), which {@link #extentAt} never pays.
+     */
+    default Extent blockStatus(long offset, long maxLength) throws IOException {
+        return extentAt(offset, maxLength);
+    }
+
     /** A qcow2 image's persistent dirty bitmaps, to read and change; empty for other formats. */
     default Optional<DirtyBitmaps> dirtyBitmaps() {
         return Optional.empty();

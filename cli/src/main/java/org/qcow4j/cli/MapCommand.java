@@ -34,7 +34,7 @@ final class MapCommand extends Command {
             Extent run = null;
             boolean first = true;
             for (long pos = Math.max(0, startOffset); pos < end; ) {
-                Extent e = d.extentAt(pos, end - pos);
+                Extent e = d.blockStatus(pos, end - pos);
                 pos = e.end();
                 if (run != null && run.mergeableWith(e) && sameFile(d, run, e)) {
                     run = run.mergedWith(e);

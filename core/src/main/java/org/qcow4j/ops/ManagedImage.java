@@ -205,6 +205,11 @@ public final class ManagedImage implements WritableImage {
     }
 
     @Override
+    public Extent blockStatus(long offset, long maxLength) throws IOException {
+        return image.blockStatus(offset, maxLength);
+    }
+
+    @Override
     public Optional<Qcow2Metadata> qcow2() {
         return image.qcow2();
     }

@@ -618,12 +618,21 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     @Override
     public Extent extentAt(long offset, long maxLength) throws IOException {
+        return extent(offset, maxLength, false);
+    }
+
+    @Override
+    public Extent blockStatus(long offset, long maxLength) throws IOException {
+        return extent(offset, maxLength, true);
+    }
+
+    private Extent extent(long offset, long maxLength, boolean askFile) throws IOException {
         if (writes == null) {
-            return extentUnlocked(offset, maxLength);
+            return extentUnlocked(offset, maxLength, askFile);
         }
         lock.readLock().lock();
         try {
-            return extentUnlocked(offset, maxLength);
+            return extentUnlocked(offset, maxLength, askFile);
         } finally {
             lock.readLock().unlock();
         }
@@ -636,7 +645,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     boolean readsAsZero(long offset, long length) throws IOException {
         long end = Math.min(offset + length, size());
         while (offset < end) {
-            Extent e = extentUnlocked(offset, end - offset);
+            Extent e = extentUnlocked(offset, end - offset, false);
             if (!e.zero() || e.length() <= 0) {
                 return false;
             }
@@ -650,8 +659,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
      * block status recurses into the file then); only for images open read-only, whose file does not change under
      * the hole map read once.
      */
-    private Extent dataExtent(long offset, long len, long host) throws IOException {
-        if (writes != null) {
+    private Extent dataExtent(long offset, long len, long host, boolean askFile) throws IOException {
+        if (writes != null || !askFile) {
             return new Extent(offset, len, 0, true, false, true, host);
         }
         if (!preallocationChecked) {
@@ -666,18 +675,19 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         return p == null ? new Extent(offset, len, 0, true, false, true, host) : p.dataExtent(offset, len, host);
     }
 
-    private Extent extentUnlocked(long offset, long maxLength) throws IOException {
+    private Extent extentUnlocked(long offset, long maxLength, boolean askFile) throws IOException {
         checkRange(offset, 1);
         Run run = lookup(offset, Math.min(maxLength, size() - offset));
         long len = run.length();
         long host = run.hostOffset();
         return switch (run.type()) {
-            case NORMAL -> dataExtent(offset, len, host);
+            case NORMAL -> dataExtent(offset, len, host, askFile);
             case COMPRESSED -> new Extent(offset, len, 0, true, false, true, -1);
             case ZERO_PLAIN, ZERO_ALLOC -> new Extent(offset, len, 0, true, true, false, host);
             case UNALLOCATED_PLAIN, UNALLOCATED_ALLOC -> backing == null || offset >= backing.size()
                     ? new Extent(offset, len, 0, false, true, false, host)
-                    : backing.extentAt(offset, Math.min(len, backing.size() - offset)).deeper();
+                    : (askFile ? backing.blockStatus(offset, Math.min(len, backing.size() - offset))
+                    : backing.extentAt(offset, Math.min(len, backing.size() - offset))).deeper();
             case INVALID -> throw new IllegalStateException("classify() refuses INVALID");
         };
     }

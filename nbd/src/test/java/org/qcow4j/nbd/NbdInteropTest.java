@@ -48,6 +48,7 @@ class NbdInteropTest {
             new Variant("extended L2", "qcow2", "extl2.qcow2"),
             new Variant("version 2 over raw base", "qcow2", "v2.qcow2"),
             new Variant("4 TiB sparse", "qcow2", "big.qcow2"),
+            new Variant("preallocated metadata (holes in the file read as zeros)", "qcow2", "prealloc.qcow2"),
             new Variant("raw", "raw", "plain.raw"));
 
     static Stream<Variant> variants() {
@@ -75,6 +76,8 @@ class NbdInteropTest {
         ok(dir, "qemu-img", "create", "-q", "-f", "qcow2", "big.qcow2", "4T");
         ok(dir, "qemu-io", "-c", "write -P 12 0 64k", "-c", "write -P 13 2T 1M", "-c", "write -z 3T 1M",
                 "-c", "write -P 14 4294967296000 4k", "big.qcow2");
+        ok(dir, "qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", "prealloc.qcow2", "4M");
+        ok(dir, "qemu-io", "-c", "write -P 17 1M 64k", "-c", "write -z 2M 64k", "prealloc.qcow2");
         ok(dir, "qemu-img", "create", "-q", "-f", "raw", "plain.raw", "3M");
         ok(dir, "qemu-io", "-f", "raw", "-c", "write -P 15 64k 64k", "-c", "write -P 16 2M 4k", "plain.raw");
     }

@@ -370,11 +370,11 @@ final class Connection implements Runnable {
             long runEnd;
             boolean zero;
             try {
-                Extent e = exp.extentAt(pos, end - pos);
+                Extent e = exp.blockStatus(pos, end - pos);
                 zero = e.zero();
                 runEnd = Math.min(end, e.end());
                 while (runEnd < end) { // join the runs that read alike: fewer chunks
-                    Extent next = exp.extentAt(runEnd, end - runEnd);
+                    Extent next = exp.blockStatus(runEnd, end - runEnd);
                     if (next.zero() != zero) {
                         break;
                     }
@@ -430,7 +430,8 @@ final class Connection implements Runnable {
                 long pos = q.offset;
                 long end = q.offset + q.length;
                 while (pos < end) {
-                    Extent e = exp.extentAt(pos, end - pos);
+                    Extent e = context == Protocol.META_BASE_ALLOCATION ? exp.blockStatus(pos, end - pos)
+                            : exp.extentAt(pos, end - pos);
                     long n;
                     int flags;
                     if (context == Protocol.META_BASE_ALLOCATION) {

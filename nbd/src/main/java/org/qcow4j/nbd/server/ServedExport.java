@@ -86,6 +86,11 @@ final class ServedExport {
         return image.extentAt(offset, maxLength);
     }
 
+    /** As QEMU's block status that wants zeros (base:allocation, sparse reads): holes in the file asked too. */
+    Extent blockStatus(long offset, long maxLength) throws IOException {
+        return image.blockStatus(offset, maxLength);
+    }
+
     /**
      * The {@code qemu:allocation-depth} of the run {@code e} (or of its start, up to {@code end}): 1 for the image,
      * 2 for its backing file..., 0 where no layer allocates it. As QEMU's {@code bdrv_is_allocated_above}, bytes past
