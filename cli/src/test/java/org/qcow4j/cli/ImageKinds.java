@@ -8,7 +8,8 @@ import java.util.Map;
  * The image kinds the tests of compare, resize, dd and measure run over, made with qemu-img and qemu-io in a test's
  * directory: a plain image with data, zeros and discards; a chain of three over a raw base shorter than the top; a
  * compressed copy; extended L2 entries with partial subclusters; version 2; 512-byte and 2 MiB clusters; a 4 TiB
- * sparse image; an image with an internal snapshot taken before later writes. Each is made once per call.
+ * sparse image; a metadata-preallocated image; an image with an internal snapshot taken before later writes. Each
+ * is made once per call.
  */
 final class ImageKinds {
     private ImageKinds() {
@@ -41,6 +42,9 @@ final class ImageKinds {
         kinds.put("c2m", qcow2(dir, "c2m", "cluster_size=2M", "64M", "write -P 1 1M 3M", "write -P 2 40M 64k"));
         kinds.put("sparse4t", qcow2(dir, "sparse4t", "", "4T", "write -P 1 0 64k", "write -P 2 2T 1M",
                 "write -P 3 4095G 64k"));
+        // data clusters that are holes in the file: QEMU's block status reports them as zeros
+        kinds.put("prealloc", qcow2(dir, "prealloc", "preallocation=metadata", "16M", "write -P 1 1M 64k",
+                "write -z 2M 64k", "write -P 2 9M 4k"));
         Path snap = qcow2(dir, "snap", "", "64M", "write -P 1 0 2M", "write -P 2 10M 1M");
         Qemu.img(dir, "snapshot", "-c", "s1", snap.toString());
         Qemu.io(dir, snap.toString(), "write -P 3 512k 1M", "discard 10M 1M");

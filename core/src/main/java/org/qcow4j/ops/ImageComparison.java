@@ -135,7 +135,7 @@ public final class ImageComparison {
      * allocated zeros there ({@code bdrv_co_common_block_status_above}).
      */
     private static Status status(DiskImage image, long offset, long max) throws IOException {
-        Extent e = image.extentAt(offset, max);
+        Extent e = image.blockStatus(offset, max);
         // QEMU's qcow2 reports at most one L2 table's range per call, in each layer it asks: the same chunks
         // make the same progress values (qemu-img adds them up as floats)
         long end = e.end();

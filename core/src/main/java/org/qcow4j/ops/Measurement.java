@@ -50,7 +50,7 @@ public final class Measurement {
             } else {
                 long pnum;
                 for (long offset = 0; offset < sourceSize; offset += pnum) {
-                    Extent e = source.extentAt(offset, sourceSize - offset);
+                    Extent e = source.blockStatus(offset, sourceSize - offset);
                     pnum = e.length();
                     if (e.zero()) {
                         continue; // safe with no backing file
