@@ -73,6 +73,10 @@ class AmendTest {
         tests.add(DynamicTest.dynamicTest("snapshots: compat=1.1 of version 2", () -> compare(
                 new Kind("v2-snapshots", "compat=0.10", List.of("write -P 1 0 1M", "SNAPSHOT", "write -P 2 0 64k")),
                 "compat=1.1")));
+        // qcow2_upgrade writes a table whose entries lack the version 3 extra data anew (iotest 261)
+        tests.add(DynamicTest.dynamicTest("snapshots without extra data: compat=1.1", () -> compare(
+                new Kind("v2-old-snapshots", "compat=0.10", List.of("write -P 1 0 1M", "SNAPSHOT", "NO-EXTRA-DATA",
+                        "write -P 2 0 64k")), "compat=1.1")));
         tests.add(DynamicTest.dynamicTest("snapshots: refcount_bits=1 (a refcount of 2)", () -> compare(
                 new Kind("snapshots-refcount", "compat=1.1", List.of("write -P 1 0 1M", "SNAPSHOT")), "refcount_bits=1")));
         tests.add(DynamicTest.dynamicTest("snapshots: refcount_bits=4", () -> compare(
@@ -125,6 +129,31 @@ class AmendTest {
         assertArrayEquals(Files.readAllBytes(img), Files.readAllBytes(ours.resolve("img.qcow2")), k.name() + " " + option);
     }
 
+    /**
+     * Rewrites the first snapshot table entry without extra data, as a QEMU older than 1.1 wrote version 2 tables
+     * (iotest 261 does it with qcow2.py): the table shrinks, nb_snapshots and the offset stay.
+     */
+    private static void dropExtraData(Path img) {
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(img,
+                java.nio.file.StandardOpenOption.READ, java.nio.file.StandardOpenOption.WRITE)) {
+            java.nio.ByteBuffer h = java.nio.ByteBuffer.allocate(72);
+            ch.read(h, 0);
+            long table = h.getLong(64);
+            java.nio.ByteBuffer e = java.nio.ByteBuffer.allocate(4096);
+            ch.read(e, table);
+            int idSize = e.getShort(12) & 0xffff;
+            int nameSize = e.getShort(14) & 0xffff;
+            int extra = e.getInt(36);
+            byte[] names = new byte[idSize + nameSize];
+            e.get(40 + extra, names);
+            java.nio.ByteBuffer out = java.nio.ByteBuffer.allocate((40 + names.length + 7) / 8 * 8);
+            out.put(e.array(), 0, 36).putInt(0).put(names).clear();
+            ch.write(out, table);
+        } catch (IOException x) {
+            throw new java.io.UncheckedIOException(x);
+        }
+    }
+
     private static void make(Path d, Kind k) {
         Qemu.img(d, "create", "-q", "-f", "qcow2", "base.qcow2", "8M");
         Qemu.io(d, "base.qcow2", "write -P 9 0 8M");
@@ -138,6 +167,7 @@ class AmendTest {
             switch (w) {
                 case "SNAPSHOT" -> Qemu.img(d, "snapshot", "-c", "s1", "img.qcow2");
                 case "RESIZE" -> Qemu.img(d, "resize", "-q", "img.qcow2", "16M");
+                case "NO-EXTRA-DATA" -> dropExtraData(d.resolve("img.qcow2"));
                 default -> Qemu.io(d, "img.qcow2", w);
             }
         }

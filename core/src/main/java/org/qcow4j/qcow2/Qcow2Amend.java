@@ -86,8 +86,8 @@ public final class Qcow2Amend {
                 steps.start(Operation.UPGRADING);
                 steps.status(0, 2);
                 if (upgradeOldSnapshots) {
-                    throw new UnsupportedFeatureException(name, "upgrading an image whose snapshot table lacks the "
-                            + "version 3 extra data");
+                    Qcow2Image.rewriteSnapshotTable(path, o.open());
+                    h = reread(path, name, h);
                 }
                 steps.status(1, 2);
                 h = h.withFeatures(3, h.incompatibleFeatures(), h.compatibleFeatures(), h.autoclearFeatures());

@@ -224,6 +224,14 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         });
     }
 
+    /** Writes the snapshot table anew, every entry with the version 3 extra data ({@link SnapshotWriter#rewriteTable}). */
+    static void rewriteSnapshotTable(Path path, OpenOptions options) throws IOException {
+        snapshotOperation(path, options, w -> {
+            w.rewriteTable();
+            return null;
+        });
+    }
+
     /**
      * Opens {@code path} for writing in QEMU's layout, runs {@code op} and closes the image. A failure other than a
      * refused request (which writes nothing) stops the image: closing it then writes nothing more, and the file keeps

@@ -161,6 +161,15 @@ final class SnapshotWriter {
         return i == start ? 0 : negative ? -v : v;
     }
 
+    /**
+     * QEMU's {@code qcow2_upgrade} of a table whose entries lack the version 3 extra data: the same entries written
+     * anew ({@code qcow2_write_snapshots} always writes the 24 bytes, the disk size read as the image's, the icount
+     * -1 when absent).
+     */
+    void rewriteTable() throws IOException {
+        writeSnapshots(new ArrayList<>(entries));
+    }
+
     /** QEMU's {@code qcow2_snapshot_delete} of the entry {@code index}. */
     void delete(int index) throws IOException {
         SnapshotTable.Entry sn = entries.get(index);
