@@ -61,6 +61,11 @@ final class ImageArgs {
         if (args.has("--image-opts") || filename.startsWith("json:")) {
             return openImageOpts(args, filename, backing);
         }
+        return openByName(args, filename, format, backing);
+    }
+
+    /** {@code filename} as a file name even under {@code --image-opts} (the backing files info --backing-chain opens). */
+    static DiskImage openByName(CommandLine args, String filename, String format, boolean backing) throws IOException {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             if (!QEMU_FORMATS.contains(format)) {
                 throw new IOException("Could not open '" + filename + "': Unknown driver '" + format + "'");

@@ -39,7 +39,9 @@ final class InfoCommand extends Command {
                 err.error("Backing file '" + filename + "' creates an infinite loop.");
                 return ExitCodes.FAILURE;
             }
-            try (DiskImage d = ImageArgs.open(args, filename, format, false)) {
+            // (only the first image is given as options: collect_image_info_list opens its backing files by name)
+            try (DiskImage d = infos.isEmpty() ? ImageArgs.open(args, filename, format, false)
+                    : ImageArgs.openByName(args, filename, format, false)) {
                 infos.add(ImageInfo.of(d));
                 Qcow2Metadata q = backingChain ? d.qcow2().orElse(null) : null;
                 filename = q == null ? null : q.fullBackingFilename();

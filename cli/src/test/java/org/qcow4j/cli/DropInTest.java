@@ -170,6 +170,20 @@ class DropInTest {
                 Qemu.run(dir, "qemu-io", "-c", "write 0 512", "-r", image));
     }
 
+    /** info --backing-chain --image-opts: the options name the first image, its backing files are opened by name. */
+    @Test
+    void infoOfAChainGivenAsOptionsOpensTheBackingFilesByName() {
+        String mid = dir.resolve("mid.qcow2").toString();
+        String opts = "driver=qcow2,file.filename=" + mid;
+        Qemu.Result want = Qemu.run(dir, "qemu-img", "info", "--backing-chain", "--image-opts", opts);
+        assertEquals(want, run(Program.QEMU_IMG, "info", "--backing-chain", "--image-opts", opts));
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", "-b", image, "-F", "qcow2", dir.resolve("chain.qcow2").toString());
+        String chain = "driver=qcow2,file.filename=" + dir.resolve("chain.qcow2");
+        want = Qemu.run(dir, "qemu-img", "info", "--backing-chain", "--image-opts", chain);
+        assertEquals(0, want.exit(), want.err());
+        assertEquals(want, run(Program.QEMU_IMG, "info", "--backing-chain", "--image-opts", chain));
+    }
+
     /**
      * Header faults as iotest 080 pokes them (OFFSET:HEX, several joined by "+"): qemu-io refuses each with the same
      * line as QEMU's, checked in QEMU's order (a huge header, an extension past its area, the refcount, snapshot and
