@@ -24,14 +24,13 @@ import org.qcow4j.io.OpenFiles;
  * rewritten (always, as QEMU's {@code qcow2_update_header}), the backing file compared (QEMU cannot change it here:
  * {@code qemu-img rebase} does), lazy refcounts switched (the header again), the size changed (exactly, as
  * {@code blk_truncate}), and last a downgrade to version 2 ({@code qcow2_downgrade}: what version 2 cannot hold
- * refused, zero clusters expanded and flushed, then the header). Every header change is one write of cluster 0 after
+ * refused, zero clusters expanded in the active L1 table and in every snapshot's and flushed, then the header). Every header change is one write of cluster 0 after
  * everything it names is on disk, so a crash leaves the image as before or after each step.
  *
  * The refcount width changes as QEMU's {@code qcow2_change_refcount_order} ({@link RefcountOrderChange}).
  *
- * <p>Not done: the upgrade of a version 2 image whose snapshot entries lack the version 3 extra data and the downgrade
- * of an image with internal snapshots (QEMU rewrites the snapshot table and expands the snapshots' zero clusters),
- * refused by name likewise.
+ * <p>Not done: the upgrade of a version 2 image whose snapshot entries lack the version 3 extra data, refused by
+ * name.
  */
 public final class Qcow2Amend {
     private Qcow2Amend() {
@@ -76,7 +75,6 @@ public final class Qcow2Amend {
                 }
                 raw = o.dataFileRaw();
             }
-            boolean downgradeWithSnapshots = newVersion < oldVersion && !snapshots.isEmpty();
             boolean upgradeOldSnapshots = newVersion > oldVersion
                     && snapshots.stream().anyMatch(s -> s.diskSize() < 0);
             progress.accept(0);
@@ -129,15 +127,15 @@ public final class Qcow2Amend {
                 h = reread(path, name, h);
             }
             if (newVersion < oldVersion) {
-                downgrade(path, name, h, snapshots, downgradeWithSnapshots, o);
+                downgrade(path, name, h, snapshots, o);
             }
             progress.accept(100);
         }
     }
 
     /** qcow2_downgrade: what version 2 cannot hold refused in QEMU's words, zero clusters expanded, the header. */
-    private static void downgrade(Path path, String name, Header h, List<Snapshot> snapshots, boolean withSnapshots,
-                                  AmendOptions o) throws IOException {
+    private static void downgrade(Path path, String name, Header h, List<Snapshot> snapshots, AmendOptions o)
+            throws IOException {
         if (h.refcountOrder() != 4) {
             throw refused(name, "compat", "0.10", "compat=0.10 requires refcount_bits=16");
         }
@@ -154,15 +152,17 @@ public final class Qcow2Amend {
             throw refused(name, "compat", "0.10", "Cannot downgrade an image with incompatible features 0x"
                     + Long.toHexString(incompatible) + " set");
         }
-        if (withSnapshots) {
-            throw new UnsupportedFeatureException(name, "downgrading an image with internal snapshots");
-        }
-        // QEMU's amend progress: the share of L1 entries expanded, when the version is the only change counted
+        // QEMU's amend progress: the share of L1 entries expanded (the active table's, then every snapshot's), when
+        // the version is the only change counted
         boolean alone = o.refcountBits() == null || o.refcountBits() == h.refcountBits();
         DoubleConsumer progress = o.progress() == null || !alone ? p -> { } : o.progress();
-        int l1Size = h.l1Size();
+        long l1Entries = h.l1Size();
+        for (Snapshot s : snapshots) {
+            l1Entries += s.l1Size();
+        }
+        long total = l1Entries;
         try (WritableImage image = Qcow2Image.openWritable(path, o.open().withQemuLayout(true))) {
-            ((Qcow2Image) image).expandZeroClusters(v -> progress.accept(100.0 * v / l1Size));
+            ((Qcow2Image) image).expandZeroClusters(v -> progress.accept(100.0 * v / total));
         }
         h = reread(path, name, h);
         if (h.has(Feature.COMPRESSION_TYPE)) {

@@ -723,7 +723,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         update(() -> writes.flush());
     }
 
-    /** QEMU's {@code qcow2_expand_zero_clusters} (active table only): see {@link Qcow2Updater#expandZeroClusters}. */
+    /** QEMU's {@code qcow2_expand_zero_clusters} (the active L1 table, then the snapshots'): see {@link Qcow2Updater#expandZeroClusters}. */
     void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
         update(() -> writes.expandZeroClusters(visited));
     }
