@@ -24,7 +24,7 @@ final class ProgressLine {
         float c = (float) current;
         if (enabled && (c > lastPrinted + minSkip || c < lastPrinted - minSkip || c == 0 || c == 100)) {
             lastPrinted = c;
-            out.printf("    (%3.2f/100%%)\r", c);
+            out.print(QemuProgress.line(c));
             out.flush();
         }
     }

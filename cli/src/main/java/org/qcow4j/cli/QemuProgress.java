@@ -29,11 +29,18 @@ final class QemuProgress {
         if (current > lastPrint + minSkip || current < lastPrint - minSkip || current == 0 || current == 100) {
             lastPrint = current;
             if (enabled) {
-                out.print("    (" + new BigDecimal(current).setScale(2, RoundingMode.HALF_EVEN).toPlainString()
-                        + "/100%)\r");
+                out.print(line(current));
                 out.flush();
             }
         }
+    }
+
+    /**
+     * {@code "    (%3.2f/100%%)\r"} of {@code current} as glibc prints it: the float's exact binary value rounded ties
+     * to even (3.125 prints as 3.12, where Java's {@code %f} rounds it up); every progress line of the commands.
+     */
+    static String line(float current) {
+        return "    (" + new BigDecimal(current).setScale(2, RoundingMode.HALF_EVEN).toPlainString() + "/100%)\r";
     }
 
     /** qemu_progress_end. */
