@@ -39,8 +39,18 @@ public final class Qcow2Amend {
     public static void amend(Path path, AmendOptions o) throws IOException {
         String name = path.toString();
         DoubleConsumer progress = o.progress() == null ? p -> { } : o.progress();
+        progress.accept(0); // qemu-img's, before the driver looks at the options
+        try {
+            amend(path, name, o, progress);
+        } finally {
+            progress.accept(100); // qemu-img's, whether the driver succeeded or not
+        }
+    }
+
+    private static void amend(Path path, String name, AmendOptions o, DoubleConsumer progress) throws IOException {
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, name)) {
-            Header h = HeaderUpdate.openedHeader(path, name);
+            // As QEMU's read-write open: a dirty image repaired first, its repair's lines told
+            Header h = HeaderUpdate.openedHeader(path, name, o.repairReport() == null ? line -> { } : o.repairReport());
             List<Snapshot> snapshots;
             try (DiskImage image = new ChainOpener(o.open().withoutBacking()).open(name, "qcow2", 0, null)) {
                 snapshots = image.qcow2().orElseThrow().snapshots();
@@ -77,22 +87,28 @@ public final class Qcow2Amend {
             }
             boolean upgradeOldSnapshots = newVersion > oldVersion
                     && snapshots.stream().anyMatch(s -> s.diskSize() < 0);
-            progress.accept(0);
+            AmendProgress steps = new AmendProgress(progress, (newVersion != oldVersion ? 1 : 0)
+                    + (bits != h.refcountBits() ? 1 : 0));
 
             if (newVersion > oldVersion) { // qcow2_upgrade
                 if (upgradeOldSnapshots) {
                     throw new UnsupportedFeatureException(name, "upgrading an image whose snapshot table lacks the "
                             + "version 3 extra data");
                 }
+                steps.start(AmendProgress.Step.UPGRADING);
+                steps.report(0, 2);
+                steps.report(1, 2); // the snapshot table needs no update (the refusal above)
                 h = h.withFeatures(3, h.incompatibleFeatures(), h.compatibleFeatures(), h.autoclearFeatures());
                 HeaderUpdate.write(path, h);
+                steps.report(2, 2);
             }
             if (bits != h.refcountBits()) {
                 if (newVersion < 3 && bits != 16) {
                     throw refused(name, "refcount_bits", String.valueOf(bits), "Refcount widths other than 16 bits "
                             + "require compatibility level 1.1 or above (use compat=1.1 or greater)");
                 }
-                RefcountOrderChange.change(path, h, Integer.numberOfTrailingZeros(bits), o.open());
+                steps.start(AmendProgress.Step.CHANGING_REFCOUNT_ORDER);
+                RefcountOrderChange.change(path, h, Integer.numberOfTrailingZeros(bits), o.open(), steps);
                 h = reread(path, name, h);
             }
             long autoclear = raw ? h.autoclearFeatures() | Feature.RAW_EXTERNAL_DATA.mask()
@@ -127,15 +143,15 @@ public final class Qcow2Amend {
                 h = reread(path, name, h);
             }
             if (newVersion < oldVersion) {
-                downgrade(path, name, h, snapshots, o);
+                steps.start(AmendProgress.Step.DOWNGRADING);
+                downgrade(path, name, h, snapshots, o, steps);
             }
-            progress.accept(100);
         }
     }
 
     /** qcow2_downgrade: what version 2 cannot hold refused in QEMU's words, zero clusters expanded, the header. */
-    private static void downgrade(Path path, String name, Header h, List<Snapshot> snapshots, AmendOptions o)
-            throws IOException {
+    private static void downgrade(Path path, String name, Header h, List<Snapshot> snapshots, AmendOptions o,
+                                  AmendProgress steps) throws IOException {
         if (h.refcountOrder() != 4) {
             throw refused(name, "compat", "0.10", "compat=0.10 requires refcount_bits=16");
         }
@@ -152,17 +168,14 @@ public final class Qcow2Amend {
             throw refused(name, "compat", "0.10", "Cannot downgrade an image with incompatible features 0x"
                     + Long.toHexString(incompatible) + " set");
         }
-        // QEMU's amend progress: the share of L1 entries expanded (the active table's, then every snapshot's), when
-        // the version is the only change counted
-        boolean alone = o.refcountBits() == null || o.refcountBits() == h.refcountBits();
-        DoubleConsumer progress = o.progress() == null || !alone ? p -> { } : o.progress();
+        // QEMU's amend progress: L1 entries expanded (the active table's, then every snapshot's)
         long l1Entries = h.l1Size();
         for (Snapshot s : snapshots) {
             l1Entries += s.l1Size();
         }
         long total = l1Entries;
         try (WritableImage image = Qcow2Image.openWritable(path, o.open().withQemuLayout(true))) {
-            ((Qcow2Image) image).expandZeroClusters(v -> progress.accept(100.0 * v / total));
+            ((Qcow2Image) image).expandZeroClusters(v -> steps.report(v, total));
         }
         h = reread(path, name, h);
         if (h.has(Feature.COMPRESSION_TYPE)) {
