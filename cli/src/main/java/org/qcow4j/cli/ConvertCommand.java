@@ -344,7 +344,11 @@ final class ConvertCommand extends Command {
     /** {@code -p} without {@code -q}: qemu-img's progress over the data runs the copy will write. */
     private static Progress progress(CommandLine args, PrintWriter out, List<DiskImage> inputs, boolean backing)
             throws java.io.IOException {
-        return args.has("-p") && !args.has("-q") ? new Progress(out, Progress.dataRuns(inputs, backing)) : null;
+        if (!args.has("-p") || args.has("-q")) {
+            return null;
+        }
+        // salvaging, the data runs as the copy will see them (what cannot be read counts as data, as in qemu-img)
+        return new Progress(out, Progress.dataRuns(args.has("--salvage") ? Images.salvaged(inputs) : inputs, backing));
     }
 
     /** {@code -S}: qemu-img's checks and words; the default 4k. */

@@ -111,7 +111,7 @@ class ConvertSalvageTest {
         damagedImages();
         for (String image : List.of("c.qcow2", "u.qcow2")) {
             for (List<String> opts : List.of(List.of("-O", "raw"), List.of("-O", "qcow2"), List.of("-O", "raw", "-q"),
-                    List.of("-O", "qcow2", "-m", "1"))) {
+                    List.of("-O", "qcow2", "-m", "1"), List.of("-O", "raw", "-p"))) {
                 List<String> args = Qemu.list("convert", "--salvage");
                 args.addAll(opts);
                 args.add(path(image));

@@ -101,14 +101,26 @@ public final class Conversion {
         if (!Files.exists(target)) {
             Files.createFile(target);
         }
+        Salvage salvage = Salvage.of(options.salvage());
         try (OpenFile file = OpenFiles.open(target, Access.WRITE, name)) {
             FileChannel ch = file.channel();
-            new RawConverter(options.threads(), options.progress(), options.minSparse())
-                    .convertInto(inputs, ch, target, name, offset);
+            new RawConverter(options.threads(), options.progress(), options.minSparse(), options.copyRange(),
+                    options.rateLimit()).convertInto(salvage.wrap(inputs), ch, target, name, offset);
             if (options.durable()) {
                 force(ch, name);
             }
+        } finally {
+            salvage.report();
         }
+    }
+
+    /**
+     * The inputs as {@code --salvage} reads them ({@link ConvertOptions#salvage}), telling no one: a sector whose
+     * block status or data cannot be read is data, and reads as zeros. For what must look at the inputs as the
+     * conversion will (the progress of a salvaging {@code convert -p}).
+     */
+    public static List<DiskImage> salvaged(List<DiskImage> inputs) {
+        return Salvage.of(line -> { }).wrap(inputs);
     }
 
     private static CreateOptions validate(CreateOptions options, String name) throws QcowException {
