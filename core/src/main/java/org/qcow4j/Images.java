@@ -322,6 +322,10 @@ public final class Images {
      * one of them holds data, so sparse images compare at once. Past the shorter image's end the longer must read as
      * zeros; with {@code strict}, different sizes or block statuses (allocation) differ too. {@code progress} (may be
      * null) is told the length of each chunk compared.
+     *
+     * @throws ImageOperationException when a block status or data of either image cannot be read, with qemu-img's
+     *         line as its {@link ImageOperationException#qemuMessage()} ("Sector allocation test failed for NAME",
+     *         "Error while reading offset N of NAME: Input/output error")
      */
     public static CompareResult compare(DiskImage first, DiskImage second, boolean strict, LongConsumer progress)
             throws IOException {

@@ -21,7 +21,8 @@ import org.junit.jupiter.api.io.TempDir;
  * convert's remaining options against qemu-img 7.2 on the same inputs (qcow4j run as the qemu-img drop-in, in
  * process): {@code --salvage} over sectors whose data (a compressed cluster that does not decompress) or block status
  * (an L2 entry QEMU calls corrupt) cannot be read; {@code -C} (copy offloading), {@code -W} and {@code -r}; and the
- * refusals of combinations qemu-img refuses. The same stdout, stderr and exit code, and the same output file.
+ * refusals of combinations qemu-img refuses. The same stdout, stderr and exit code, and the same output file. Also
+ * {@code compare} of the same damaged images, which qemu-img fails with exit 3 (block status) or 4 (data).
  */
 class ConvertSalvageTest {
     @TempDir
@@ -133,6 +134,20 @@ class ConvertSalvageTest {
         assertEquals(-1L, Files.mismatch(dir.resolve("want.n"), dir.resolve("got.n")));
         // Without --salvage both fail (in their own words).
         assertEquals(1, dropIn("convert", "-O", "raw", path("c.qcow2"), path("x")).exit());
+    }
+
+    @Test
+    void compareFailsOnUnreadableImagesAsQemuImg() throws IOException {
+        damagedImages();
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", path("ok.qcow2"), "64k");
+        Qemu.io(dir, path("ok.qcow2"), "write -P 7 0 64k");
+        for (List<String> pair : List.of(List.of("u.qcow2", "ok.qcow2"), List.of("ok.qcow2", "u.qcow2"),
+                List.of("c.qcow2", "ok.qcow2"), List.of("-p", "ok.qcow2", "c.qcow2"))) {
+            String[] args = pair.stream().map(a -> a.startsWith("-") ? a : path(a)).toArray(String[]::new);
+            Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", Qemu.concat("compare", args)));
+            assertTrue(want.exit() == 3 || want.exit() == 4, want.toString());
+            assertEquals(want, dropIn(Qemu.concat("compare", args)), String.join(" ", pair));
+        }
     }
 
     @Test
