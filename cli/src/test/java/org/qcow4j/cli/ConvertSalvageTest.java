@@ -136,6 +136,34 @@ class ConvertSalvageTest {
         assertEquals(1, dropIn("convert", "-O", "raw", path("c.qcow2"), path("x")).exit());
     }
 
+    /**
+     * iotest 251's case, small: blkdebug above the image fails the block status of two sectors and the reads of others
+     * (one shared, a run of four); --salvage reads them as zeros with qemu-img's warnings in its order.
+     */
+    @Test
+    void salvageOverBlkdebugErrorInjectionAsQemuImg() throws IOException {
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("orig.qcow2"), "4M");
+        Qemu.io(dir, path("orig.qcow2"), "write -P 42 0 4M");
+        StringBuilder rules = new StringBuilder();
+        for (long sector : new long[] {2064, 4097}) {
+            rules.append("{'event': 'none', 'iotype': 'block-status', 'errno': 5, 'sector': ").append(sector).append("},");
+        }
+        for (long sector : new long[] {3968, 4097, 6144, 6145, 6146, 6147}) {
+            rules.append("{'event': 'none', 'iotype': 'read', 'errno': 5, 'sector': ").append(sector).append("},");
+        }
+        String source = "json:{'driver': 'blkdebug', 'image': {'driver': 'qcow2', 'file': {'driver': 'file', "
+                + "'filename': '" + path("orig.qcow2") + "'}}, 'inject-error': [" + rules.substring(0, rules.length() - 1)
+                + "]}";
+        Qemu.Result r = both(Qemu.list("convert", "--salvage", source), false);
+        assertEquals(0, r.exit());
+        assertEquals(2 + 8, r.err().lines().count(), r.err());
+        // Not the rules QEMU applies only after an event: refused by name.
+        Qemu.Result refused = dropIn("convert", source.replace("'event': 'none', 'iotype': 'read'",
+                "'event': 'l1_update', 'iotype': 'read'"), path("x"));
+        assertEquals(1, refused.exit());
+        assertTrue(refused.err().contains("blkdebug's event 'l1_update' is not supported by qcow4j"), refused.err());
+    }
+
     @Test
     void compareFailsOnUnreadableImagesAsQemuImg() throws IOException {
         damagedImages();
