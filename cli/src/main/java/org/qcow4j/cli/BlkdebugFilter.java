@@ -20,16 +20,23 @@ import org.qcow4j.Qcow2Metadata;
  * {@link ImageSpec}'s.
  */
 final class BlkdebugFilter {
-    /** One inject-error rule: the requests it fails (read, block status) at a byte offset (-1: any), its errno. */
-    private record Rule(boolean read, boolean blockStatus, long offset, int errno) {
+    /**
+     * One inject-error rule: the requests it fails (read, block status) at a byte offset (-1: any), its errno; or,
+     * with {@code dataReads}, every read of the image's own data clusters (the event {@code read_aio}, which QEMU's
+     * qcow2 driver raises on its file before it reads a data cluster, with {@code once} off).
+     */
+    private record Rule(boolean read, boolean blockStatus, long offset, int errno, boolean dataReads) {
     }
 
     private final Map<String, String> image;
     private final List<Rule> rules;
+    /** The name the image is known by above the filter (a {@code blkdebug:} operand), or null: the image's own. */
+    private final String name;
 
-    private BlkdebugFilter(Map<String, String> image, List<Rule> rules) {
+    private BlkdebugFilter(Map<String, String> image, List<Rule> rules, String name) {
         this.image = image;
         this.rules = rules;
+        this.name = name;
     }
 
     /**
@@ -69,7 +76,7 @@ final class BlkdebugFilter {
         for (Map<String, String> r : inject.values()) {
             rules.add(rule(r));
         }
-        return new BlkdebugFilter(image, rules);
+        return new BlkdebugFilter(image, rules, null);
     }
 
     private static Rule rule(Map<String, String> r) throws ImageSpec.Refused {
@@ -105,7 +112,93 @@ final class BlkdebugFilter {
                         + "' is not supported by qcow4j");
             }
         }
-        return new Rule(read, blockStatus, offset, errno);
+        return new Rule(read, blockStatus, offset, errno, false);
+    }
+
+    /**
+     * {@code blkdebug:CONFIG:FILE} as a qemu-img operand: the filter its config file describes, for the image FILE
+     * opened below it ({@link #imageName}); null for any other name. Of the config file's rules, {@code [inject-error]}
+     * sections on the event {@code read_aio} with {@code once} off are taken; the others are refused by name.
+     */
+    static BlkdebugFilter below(String operand) throws ImageSpec.Refused {
+        if (!operand.startsWith("blkdebug:")) {
+            return null;
+        }
+        String rest = operand.substring("blkdebug:".length());
+        int c = rest.indexOf(':');
+        if (c < 0) {
+            throw new ImageSpec.Refused("blkdebug requires both config file and image path");
+        }
+        List<Rule> rules = new ArrayList<>();
+        if (c > 0) {
+            List<String> lines;
+            try {
+                lines = java.nio.file.Files.readAllLines(java.nio.file.Path.of(rest.substring(0, c)),
+                        java.nio.charset.StandardCharsets.ISO_8859_1);
+            } catch (IOException | RuntimeException e) {
+                throw new ImageSpec.Refused("Could not read blkdebug config file: " + IoErrno.strerror(IoErrno.of(e)));
+            }
+            Map<String, String> section = null;
+            for (String line : lines) {
+                String t = line.strip();
+                if (t.isEmpty() || t.startsWith("#")) {
+                    continue;
+                }
+                if (t.startsWith("[")) {
+                    if (section != null) {
+                        rules.add(configRule(section));
+                    }
+                    if (!t.equals("[inject-error]")) {
+                        throw new ImageSpec.Refused("blkdebug's " + t + " sections are not supported by qcow4j");
+                    }
+                    section = new LinkedHashMap<>();
+                    continue;
+                }
+                int eq = t.indexOf('=');
+                if (section == null || eq < 0) {
+                    throw new ImageSpec.Refused("Could not read blkdebug config file: Invalid argument");
+                }
+                String v = t.substring(eq + 1).strip();
+                if (v.length() >= 2 && v.startsWith("\"") && v.endsWith("\"")) {
+                    v = v.substring(1, v.length() - 1);
+                }
+                section.put(t.substring(0, eq).strip(), v);
+            }
+            if (section != null) {
+                rules.add(configRule(section));
+            }
+        }
+        Map<String, String> image = new LinkedHashMap<>();
+        image.put("filename", rest.substring(c + 1));
+        return new BlkdebugFilter(image, rules, operand);
+    }
+
+    /** A config file's {@code [inject-error]} section: only {@code event = "read_aio"} with {@code once} off. */
+    private static Rule configRule(Map<String, String> section) throws ImageSpec.Refused {
+        int errno = IoErrno.EIO;
+        boolean readAio = false;
+        for (Map.Entry<String, String> e : section.entrySet()) {
+            String v = e.getValue();
+            switch (e.getKey()) {
+                case "event" -> readAio = v.equals("read_aio");
+                case "errno" -> errno = -Math.abs(number(e.getKey(), v));
+                case "once" -> {
+                    if (!v.equals("off") && !v.equals("false")) {
+                        throw new ImageSpec.Refused("blkdebug's 'once' is not supported by qcow4j");
+                    }
+                }
+                default -> throw new ImageSpec.Refused("blkdebug's inject-error '" + e.getKey()
+                        + "' is not supported by qcow4j");
+            }
+            if (e.getKey().equals("event") && !readAio) {
+                throw new ImageSpec.Refused("blkdebug's event '" + v + "' is not supported by qcow4j (read_aio only, "
+                        + "in config files)");
+            }
+        }
+        if (!readAio) {
+            throw new ImageSpec.Refused("blkdebug rules without an event are not supported by qcow4j in config files");
+        }
+        return new Rule(false, false, -1, errno, true);
     }
 
     private static int number(String key, String v) throws ImageSpec.Refused {
@@ -121,20 +214,40 @@ final class BlkdebugFilter {
         return image;
     }
 
+    /** The file name of the image below a {@code blkdebug:CONFIG:FILE} operand. */
+    String imageName() {
+        return image.get("filename");
+    }
+
     /** {@code image} with the filter above it (closing it closes the image). */
     DiskImage wrap(DiskImage image) {
-        return rules.isEmpty() ? image : new Filtered(image);
+        return rules.isEmpty() && name == null ? image : new Filtered(image);
     }
 
     /** blkdebug's {@code rule_check}: the first rule of the kind whose sector lies in the request, or none. */
-    private void check(boolean blockStatus, long offset, long bytes, String filename) throws IOException {
+    private void check(DiskImage in, boolean blockStatus, long offset, long bytes, String filename) throws IOException {
         for (Rule r : rules) {
+            if (r.dataReads() && !blockStatus && readsOwnData(in, offset, bytes)) {
+                throw new IOException(filename + ": blkdebug: injected read_aio error: " + IoErrno.strerror(r.errno()));
+            }
             if ((blockStatus ? r.blockStatus() : r.read())
                     && (r.offset() < 0 || (bytes > 0 && r.offset() >= offset && r.offset() < offset + bytes))) {
                 throw new IOException(filename + ": blkdebug: injected " + (blockStatus ? "block status" : "read")
                         + " error: " + IoErrno.strerror(r.errno()));
             }
         }
+    }
+
+    /** Whether a read of the range reads one of the image's own data clusters (not compressed, zero or backing). */
+    private static boolean readsOwnData(DiskImage in, long offset, long bytes) throws IOException {
+        for (long pos = offset, end = offset + bytes; pos < end; ) {
+            Extent e = in.extentAt(pos, end - pos);
+            if (e.depth() == 0 && e.data() && e.hasHostOffset()) {
+                return true;
+            }
+            pos = e.end();
+        }
+        return false;
     }
 
     private final class Filtered implements DiskImage {
@@ -146,7 +259,7 @@ final class BlkdebugFilter {
 
         @Override
         public String filename() {
-            return in.filename();
+            return name != null ? name : in.filename();
         }
 
         @Override
@@ -171,13 +284,13 @@ final class BlkdebugFilter {
 
         @Override
         public void read(ByteBuffer dst, long offset) throws IOException {
-            check(false, offset, dst.remaining(), in.filename());
+            check(in, false, offset, dst.remaining(), filename());
             in.read(dst, offset);
         }
 
         @Override
         public Extent extentAt(long offset, long maxLength) throws IOException {
-            check(true, offset, maxLength, in.filename());
+            check(in, true, offset, maxLength, filename());
             return in.extentAt(offset, maxLength);
         }
 

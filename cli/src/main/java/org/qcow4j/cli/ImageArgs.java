@@ -68,6 +68,17 @@ final class ImageArgs {
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
         OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"));
+        BlkdebugFilter blkdebug;
+        try {
+            blkdebug = BlkdebugFilter.below(filename); // blkdebug:CONFIG:FILE, its rules above the image FILE
+        } catch (ImageSpec.Refused e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
+        }
+        if (blkdebug != null) {
+            String file = blkdebug.imageName();
+            return blkdebug.wrap(opening(file, () -> Images.open(path(file),
+                    backing ? options : options.withoutBacking())));
+        }
         return opening(filename, () -> Images.open(path(filename), backing ? options : options.withoutBacking()));
     }
 

@@ -164,6 +164,26 @@ class ConvertSalvageTest {
         assertTrue(refused.err().contains("blkdebug's event 'l1_update' is not supported by qcow4j"), refused.err());
     }
 
+    /** iotest 074's case: compare through blkdebug:CONFIG:FILE whose config fails every data cluster read. */
+    @Test
+    void compareOverBlkdebugConfigFileAsQemuImg() throws IOException {
+        Files.writeString(dir.resolve("blkdebug.conf"), "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nonce =\"off\"\n");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("t.qcow2"), "1G");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("t2.qcow2"), "1G");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", path("empty.qcow2"), "0");
+        Qemu.io(dir, path("t.qcow2"), "write -P 102 512 512");
+        String source = "blkdebug:" + path("blkdebug.conf") + ":" + path("t.qcow2");
+        for (String other : List.of("t2.qcow2", "empty.qcow2")) {
+            Qemu.Result want = Qemu.run(dir, "qemu-img", "compare", source, path(other));
+            assertEquals(4, want.exit(), want.toString());
+            assertEquals(want, dropIn("compare", source, path(other)), other);
+        }
+        Files.writeString(dir.resolve("other.conf"), "[inject-error]\nevent = \"l2_load\"\n");
+        Qemu.Result refused = dropIn("compare", "blkdebug:" + path("other.conf") + ":" + path("t.qcow2"), path("t2.qcow2"));
+        assertEquals(2, refused.exit());
+        assertTrue(refused.err().contains("blkdebug's event 'l2_load' is not supported by qcow4j"), refused.err());
+    }
+
     @Test
     void compareFailsOnUnreadableImagesAsQemuImg() throws IOException {
         damagedImages();
