@@ -1,5 +1,6 @@
 package org.qcow4j;
 
+import java.util.function.Consumer;
 import java.util.function.DoubleConsumer;
 
 /**
@@ -16,57 +17,64 @@ import java.util.function.DoubleConsumer;
  * @param size          a new virtual size (exactly that many bytes; 0 or null: unchanged)
  * @param open          how the image is opened ({@code -f} its format)
  * @param progress      told the share done, 0 to 100; may be null
+ * @param repairReport  told each line of the repair QEMU makes when it opens an image left dirty (lazy refcounts not
+ *                      written back), as QEMU prints them ("Repairing cluster 1 refcount=1 reference=0"); may be null
  */
 public record AmendOptions(String compat, Boolean lazyRefcounts, Integer refcountBits, String dataFile,
                            Boolean dataFileRaw, String backingFile, String backingFormat, Long size, OpenOptions open,
-                           DoubleConsumer progress) {
+                           DoubleConsumer progress, Consumer<String> repairReport) {
     /** Nothing changed yet; the format probed. */
     public static AmendOptions none() {
-        return new AmendOptions(null, null, null, null, null, null, null, null, OpenOptions.defaults(), null);
+        return new AmendOptions(null, null, null, null, null, null, null, null, OpenOptions.defaults(), null, null);
     }
 
     public AmendOptions withCompat(String c) {
-        return new AmendOptions(c, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile, backingFormat, size,
-                open, progress);
+        return new AmendOptions(c, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile, backingFormat,
+                size, open, progress, repairReport);
     }
 
     public AmendOptions withLazyRefcounts(Boolean on) {
-        return new AmendOptions(compat, on, refcountBits, dataFile, dataFileRaw, backingFile, backingFormat, size, open,
-                progress);
+        return new AmendOptions(compat, on, refcountBits, dataFile, dataFileRaw, backingFile, backingFormat, size,
+                open, progress, repairReport);
     }
 
     public AmendOptions withRefcountBits(Integer bits) {
         return new AmendOptions(compat, lazyRefcounts, bits, dataFile, dataFileRaw, backingFile, backingFormat, size,
-                open, progress);
+                open, progress, repairReport);
     }
 
     public AmendOptions withDataFile(String name) {
-        return new AmendOptions(compat, lazyRefcounts, refcountBits, name, dataFileRaw, backingFile, backingFormat, size,
-                open, progress);
+        return new AmendOptions(compat, lazyRefcounts, refcountBits, name, dataFileRaw, backingFile, backingFormat,
+                size, open, progress, repairReport);
     }
 
     public AmendOptions withDataFileRaw(Boolean raw) {
         return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, raw, backingFile, backingFormat, size,
-                open, progress);
+                open, progress, repairReport);
     }
 
     public AmendOptions withBacking(String file, String format) {
         return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, dataFileRaw, file, format, size, open,
-                progress);
+                progress, repairReport);
     }
 
     public AmendOptions withSize(Long bytes) {
-        return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile, backingFormat,
-                bytes, open, progress);
+        return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile,
+                backingFormat, bytes, open, progress, repairReport);
     }
 
     public AmendOptions withOpen(OpenOptions o) {
-        return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile, backingFormat,
-                size, o, progress);
+        return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile,
+                backingFormat, size, o, progress, repairReport);
     }
 
     public AmendOptions withProgress(DoubleConsumer p) {
-        return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile, backingFormat,
-                size, open, p);
+        return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile,
+                backingFormat, size, open, p, repairReport);
+    }
+
+    public AmendOptions withRepairReport(Consumer<String> lines) {
+        return new AmendOptions(compat, lazyRefcounts, refcountBits, dataFile, dataFileRaw, backingFile,
+                backingFormat, size, open, progress, lines);
     }
 }

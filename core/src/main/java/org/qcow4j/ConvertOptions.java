@@ -1,5 +1,6 @@
 package org.qcow4j;
 
+import java.util.function.Consumer;
 import java.util.function.LongConsumer;
 
 /**
@@ -19,9 +20,21 @@ import java.util.function.LongConsumer;
  *                   everything, zeros included, so the output is fully allocated. Default 4096, as qemu-img's
  * @param targetIsZero {@code --target-is-zero}: {@link Images#convertInto(List, WritableImage, ConvertOptions)} may
  *                   leave the target's zero ranges alone because it reads as zeros already
+ * @param copyRange  {@code -C}, qemu-img's copy offloading: what the inputs hold as data (not zero) is copied as it
+ *                   is, zeros included, without {@code minSparse}'s detection (which must then be the default); not
+ *                   with {@code compress}
+ * @param rateLimit  {@code -r}: the writes to the output held to this many bytes per second, as QEMU's throttling of
+ *                   the target (its leaky bucket: a request waits while more than a tenth of a second's worth is
+ *                   pending); 0: no limit
+ * @param salvage    {@code --salvage}: told of every 512-byte sector whose block status or data could not be read,
+ *                   which is then copied as zeros, in qemu-img's words after its program name ("warning: error while
+ *                   reading offset 512: Input/output error"), and of the corruption QEMU's qcow2 driver signals first
+ *                   in an input, in the line it prints alone ("qcow2: Image is corrupt: ..."); null: such an error
+ *                   fails the conversion
  */
 public record ConvertOptions(CreateOptions qcow2, int threads, boolean compress, DiskImage backing,
-                             LongConsumer progress, boolean durable, int minSparse, boolean targetIsZero) {
+                             LongConsumer progress, boolean durable, int minSparse, boolean targetIsZero,
+                             boolean copyRange, long rateLimit, Consumer<String> salvage) {
     /** qemu-img's default {@code -S}. */
     public static final int DEFAULT_MIN_SPARSE = 4096;
     /** The largest {@code -S} qemu-img takes (its largest buffer, 32768 sectors). */
@@ -32,49 +45,73 @@ public record ConvertOptions(CreateOptions qcow2, int threads, boolean compress,
             throw new IllegalArgumentException("minSparse must be a multiple of 512 up to " + MAX_MIN_SPARSE + ": "
                     + minSparse);
         }
+        if (copyRange && compress) {
+            throw new IllegalArgumentException("Cannot enable copy offloading when -c is used"); // qemu-img's words
+        }
+        if (copyRange && salvage != null) {
+            throw new IllegalArgumentException("Cannot use copy offloading in salvaging mode");
+        }
+        if (rateLimit < 0) {
+            throw new IllegalArgumentException("rateLimit must not be negative: " + rateLimit);
+        }
     }
 
     /** A raw output, on as many threads as there are cores, forced to disk. */
     public static ConvertOptions raw() {
         return new ConvertOptions(null, Runtime.getRuntime().availableProcessors(), false, null, null, true,
-                DEFAULT_MIN_SPARSE, false);
+                DEFAULT_MIN_SPARSE, false, false, 0, null);
     }
 
     /** A qcow2 output with {@code options}, on as many threads as there are cores, forced to disk. */
     public static ConvertOptions qcow2(CreateOptions options) {
         return new ConvertOptions(options, Runtime.getRuntime().availableProcessors(), false, null, null, true,
-                DEFAULT_MIN_SPARSE, false);
+                DEFAULT_MIN_SPARSE, false, false, 0, null);
     }
 
     public ConvertOptions withQcow2(CreateOptions o) {
-        return new ConvertOptions(o, threads, compress, backing, progress, durable, minSparse, targetIsZero);
+        return new ConvertOptions(o, threads, compress, backing, progress, durable, minSparse, targetIsZero, copyRange, rateLimit, salvage);
     }
 
     public ConvertOptions withThreads(int n) {
-        return new ConvertOptions(qcow2, n, compress, backing, progress, durable, minSparse, targetIsZero);
+        return new ConvertOptions(qcow2, n, compress, backing, progress, durable, minSparse, targetIsZero, copyRange, rateLimit, salvage);
     }
 
     public ConvertOptions withCompression(boolean c) {
-        return new ConvertOptions(qcow2, threads, c, backing, progress, durable, minSparse, targetIsZero);
+        return new ConvertOptions(qcow2, threads, c, backing, progress, durable, minSparse, targetIsZero, copyRange, rateLimit, salvage);
     }
 
     public ConvertOptions withBacking(DiskImage b) {
-        return new ConvertOptions(qcow2, threads, compress, b, progress, durable, minSparse, targetIsZero);
+        return new ConvertOptions(qcow2, threads, compress, b, progress, durable, minSparse, targetIsZero, copyRange, rateLimit, salvage);
     }
 
     public ConvertOptions withProgress(LongConsumer p) {
-        return new ConvertOptions(qcow2, threads, compress, backing, p, durable, minSparse, targetIsZero);
+        return new ConvertOptions(qcow2, threads, compress, backing, p, durable, minSparse, targetIsZero, copyRange, rateLimit, salvage);
     }
 
     public ConvertOptions withDurable(boolean d) {
-        return new ConvertOptions(qcow2, threads, compress, backing, progress, d, minSparse, targetIsZero);
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, d, minSparse, targetIsZero, copyRange, rateLimit, salvage);
     }
 
     public ConvertOptions withMinSparse(int bytes) {
-        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, bytes, targetIsZero);
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, bytes, targetIsZero, copyRange, rateLimit, salvage);
     }
 
     public ConvertOptions withTargetIsZero(boolean z) {
-        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, minSparse, z);
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, minSparse, z, copyRange, rateLimit, salvage);
+    }
+
+    public ConvertOptions withCopyRange(boolean c) {
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, minSparse, targetIsZero, c,
+                rateLimit, salvage);
+    }
+
+    public ConvertOptions withRateLimit(long bytesPerSecond) {
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, minSparse, targetIsZero,
+                copyRange, bytesPerSecond, salvage);
+    }
+
+    public ConvertOptions withSalvage(Consumer<String> warnings) {
+        return new ConvertOptions(qcow2, threads, compress, backing, progress, durable, minSparse, targetIsZero,
+                copyRange, rateLimit, warnings);
     }
 }

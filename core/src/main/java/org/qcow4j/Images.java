@@ -286,6 +286,14 @@ public final class Images {
     }
 
     /**
+     * The inputs as {@link ConvertOptions#salvage} makes a conversion read them, without its warnings: a 512-byte
+     * sector whose block status or data cannot be read is data that reads as zeros. Closing a view closes its input.
+     */
+    public static List<DiskImage> salvaged(List<DiskImage> inputs) {
+        return Conversion.salvaged(inputs);
+    }
+
+    /**
      * Writes the inputs as raw data into the existing (or new) file {@code target} at byte {@code offset}, in
      * place, keeping the bytes outside that range (e2image's {@code -O}: an image inside a larger disk image).
      */
@@ -299,8 +307,8 @@ public final class Images {
      * ({@code qemu-img convert -n}): where they read as zeros the target is zeroed too (unless
      * {@link ConvertOptions#targetIsZero}), the rest of it past their end is kept. Of {@code options}, these apply:
      * {@code minSparse}, {@code targetIsZero}, {@code backing} (non-null: ranges the inputs leave to their backing
-     * chain stay unwritten), {@code progress} and {@code durable} (a flush at the end); the copy runs on the calling
-     * thread.
+     * chain stay unwritten), {@code copyRange}, {@code rateLimit}, {@code salvage}, {@code progress} and
+     * {@code durable} (a flush at the end); the copy runs on the calling thread.
      *
      * @throws QcowException if the target is smaller than the inputs
      */
@@ -314,6 +322,10 @@ public final class Images {
      * one of them holds data, so sparse images compare at once. Past the shorter image's end the longer must read as
      * zeros; with {@code strict}, different sizes or block statuses (allocation) differ too. {@code progress} (may be
      * null) is told the length of each chunk compared.
+     *
+     * @throws ImageOperationException when a block status or data of either image cannot be read, with qemu-img's
+     *         line as its {@link ImageOperationException#qemuMessage()} ("Sector allocation test failed for NAME",
+     *         "Error while reading offset N of NAME: Input/output error")
      */
     public static CompareResult compare(DiskImage first, DiskImage second, boolean strict, LongConsumer progress)
             throws IOException {

@@ -100,6 +100,7 @@ final class AmendCommand extends Command {
                 return ExitCodes.FAILURE;
             }
             AmendOptions options = AmendOptions.none().withOpen(o.options()).withProgress(progress::print)
+                    .withRepairReport(err::println) // QEMU's repair on open prints its lines bare
                     .withCompat(checked.get("compat"))
                     .withLazyRefcounts(bool(checked.get("lazy_refcounts")))
                     .withRefcountBits(checked.containsKey("refcount_bits")

@@ -4,6 +4,8 @@ import java.io.PrintWriter;
 import java.util.List;
 import org.qcow4j.CompareResult;
 import org.qcow4j.DiskImage;
+import org.qcow4j.FormatException;
+import org.qcow4j.ImageOperationException;
 import org.qcow4j.Images;
 
 /** {@code compare}: whether two images hold the same guest data, as qemu-img compare (exit 0 same, 1 different, 2 error). */
@@ -11,6 +13,7 @@ final class CompareCommand extends Command {
     /** qemu-img compare's exit codes beyond 0 and 1: an image that does not open, and an image that cannot be read. */
     static final int OPEN_FAILED = 2;
     static final int READ_FAILED = 4;
+    static final int STATUS_FAILED = 3;
 
     private static final CommandLine.Option SECOND_FORMAT = CommandLine.Option.value("FMT",
             "Format of the second image; probed if omitted.", "-F");
@@ -96,6 +99,19 @@ final class CompareCommand extends Command {
                 }
                 return r.identical() ? ExitCodes.OK : 1;
             }
+        } catch (ImageOperationException e) {
+            // what could not be read, in qemu-img's words: 3 for a block status, 4 for data
+            if (err.program() == Program.QCOW4J) {
+                ExitCodes.report(e, err, debug);
+            } else {
+                if (e.getCause() instanceof FormatException f && f.qemuWords() != null) {
+                    // the corruption QEMU's qcow2 driver signals meeting it on a read-only image, before qemu-img's line
+                    err.println("qcow2: Image is corrupt: " + f.qemuWords()
+                            + "; further non-fatal corruption events will be suppressed");
+                }
+                err.error(e.qemuMessage());
+            }
+            return e.qemuMessage().startsWith("Sector allocation test failed") ? STATUS_FAILED : READ_FAILED;
         } catch (Exception e) {
             ExitCodes.report(e, err, debug);
             return READ_FAILED;

@@ -27,7 +27,15 @@ final class ConvertCommand extends Command {
             "Output cache mode: unsafe (default, like qemu-img) does not force the output to disk; writeback, none, "
                     + "directsync and writethrough do before finishing.", "-t");
     private static final CommandLine.Option OUT_OF_ORDER = CommandLine.Option.flag(
-            "Accepted for qemu-img compatibility: writes are always out of order.", "-W");
+            "Allow out-of-order writes (accepted: the order of qcow4j's writes is its own either way).", "-W");
+    private static final CommandLine.Option COPY_RANGE = CommandLine.Option.flag(
+            "Copy offloading, as qemu-img's: data ranges copied as they are, zeros included (not with -c, -S or "
+                    + "--salvage).", "-C");
+    private static final CommandLine.Option RATE = CommandLine.Option.value("RATE",
+            "Write at most RATE bytes per second (k, M, G... suffixes; 0: no limit).", "-r");
+    private static final CommandLine.Option SALVAGE = CommandLine.Option.flag(
+            "Read what cannot be read (I/O errors, clusters refused as corrupt) as zeros, with a warning per "
+                    + "512-byte sector, instead of failing.", "--salvage");
     private static final CommandLine.Option COMPRESS = CommandLine.Option.flag(
             "Compress every cluster that shrinks (qcow2 output).", "-c");
     private static final CommandLine.Option OPTIONS = CommandLine.Option.value("OPTIONS",
@@ -50,11 +58,11 @@ final class ConvertCommand extends Command {
             "With --bitmaps: leave out inconsistent bitmaps (with a warning) instead of failing.", "--skip-broken-bitmaps");
 
     ConvertCommand() {
-        super("convert", "convert [-p] [-c] [-n [--target-is-zero]] [-S SPARSE_SIZE] [-m N] [-t CACHE] [-f FMT] [-O raw|qcow2] "
-                        + "[-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
+        super("convert", "convert [-p] [-c] [-C] [-W] [--salvage] [-n [--target-is-zero]] [-S SPARSE_SIZE] [-m N] "
+                        + "[-r RATE] [-t CACHE] [-f FMT] [-O raw|qcow2] [-o OPTIONS] [-B BACKING [-F FMT]] INPUT... OUTPUT",
                 "Convert images (their contents concatenated) into a new raw or qcow2 image.",
                 FORMAT, OUTPUT_FORMAT, OPTIONS, COMPRESS, BACKING, BACKING_FORMAT, PROGRESS, QUIET, WORKERS, CACHE, SOURCE_CACHE,
-                OUT_OF_ORDER, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO, SNAPSHOT, BITMAPS, SKIP_BROKEN, OBJECT,
+                OUT_OF_ORDER, COPY_RANGE, RATE, SALVAGE, FORCE_SHARE, SPARSE, SKIP_CREATE, TARGET_IS_ZERO, SNAPSHOT, BITMAPS, SKIP_BROKEN, OBJECT,
                 IMAGE_OPTS);
     }
 
@@ -73,8 +81,22 @@ final class ConvertCommand extends Command {
 
     private int convert(CommandLine args, PrintWriter out, Stderr err) throws Exception {
         int minSparse = minSparse(args, err);
+        long rate = 0;
+        for (String r : args.all("-r")) {
+            rate = QemuNumbers.cvtnum("rate limit", r, Long.MAX_VALUE, err::error);
+        }
         if (args.has("--skip-broken-bitmaps") && !args.has("--bitmaps")) {
             throw CommandLine.UsageException.withoutHint("Use of --skip-broken-bitmaps requires --bitmaps");
+        }
+        boolean copyRange = args.has("-C");
+        if (copyRange && args.has("-c")) {
+            throw CommandLine.UsageException.withoutHint("Cannot enable copy offloading when -c is used");
+        }
+        if (copyRange && args.has("-S")) {
+            throw CommandLine.UsageException.withoutHint("Cannot enable copy offloading when -S is used");
+        }
+        if (copyRange && args.has("--salvage")) {
+            throw CommandLine.UsageException.withoutHint("Cannot use copy offloading in salvaging mode");
         }
         boolean skipCreate = args.has("-n");
         if (skipCreate && args.has("-o")) {
@@ -102,7 +124,19 @@ final class ConvertCommand extends Command {
             throw CommandLine.UsageException.withoutHint(
                     "Invalid number of coroutines. Allowed number of coroutines is between 1 and 16");
         }
-        ConvertOptions common = ConvertOptions.raw().withThreads((int) threads).withDurable(sync).withMinSparse(minSparse);
+        ConvertOptions common = ConvertOptions.raw().withThreads((int) threads).withDurable(sync).withMinSparse(minSparse)
+                .withCopyRange(copyRange).withRateLimit(rate);
+        if (args.has("--salvage")) {
+            // qemu-img's warnings after its name, unless -q; the qcow2 driver's corruption line alone, even with -q
+            boolean quiet = args.has("-q");
+            common = common.withSalvage(w -> {
+                if (w.startsWith("qcow2: ")) {
+                    err.println(w);
+                } else if (!quiet) {
+                    err.error(w);
+                }
+            });
+        }
         List<DiskImage> opened = new ArrayList<>(); // inputs, backing file, target: all closed at the end
         try {
             String[] snapshot = snapshotParam(args.get("-l", null));
@@ -310,7 +344,11 @@ final class ConvertCommand extends Command {
     /** {@code -p} without {@code -q}: qemu-img's progress over the data runs the copy will write. */
     private static Progress progress(CommandLine args, PrintWriter out, List<DiskImage> inputs, boolean backing)
             throws java.io.IOException {
-        return args.has("-p") && !args.has("-q") ? new Progress(out, Progress.dataRuns(inputs, backing)) : null;
+        if (!args.has("-p") || args.has("-q")) {
+            return null;
+        }
+        // salvaging, the data runs as the copy will see them (what cannot be read counts as data, as in qemu-img)
+        return new Progress(out, Progress.dataRuns(args.has("--salvage") ? Images.salvaged(inputs) : inputs, backing));
     }
 
     /** {@code -S}: qemu-img's checks and words; the default 4k. */

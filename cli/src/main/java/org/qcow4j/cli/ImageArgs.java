@@ -73,6 +73,17 @@ final class ImageArgs {
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
         OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"));
+        BlkdebugFilter blkdebug;
+        try {
+            blkdebug = BlkdebugFilter.below(filename); // blkdebug:CONFIG:FILE, its rules above the image FILE
+        } catch (ImageSpec.Refused e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
+        }
+        if (blkdebug != null) {
+            String file = blkdebug.imageName();
+            return blkdebug.wrap(opening(file, () -> Images.open(path(file),
+                    backing ? options : options.withoutBacking())));
+        }
         return opening(filename, () -> Images.open(path(filename), backing ? options : options.withoutBacking()));
     }
 
@@ -127,6 +138,12 @@ final class ImageArgs {
         } catch (ImageSpec.Refused e) {
             throw new IOException(prefix + e.getMessage());
         }
+        return resolve(operand, spec, forceShare);
+    }
+
+    /** The operand that {@code spec} describes ({@code operand} names it in messages). */
+    private static Operand resolve(String operand, ImageSpec spec, boolean forceShare) throws IOException {
+        String prefix = "Could not open '" + operand + "': ";
         if (forceShare && spec.forceShare() != null && !spec.forceShare().equals("on")) {
             throw new IOException("--force-share/-U conflicts with image options");
         }
@@ -142,8 +159,26 @@ final class ImageArgs {
 
     /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} or {@code json:} operand. */
     private static DiskImage openImageOpts(CommandLine args, String optstr, boolean backing) throws IOException {
-        Operand o = operand(args, optstr);
-        return opening(optstr, () -> Images.open(o.path(), backing ? o.options() : o.options().withoutBacking()));
+        BlkdebugFilter blkdebug = null;
+        Operand o;
+        if (optstr.startsWith("json:")) {
+            // blkdebug above the image (its error injection): the image below opened, then the filter put on it
+            try {
+                blkdebug = BlkdebugFilter.above(QemuOpts.json(optstr, true));
+                o = blkdebug == null ? null
+                        : resolve(optstr, ImageSpec.of(null, blkdebug.imageOptions()), args.has("-U"));
+            } catch (QemuOpts.Invalid e) {
+                throw new IOException(e.getMessage());
+            } catch (ImageSpec.Refused e) {
+                throw new IOException("Could not open '" + optstr + "': " + e.getMessage());
+            }
+        } else {
+            o = null;
+        }
+        Operand operand = o != null ? o : operand(args, optstr);
+        DiskImage image = opening(optstr, () -> Images.open(operand.path(),
+                backing ? operand.options() : operand.options().withoutBacking()));
+        return blkdebug == null ? image : blkdebug.wrap(image);
     }
 
     /**

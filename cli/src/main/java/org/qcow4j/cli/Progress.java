@@ -94,7 +94,7 @@ final class Progress {
 
     private void print(double current) {
         lastPrinted = current;
-        out.printf("    (%3.2f/100%%)\r", current);
+        out.print(QemuProgress.line((float) current));
         out.flush();
     }
 }

@@ -59,6 +59,14 @@ final class QemuOpts {
      * booleans as on/off; lists (blkdebug rules, quorum children) kept as the key alone, for the reader to refuse.
      */
     static Map<String, String> json(String name) throws Invalid {
+        return json(name, false);
+    }
+
+    /**
+     * {@link #json(String)}, with {@code lists} a list's elements flattened as QEMU's {@code qdict_flatten} does
+     * ({@code {"inject-error": [{"sector": 3}]}} is {@code inject-error.0.sector=3}), for a reader that takes them.
+     */
+    static Map<String, String> json(String name, boolean lists) throws Invalid {
         Map<String, String> out = new LinkedHashMap<>();
         com.fasterxml.jackson.core.JsonFactory factory = com.fasterxml.jackson.core.JsonFactory.builder()
                 .enable(com.fasterxml.jackson.core.json.JsonReadFeature.ALLOW_SINGLE_QUOTES).build();
@@ -66,7 +74,7 @@ final class QemuOpts {
             if (p.nextToken() != com.fasterxml.jackson.core.JsonToken.START_OBJECT) {
                 throw new Invalid("Could not parse the JSON options");
             }
-            flatten(p, "", out, 0);
+            flatten(p, "", out, 0, lists);
         } catch (java.io.IOException e) {
             throw new Invalid("Could not parse the JSON options");
         }
@@ -74,23 +82,41 @@ final class QemuOpts {
     }
 
     private static void flatten(com.fasterxml.jackson.core.JsonParser p, String prefix, Map<String, String> out,
-                                int depth) throws java.io.IOException, Invalid {
+                                int depth, boolean lists) throws java.io.IOException, Invalid {
         if (depth > 16) {
             throw new Invalid("Could not parse the JSON options");
         }
         for (com.fasterxml.jackson.core.JsonToken t = p.nextToken(); t != com.fasterxml.jackson.core.JsonToken.END_OBJECT;
              t = p.nextToken()) {
             String key = prefix + p.currentName();
-            switch (p.nextToken()) {
-                case START_OBJECT -> flatten(p, key + ".", out, depth + 1);
-                case START_ARRAY -> {
+            value(p, p.nextToken(), key, out, depth, lists);
+        }
+    }
+
+    /** The value {@code t} starts, under {@code key}. */
+    private static void value(com.fasterxml.jackson.core.JsonParser p, com.fasterxml.jackson.core.JsonToken t,
+                              String key, Map<String, String> out, int depth, boolean lists)
+            throws java.io.IOException, Invalid {
+        switch (t) {
+            case START_OBJECT -> flatten(p, key + ".", out, depth + 1, lists);
+            case START_ARRAY -> {
+                if (!lists) {
                     p.skipChildren();
                     out.put(key, "");
+                    return;
                 }
-                case VALUE_TRUE -> out.put(key, "on");
-                case VALUE_FALSE -> out.put(key, "off");
-                default -> out.put(key, p.getText());
+                if (depth > 16) {
+                    throw new Invalid("Could not parse the JSON options");
+                }
+                int i = 0;
+                for (com.fasterxml.jackson.core.JsonToken e = p.nextToken();
+                     e != com.fasterxml.jackson.core.JsonToken.END_ARRAY; e = p.nextToken()) {
+                    value(p, e, key + "." + i++, out, depth + 1, lists);
+                }
             }
+            case VALUE_TRUE -> out.put(key, "on");
+            case VALUE_FALSE -> out.put(key, "off");
+            default -> out.put(key, p.getText());
         }
     }
 

@@ -32,10 +32,18 @@ final class QemuProgress {
         if (current > lastPrint + minSkip || current < lastPrint - minSkip || current == 0 || current == 100) {
             lastPrint = current;
             if (enabled) {
-                out.print("    (" + IoFormat.fixed(current, 2) + "/100%)\r");
+                out.print(line(current));
                 out.flush();
             }
         }
+    }
+
+    /**
+     * {@code "    (%3.2f/100%%)\r"} of {@code current} as glibc prints it (see above); every progress line of the
+     * commands.
+     */
+    static String line(float current) {
+        return "    (" + IoFormat.fixed(current, 2) + "/100%)\r";
     }
 
     /** qemu_progress_end. */

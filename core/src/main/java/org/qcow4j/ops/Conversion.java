@@ -44,14 +44,23 @@ public final class Conversion {
     }
 
     /** The inputs concatenated into the new image {@code output}, raw or qcow2. */
-    public static void convert(List<DiskImage> inputs, Path output, ConvertOptions options) throws IOException {
+    public static void convert(List<DiskImage> sources, Path output, ConvertOptions options) throws IOException {
+        Salvage salvage = Salvage.of(options.salvage());
+        try {
+            convertNew(salvage.wrap(sources), output, options);
+        } finally {
+            salvage.report();
+        }
+    }
+
+    private static void convertNew(List<DiskImage> inputs, Path output, ConvertOptions options) throws IOException {
         String name = output.toString();
         long total = RawConverter.totalSize(inputs);
         if (options.qcow2() == null) {
             OutputFile.writeAtomically(output, file -> {
                 try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
-                    new RawConverter(options.threads(), options.progress(), options.minSparse())
-                            .convert(inputs, ch, name);
+                    new RawConverter(options.threads(), options.progress(), options.minSparse(), options.copyRange(),
+                            options.rateLimit()).convert(inputs, ch, name);
                     if (options.durable()) {
                         force(ch, name);
                     }
@@ -78,7 +87,7 @@ public final class Conversion {
         OutputFile.writeAtomically(output, file -> {
             try (Qcow2Writer w = Qcow2Writer.create(file, name, valid, hint)) {
                 new Qcow2Converter(options.threads(), options.compress(), options.backing(), options.progress(),
-                        options.minSparse())
+                        options.minSparse(), options.copyRange(), options.rateLimit())
                         .convert(inputs, w);
                 w.finish(options.durable());
             }
@@ -92,14 +101,26 @@ public final class Conversion {
         if (!Files.exists(target)) {
             Files.createFile(target);
         }
+        Salvage salvage = Salvage.of(options.salvage());
         try (OpenFile file = OpenFiles.open(target, Access.WRITE, name)) {
             FileChannel ch = file.channel();
-            new RawConverter(options.threads(), options.progress(), options.minSparse())
-                    .convertInto(inputs, ch, target, name, offset);
+            new RawConverter(options.threads(), options.progress(), options.minSparse(), options.copyRange(),
+                    options.rateLimit()).convertInto(salvage.wrap(inputs), ch, target, name, offset);
             if (options.durable()) {
                 force(ch, name);
             }
+        } finally {
+            salvage.report();
         }
+    }
+
+    /**
+     * The inputs as {@code --salvage} reads them ({@link ConvertOptions#salvage}), telling no one: a sector whose
+     * block status or data cannot be read is data, and reads as zeros. For what must look at the inputs as the
+     * conversion will (the progress of a salvaging {@code convert -p}).
+     */
+    public static List<DiskImage> salvaged(List<DiskImage> inputs) {
+        return Salvage.of(line -> { }).wrap(inputs);
     }
 
     private static CreateOptions validate(CreateOptions options, String name) throws QcowException {

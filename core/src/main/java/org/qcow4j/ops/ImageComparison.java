@@ -7,6 +7,7 @@ import org.qcow4j.CompareResult;
 import org.qcow4j.CompareResult.Verdict;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.ImageOperationException;
 import org.qcow4j.format.ClusterGeometry;
 
 /**
@@ -16,6 +17,9 @@ import org.qcow4j.format.ClusterGeometry;
  * both sector-granular, from the start of a chunk). Strict mode ({@code -s}) also compares the block status flags.
  */
 public final class ImageComparison {
+    /** qemu-img's message when the block status of an image cannot be read, before the image's name. */
+    private static final String SECTOR_ALLOCATION_FAILED = "Sector allocation test failed for ";
+
     /** qemu-img's IO_BUF_SIZE: the most it reads at once. */
     static final int CHUNK = 2 << 20;
     private static final int SECTOR = 512;
@@ -135,7 +139,15 @@ public final class ImageComparison {
      * allocated zeros there ({@code bdrv_co_common_block_status_above}).
      */
     private static Status status(DiskImage image, long offset, long max) throws IOException {
-        Extent e = image.blockStatus(offset, max);
+        Extent e;
+        try {
+            e = image.blockStatus(offset, max);
+        } catch (java.io.InterruptedIOException | java.nio.channels.ClosedByInterruptException stop) {
+            throw stop;
+        } catch (IOException fault) { // qemu-img's words for it, and its exit code 3
+            throw new ImageOperationException(image.filename(), "block status at offset " + offset + ": "
+                    + fault.getMessage(), SECTOR_ALLOCATION_FAILED + image.filename(), fault);
+        }
         // QEMU's qcow2 reports at most one L2 table's range per call, in each layer it asks: the same chunks
         // make the same progress values (qemu-img adds them up as floats)
         long end = e.end();
@@ -225,7 +237,14 @@ public final class ImageComparison {
 
     private static void read(DiskImage image, ByteBuffer buf, long offset, int length) throws IOException {
         buf.clear().limit(length);
-        image.read(buf, offset);
+        try {
+            image.read(buf, offset);
+        } catch (java.io.InterruptedIOException | java.nio.channels.ClosedByInterruptException stop) {
+            throw stop;
+        } catch (IOException fault) { // qemu-img's words for it (the errno QEMU's drivers give), and its exit code 4
+            throw new ImageOperationException(image.filename(), "reading offset " + offset + ": " + fault.getMessage(),
+                    "Error while reading offset " + offset + " of " + image.filename() + ": Input/output error", fault);
+        }
         buf.flip();
     }
 }

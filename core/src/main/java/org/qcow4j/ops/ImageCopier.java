@@ -27,28 +27,41 @@ public final class ImageCopier {
     }
 
     public static void copy(List<DiskImage> inputs, WritableImage target, ConvertOptions options) throws IOException {
+        Salvage salvage = Salvage.of(options.salvage());
+        try {
+            copyAll(salvage.wrap(inputs), target, options);
+        } finally {
+            salvage.report();
+        }
+    }
+
+    private static void copyAll(List<DiskImage> inputs, WritableImage target, ConvertOptions options)
+            throws IOException {
         DiskImage in = ConcatenatedImage.of(inputs);
+        CopyRange offload = new CopyRange(options.copyRange());
+        RateLimit rate = RateLimit.of(options.rateLimit());
         long total = in.size();
         if (target.size() < total) {
             throw new QcowException(target.filename(), "output file is smaller than input file"); // qemu-img's words
         }
         LongConsumer progress = options.progress() == null ? n -> { } : options.progress();
-        int minSparse = options.minSparse();
         ByteBuffer buf = ByteBuffer.allocateDirect(BUFFER);
         for (long pos = 0; pos < total; ) {
             Extent e = in.extentAt(pos, total - pos);
             boolean zero = e.zero() && !e.data();
             if (options.backing() != null && !(e.present() && e.depth() == 0)) {
                 progress.accept(e.length()); // left to the backing file
-            } else if (zero && minSparse > 0) {
+            } else if (zero && options.minSparse() > 0) {
                 if (!options.targetIsZero()) {
+                    rate.account(e.length());
                     target.writeZeroes(e.start(), e.length(), true);
                 }
                 progress.accept(e.length());
             } else {
+                int minSparse = offload.whole(e) ? 0 : options.minSparse();
                 for (long at = e.start(); at < e.end(); at += BUFFER) {
                     int len = (int) Math.min(BUFFER, e.end() - at);
-                    copyPiece(in, target, buf, at, len, zero, options);
+                    copyPiece(in, target, buf, at, len, zero, minSparse, options.targetIsZero(), rate);
                     progress.accept(len);
                 }
             }
@@ -60,26 +73,29 @@ public final class ImageCopier {
     }
 
     private static void copyPiece(DiskImage in, WritableImage target, ByteBuffer buf, long at, int len, boolean zero,
-                                  ConvertOptions options) throws IOException {
+                                  int minSparse, boolean targetIsZero, RateLimit rate) throws IOException {
         buf.clear().limit(len);
         if (zero) {
             Zeros.fill(buf);
         } else {
             in.read(buf, at);
         }
-        if (options.minSparse() == 0) {
+        if (minSparse == 0) {
+            rate.account(len);
             target.write(buf.flip(), at);
             return;
         }
         int padded = (len + SparseRuns.SECTOR - 1) & -SparseRuns.SECTOR;
         Zeros.fill(buf.limit(padded).position(len));
-        int min = options.minSparse() / SparseRuns.SECTOR;
+        int min = minSparse / SparseRuns.SECTOR;
         SparseRuns.forEach(buf, padded / SparseRuns.SECTOR, at / SparseRuns.SECTOR, min, SparseRuns.alignment(min),
                 (from, length, data) -> {
                     int n = Math.min(length, len - from);
                     if (data) {
+                        rate.account(n);
                         target.write(buf.slice(from, n), at + from);
-                    } else if (!options.targetIsZero()) {
+                    } else if (!targetIsZero) {
+                        rate.account(n);
                         target.writeZeroes(at + from, n, true);
                     }
                 });

@@ -31,6 +31,8 @@ public final class Qcow2Converter {
     private final DiskImage backing;
     private final LongConsumer progress;
     private final int minSparse;
+    private final boolean copyRange;
+    private final RateLimit rate;
 
     /**
      * @param backing   the new image's backing file, opened, to write only what differs from it; or null
@@ -39,6 +41,17 @@ public final class Qcow2Converter {
      *                  rest, as qemu-img); 0 allocates every cluster, zeros included
      */
     public Qcow2Converter(int threads, boolean compress, DiskImage backing, LongConsumer progress, int minSparse) {
+        this(threads, compress, backing, progress, minSparse, false, 0);
+    }
+
+    /**
+     * @param copyRange {@code -C}: the clusters of data ranges written as they are, zeros included ({@link CopyRange})
+     * @param rate      {@code -r}: bytes per second written at most ({@link RateLimit}); 0: no limit
+     */
+    Qcow2Converter(int threads, boolean compress, DiskImage backing, LongConsumer progress, int minSparse,
+                   boolean copyRange, long rate) {
+        this.copyRange = copyRange;
+        this.rate = RateLimit.of(rate);
         this.threads = Math.max(1, threads);
         this.compress = compress;
         this.backing = backing;
@@ -91,12 +104,14 @@ public final class Qcow2Converter {
         ConcurrentLinkedQueue<ClusterCompressor> compressors = new ConcurrentLinkedQueue<>();
         ConcurrentLinkedQueue<ByteBuffer[]> buffers = new ConcurrentLinkedQueue<>();
         List<ClusterCompressor> allCompressors = new ArrayList<>();
+        CopyRange offload = new CopyRange(copyRange);
         try (Workers<Chunk> workers = new Workers<>(threads)) {
             long scheduledEnd = 0; // guest byte up to which chunks are scheduled (cluster aligned)
             for (long pos = 0; pos < size; ) {
                 Extent e = needsCopy(in, pos, size - pos);
                 long end = e.end();
                 if (e.data() || !e.zero() || minSparse == 0) {
+                    boolean whole = offload.whole(e);
                     long a = Math.max(scheduledEnd, e.start() & -clusterSize);
                     long rangeEnd = Math.min(roundUp(end, clusterSize), roundUp(size, clusterSize));
                     while (a < rangeEnd) {
@@ -105,7 +120,8 @@ public final class Qcow2Converter {
                         if (workers.full()) {
                             apply(workers.next(), out, buffers, clusterBits);
                         }
-                        workers.submit(() -> work(in, start, b, o, clusterBits, compressors, allCompressors, buffers));
+                        workers.submit(() -> work(in, start, b, o, clusterBits, whole, compressors, allCompressors,
+                                buffers));
                         a = b;
                         scheduledEnd = b;
                     }
@@ -142,7 +158,7 @@ public final class Qcow2Converter {
         return new Extent(pos, b.length(), 0, true, b.zero() && !b.data(), b.data(), -1);
     }
 
-    private Chunk work(DiskImage in, long start, long end, CreateOptions o, int clusterBits,
+    private Chunk work(DiskImage in, long start, long end, CreateOptions o, int clusterBits, boolean whole,
                        ConcurrentLinkedQueue<ClusterCompressor> compressors, List<ClusterCompressor> allCompressors,
                        ConcurrentLinkedQueue<ByteBuffer[]> buffers) throws IOException {
         int clusterSize = 1 << clusterBits;
@@ -167,7 +183,7 @@ public final class Qcow2Converter {
             boolean[] written = minSparse > clusterSize && !compress ? writtenClusters(data, start, clusterBits) : null;
             for (int i = 0; i < n; i++) {
                 int at = i << clusterBits;
-                boolean zero = minSparse > 0 && (written == null ? Zeros.isZero(data, at, at + clusterSize) : !written[i]);
+                boolean zero = !whole && minSparse > 0 && (written == null ? Zeros.isZero(data, at, at + clusterSize) : !written[i]);
                 if (base != null && data.slice(at, clusterSize).equals(base.slice(at, clusterSize))) {
                     ops[i] = Op.SKIP;
                 } else if (zero) {
@@ -244,10 +260,12 @@ public final class Qcow2Converter {
             switch (ops[i]) {
                 case SKIP -> i++;
                 case ZERO -> {
+                    rate.account(1L << clusterBits);
                     out.writeZero(gc);
                     i++;
                 }
                 case COMPRESSED -> {
+                    rate.account(1L << clusterBits);
                     out.writeCompressed(gc, c.streams()[i]);
                     i++;
                 }
@@ -256,6 +274,7 @@ public final class Qcow2Converter {
                     while (j < ops.length && ops[j] == Op.DATA) {
                         j++;
                     }
+                    rate.account((long) (j - i) << clusterBits);
                     out.writeData(gc, c.data().slice(i << clusterBits, (j - i) << clusterBits));
                     i = j;
                 }

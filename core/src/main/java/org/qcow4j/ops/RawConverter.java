@@ -26,6 +26,8 @@ public final class RawConverter {
     private final int threads;
     private final LongConsumer progress;
     private final int minSparse;
+    private final boolean copyRange;
+    private final RateLimit rate;
 
     /**
      * @param threads   workers (at least 1)
@@ -34,9 +36,19 @@ public final class RawConverter {
      *                  byte, zeros included (a fully allocated output)
      */
     public RawConverter(int threads, LongConsumer progress, int minSparse) {
+        this(threads, progress, minSparse, false, 0);
+    }
+
+    /**
+     * @param copyRange {@code -C}: data ranges written as they are, zeros included ({@link CopyRange})
+     * @param rate      {@code -r}: bytes per second written at most ({@link RateLimit}); 0: no limit
+     */
+    RawConverter(int threads, LongConsumer progress, int minSparse, boolean copyRange, long rate) {
         this.threads = Math.max(1, threads);
         this.progress = progress == null ? n -> { } : progress;
         this.minSparse = minSparse;
+        this.copyRange = copyRange;
+        this.rate = RateLimit.of(rate);
     }
 
     /** Total guest bytes of the inputs, which is the output's size. */
@@ -82,7 +94,7 @@ public final class RawConverter {
             ByteBuffer zeros = ByteBuffer.allocateDirect(CHUNK);
             for (int i = 0; i < data.length; i += 2) {
                 for (long p = Math.max(data[i], outOffset); p < Math.min(data[i + 1], end); p += CHUNK) {
-                    writeFully(out, outName, zeros.clear().limit((int) Math.min(CHUNK, Math.min(data[i + 1], end) - p)), p);
+                    writeAll(out, outName, zeros.clear().limit((int) Math.min(CHUNK, Math.min(data[i + 1], end) - p)), p);
                 }
             }
             if (existing < end) {
@@ -99,12 +111,14 @@ public final class RawConverter {
         long total = totalSize(inputs);
         ThreadLocal<ByteBuffer> buffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(CHUNK));
         DiskImage in = ConcatenatedImage.of(inputs);
+        CopyRange offload = new CopyRange(copyRange);
         try (Workers<Long> workers = new Workers<>(threads)) {
             for (long pos = 0; pos < total; ) {
                 Extent e = in.extentAt(pos, total - pos);
                 if (!e.data() && e.zero() && minSparse > 0) {
                     progress.accept(e.length());
                 } else {
+                    int sparse = offload.whole(e) ? 0 : minSparse;
                     for (long off = e.start(); off < e.end(); off += CHUNK) {
                         long len = Math.min(CHUNK, e.end() - off);
                         long guest = off;
@@ -112,7 +126,7 @@ public final class RawConverter {
                             progress.accept(workers.next());
                         }
                         workers.submit(() -> {
-                            copy(in, guest, (int) len, out, outName, base + guest, buffers.get(), minSparse);
+                            copy(in, guest, (int) len, out, outName, base + guest, buffers.get(), sparse);
                             return len;
                         });
                     }
@@ -125,7 +139,7 @@ public final class RawConverter {
         }
     }
 
-    private static void copy(DiskImage in, long guest, int len, FileChannel out, String outName, long outPos,
+    private void copy(DiskImage in, long guest, int len, FileChannel out, String outName, long outPos,
                              ByteBuffer buf, int minSparse) throws IOException {
         buf.clear().limit(len);
         in.read(buf, guest);
@@ -145,7 +159,12 @@ public final class RawConverter {
                 });
     }
 
-    private static void writeFully(FileChannel out, String outName, ByteBuffer src, long pos) throws IOException {
+    private void writeFully(FileChannel out, String outName, ByteBuffer src, long pos) throws IOException {
+        rate.account(src.remaining());
+        writeAll(out, outName, src, pos);
+    }
+
+    private static void writeAll(FileChannel out, String outName, ByteBuffer src, long pos) throws IOException {
         try {
             while (src.hasRemaining()) {
                 pos += out.write(src, pos);

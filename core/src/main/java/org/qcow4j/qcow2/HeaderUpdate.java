@@ -84,6 +84,12 @@ public final class HeaderUpdate {
      * dirty, unknown autoclear bits gone.
      */
     static Header openedHeader(Path path, String name) throws IOException {
+        return openedHeader(path, name, line -> { });
+    }
+
+    /** {@link #openedHeader(Path, String)}, telling {@code repairLines} what the repair of a dirty image prints. */
+    static Header openedHeader(Path path, String name, java.util.function.Consumer<String> repairLines)
+            throws IOException {
         Header h = read(path, name);
         if (h.has(Feature.CORRUPT)) {
             throw new QcowException(name, "the image is marked corrupt (qemu-img check -r all repairs it)", null,
@@ -93,7 +99,7 @@ public final class HeaderUpdate {
             throw new UnsupportedFeatureException(name, "writing to an image with persistent bitmaps");
         }
         if (h.has(Feature.DIRTY)) {
-            Qcow2Check.repairDirty(path, line -> { });
+            Qcow2Check.repairDirty(path, repairLines);
             h = read(path, name);
         }
         return h.withFeatures(h.version(), h.incompatibleFeatures(), h.compatibleFeatures(),

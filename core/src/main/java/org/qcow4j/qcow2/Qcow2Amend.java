@@ -20,18 +20,16 @@ import org.qcow4j.io.OpenFiles;
 
 /**
  * QEMU 7.2's {@code qcow2_amend_options}, step for step and with its messages: the options checked, then an upgrade
- * to version 3 ({@code qcow2_upgrade}: the header rewritten), the raw-data-file flag and data file name, the header
+ * to version 3 ({@code qcow2_upgrade}: a snapshot table whose entries lack the version 3 extra data written anew, the
+ * header rewritten), the raw-data-file flag and data file name, the header
  * rewritten (always, as QEMU's {@code qcow2_update_header}), the backing file compared (QEMU cannot change it here:
  * {@code qemu-img rebase} does), lazy refcounts switched (the header again), the size changed (exactly, as
  * {@code blk_truncate}), and last a downgrade to version 2 ({@code qcow2_downgrade}: what version 2 cannot hold
- * refused, zero clusters expanded and flushed, then the header). Every header change is one write of cluster 0 after
- * everything it names is on disk, so a crash leaves the image as before or after each step.
+ * refused, zero clusters expanded in the active L1 table and in every snapshot's and flushed, then the header).
+ * Every header change is one write of cluster 0 after everything it names is on disk, so a crash leaves the image as
+ * before or after each step.
  *
  * The refcount width changes as QEMU's {@code qcow2_change_refcount_order} ({@link RefcountOrderChange}).
- *
- * <p>Not done: the upgrade of a version 2 image whose snapshot entries lack the version 3 extra data and the downgrade
- * of an image with internal snapshots (QEMU rewrites the snapshot table and expands the snapshots' zero clusters),
- * refused by name likewise.
  */
 public final class Qcow2Amend {
     private Qcow2Amend() {
@@ -40,8 +38,18 @@ public final class Qcow2Amend {
     public static void amend(Path path, AmendOptions o) throws IOException {
         String name = path.toString();
         DoubleConsumer progress = o.progress() == null ? p -> { } : o.progress();
+        progress.accept(0); // qemu-img's, before the driver looks at the options
+        try {
+            amend(path, name, o, progress);
+        } finally {
+            progress.accept(100); // qemu-img's, whether the driver succeeded or not
+        }
+    }
+
+    private static void amend(Path path, String name, AmendOptions o, DoubleConsumer progress) throws IOException {
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, name)) {
-            Header h = HeaderUpdate.openedHeader(path, name);
+            // As QEMU's read-write open: a dirty image repaired first, its repair's lines told
+            Header h = HeaderUpdate.openedHeader(path, name, o.repairReport() == null ? line -> { } : o.repairReport());
             List<Snapshot> snapshots;
             try (DiskImage image = new ChainOpener(o.open().withoutBacking()).open(name, "qcow2", 0, null)) {
                 snapshots = image.qcow2().orElseThrow().snapshots();
@@ -76,31 +84,30 @@ public final class Qcow2Amend {
                 }
                 raw = o.dataFileRaw();
             }
-            boolean downgradeWithSnapshots = newVersion < oldVersion && !snapshots.isEmpty();
             boolean upgradeOldSnapshots = newVersion > oldVersion
                     && snapshots.stream().anyMatch(s -> s.diskSize() < 0);
-            progress.accept(0);
-            Progress steps = new Progress(progress, (newVersion != oldVersion ? 1 : 0) + (bits != h.refcountBits() ? 1 : 0));
+            AmendProgress steps = new AmendProgress(progress, (newVersion != oldVersion ? 1 : 0)
+                    + (bits != h.refcountBits() ? 1 : 0));
 
             if (newVersion > oldVersion) { // qcow2_upgrade
-                steps.start(Operation.UPGRADING);
-                steps.status(0, 2);
+                steps.start(AmendProgress.Step.UPGRADING);
+                steps.report(0, 2);
                 if (upgradeOldSnapshots) {
                     Qcow2Image.rewriteSnapshotTable(path, o.open());
                     h = reread(path, name, h);
                 }
-                steps.status(1, 2);
+                steps.report(1, 2);
                 h = h.withFeatures(3, h.incompatibleFeatures(), h.compatibleFeatures(), h.autoclearFeatures());
                 HeaderUpdate.write(path, h);
-                steps.status(2, 2);
+                steps.report(2, 2);
             }
             if (bits != h.refcountBits()) {
                 if (newVersion < 3 && bits != 16) {
                     throw refused(name, "refcount_bits", String.valueOf(bits), "Refcount widths other than 16 bits "
                             + "require compatibility level 1.1 or above (use compat=1.1 or greater)");
                 }
-                steps.start(Operation.CHANGING_REFCOUNT_ORDER);
-                RefcountOrderChange.change(path, h, Integer.numberOfTrailingZeros(bits), o.open(), steps::status);
+                steps.start(AmendProgress.Step.CHANGING_REFCOUNT_ORDER);
+                RefcountOrderChange.change(path, h, Integer.numberOfTrailingZeros(bits), o.open(), steps);
                 h = reread(path, name, h);
             }
             long autoclear = raw ? h.autoclearFeatures() | Feature.RAW_EXTERNAL_DATA.mask()
@@ -135,16 +142,15 @@ public final class Qcow2Amend {
                 h = reread(path, name, h);
             }
             if (newVersion < oldVersion) {
-                steps.start(Operation.DOWNGRADING);
-                downgrade(path, name, h, snapshots, downgradeWithSnapshots, o, steps);
+                steps.start(AmendProgress.Step.DOWNGRADING);
+                downgrade(path, name, h, snapshots, o, steps);
             }
-            progress.accept(100);
         }
     }
 
     /** qcow2_downgrade: what version 2 cannot hold refused in QEMU's words, zero clusters expanded, the header. */
-    private static void downgrade(Path path, String name, Header h, List<Snapshot> snapshots, boolean withSnapshots,
-                                  AmendOptions o, Progress steps) throws IOException {
+    private static void downgrade(Path path, String name, Header h, List<Snapshot> snapshots, AmendOptions o,
+                                  AmendProgress steps) throws IOException {
         if (h.refcountOrder() != 4) {
             throw refused(name, "compat", "0.10", "compat=0.10 requires refcount_bits=16");
         }
@@ -161,12 +167,14 @@ public final class Qcow2Amend {
             throw refused(name, "compat", "0.10", "Cannot downgrade an image with incompatible features 0x"
                     + Long.toHexString(incompatible) + " set");
         }
-        if (withSnapshots) {
-            throw new UnsupportedFeatureException(name, "downgrading an image with internal snapshots");
+        // QEMU's amend progress: L1 entries expanded (the active table's, then every snapshot's)
+        long l1Entries = h.l1Size();
+        for (Snapshot s : snapshots) {
+            l1Entries += s.l1Size();
         }
-        int l1Size = h.l1Size();
+        long total = l1Entries;
         try (WritableImage image = Qcow2Image.openWritable(path, o.open().withQemuLayout(true))) {
-            ((Qcow2Image) image).expandZeroClusters(v -> steps.status(v, l1Size));
+            ((Qcow2Image) image).expandZeroClusters(v -> steps.report(v, total));
         }
         h = reread(path, name, h);
         if (h.has(Feature.COMPRESSION_TYPE)) {
@@ -200,53 +208,6 @@ public final class Qcow2Amend {
         Header now = HeaderUpdate.openedHeader(path, name);
         return now.withFeatures(amended.version(), now.incompatibleFeatures(), amended.compatibleFeatures(),
                 now.autoclearFeatures());
-    }
-
-    /** What {@link Progress} is told of: QEMU's {@code BlockDriverAmendStatusCB}, work done of a total. */
-    @FunctionalInterface
-    interface Status {
-        void status(long offset, long workSize);
-    }
-
-    private enum Operation { UPGRADING, CHANGING_REFCOUNT_ORDER, DOWNGRADING }
-
-    /**
-     * QEMU's {@code qcow2_amend_helper_cb}: the operations' own progress joined into one share, the work of those
-     * still to come projected from those seen so far (so a refcount change that needs one more walk than planned
-     * shows as a share going back, as iotest 112 expects). The share is computed in float, as qemu-img's.
-     */
-    private static final class Progress implements Status {
-        private final DoubleConsumer out;
-        private final int total;
-        private Operation current;
-        private Operation last;
-        private int completed;
-        private long offsetCompleted;
-        private long lastWorkSize;
-
-        Progress(DoubleConsumer out, int total) {
-            this.out = out;
-            this.total = total;
-        }
-
-        void start(Operation op) {
-            current = op;
-        }
-
-        @Override
-        public void status(long offset, long workSize) {
-            if (current != last) {
-                if (last != null) {
-                    offsetCompleted += lastWorkSize;
-                    completed++;
-                }
-                last = current;
-            }
-            lastWorkSize = workSize;
-            long currentWork = offsetCompleted + workSize;
-            long projected = currentWork * (total - completed - 1) / (completed + 1);
-            out.accept(100.f * (offsetCompleted + offset) / (currentWork + projected));
-        }
     }
 
     private static ImageOperationException refused(String name, String field, String value, String qemu) {

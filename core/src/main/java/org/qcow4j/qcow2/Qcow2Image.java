@@ -494,9 +494,19 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
         if ((t == SubclusterType.NORMAL || t == SubclusterType.ZERO_ALLOC || t == SubclusterType.UNALLOCATED_ALLOC)
                 && !geo.isClusterAligned(L2Entry.hostOffset(entry))) {
-            throw l2Error(l2Offset, index, entry, "host cluster offset not aligned to the cluster size " + geo.clusterSize());
+            // QEMU's qcow2_get_host_offset: the event it signals, in its words
+            String qemu = String.format("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)",
+                    cHex(L2Entry.hostOffset(entry)), cHex(l2Offset), cHex(index));
+            throw new FormatException(filename, "L2 entry " + index + " of table at " + FormatException.hex(l2Offset),
+                    FormatException.hex(entry), "host cluster offset not aligned to the cluster size "
+                    + geo.clusterSize(), qemu);
         }
         return t;
+    }
+
+    /** C's {@code %#x}: 0 as "0", others with "0x". */
+    private static String cHex(long v) {
+        return v == 0 ? "0" : "0x" + Long.toHexString(v);
     }
 
     private FormatException l2Error(long l2Offset, int index, long entry, String reason) {
@@ -756,7 +766,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         update(() -> writes.flush());
     }
 
-    /** QEMU's {@code qcow2_expand_zero_clusters} (active table only): see {@link Qcow2Updater#expandZeroClusters}. */
+    /** QEMU's {@code qcow2_expand_zero_clusters} (the active L1 table, then the snapshots'): see {@link Qcow2Updater#expandZeroClusters}. */
     void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
         update(() -> writes.expandZeroClusters(visited));
     }

@@ -928,41 +928,74 @@ public final class Qcow2Updater {
     }
 
     /**
-     * QEMU's {@code expand_zero_clusters_in_l1} over the active L1 table (for {@code qcow2_downgrade}; the caller
-     * refuses images with snapshots and extended L2 entries): a zero cluster without host cluster becomes unallocated
-     * when there is no backing file, else a new cluster written with zeros; a preallocated zero cluster has its host
-     * cluster written with zeros; either then maps as data (COPIED when its L2 table is not shared).
+     * QEMU's {@code qcow2_expand_zero_clusters} (for {@code qcow2_downgrade}; the caller refuses images with extended
+     * L2 entries): {@code expand_zero_clusters_in_l1} over the active L1 table, then over each internal snapshot's, in
+     * the table's order. A zero cluster without host cluster becomes unallocated when there is no backing file, else
+     * a new cluster written with zeros (counted as often as its L2 table is shared); a preallocated zero cluster has
+     * its host cluster written with zeros; either then maps as data (COPIED when its L2 table is not shared). A table
+     * shared by the active L1 and a snapshot's has been expanded by the time the snapshot's turn comes, as in QEMU
+     * (which writes the active tables back first and reads the snapshots' from the file). {@code visited} is told of
+     * each L1 entry done, counting through the active table and then the snapshots'.
      */
     void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
-        long entries = geo.l2Entries();
-        for (int i = 0; i < map.l1Size(); visited.accept(++i)) {
-            long l2 = map.l2Offset(i);
-            if (l2 == 0) {
-                continue;
+        int[] done = {0};
+        expandZeroClustersInL1(map.l1Copy(), visited, done);
+        for (org.qcow4j.format.Snapshot sn : image.snapshots()) {
+            long bytes = sn.l1Size() * 8L;
+            if (Integer.toUnsignedLong(sn.l1Size()) > L1Entry.MAX_ENTRIES || geo.offsetInCluster(sn.l1TableOffset()) != 0
+                    || sn.l1TableOffset() < 0 || bytes > 0 && sn.l1TableOffset() + bytes > storage.length()) {
+                throw new org.qcow4j.FormatException(filename, "snapshot " + sn.id() + " l1_table_offset",
+                        org.qcow4j.FormatException.hex(sn.l1TableOffset()), "Snapshot L1 table offset invalid");
             }
-            long l2Refcount = refcounts.refcount(l2 >>> geo.clusterBits());
-            for (int j = 0; j < entries; j++) {
-                long guest = (i * entries + j) * clusterSize;
-                long entry = entryAt(map.table(l2), j);
-                SubclusterType type = L2Entry.clusterType(entry, false, false);
-                if (type != SubclusterType.ZERO_PLAIN && type != SubclusterType.ZERO_ALLOC) {
-                    continue;
+            long[] l1 = new long[sn.l1Size()];
+            if (l1.length > 0) {
+                storage.read(sn.l1TableOffset(), (int) bytes).order(java.nio.ByteOrder.BIG_ENDIAN).asLongBuffer().get(l1);
+            }
+            expandZeroClustersInL1(l1, visited, done);
+        }
+    }
+
+    /** QEMU's {@code expand_zero_clusters_in_l1} over one L1 table's entries. */
+    private void expandZeroClustersInL1(long[] l1, java.util.function.IntConsumer visited, int[] done)
+            throws IOException {
+        int entries = geo.l2Entries();
+        for (long l1Entry : l1) {
+            long l2 = L1Entry.l2Offset(l1Entry);
+            if (l2 != 0) {
+                if (geo.offsetInCluster(l2) != 0) {
+                    throw new org.qcow4j.FormatException(filename, "L1 entry", org.qcow4j.FormatException.hex(l1Entry),
+                            "L2 table offset not aligned to the cluster size");
                 }
-                long host = L2Entry.hostOffset(entry);
-                if (type == SubclusterType.ZERO_PLAIN) {
-                    if (backing == null) {
-                        map.set(guest, 0, 0);
+                long l2Refcount = refcounts.refcount(l2 >>> geo.clusterBits());
+                long[] table = map.table(l2);
+                boolean updating = false;
+                for (int j = 0; j < entries; j++) {
+                    long entry = table[j];
+                    SubclusterType type = L2Entry.clusterType(entry, false, false);
+                    if (type != SubclusterType.ZERO_PLAIN && type != SubclusterType.ZERO_ALLOC) {
                         continue;
                     }
-                    host = refcounts.allocate(1);
-                    for (long r = 1; r < l2Refcount; r++) { // a shared table: the cluster counted as often
-                        refcounts.addReference(host, clusterSize);
+                    if (!updating) {
+                        table = map.tableForUpdate(l2);
+                        updating = true;
                     }
+                    long host = L2Entry.hostOffset(entry);
+                    if (type == SubclusterType.ZERO_PLAIN) {
+                        if (backing == null) {
+                            table[j] = 0;
+                            continue;
+                        }
+                        host = refcounts.allocate(1);
+                        for (long r = 1; r < l2Refcount; r++) { // a shared table: the cluster counted as often
+                            refcounts.addReference(host, clusterSize);
+                        }
+                    }
+                    writeData(ByteBuffer.allocate((int) clusterSize), host);
+                    dataEnd = Math.max(dataEnd, host + clusterSize);
+                    table[j] = l2Refcount == 1 ? host | L2Entry.COPIED : host;
                 }
-                writeData(ByteBuffer.allocate((int) clusterSize), host);
-                dataEnd = Math.max(dataEnd, host + clusterSize);
-                map.set(guest, l2Refcount == 1 ? host | L2Entry.COPIED : host, 0);
             }
+            visited.accept(++done[0]);
         }
     }
 

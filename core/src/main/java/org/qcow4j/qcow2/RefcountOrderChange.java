@@ -28,14 +28,13 @@ final class RefcountOrderChange {
     }
 
     /** Changes the refcount width of the version 3 image {@code path} to {@code 1 << order} bits. */
-    static void change(Path path, Header h, int order, OpenOptions options, Qcow2Amend.Status status)
-            throws IOException {
+    static void change(Path path, Header h, int order, OpenOptions options, AmendProgress progress) throws IOException {
         String name = path.toString();
         Result r;
         try (WritableImage opened = Qcow2Image.openWritable(path, options.withQemuLayout(true))) {
             Qcow2Image image = (Qcow2Image) opened;
             r = image.withUpdater((updater, storage, header) -> {
-                Result walked = walk(name, updater.refcounts(), storage, header, order, status);
+                Result walked = walk(name, updater.refcounts(), storage, header, order, progress);
                 updater.flush();
                 return walked;
             });
@@ -57,19 +56,18 @@ final class RefcountOrderChange {
     }
 
     private static Result walk(String name, RefcountTable old, org.qcow4j.io.FileStorage storage, Header h, int order,
-                               Qcow2Amend.Status status) throws IOException {
+                               AmendProgress progress) throws IOException {
         int clusterBits = h.clusterBits();
         long cs = h.clusterSize();
         int newBlockSize = (int) RefcountBlock.entries(clusterBits, order);
         Walk w = new Walk(name, old, clusterBits, order, newBlockSize);
         long newTableOffset = 0;
         long allocatedSize = 0;
-        int walks = 0;
+        int walkIndex = 0;
         do {
             w.allocated = false;
-            // at least this walk, one that finds nothing more to allocate, and the one that writes (QEMU's count)
-            w.run(null, storage, status, walks, Math.max(walks + 2, 3));
-            walks++;
+            int totalWalks = Math.max(walkIndex + 2, 3); // this walk, the one that writes, and one finding no more
+            w.run(null, storage, progress, walkIndex++, totalWalks);
             if (w.allocated) {
                 if (newTableOffset != 0) {
                     old.free(newTableOffset, allocatedSize * 8, RefcountTable.Discard.NEVER);
@@ -78,7 +76,7 @@ final class RefcountOrderChange {
                 allocatedSize = w.newTable.length;
             }
         } while (w.allocated);
-        w.run(ByteBuffer.allocate((int) cs), storage, status, walks, walks + 1);
+        w.run(ByteBuffer.allocate((int) cs), storage, progress, walkIndex, walkIndex + 1);
         ByteBuffer table = ByteBuffer.allocate(w.newTable.length * 8);
         table.asLongBuffer().put(w.newTable);
         storage.writeFully(table, newTableOffset);
@@ -107,17 +105,16 @@ final class RefcountOrderChange {
             this.newBlockSize = newBlockSize;
         }
 
-        /** Walk {@code walk} of {@code total}, telling {@code status} each old table entry reached, as QEMU's. */
-        void run(ByteBuffer block, org.qcow4j.io.FileStorage storage, Qcow2Amend.Status status, int walk, int total)
+        /** One walk, walk {@code index} of {@code total} for the progress (QEMU's units: old table entries). */
+        void run(ByteBuffer block, org.qcow4j.io.FileStorage storage, AmendProgress progress, int walk, int total)
                 throws IOException {
-            long tableSize = old.tableSize();
             int index = 0;
             int inBlock = 0;
             boolean empty = true;
             long oldBlockSize = 1L << old.blockBits();
             int bits = 1 << order;
             for (int ri = 0; ri < old.tableSize(); ri++) {
-                status.status(walk * tableSize + ri, total * tableSize);
+                progress.report((long) walk * old.tableSize() + ri, (long) total * old.tableSize());
                 boolean present = old.tableEntry(ri) != 0;
                 for (long left = oldBlockSize; !present && left > 0; ) { // counts nothing: zeros, in bulk
                     if (inBlock >= newBlockSize) {
@@ -162,7 +159,7 @@ final class RefcountOrderChange {
                 }
                 finish(block, storage, index, empty);
             }
-            status.status((walk + 1) * tableSize, total * tableSize);
+            progress.report((long) (walk + 1) * old.tableSize(), (long) total * old.tableSize());
         }
 
         /** alloc_refblock (block null) or flush_refblock for new block {@code index}. */
