@@ -33,10 +33,15 @@ package org.qcow4j;
  *                            image header's {@code lazy_refcounts} bit; true writes refcounts only at close, the dirty
  *                            bit set meanwhile (version 3 images only: a version 2 image is refused with it); false
  *                            writes them at every flush, whatever the header says. The header is not changed.
+ * @param passphrase          unlocks an encrypted qcow2 image (LUKS or legacy AES; QEMU's {@code encrypt.key-secret});
+ *                            null for none. Without it an encrypted image opens only without its backing chain
+ *                            ({@link #withoutBacking}, as {@code qemu-img info} opens images): its metadata reads, its
+ *                            encrypted data does not; any other open is refused as QEMU refuses it
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
                           boolean forceShare, boolean qemuLayout, boolean openBacking, boolean writethrough,
-                          boolean discard, DetectZeroes detectZeroes, boolean copyOnRead, Boolean lazyRefcounts) {
+                          boolean discard, DetectZeroes detectZeroes, boolean copyOnRead, Boolean lazyRefcounts,
+                          Passphrase passphrase) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -65,7 +70,7 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
                        boolean qemuLayout, boolean openBacking, boolean writethrough, boolean discard,
                        DetectZeroes detectZeroes, boolean copyOnRead) {
         this(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking, writethrough,
-                discard, detectZeroes, copyOnRead, null);
+                discard, detectZeroes, copyOnRead, null, null);
     }
 
     /** Format probed, default caches and chain depth, backing chain opened, QEMU's locking, writeback caching, discards honoured. */
@@ -76,57 +81,63 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
 
     public OpenOptions withFormat(String f) {
         return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
         return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
         return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
     }
 
     /** The image alone, its backing file named but not opened (see {@link #openBacking}). */
     public OpenOptions withoutBacking() {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withForceShare(boolean share) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withQemuLayout(boolean exact) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withWritethrough(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                on, discard, detectZeroes, copyOnRead, lazyRefcounts);
+                on, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withDiscard(boolean unmap) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, unmap, detectZeroes, copyOnRead, lazyRefcounts);
+                writethrough, unmap, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withCopyOnRead(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, on, lazyRefcounts);
+                writethrough, discard, detectZeroes, on, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withDetectZeroes(DetectZeroes mode) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, mode, copyOnRead, lazyRefcounts);
+                writethrough, discard, mode, copyOnRead, lazyRefcounts, passphrase);
     }
 
     public OpenOptions withLazyRefcounts(Boolean lazy) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazy);
+                writethrough, discard, detectZeroes, copyOnRead, lazy, passphrase);
+    }
+
+    /** The options with {@code p} to unlock an encrypted image (null: none). */
+    public OpenOptions withPassphrase(Passphrase p) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, p);
     }
 }

@@ -132,7 +132,15 @@ final class ImageArgs {
         } catch (ImageSpec.Refused e) {
             throw new IOException(prefix + e.getMessage());
         }
-        return new Operand(path, spec.format(), spec.openOptions(OpenOptions.defaults().withForceShare(forceShare)));
+        OpenOptions options = spec.openOptions(OpenOptions.defaults().withForceShare(forceShare));
+        if (spec.keySecret() != null) {
+            try {
+                options = options.withPassphrase(args.objects().passphrase(spec.keySecret()));
+            } catch (QemuObjects.Invalid e) {
+                throw new IOException(prefix + e.getMessage());
+            }
+        }
+        return new Operand(path, spec.format(), options);
     }
 
     /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} or {@code json:} operand. */

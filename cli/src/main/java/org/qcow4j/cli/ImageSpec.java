@@ -74,6 +74,8 @@ final class ImageSpec {
     private final Boolean fileCacheDirect;
     /** The format-level keys no driver of ours took, for the probed format's "does not support" message. */
     private final List<String> unknownFormatKeys;
+    /** qcow2's {@code encrypt.key-secret}: the id of the secret that unlocks the image, or null. */
+    private final String keySecret;
 
     private ImageSpec(Builder b) {
         this.filename = b.filename;
@@ -93,6 +95,7 @@ final class ImageSpec {
         this.fileForceShare = b.fileForceShare;
         this.fileCacheDirect = b.fileCacheDirect;
         this.unknownFormatKeys = List.copyOf(b.unknown);
+        this.keySecret = b.keySecret;
     }
 
     private static final class Builder {
@@ -113,6 +116,7 @@ final class ImageSpec {
         boolean fileForceShare;
         Boolean fileCacheDirect;
         final List<String> unknown = new ArrayList<>();
+        String keySecret;
     }
 
     /**
@@ -427,7 +431,11 @@ final class ImageSpec {
             if (qcow2 && b.qcow2.take(k, v)) {
                 continue;
             }
-            if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
+            if (qcow2 && k.equals("encrypt.key-secret")) {
+                b.keySecret = v;
+            } else if (qcow2 && k.equals("encrypt.format") && (v.equals("luks") || v.equals("aes"))) {
+                // checked against the header by QEMU; the header decides here
+            } else if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
                 throw new Refused("the qcow2 option '" + k + "' is not supported by qcow4j");
             } else if (k.equals("backing.node-name")) {
                 // a name for the backing node: nothing refers to it here
@@ -574,6 +582,11 @@ final class ImageSpec {
             var geo = h.geometry();
             qcow2.check((int) geo.clusterSize(), image.size(), geo.l2EntrySize(), h.version());
         }
+    }
+
+    /** The id of the secret {@code encrypt.key-secret} names, or null. */
+    String keySecret() {
+        return keySecret;
     }
 
     /** {@code base} with the options this spec gives (format, caches, lazy refcounts, force-share, discard, detect-zeroes). */

@@ -55,6 +55,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private final List<Bitmap> bitmaps;
     private final DiskImage backing;
     private final String backingFilename;
+    /** The payload cipher of an encrypted image, else null. */
+    private final Encryption encryption;
     private final ConcurrentLinkedQueue<CompressedReader> compressedReaders = new ConcurrentLinkedQueue<>();
     private volatile long virtualSize;
     /** Set once by {@link #openWritable}; null for an image opened read-only. */
@@ -73,8 +75,9 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     private Qcow2Image(String filename, FileStorage storage, Header header, long[] l1, List<Snapshot> snapshots,
                        List<Bitmap> bitmaps, FileStorage dataStorage, String dataFileName, OpenOptions options,
-                       DiskImage backing, String backingFilename) {
+                       DiskImage backing, String backingFilename, Encryption encryption) {
         this.filename = filename;
+        this.encryption = encryption;
         this.storage = storage;
         this.header = header;
         this.geo = header.geometry();
@@ -100,17 +103,30 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         List<Bitmap> bitmaps = h.bitmaps() != null && h.has(Feature.BITMAPS)
                 ? Bitmap.readDirectory(h.bitmaps(), storage::read, filename, length) : List.of();
 
-        FileStorage data = h.has(Feature.EXTERNAL_DATA_FILE)
-                ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename, depth) : storage;
+        Encryption encryption = Encryption.open(storage, h, filename, depth == 0 ? chain.options().passphrase() : null,
+                !chain.options().openBacking());
+        FileStorage data;
+        try {
+            data = h.has(Feature.EXTERNAL_DATA_FILE)
+                    ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename, depth) : storage;
+        } catch (IOException | RuntimeException e) {
+            if (encryption != null) {
+                encryption.close();
+            }
+            throw e;
+        }
         try {
             String backingName = h.backingFile() == null ? null : ChainOpener.resolveRelative(filename, h.backingFile());
             DiskImage backing = backingName == null || !chain.options().openBacking() ? null
                     : chain.open(backingName, h.backingFormat(), depth + 1, filename);
             return new Qcow2Image(filename, storage, h, l1, snapshots, bitmaps, data, data != storage ? h.dataFile() : null, chain.options(),
-                    backing, backingName);
+                    backing, backingName, encryption);
         } catch (IOException | RuntimeException e) {
             if (data != storage) {
                 data.close();
+            }
+            if (encryption != null) {
+                encryption.close();
             }
             throw e;
         }
@@ -279,6 +295,12 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             ro.warnings.add(filename + ": the image is marked corrupt; opened read-only (qemu-img check -r all repairs it)");
             return ro;
         }
+        if (h.cryptMethod() == Header.CRYPT_AES) {
+            throw Encryption.refuseLegacyWrite(filename);
+        }
+        if (h.cryptMethod() != Header.CRYPT_NONE && h.has(Feature.EXTERNAL_DATA_FILE)) {
+            throw new UnsupportedFeatureException(filename, "writing to an encrypted image with an external data file");
+        }
         if (Boolean.TRUE.equals(options.lazyRefcounts()) && h.version() < 3) {
             throw new QcowException(filename, "lazy refcounts need a version 3 image (compat=1.1); this one is version "
                     + h.version(), null, "Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level");
@@ -420,6 +442,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    /** The payload cipher of an encrypted image, or null. */
+    Encryption encryption() {
+        return encryption;
+    }
+
     /** Where guest data clusters live: the external data file, or the image file itself. */
     FileStorage dataStorage() {
         return dataStorage;
@@ -525,7 +552,13 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             }
             ByteBuffer part = dst.slice(dst.position(), n);
             switch (run.type()) {
-                case NORMAL -> dataStorage.readFully(part, run.hostOffset());
+                case NORMAL -> {
+                    if (encryption != null) {
+                        encryption.read(dataStorage, part, run.hostOffset(), offset);
+                    } else {
+                        dataStorage.readFully(part, run.hostOffset());
+                    }
+                }
                 case ZERO_PLAIN, ZERO_ALLOC -> Zeros.fill(part);
                 case UNALLOCATED_PLAIN, UNALLOCATED_ALLOC -> readBacking(part, offset);
                 case COMPRESSED -> readCompressed(part, offset, run.entry());
@@ -838,6 +871,9 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             CompressedReader r;
             while ((r = compressedReaders.poll()) != null) {
                 r.close();
+            }
+            if (encryption != null) {
+                encryption.close();
             }
         }
     }
