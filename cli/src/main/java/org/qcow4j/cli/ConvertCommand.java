@@ -199,7 +199,7 @@ final class ConvertCommand extends Command {
         if (qcow2) {
             CreateOptions qcow2Options;
             try {
-                qcow2Options = ImageOptions.apply(output, CreateOptions.defaults(0), given);
+                qcow2Options = ImageOptions.apply(output, CreateOptions.defaults(0), given, ImageArgs.secrets(args));
             } catch (IllegalArgumentException e) {
                 throw new QcowException(output, "error while converting qcow2: " + e.getMessage());
             }

@@ -113,7 +113,7 @@ final class CreateCommand extends Command {
         }
         CreateOptions valid;
         try {
-            valid = ImageOptions.apply(image, CreateOptions.defaults(size), o).validate();
+            valid = ImageOptions.apply(image, CreateOptions.defaults(size), o, ImageArgs.secrets(args)).validate();
         } catch (IllegalArgumentException e) {
             throw new QcowException(image, e.getMessage());
         }

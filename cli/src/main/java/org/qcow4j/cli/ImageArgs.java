@@ -143,6 +143,17 @@ final class ImageArgs {
         return new Operand(path, spec.format(), options);
     }
 
+    /** The passphrases of the command's {@code --object} secrets by id; an unknown id is QEMU's "No secret with id". */
+    static java.util.function.Function<String, org.qcow4j.Passphrase> secrets(CommandLine args) {
+        return id -> {
+            try {
+                return args.objects().passphrase(id);
+            } catch (QemuObjects.Invalid e) {
+                throw new IllegalArgumentException(e.getMessage());
+            }
+        };
+    }
+
     /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} or {@code json:} operand. */
     private static DiskImage openImageOpts(CommandLine args, String optstr, boolean backing) throws IOException {
         Operand o = operand(args, optstr);

@@ -68,6 +68,9 @@ final class InfoCommand extends Command {
         out.println("virtual size: " + Sizes.human(size) + " (" + size + " bytes)");
         Object actual = m.get("actual-size");
         out.println("disk size: " + (actual == null ? "unavailable" : Sizes.human((Long) actual)));
+        if (Boolean.TRUE.equals(m.get("encrypted"))) {
+            out.println("encrypted: yes");
+        }
         if (m.containsKey("cluster-size")) {
             out.println("cluster_size: " + m.get("cluster-size"));
         }

@@ -38,6 +38,27 @@ class EncryptedReadTest {
     }
 
     @Test
+    void legacyAesImagesConvertAsQemuImgConvertsThem() throws IOException {
+        Path img = dir.resolve("aes.qcow2");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", "--object", Encrypted.OBJECT, "-o",
+                "encrypt.format=aes,encrypt.key-secret=sec0", img.toString(), "4M");
+        Encrypted.fill(dir, img);
+        Path theirs = dir.resolve("theirs.raw");
+        Path ours = dir.resolve("ours.raw");
+        Qemu.img(dir, "convert", "--object", Encrypted.OBJECT, "--image-opts", Encrypted.opts(img), "-O", "raw",
+                theirs.toString());
+        Qemu.qcow4j("convert", "--object", Encrypted.OBJECT, "--image-opts", Encrypted.opts(img), "-O", "raw",
+                ours.toString()).ok();
+        assertArrayEquals(Files.readAllBytes(theirs), Files.readAllBytes(ours));
+        // to LUKS, as the issue asks of old images
+        Path luks = dir.resolve("luks.qcow2");
+        Qemu.qcow4j("convert", "--object", Encrypted.OBJECT, "--image-opts", Encrypted.opts(img), "-O", "qcow2", "-o",
+                "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", luks.toString()).ok();
+        assertEquals(0, Qemu.run(dir, "qemu-img", "compare", "--object", Encrypted.OBJECT, "--image-opts",
+                "driver=raw,file.filename=" + theirs, Encrypted.opts(luks)).exit());
+    }
+
+    @Test
     void jsonAndSecretFromAFileOrBase64() throws IOException {
         Path img = dir.resolve("enc.qcow2");
         Encrypted.create(dir, img, "", "1M");

@@ -38,6 +38,64 @@ public record CipherSpec(int aesKeyBytes, Mode mode, IvAlg ivAlg, Hash ivHash, H
         }
     }
 
+    /**
+     * The spec QEMU's create options name (QCryptoCipherAlgorithm, QCryptoCipherMode, QCryptoIVGenAlgorithm,
+     * QCryptoHashAlgorithm names); QEMU's defaults for nulls (aes-256, xts, plain64, sha256; essiv's hash sha256).
+     *
+     * @throws IllegalArgumentException for names QEMU does not know (its words)
+     * @throws UnsupportedOperationException for what QEMU knows and the JDK lacks (serpent, twofish...), by name
+     */
+    public static CipherSpec of(String cipherAlg, String cipherMode, String ivgenAlg, String ivgenHashAlg, String hashAlg) {
+        String alg = cipherAlg == null ? "aes-256" : cipherAlg;
+        int keyBytes = switch (alg) {
+            case "aes-128" -> 16;
+            case "aes-192" -> 24;
+            case "aes-256" -> 32;
+            case "des", "3des", "cast5-128", "serpent-128", "serpent-192", "serpent-256", "twofish-128", "twofish-192",
+                    "twofish-256", "sm4" -> throw new UnsupportedOperationException("cipher '" + alg
+                    + "' (the JDK has only AES)");
+            default -> throw notAccepted("cipher-alg", alg);
+        };
+        Mode mode = switch (cipherMode == null ? "xts" : cipherMode) {
+            case "ecb" -> Mode.ECB;
+            case "cbc" -> Mode.CBC;
+            case "xts" -> Mode.XTS;
+            case "ctr" -> throw new UnsupportedOperationException("cipher mode 'ctr'");
+            default -> throw notAccepted("cipher-mode", cipherMode);
+        };
+        IvAlg iv = switch (ivgenAlg == null ? "plain64" : ivgenAlg) {
+            case "plain" -> IvAlg.PLAIN;
+            case "plain64" -> IvAlg.PLAIN64;
+            case "essiv" -> IvAlg.ESSIV;
+            default -> throw notAccepted("ivgen-alg", ivgenAlg);
+        };
+        Hash hash = hashNamed("hash-alg", hashAlg == null ? "sha256" : hashAlg);
+        Hash ivHash = ivgenHashAlg != null ? hashNamed("ivgen-hash-alg", ivgenHashAlg) : iv == IvAlg.ESSIV ? Hash.SHA256 : null;
+        if (iv == IvAlg.ESSIV && essivKeyBytes(keyBytes, ivHash) == null) {
+            throw new IllegalArgumentException("No AES cipher with key size " + ivHash.length() + " available");
+        }
+        if (mode != Mode.XTS && keyBytes * 4000 % 512 != 0) {
+            // QEMU 7.2 encrypts key material in whole sectors and aborts on aes-192 outside xts
+            throw new IllegalArgumentException("Cipher " + alg + " in " + mode.qemuName() + " mode makes key material of "
+                    + keyBytes * 4000 + " bytes, not whole sectors: QEMU 7.2 cannot open such an image");
+        }
+        return new CipherSpec(keyBytes, mode, iv, ivHash, hash);
+    }
+
+    private static Hash hashNamed(String parameter, String name) {
+        Hash h = Hash.byName(name);
+        if (h == null) {
+            throw name.equals("ripemd160") ? new UnsupportedOperationException("hash 'ripemd160'")
+                    : notAccepted(parameter, name);
+        }
+        return h;
+    }
+
+    /** QEMU's QAPI words for a name its enum does not have. */
+    private static IllegalArgumentException notAccepted(String parameter, String value) {
+        return new IllegalArgumentException("Parameter '" + parameter + "' does not accept value '" + value + "'");
+    }
+
     /** "aes-256", as QEMU names the cipher algorithm. */
     public String cipherAlgName() {
         return "aes-" + aesKeyBytes * 8;

@@ -326,6 +326,15 @@ public record Header(
                 backingFile, backingFormat, dataFile, crypto, featureNames, bitmaps, unknownExtensions);
     }
 
+    /** This header of a new image encrypted with LUKS, its header region at {@code region} (crypt_method 2). */
+    public Header withEncryption(CryptoExtension region) {
+        Header h = new Header(version, backingFileOffset, backingFileSize, clusterBits, size, CRYPT_LUKS, l1Size,
+                l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatibleFeatures,
+                compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType, backingFile,
+                backingFormat, dataFile, region, featureNames, bitmaps, unknownExtensions);
+        return h; // toBytes() places the backing file name after the extensions, this one included
+    }
+
     /** Reads the cluster_bits field so the caller knows how much of cluster 0 to read before {@link #parse}. */
     public static int peekClusterBits(ByteBuffer start, String file, long fileLength) throws FormatException {
         checkFixedPart(start, file, fileLength);

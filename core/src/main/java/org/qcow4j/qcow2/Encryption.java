@@ -74,6 +74,44 @@ final class Encryption implements AutoCloseable {
         }
     }
 
+    /**
+     * A new LUKS header (key slot 0 holding the passphrase) as QEMU's qcrypto_block_luks_create makes it, for the
+     * options of a new image; the caller closes its cipher.
+     */
+    static Luks.Created create(org.qcow4j.EncryptionOptions o, String filename) throws QcowException {
+        org.qcow4j.crypto.CipherSpec spec;
+        try {
+            spec = org.qcow4j.crypto.CipherSpec.of(o.cipherAlg(), o.cipherMode(), o.ivgenAlg(), o.ivgenHashAlg(),
+                    o.hashAlg());
+        } catch (IllegalArgumentException e) {
+            throw new QcowException(filename, e.getMessage(), null, e.getMessage());
+        } catch (UnsupportedOperationException e) {
+            throw new UnsupportedFeatureException(filename, "LUKS " + e.getMessage());
+        }
+        byte[] pass = o.passphrase().bytes();
+        try {
+            return Luks.create(spec, pass, o.iterTimeMs(), 0, new java.security.SecureRandom());
+        } finally {
+            Arrays.fill(pass, (byte) 0);
+        }
+    }
+
+    /** What qemu-img info shows of it. */
+    org.qcow4j.EncryptionInfo info() {
+        if (luks == null) {
+            return org.qcow4j.EncryptionInfo.aes();
+        }
+        java.util.List<org.qcow4j.EncryptionInfo.KeySlot> slots = new java.util.ArrayList<>();
+        for (LuksHeader.KeySlot s : luks.slots()) {
+            slots.add(new org.qcow4j.EncryptionInfo.KeySlot(s.active(), s.iterations(),
+                    s.keyOffsetSectors() * LuksHeader.SECTOR_SIZE, s.stripes()));
+        }
+        var spec = luks.spec();
+        return new org.qcow4j.EncryptionInfo("luks", spec.cipherAlgName(), spec.mode().qemuName(), spec.ivAlg().qemuName(),
+                spec.ivHash() == null ? null : spec.ivHash().qemuName(), spec.hash().qemuName(), luks.uuid(),
+                luks.payloadOffset(), luks.mkDigestIterations(), java.util.List.copyOf(slots));
+    }
+
     /** The LUKS header, or null for legacy AES. */
     LuksHeader luks() {
         return luks;

@@ -442,8 +442,13 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    @Override
+    public Optional<org.qcow4j.EncryptionInfo> encryption() {
+        return encryption == null ? Optional.empty() : Optional.of(encryption.info());
+    }
+
     /** The payload cipher of an encrypted image, or null. */
-    Encryption encryption() {
+    Encryption cipher() {
         return encryption;
     }
 

@@ -102,7 +102,7 @@ public final class Qcow2Updater {
         this.filename = filename;
         this.storage = storage;
         this.dataStorage = image.dataStorage();
-        this.encryption = image.encryption();
+        this.encryption = image.cipher();
         this.hasDataFile = dataStorage != storage;
         this.rawDataFile = hasDataFile && header.has(Feature.RAW_EXTERNAL_DATA);
         this.header = header;
