@@ -57,7 +57,8 @@ public record LuksHeader(CipherSpec spec, String cipherName, String cipherMode, 
 
     /** Bytes of key material a slot takes, rounded up as QEMU's qcrypto_block_luks_splitkeylen_sectors (in sectors). */
     static long splitKeySectors(long keyBytes, long stripes) {
-        long sectors = (keyBytes * stripes + SECTOR_SIZE - 1) / SECTOR_SIZE;
+        // QEMU multiplies two 32-bit fields in 32 bits: an absurd key size wraps, and its checks see what is left
+        long sectors = (((keyBytes * stripes) & 0xffffffffL) + SECTOR_SIZE - 1) / SECTOR_SIZE;
         long headerSectors = KEY_SLOT_OFFSET / SECTOR_SIZE;
         return (sectors + headerSectors - 1) / headerSectors * headerSectors;
     }
