@@ -99,10 +99,6 @@ public record CreateOptions(long size, int version, int clusterBits, int refcoun
         if (encryption != null && encryption.passphrase() == null) {
             throw new IllegalArgumentException("Parameter 'encrypt.key-secret' is required for cipher");
         }
-        if (encryption != null && preallocation != Preallocation.OFF) {
-            // QEMU preallocates before it encrypts: its preallocated clusters hold zeros that read back as noise
-            throw new IllegalArgumentException("Preallocation is not supported with encryption by qcow4j");
-        }
         if (encryption != null && dataFile != null) {
             throw new IllegalArgumentException("External data files are not supported with encryption by qcow4j");
         }

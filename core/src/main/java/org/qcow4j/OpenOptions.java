@@ -37,11 +37,15 @@ package org.qcow4j;
  *                            null for none. Without it an encrypted image opens only without its backing chain
  *                            ({@link #withoutBacking}, as {@code qemu-img info} opens images): its metadata reads, its
  *                            encrypted data does not; any other open is refused as QEMU refuses it
+ * @param backingPassphrase   unlocks the backing file if it is encrypted (QEMU's {@code backing.encrypt.key-secret});
+ *                            null for none
+ * @param noIo                QEMU's {@code BDRV_O_NO_IO}: the chain is opened for its metadata only (its size, its
+ *                            header): encrypted images in it need no passphrase, and their encrypted data cannot be read
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
                           boolean forceShare, boolean qemuLayout, boolean openBacking, boolean writethrough,
                           boolean discard, DetectZeroes detectZeroes, boolean copyOnRead, Boolean lazyRefcounts,
-                          Passphrase passphrase) {
+                          Passphrase passphrase, Passphrase backingPassphrase, boolean noIo) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -70,7 +74,7 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
                        boolean qemuLayout, boolean openBacking, boolean writethrough, boolean discard,
                        DetectZeroes detectZeroes, boolean copyOnRead) {
         this(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking, writethrough,
-                discard, detectZeroes, copyOnRead, null, null);
+                discard, detectZeroes, copyOnRead, null, null, null, false);
     }
 
     /** Format probed, default caches and chain depth, backing chain opened, QEMU's locking, writeback caching, discards honoured. */
@@ -81,63 +85,75 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
 
     public OpenOptions withFormat(String f) {
         return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
         return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
         return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     /** The image alone, its backing file named but not opened (see {@link #openBacking}). */
     public OpenOptions withoutBacking() {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withForceShare(boolean share) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withQemuLayout(boolean exact) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withWritethrough(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                on, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
+                on, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withDiscard(boolean unmap) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, unmap, detectZeroes, copyOnRead, lazyRefcounts, passphrase);
+                writethrough, unmap, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withCopyOnRead(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, on, lazyRefcounts, passphrase);
+                writethrough, discard, detectZeroes, on, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withDetectZeroes(DetectZeroes mode) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, mode, copyOnRead, lazyRefcounts, passphrase);
+                writethrough, discard, mode, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo);
     }
 
     public OpenOptions withLazyRefcounts(Boolean lazy) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazy, passphrase);
+                writethrough, discard, detectZeroes, copyOnRead, lazy, passphrase, backingPassphrase, noIo);
     }
 
     /** The options with {@code p} to unlock an encrypted image (null: none). */
     public OpenOptions withPassphrase(Passphrase p) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, p);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, p, backingPassphrase, noIo);
+    }
+
+    /** The options with {@code p} to unlock an encrypted backing file (null: none). */
+    public OpenOptions withBackingPassphrase(Passphrase p) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, p, noIo);
+    }
+
+    /** The options of an open for the chain's metadata only (QEMU's BDRV_O_NO_IO): see {@link #noIo}. */
+    public OpenOptions withNoIo() {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, true);
     }
 }

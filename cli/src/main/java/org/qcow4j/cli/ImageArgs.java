@@ -103,6 +103,34 @@ final class ImageArgs {
      * {@link ImageSpec} as qemu-io reads its own, refused in qemu-img's words ("Could not open 'OPTSTR': ...").
      */
     static Operand operand(CommandLine args, String operand) throws IOException {
+        return operand(args, operand, false);
+    }
+
+    /**
+     * The name qemu-img shows for an {@code --image-opts} operand whose options a file name cannot say: for a qcow2
+     * image with {@code encrypt.key-secret}, its {@code json:} name as QEMU prints it; else null.
+     */
+    static String jsonName(CommandLine args, String operand, DiskImage image) {
+        if (!args.has("--image-opts") || operand.startsWith("json:")) {
+            return null;
+        }
+        try {
+            ImageSpec spec = ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }));
+            if (spec.keySecret() == null || spec.backingKeySecret() != null || !"qcow2".equals(image.format())) {
+                return null;
+            }
+            return "json:{\"encrypt.key-secret\": \"" + spec.keySecret() + "\", \"driver\": \"qcow2\", \"file\": "
+                    + "{\"driver\": \"file\", \"filename\": \"" + spec.filename() + "\"}}";
+        } catch (QemuOpts.Invalid | ImageSpec.Refused e) {
+            return null;
+        }
+    }
+
+    /**
+     * {@link #operand(CommandLine, String)}; with {@code noIo} (QEMU's BDRV_O_NO_IO: info) a secret the options name
+     * that no {@code --object} defined is not looked up, as QEMU does not look it up then.
+     */
+    static Operand operand(CommandLine args, String operand, boolean noIo) throws IOException {
         String format = args.get("-f", null);
         boolean forceShare = args.has("-U");
         boolean json = operand.startsWith("json:");
@@ -133,10 +161,10 @@ final class ImageArgs {
             throw new IOException(prefix + e.getMessage());
         }
         OpenOptions options = spec.openOptions(OpenOptions.defaults().withForceShare(forceShare));
-        if (spec.keySecret() != null) {
-            try {
-                options = options.withPassphrase(args.objects().passphrase(spec.keySecret()));
-            } catch (QemuObjects.Invalid e) {
+        try {
+            options = spec.withSecrets(options, args.objects());
+        } catch (QemuObjects.Invalid e) {
+            if (!noIo) {
                 throw new IOException(prefix + e.getMessage());
             }
         }
@@ -156,7 +184,7 @@ final class ImageArgs {
 
     /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} or {@code json:} operand. */
     private static DiskImage openImageOpts(CommandLine args, String optstr, boolean backing) throws IOException {
-        Operand o = operand(args, optstr);
+        Operand o = operand(args, optstr, !backing);
         return opening(optstr, () -> Images.open(o.path(), backing ? o.options() : o.options().withoutBacking()));
     }
 

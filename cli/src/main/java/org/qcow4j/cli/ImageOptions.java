@@ -40,6 +40,10 @@ final class ImageOptions {
             EXTENT_SIZE_HINT, Type.SIZE);
     private static final Map<String, String> QCOW2_DEFAULTS = Map.of("cluster_size", "65536", "extended_l2", "off",
             "compression_type", "zlib", "lazy_refcounts", "off", "refcount_bits", "16");
+    /** The luks format's creation options (block/crypto.c), in qemu-img's order. */
+    static final Map<String, Type> LUKS = options("size", Type.SIZE, "key-secret", Type.STRING, "cipher-alg", Type.STRING,
+            "cipher-mode", Type.STRING, "ivgen-alg", Type.STRING, "ivgen-hash-alg", Type.STRING, "hash-alg", Type.STRING,
+            "iter-time", Type.NUMBER, "preallocation", Type.STRING);
     /** raw's: qcow4j makes sparse raw files only, so of the file protocol's options just the hint. */
     static final Map<String, Type> RAW = options("size", Type.SIZE, EXTENT_SIZE_HINT, Type.SIZE);
 
@@ -267,6 +271,17 @@ final class ImageOptions {
         return c;
     }
 
+    /** The luks format's options (checked against {@link #LUKS}) as the library's encryption options. */
+    static org.qcow4j.EncryptionOptions luks(Map<String, String> o,
+                                            java.util.function.Function<String, org.qcow4j.Passphrase> secrets) {
+        String id = o.get("key-secret");
+        org.qcow4j.EncryptionOptions d = org.qcow4j.EncryptionOptions.luks(id == null ? null : secrets.apply(id));
+        return new org.qcow4j.EncryptionOptions(d.passphrase(), o.getOrDefault("cipher-alg", d.cipherAlg()),
+                o.getOrDefault("cipher-mode", d.cipherMode()), o.getOrDefault("ivgen-alg", d.ivgenAlg()),
+                o.get("ivgen-hash-alg"), o.getOrDefault("hash-alg", d.hashAlg()),
+                o.containsKey("iter-time") ? Long.parseLong(o.get("iter-time")) : d.iterTimeMs());
+    }
+
     private static UnsupportedFeatureException legacyAes(String file) {
         return new UnsupportedFeatureException(file, "creating images with legacy AES encryption (encrypt.format=aes;"
                 + " use encrypt.format=luks)");
@@ -312,7 +327,7 @@ final class ImageOptions {
      * without a default only when given; the size as requested (before rounding).
      */
     static String describe(String file, String format, Map<String, String> given, long size) {
-        Map<String, Type> list = format.equals("raw") ? RAW : QCOW2;
+        Map<String, Type> list = format.equals("raw") ? RAW : format.equals("luks") ? LUKS : QCOW2;
         StringBuilder sb = new StringBuilder("Formatting '").append(file).append("', fmt=").append(format);
         for (String key : list.keySet()) {
             String v = key.equals("size") ? Long.toString(size) : given.getOrDefault(key, QCOW2_DEFAULTS.get(key));

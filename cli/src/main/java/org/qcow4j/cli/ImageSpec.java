@@ -76,6 +76,10 @@ final class ImageSpec {
     private final List<String> unknownFormatKeys;
     /** qcow2's {@code encrypt.key-secret}: the id of the secret that unlocks the image, or null. */
     private final String keySecret;
+    /** {@code backing.encrypt.key-secret}: the id of the secret that unlocks the backing file, or null. */
+    private final String backingKeySecret;
+    /** {@code backing.file.filename}: must name the backing file the header names (checked once open), or null. */
+    private final String backingFilename;
 
     private ImageSpec(Builder b) {
         this.filename = b.filename;
@@ -96,6 +100,8 @@ final class ImageSpec {
         this.fileCacheDirect = b.fileCacheDirect;
         this.unknownFormatKeys = List.copyOf(b.unknown);
         this.keySecret = b.keySecret;
+        this.backingKeySecret = b.backingKeySecret;
+        this.backingFilename = b.backingFilename;
     }
 
     private static final class Builder {
@@ -117,6 +123,8 @@ final class ImageSpec {
         Boolean fileCacheDirect;
         final List<String> unknown = new ArrayList<>();
         String keySecret;
+        String backingKeySecret;
+        String backingFilename;
     }
 
     /**
@@ -439,6 +447,12 @@ final class ImageSpec {
                 throw new Refused("the qcow2 option '" + k + "' is not supported by qcow4j");
             } else if (k.equals("backing.node-name")) {
                 // a name for the backing node: nothing refers to it here
+            } else if (k.equals("backing.encrypt.key-secret")) {
+                b.backingKeySecret = v;
+            } else if (k.equals("backing.file.filename") || k.equals("backing.file.driver") && v.equals("file")) {
+                if (k.equals("backing.file.filename")) {
+                    b.backingFilename = v; // checked against the backing file the header names once it is open
+                }
             } else if (k.equals("backing.driver")) {
                 b.backingDriver = v; // checked against the backing file's format once it is open
             } else if (k.equals("backing") || k.startsWith("backing.")) {
@@ -572,6 +586,10 @@ final class ImageSpec {
      * qcow2's open options pass QEMU's checks ({@link Qcow2RuntimeOptions#check}).
      */
     void checkAgainst(org.qcow4j.DiskImage image) throws Refused {
+        if (backingFilename != null && !sameFile(backingFilename, image.backing())) {
+            throw new Refused("the option 'backing.file.filename' is not supported by qcow4j where it names another file"
+                    + " than the image's backing file");
+        }
         if (backingDriver != null && (image.backing() == null || !backingDriver.equals(image.backing().format()))) {
             throw new Refused("the option 'backing.driver' is not supported by qcow4j where it differs from the backing "
                     + "file's format (the image header names the backing file and its format)");
@@ -582,6 +600,33 @@ final class ImageSpec {
             var geo = h.geometry();
             qcow2.check((int) geo.clusterSize(), image.size(), geo.l2EntrySize(), h.version());
         }
+    }
+
+    private static boolean sameFile(String name, org.qcow4j.DiskImage backing) {
+        if (backing == null) {
+            return false;
+        }
+        try {
+            return java.nio.file.Files.isSameFile(java.nio.file.Path.of(name), java.nio.file.Path.of(backing.filename()));
+        } catch (java.io.IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    /** {@code options} with the passphrases {@code encrypt.key-secret} and {@code backing.encrypt.key-secret} name. */
+    OpenOptions withSecrets(OpenOptions options, QemuObjects objects) throws QemuObjects.Invalid {
+        if (keySecret != null) {
+            options = options.withPassphrase(objects.passphrase(keySecret));
+        }
+        if (backingKeySecret != null) {
+            options = options.withBackingPassphrase(objects.passphrase(backingKeySecret));
+        }
+        return options;
+    }
+
+    /** The id of the secret {@code backing.encrypt.key-secret} names, or null. */
+    String backingKeySecret() {
+        return backingKeySecret;
     }
 
     /** The id of the secret {@code encrypt.key-secret} names, or null. */

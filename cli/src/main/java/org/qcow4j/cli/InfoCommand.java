@@ -40,7 +40,12 @@ final class InfoCommand extends Command {
                 return ExitCodes.FAILURE;
             }
             try (DiskImage d = ImageArgs.open(args, filename, format, false)) {
-                infos.add(ImageInfo.of(d));
+                Map<String, Object> info = ImageInfo.of(d);
+                String shown = infos.isEmpty() ? ImageArgs.jsonName(args, filename, d) : null;
+                if (shown != null) {
+                    info.put("filename", shown);
+                }
+                infos.add(info);
                 Qcow2Metadata q = backingChain ? d.qcow2().orElse(null) : null;
                 filename = q == null ? null : q.fullBackingFilename();
                 format = q == null ? null : q.header().backingFormat();

@@ -171,13 +171,10 @@ final class IoOpen {
         OpenOptions options = spec.openOptions(OpenOptions.defaults().withDiscard(f.unmap)
                 .withWritethrough(f.writethrough).withForceShare(f.forceShare).withCopyOnRead(f.copyOnRead)
                 .withQemuLayout(true)); // qemu-io's file, byte for byte
-        if (spec.keySecret() != null) {
-            try {
-                options = options.withPassphrase((f.objects == null ? new QemuObjects() : f.objects)
-                        .passphrase(spec.keySecret()));
-            } catch (QemuObjects.Invalid e) {
-                throw new Failed(prefix, e.getMessage(), null, null);
-            }
+        try {
+            options = spec.withSecrets(options, f.objects == null ? new QemuObjects() : f.objects);
+        } catch (QemuObjects.Invalid e) {
+            throw new Failed(prefix, e.getMessage(), null, null);
         }
         Path path;
         try {

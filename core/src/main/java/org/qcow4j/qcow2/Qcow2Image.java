@@ -103,8 +103,9 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         List<Bitmap> bitmaps = h.bitmaps() != null && h.has(Feature.BITMAPS)
                 ? Bitmap.readDirectory(h.bitmaps(), storage::read, filename, length) : List.of();
 
-        Encryption encryption = Encryption.open(storage, h, filename, depth == 0 ? chain.options().passphrase() : null,
-                !chain.options().openBacking());
+        OpenOptions o = chain.options();
+        Encryption encryption = Encryption.open(storage, h, filename,
+                depth == 0 ? o.passphrase() : depth == 1 ? o.backingPassphrase() : null, !o.openBacking() || o.noIo());
         FileStorage data;
         try {
             data = h.has(Feature.EXTERNAL_DATA_FILE)

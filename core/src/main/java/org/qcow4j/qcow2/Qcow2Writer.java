@@ -301,7 +301,9 @@ public final class Qcow2Writer implements Closeable {
         }
         // falloc and full allocate the data's file, the external data file too (zeros written: the JDK has no
         // fallocate); metadata leaves holes
-        ByteBuffer zeros = p == CreateOptions.Preallocation.OFF || p == CreateOptions.Preallocation.METADATA
+        // metadata leaves holes, except in an encrypted image, where only encrypted zeros read as zeros (QEMU's
+        // convert writes them: such a target has no zero init)
+        ByteBuffer zeros = (p == CreateOptions.Preallocation.OFF || p == CreateOptions.Preallocation.METADATA) && cipher == null
                 ? null : ByteBuffer.allocate(clusterSize);
         for (long gc = nextGuestCluster; gc < guestCluster; gc++) {
             mapData(gc, zeros == null ? null : zeros.clear(), p != CreateOptions.Preallocation.OFF);
