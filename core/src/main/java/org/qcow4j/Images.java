@@ -286,9 +286,12 @@ public final class Images {
         return Qcow2Check.check(image, diagnostics);
     }
 
-    /** {@link #check(Path, Consumer)} with {@code options}: of them, {@link OpenOptions#forceShare} applies. */
+    /**
+     * {@link #check(Path, Consumer)} with {@code options}: of them, {@link OpenOptions#forceShare} applies, and
+     * {@link OpenOptions#passphrase} unlocks an encrypted image first, as qemu-img check opens it.
+     */
     public static CheckResult check(Path image, OpenOptions options, Consumer<String> diagnostics) throws IOException {
-        return Qcow2Check.check(image, options.forceShare(), diagnostics);
+        return Qcow2Check.check(image, options.forceShare(), options.passphrase(), diagnostics);
     }
 
     /**

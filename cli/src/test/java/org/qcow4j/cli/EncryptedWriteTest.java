@@ -56,6 +56,25 @@ class EncryptedWriteTest {
     }
 
     @Test
+    void checkAndRepairCountTheLuksHeaderAsQemuDoes() throws IOException {
+        Path img = dir.resolve("enc.qcow2");
+        Encrypted.create(dir, img, "", "4M");
+        Encrypted.fill(dir, img);
+        String[][] checks = {{"check", "--object", Encrypted.OBJECT, "--image-opts", Encrypted.opts(img)},
+                {"check", "--output=json", "--object", Encrypted.OBJECT, "--image-opts", Encrypted.opts(img)},
+                {"check", img.toString()},
+                {"check", "--object", "secret,id=sec0,data=x", "--image-opts", Encrypted.opts(img)},
+                {"map", "--output=json", "--object", Encrypted.OBJECT, "--image-opts", Encrypted.opts(img)}};
+        for (String[] c : checks) {
+            assertEquals(Qemu.run(dir, Qemu.concat("qemu-img", c)), Qemu.asQemuImg(c), String.join(" ", c));
+        }
+        byte[] before = Files.readAllBytes(img);
+        Qemu.asQemuImg("check", "-r", "all", "--object", Encrypted.OBJECT, "--image-opts", Encrypted.opts(img)).ok();
+        assertArrayEquals(before, Files.readAllBytes(img), "a clean image's repair changes nothing");
+        Encrypted.io(dir, img, "read -P 0x5a 1000 70000");
+    }
+
+    @Test
     void legacyAesImagesAreNotWritten() throws IOException {
         Path img = dir.resolve("aes.qcow2");
         Qemu.img(dir, "create", "-q", "-f", "qcow2", "--object", Encrypted.OBJECT, "-o",

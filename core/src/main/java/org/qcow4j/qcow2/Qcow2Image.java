@@ -684,7 +684,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         checkRange(offset, 1);
         Run run = lookup(offset, Math.min(maxLength, size() - offset));
         long len = run.length();
-        long host = run.hostOffset();
+        long host = encryption != null ? -1 : run.hostOffset(); // QEMU maps no offset of an encrypted image's data
         return switch (run.type()) {
             case NORMAL -> new Extent(offset, len, 0, true, false, true, host);
             case COMPRESSED -> new Extent(offset, len, 0, true, false, true, -1);
