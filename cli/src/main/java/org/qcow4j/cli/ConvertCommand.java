@@ -195,6 +195,9 @@ final class ConvertCommand extends Command {
         }
         Map<String, String> given = ImageOptions.check(ImageOptions.parse(ImageOptions.optionList(args.all("-o"))),
                 qcow2 ? ImageOptions.QCOW2 : ImageOptions.RAW, "");
+        if (args.has("-c") && (given.containsKey("encrypt.format") || ImageOptions.isOn(given.getOrDefault("encryption", "off")))) {
+            throw CommandLine.UsageException.withoutHint("Compression and encryption not supported at the same time");
+        }
         ConvertOptions options = common.withCompression(args.has("-c"));
         if (qcow2) {
             CreateOptions qcow2Options;

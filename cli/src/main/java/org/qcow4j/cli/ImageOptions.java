@@ -317,7 +317,7 @@ final class ImageOptions {
     }
 
     /** A boolean {@link #check} accepted. */
-    private static boolean isOn(String v) {
+    static boolean isOn(String v) {
         return Boolean.TRUE.equals(qapiBool(v));
     }
 
