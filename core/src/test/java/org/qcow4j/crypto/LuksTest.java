@@ -160,6 +160,31 @@ class LuksTest {
     }
 
     @Test
+    void randomlyDamagedHeadersUnlockOrAreRefusedQuickly() {
+        Luks.Created c = Luks.create(CipherSpec.DEFAULT, PASS, 0, 1000, new SecureRandom());
+        Random r = new Random(42);
+        int refused = 0;
+        long t0 = System.nanoTime();
+        for (int i = 0; i < 150; i++) {
+            byte[] region = c.region().clone();
+            for (int flips = 1 + r.nextInt(4); flips > 0; flips--) {
+                int at = r.nextInt(LuksHeader.SIZE);
+                region[at] = r.nextInt(4) == 0 ? (byte) 0xff : (byte) (region[at] ^ (1 << r.nextInt(8)));
+            }
+            try (DiskCipher d = unlock(region, PASS)) {
+                assertTrue(d != null);
+            } catch (QcowException e) {
+                assertTrue(e.getMessage().startsWith("x.qcow2: "), e.getMessage());
+                refused++;
+            } catch (Exception e) {
+                throw new AssertionError("not a QcowException for damage #" + i, e);
+            }
+        }
+        assertTrue(refused > 50, "refused " + refused);
+        assertTrue(System.nanoTime() - t0 < 120_000_000_000L, "too slow");
+    }
+
+    @Test
     void legacyAesIsCbcWithThePassphraseAsKey() throws Exception {
         // AES-128-CBC, key "123456" zero-padded, IV = sector number little-endian
         byte[] data = new byte[512];
