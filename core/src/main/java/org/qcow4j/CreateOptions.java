@@ -14,10 +14,20 @@ import org.qcow4j.format.L1Entry;
  * @param refcountOrder log2 of refcount_bits, 0..6
  * @param dataFile      external data file name as written in the header (relative to the image), or null
  * @param backingFile   backing file name as written in the header, or null
+ * @param encryption    LUKS encryption of the new image, or null for none
  */
 public record CreateOptions(long size, int version, int clusterBits, int refcountOrder, int compressionType,
                             boolean extendedL2, boolean lazyRefcounts, String dataFile, boolean dataFileRaw,
-                            Preallocation preallocation, String backingFile, String backingFormat) {
+                            Preallocation preallocation, String backingFile, String backingFormat,
+                            EncryptionOptions encryption) {
+
+    /** Options of an image that is not encrypted. */
+    public CreateOptions(long size, int version, int clusterBits, int refcountOrder, int compressionType,
+                         boolean extendedL2, boolean lazyRefcounts, String dataFile, boolean dataFileRaw,
+                         Preallocation preallocation, String backingFile, String backingFormat) {
+        this(size, version, clusterBits, refcountOrder, compressionType, extendedL2, lazyRefcounts, dataFile, dataFileRaw,
+                preallocation, backingFile, backingFormat, null);
+    }
 
     /** qemu-img's preallocation modes. */
     public enum Preallocation { OFF, METADATA, FALLOC, FULL }
@@ -86,21 +96,33 @@ public record CreateOptions(long size, int version, int clusterBits, int refcoun
         if (backingFile != null && backingFile.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > Header.MAX_BACKING_NAME) {
             throw new IllegalArgumentException("Backing file name too long");
         }
+        if (encryption != null && encryption.passphrase() == null) {
+            throw new IllegalArgumentException("Parameter 'encrypt.key-secret' is required for cipher");
+        }
+        if (encryption != null && dataFile != null) {
+            throw new IllegalArgumentException("External data files are not supported with encryption by qcow4j");
+        }
         long rounded = (size + 511) & ~511L;
         if (geometry().l1EntriesFor(rounded) > L1Entry.MAX_ENTRIES) {
             throw new IllegalArgumentException("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
         }
         return new CreateOptions(rounded, version, clusterBits, refcountOrder, compressionType, extendedL2, lazyRefcounts,
-                dataFile, dataFileRaw, preallocation, backingFile, backingFormat);
+                dataFile, dataFileRaw, preallocation, backingFile, backingFormat, encryption);
     }
 
     public CreateOptions withSize(long newSize) {
         return new CreateOptions(newSize, version, clusterBits, refcountOrder, compressionType, extendedL2, lazyRefcounts,
-                dataFile, dataFileRaw, preallocation, backingFile, backingFormat);
+                dataFile, dataFileRaw, preallocation, backingFile, backingFormat, encryption);
     }
 
     public CreateOptions withBacking(String file, String format) {
         return new CreateOptions(size, version, clusterBits, refcountOrder, compressionType, extendedL2, lazyRefcounts,
-                dataFile, dataFileRaw, preallocation, file, format);
+                dataFile, dataFileRaw, preallocation, file, format, encryption);
+    }
+
+    /** These options encrypting the new image as {@code e} says (null: not encrypted). */
+    public CreateOptions withEncryption(EncryptionOptions e) {
+        return new CreateOptions(size, version, clusterBits, refcountOrder, compressionType, extendedL2, lazyRefcounts,
+                dataFile, dataFileRaw, preallocation, backingFile, backingFormat, e);
     }
 }

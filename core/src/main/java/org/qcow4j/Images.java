@@ -237,6 +237,31 @@ public final class Images {
     }
 
     /**
+     * Creates a file in QEMU's {@code luks} format ({@code qemu-img create -f luks}): a LUKS1 header with the
+     * passphrase in key slot 0, then a payload of {@code size} bytes. qcow4j makes such files; it does not open them.
+     */
+    public static void createLuks(Path path, long size, EncryptionOptions e) throws IOException {
+        if (e.passphrase() == null) {
+            throw new QcowException(path.toString(), "Parameter 'key-secret' is required for cipher", null,
+                    "Parameter 'key-secret' is required for cipher");
+        }
+        org.qcow4j.crypto.CipherSpec spec;
+        try {
+            spec = org.qcow4j.crypto.CipherSpec.of(e.cipherAlg(), e.cipherMode(), e.ivgenAlg(), e.ivgenHashAlg(), e.hashAlg());
+        } catch (IllegalArgumentException x) {
+            throw new QcowException(path.toString(), x.getMessage(), null, x.getMessage());
+        } catch (UnsupportedOperationException x) {
+            throw new UnsupportedFeatureException(path.toString(), "LUKS " + x.getMessage());
+        }
+        byte[] pass = e.passphrase().bytes();
+        try {
+            org.qcow4j.crypto.LuksFile.create(path, (size + 511) & ~511L, spec, pass, e.iterTimeMs());
+        } finally {
+            java.util.Arrays.fill(pass, (byte) 0);
+        }
+    }
+
+    /**
      * Creates the raw image {@code path} of {@code size} bytes (rounded up to whole 512-byte sectors), sparse: no
      * block allocated, as {@code qemu-img create -f raw} does. The file appears under its name only when complete.
      */
@@ -261,9 +286,12 @@ public final class Images {
         return Qcow2Check.check(image, diagnostics);
     }
 
-    /** {@link #check(Path, Consumer)} with {@code options}: of them, {@link OpenOptions#forceShare} applies. */
+    /**
+     * {@link #check(Path, Consumer)} with {@code options}: of them, {@link OpenOptions#forceShare} applies, and
+     * {@link OpenOptions#passphrase} unlocks an encrypted image first, as qemu-img check opens it.
+     */
     public static CheckResult check(Path image, OpenOptions options, Consumer<String> diagnostics) throws IOException {
-        return Qcow2Check.check(image, options.forceShare(), diagnostics);
+        return Qcow2Check.check(image, options.forceShare(), options.passphrase(), diagnostics);
     }
 
     /**

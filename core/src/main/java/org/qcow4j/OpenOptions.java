@@ -33,13 +33,21 @@ package org.qcow4j;
  *                            image header's {@code lazy_refcounts} bit; true writes refcounts only at close, the dirty
  *                            bit set meanwhile (version 3 images only: a version 2 image is refused with it); false
  *                            writes them at every flush, whatever the header says. The header is not changed.
+ * @param passphrase          unlocks an encrypted qcow2 image (LUKS or legacy AES; QEMU's {@code encrypt.key-secret});
+ *                            null for none. Without it an encrypted image opens only without its backing chain
+ *                            ({@link #withoutBacking}, as {@code qemu-img info} opens images): its metadata reads, its
+ *                            encrypted data does not; any other open is refused as QEMU refuses it
+ * @param backingPassphrase   unlocks the backing file if it is encrypted (QEMU's {@code backing.encrypt.key-secret});
+ *                            null for none
+ * @param noIo                QEMU's {@code BDRV_O_NO_IO}: the chain is opened for its metadata only (its size, its
+ *                            header): encrypted images in it need no passphrase, and their encrypted data cannot be read
  * @param backingFormat       the top image's backing file format, over what its header says (QEMU's
  *                            {@code backing.driver} option): "qcow2", "raw", or null for the header's (or a probe)
  */
 public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBytes, int maxChainDepth,
                           boolean forceShare, boolean qemuLayout, boolean openBacking, boolean writethrough,
                           boolean discard, DetectZeroes detectZeroes, boolean copyOnRead, Boolean lazyRefcounts,
-                          String backingFormat) {
+                          Passphrase passphrase, Passphrase backingPassphrase, boolean noIo, String backingFormat) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -68,7 +76,7 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
                        boolean qemuLayout, boolean openBacking, boolean writethrough, boolean discard,
                        DetectZeroes detectZeroes, boolean copyOnRead) {
         this(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking, writethrough,
-                discard, detectZeroes, copyOnRead, null, null);
+                discard, detectZeroes, copyOnRead, null, null, null, false, null);
     }
 
     /** Format probed, default caches and chain depth, backing chain opened, QEMU's locking, writeback caching, discards honoured. */
@@ -79,62 +87,81 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
 
     public OpenOptions withFormat(String f) {
         return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, backingFormat);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
         return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, backingFormat);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
         return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, backingFormat);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     /** The image alone, its backing file named but not opened (see {@link #openBacking}). */
     public OpenOptions withoutBacking() {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, backingFormat);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withForceShare(boolean share) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, backingFormat);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withQemuLayout(boolean exact) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, backingFormat);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withWritethrough(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                on, discard, detectZeroes, copyOnRead, lazyRefcounts, backingFormat);
+                on, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withDiscard(boolean unmap) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, unmap, detectZeroes, copyOnRead, lazyRefcounts, backingFormat);
+                writethrough, unmap, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withCopyOnRead(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, on, lazyRefcounts, backingFormat);
+                writethrough, discard, detectZeroes, on, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withDetectZeroes(DetectZeroes mode) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, mode, copyOnRead, lazyRefcounts, backingFormat);
+                writethrough, discard, mode, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
     public OpenOptions withLazyRefcounts(Boolean lazy) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazy, backingFormat);
+                writethrough, discard, detectZeroes, copyOnRead, lazy, passphrase, backingPassphrase, noIo, backingFormat);
     }
 
+    /** The options with {@code p} to unlock an encrypted image (null: none). */
+    public OpenOptions withPassphrase(Passphrase p) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, p, backingPassphrase, noIo, backingFormat);
+    }
+
+    /** The options with {@code p} to unlock an encrypted backing file (null: none). */
+    public OpenOptions withBackingPassphrase(Passphrase p) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, p, noIo, backingFormat);
+    }
+
+    /** The options with the backing file opened as {@code f} whatever the header says (null: as it says). */
     public OpenOptions withBackingFormat(String f) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
-                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, f);
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo, f);
+    }
+
+    /** The options of an open for the chain's metadata only (QEMU's BDRV_O_NO_IO): see {@link #noIo}. */
+    public OpenOptions withNoIo() {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, true, backingFormat);
     }
 }

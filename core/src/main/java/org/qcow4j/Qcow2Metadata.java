@@ -21,4 +21,9 @@ public interface Qcow2Metadata {
 
     /** The backing file's name resolved against the image's directory, or null. */
     String fullBackingFilename();
+
+    /** How the image is encrypted (read from its header, no passphrase needed), or empty if it is not. */
+    default java.util.Optional<EncryptionInfo> encryption() {
+        return java.util.Optional.empty();
+    }
 }

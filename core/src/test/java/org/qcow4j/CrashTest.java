@@ -30,6 +30,9 @@ import org.qcow4j.testing.Processes;
 class CrashTest {
     private static final long SIZE = 64L << 20;
     private static final int KILLS = Integer.getInteger("crash.kills", 13);
+    /** The LUKS kind's passphrase, and the secret object that gives it to QEMU's tools. */
+    private static final String PASS = "crash-pass";
+    private static final String SECRET = "secret,id=sec0,data=" + PASS;
 
     @TempDir
     Path dir;
@@ -38,7 +41,9 @@ class CrashTest {
     public static final class Child {
         public static void main(String[] args) throws IOException {
             List<Op> ops = workload(Long.parseLong(args[1]));
-            try (WritableImage image = Images.openWritable(Path.of(args[0]))) {
+            OpenOptions options = args.length > 2 ? OpenOptions.defaults().withPassphrase(Passphrase.of(args[2].getBytes()))
+                    : OpenOptions.defaults();
+            try (WritableImage image = Images.openWritable(Path.of(args[0]), options)) {
                 System.out.println("READY");
                 System.out.flush();
                 for (int i = 0; i < ops.size(); i++) {
@@ -94,11 +99,15 @@ class CrashTest {
 
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"compat=1.1", "compat=1.1,backing", "extended_l2=on,backing", "cluster_size=4096", "lazy_refcounts=on,backing",
-        "lazy_refcounts=on,extended_l2=on", "data_file=crash.data,data_file_raw=on"})
+        "lazy_refcounts=on,extended_l2=on", "data_file=crash.data,data_file_raw=on", "encrypt.format=luks"})
     void killedAtRandomMomentsLeavesAConsistentImage(String config) throws Exception {
         boolean backing = config.endsWith(",backing");
         String options = backing ? config.substring(0, config.length() - ",backing".length()) : config;
         boolean lazy = options.contains("lazy_refcounts=on");
+        boolean luks = options.contains("encrypt.format=luks");
+        if (luks) {
+            options += ",encrypt.key-secret=sec0,encrypt.iter-time=10";
+        }
         byte[] base = new byte[(int) SIZE];
         if (backing) {
             for (int i = 0; i < base.length; i += 512) {
@@ -116,16 +125,22 @@ class CrashTest {
             Files.deleteIfExists(img);
             Files.deleteIfExists(dir.resolve("crash.data")); // an external data file (QEMU and we find it in dir)
             List<String> create = new ArrayList<>(List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o", options));
+            if (luks) {
+                create.addAll(2, List.of("--object", SECRET));
+            }
             if (backing) {
                 create.addAll(List.of("-b", "base.raw", "-F", "raw"));
             }
             create.addAll(List.of("crash.qcow2", Long.toString(SIZE)));
             Processes.Result made = Processes.run(dir, create.toArray(String[]::new));
+            for (int attempt = 0; made.err().contains("Unable to get accurate CPU usage") && attempt < 4; attempt++) {
+                made = Processes.run(dir, create.toArray(String[]::new)); // QEMU's PBKDF calibration on a busy machine
+            }
             assertEquals(0, made.exit(), made.err());
             long seed = random.nextLong();
             // Every other round counts its delay from the first completed flush, so that flushed data is checked
             // however slowly a loaded machine runs the child; the others from the open, any moment at all.
-            int flushed = runAndKill(img, seed, 50 + random.nextInt(600), round % 2 == 0, kills);
+            int flushed = runAndKill(img, seed, 50 + random.nextInt(600), round % 2 == 0, kills, luks);
             withFlushes += flushed >= 0 ? 1 : 0;
             String what = config + " round " + round + " seed " + seed + " flushed through op " + flushed;
 
@@ -133,13 +148,16 @@ class CrashTest {
                 WritableImage repaired = Images.openWritable(img); // repairs the dirty image, as QEMU would
                 repaired.close();
             }
-            Processes.Result check = Processes.run(dir, "qemu-img", "check", "crash.qcow2");
+            Processes.Result check = luks ? Processes.run(dir, "qemu-img", "check", "--object", SECRET, "--image-opts",
+                    "driver=qcow2,file.filename=crash.qcow2,encrypt.key-secret=sec0")
+                    : Processes.run(dir, "qemu-img", "check", "crash.qcow2");
             assertTrue(check.exit() == 0 || check.exit() == 3, what + ": qemu-img check:\n" + check.out() + check.err());
             if (lazy) {
                 assertEquals(0, check.exit(), what + ": after repair on open:\n" + check.out() + check.err());
             }
             long clusterSize = options.contains("cluster_size=4096") ? 4096 : 65536;
-            verifyFlushedData(img, base, workload(seed), flushed, clusterSize, what);
+            verifyFlushedData(img, base, workload(seed), flushed, clusterSize, what,
+                    luks ? OpenOptions.defaults().withPassphrase(Passphrase.of(PASS.getBytes())) : OpenOptions.defaults());
         }
         assertTrue(kills.get() >= KILLS * 3 / 4, "most rounds must end by SIGKILL, not by finishing: " + kills.get());
         assertTrue(withFlushes >= KILLS / 2, "most rounds must flush before the kill: " + withFlushes);
@@ -150,8 +168,10 @@ class CrashTest {
      * after its first completed flush), and returns the index of the last operation a completed flush covered (-1 if
      * none).
      */
-    private int runAndKill(Path img, long seed, int delayMs, boolean afterFlush, AtomicInteger kills) throws Exception {
-        ChildJvm child = ChildJvm.start(Child.class, img.toString(), Long.toString(seed));
+    private int runAndKill(Path img, long seed, int delayMs, boolean afterFlush, AtomicInteger kills, boolean luks)
+            throws Exception {
+        ChildJvm child = luks ? ChildJvm.start(Child.class, img.toString(), Long.toString(seed), PASS)
+                : ChildJvm.start(Child.class, img.toString(), Long.toString(seed));
         child.awaitLine("READY"::equals, 100);
         if (afterFlush) {
             child.awaitLine(l -> l.startsWith("F "), 100);
@@ -163,8 +183,8 @@ class CrashTest {
     }
 
     /** The model after operations 0..flushed, compared wherever no later operation may have changed the disk. */
-    private static void verifyFlushedData(Path img, byte[] base, List<Op> ops, int flushed, long clusterSize, String what)
-            throws IOException {
+    private static void verifyFlushedData(Path img, byte[] base, List<Op> ops, int flushed, long clusterSize, String what,
+                                          OpenOptions options) throws IOException {
         byte[] model = base.clone();
         for (int i = 0; i <= flushed; i++) {
             Op op = ops.get(i);
@@ -189,7 +209,7 @@ class CrashTest {
             }
         }
         byte[] actual = new byte[(int) SIZE];
-        try (DiskImage image = Images.open(img)) {
+        try (DiskImage image = Images.open(img, options)) {
             image.read(ByteBuffer.wrap(actual), 0);
         }
         for (int i = unknown.nextClearBit(0); i < SIZE; i = unknown.nextClearBit(i + 1)) {

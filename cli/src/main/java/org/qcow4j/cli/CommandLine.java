@@ -109,10 +109,17 @@ final class CommandLine {
     /** Every value of each option, in order, for options that may be repeated (io's -c). */
     private final Map<String, List<String>> all = new HashMap<>();
     private final List<String> positionals = new ArrayList<>();
+    /** The {@code --object} definitions (secrets), added once the command line is parsed. */
+    private final QemuObjects objects = new QemuObjects();
     /** Every option given, as (key, value) in the order given (a flag's value is ""). */
     private final List<Map.Entry<String, String>> inOrder = new ArrayList<>();
 
     private CommandLine() {
+    }
+
+    /** The objects {@code --object} defined (qemu-img's commands; qemu-io keeps its own). */
+    QemuObjects objects() {
+        return objects;
     }
 
     static CommandLine parse(List<String> args, List<Option> options) throws UsageException {

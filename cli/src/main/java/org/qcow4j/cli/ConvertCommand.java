@@ -229,11 +229,14 @@ final class ConvertCommand extends Command {
         }
         Map<String, String> given = ImageOptions.check(ImageOptions.parse(ImageOptions.optionList(args.all("-o"))),
                 qcow2 ? ImageOptions.QCOW2 : ImageOptions.RAW, "");
+        if (args.has("-c") && (given.containsKey("encrypt.format") || ImageOptions.isOn(given.getOrDefault("encryption", "off")))) {
+            throw CommandLine.UsageException.withoutHint("Compression and encryption not supported at the same time");
+        }
         ConvertOptions options = common.withCompression(args.has("-c"));
         if (qcow2) {
             CreateOptions qcow2Options;
             try {
-                qcow2Options = ImageOptions.apply(output, CreateOptions.defaults(0), given);
+                qcow2Options = ImageOptions.apply(output, CreateOptions.defaults(0), given, ImageArgs.secrets(args));
             } catch (IllegalArgumentException e) {
                 throw new QcowException(output, "error while converting qcow2: " + e.getMessage());
             }

@@ -41,7 +41,7 @@ final class CreateCommand extends Command {
         String image = p.get(0);
         // qemu-img's default format is raw; qcow4j's own command makes qcow2 unless told otherwise
         String format = args.get("-f", err.program() == Program.QCOW4J ? "qcow2" : "raw");
-        if (!format.equals("qcow2") && !format.equals("raw")) {
+        if (!format.equals("qcow2") && !format.equals("raw") && !format.equals("luks")) {
             if (!ImageArgs.QEMU_FORMATS.contains(format)) {
                 throw new QcowException(image, "Unknown file format '" + format + "'");
             }
@@ -51,7 +51,8 @@ final class CreateCommand extends Command {
         long size = p.size() == 2 ? ImageOptions.size(p.get(1)) : -1;
         // QEMU's order: the options' names and types, then the size, the backing file, "Formatting", the driver.
         Map<String, String> o = ImageOptions.check(ImageOptions.parse(optionList),
-                format.equals("raw") ? ImageOptions.RAW : ImageOptions.QCOW2, image + ": ");
+                format.equals("raw") ? ImageOptions.RAW : format.equals("luks") ? ImageOptions.LUKS : ImageOptions.QCOW2,
+                image + ": ");
         if (o.containsKey("size")) {
             if (size >= 0) {
                 throw new QcowException(image, "The image size must be specified only once");
@@ -79,7 +80,7 @@ final class CreateCommand extends Command {
             String backingPath = backing;
             try {
                 backingPath = Images.resolveRelative(image, backing);
-                b = Images.open(Path.of(backingPath), OpenOptions.defaults().withFormat(backingFormat));
+                b = Images.open(Path.of(backingPath), OpenOptions.defaults().withFormat(backingFormat).withNoIo());
             } catch (MissingFileException e) {
                 throw new QcowException(image, ExitCodes.noSuchFile(backingPath) + "\nCould not open backing image.");
             } catch (UnsupportedFeatureException e) {
@@ -111,9 +112,20 @@ final class CreateCommand extends Command {
             Images.createRaw(ImageArgs.path(image), size);
             return ExitCodes.OK;
         }
+        if (format.equals("luks")) {
+            if (o.containsKey("preallocation") && !o.get("preallocation").equals("off")) {
+                throw new UnsupportedFeatureException(image, "preallocation of luks files");
+            }
+            try {
+                Images.createLuks(ImageArgs.path(image), size, ImageOptions.luks(o, ImageArgs.secrets(args)));
+            } catch (IllegalArgumentException e) {
+                throw new QcowException(image, e.getMessage());
+            }
+            return ExitCodes.OK;
+        }
         CreateOptions valid;
         try {
-            valid = ImageOptions.apply(image, CreateOptions.defaults(size), o).validate();
+            valid = ImageOptions.apply(image, CreateOptions.defaults(size), o, ImageArgs.secrets(args)).validate();
         } catch (IllegalArgumentException e) {
             throw new QcowException(image, e.getMessage());
         }

@@ -119,6 +119,34 @@ final class ImageArgs {
      * {@link ImageSpec} as qemu-io reads its own, refused in qemu-img's words ("Could not open 'OPTSTR': ...").
      */
     static Operand operand(CommandLine args, String operand) throws IOException {
+        return operand(args, operand, false);
+    }
+
+    /**
+     * The name qemu-img shows for an {@code --image-opts} operand whose options a file name cannot say: for a qcow2
+     * image with {@code encrypt.key-secret}, its {@code json:} name as QEMU prints it; else null.
+     */
+    static String jsonName(CommandLine args, String operand, DiskImage image) {
+        if (!args.has("--image-opts") || operand.startsWith("json:")) {
+            return null;
+        }
+        try {
+            ImageSpec spec = ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }));
+            if (spec.keySecret() == null || spec.backingKeySecret() != null || !"qcow2".equals(image.format())) {
+                return null;
+            }
+            return "json:{\"encrypt.key-secret\": \"" + spec.keySecret() + "\", \"driver\": \"qcow2\", \"file\": "
+                    + "{\"driver\": \"file\", \"filename\": \"" + spec.filename() + "\"}}";
+        } catch (QemuOpts.Invalid | ImageSpec.Refused e) {
+            return null;
+        }
+    }
+
+    /**
+     * {@link #operand(CommandLine, String)}; with {@code noIo} (QEMU's BDRV_O_NO_IO: info) a secret the options name
+     * that no {@code --object} defined is not looked up, as QEMU does not look it up then.
+     */
+    static Operand operand(CommandLine args, String operand, boolean noIo) throws IOException {
         String format = args.get("-f", null);
         boolean forceShare = args.has("-U");
         boolean json = operand.startsWith("json:");
@@ -138,11 +166,12 @@ final class ImageArgs {
         } catch (ImageSpec.Refused e) {
             throw new IOException(prefix + e.getMessage());
         }
-        return resolve(operand, spec, forceShare);
+        return resolve(operand, spec, args, noIo);
     }
 
-    /** The operand that {@code spec} describes ({@code operand} names it in messages). */
-    private static Operand resolve(String operand, ImageSpec spec, boolean forceShare) throws IOException {
+    /** The operand that {@code spec} describes ({@code operand} names it in messages); {@code noIo} as above. */
+    private static Operand resolve(String operand, ImageSpec spec, CommandLine args, boolean noIo) throws IOException {
+        boolean forceShare = args.has("-U");
         String prefix = "Could not open '" + operand + "': ";
         if (forceShare && spec.forceShare() != null && !spec.forceShare().equals("on")) {
             throw new IOException("--force-share/-U conflicts with image options");
@@ -154,7 +183,26 @@ final class ImageArgs {
         } catch (ImageSpec.Refused e) {
             throw new IOException(prefix + e.getMessage());
         }
-        return new Operand(path, spec.format(), spec.openOptions(OpenOptions.defaults().withForceShare(forceShare)));
+        OpenOptions options = spec.openOptions(OpenOptions.defaults().withForceShare(forceShare));
+        try {
+            options = spec.withSecrets(options, args.objects());
+        } catch (QemuObjects.Invalid e) {
+            if (!noIo) {
+                throw new IOException(prefix + e.getMessage());
+            }
+        }
+        return new Operand(path, spec.format(), options);
+    }
+
+    /** The passphrases of the command's {@code --object} secrets by id; an unknown id is QEMU's "No secret with id". */
+    static java.util.function.Function<String, org.qcow4j.Passphrase> secrets(CommandLine args) {
+        return id -> {
+            try {
+                return args.objects().passphrase(id);
+            } catch (QemuObjects.Invalid e) {
+                throw new IllegalArgumentException(e.getMessage());
+            }
+        };
     }
 
     /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} or {@code json:} operand. */
@@ -166,7 +214,7 @@ final class ImageArgs {
             try {
                 blkdebug = BlkdebugFilter.above(QemuOpts.json(optstr, true));
                 o = blkdebug == null ? null
-                        : resolve(optstr, ImageSpec.of(null, blkdebug.imageOptions()), args.has("-U"));
+                        : resolve(optstr, ImageSpec.of(null, blkdebug.imageOptions()), args, !backing);
             } catch (QemuOpts.Invalid e) {
                 throw new IOException(e.getMessage());
             } catch (ImageSpec.Refused e) {
@@ -175,7 +223,7 @@ final class ImageArgs {
         } else {
             o = null;
         }
-        Operand operand = o != null ? o : operand(args, optstr);
+        Operand operand = o != null ? o : operand(args, optstr, !backing);
         DiskImage image = opening(optstr, () -> Images.open(operand.path(),
                 backing ? operand.options() : operand.options().withoutBacking()));
         return blkdebug == null ? image : blkdebug.wrap(image);

@@ -53,6 +53,9 @@ final class ImageInfo {
             fs.put("type", "qcow2");
             fs.put("data", qcow2Specific(q));
             m.put("format-specific", fs);
+            if (q.encryption().isPresent()) {
+                m.put("encrypted", true);
+            }
             if (h.backingFile() != null) {
                 // QEMU combines the name with the image's name as it shows it (./a:b.qcow2 gives ./base); a
                 // protocol name (file:...) is its full name as it is
@@ -118,9 +121,45 @@ final class ImageInfo {
             d.put("data-file", q.dataFile());
             d.put("data-file-raw", h.has(Feature.RAW_EXTERNAL_DATA));
         }
+        q.encryption().ifPresent(e -> d.put("encrypt", encrypt(e)));
         d.put("corrupt", h.has(Feature.CORRUPT));
         d.put("extended-l2", h.has(Feature.EXTENDED_L2));
         return d;
+    }
+
+    /** QEMU's QCryptoBlockInfo, in the order qemu-img prints its keys. */
+    private static Map<String, Object> encrypt(org.qcow4j.EncryptionInfo e) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        if (!e.format().equals("luks")) {
+            m.put("format", e.format());
+            return m;
+        }
+        m.put("ivgen-alg", e.ivgenAlg());
+        m.put("hash-alg", e.hashAlg());
+        m.put("cipher-alg", e.cipherAlg());
+        m.put("uuid", e.uuid());
+        if (e.ivgenHashAlg() != null) {
+            m.put("ivgen-hash-alg", e.ivgenHashAlg());
+        }
+        m.put("format", e.format());
+        m.put("cipher-mode", e.cipherMode());
+        List<Object> slots = new ArrayList<>();
+        for (org.qcow4j.EncryptionInfo.KeySlot s : e.slots()) {
+            Map<String, Object> sm = new LinkedHashMap<>();
+            sm.put("active", s.active());
+            if (s.active()) {
+                sm.put("iters", s.iters());
+            }
+            sm.put("key-offset", s.keyOffset());
+            if (s.active()) {
+                sm.put("stripes", (long) s.stripes());
+            }
+            slots.add(sm);
+        }
+        m.put("slots", slots);
+        m.put("payload-offset", e.payloadOffset());
+        m.put("master-key-iters", e.masterKeyIters());
+        return m;
     }
 
     /**

@@ -31,13 +31,19 @@ final class ImageOptions {
      * then file's, as "Formatting" prints them), and the defaults it shows.
      */
     static final Map<String, Type> QCOW2 = options("encryption", Type.BOOL, "encrypt.format", Type.STRING,
-            "encrypt.key-secret", Type.STRING, "cluster_size", Type.SIZE, "extended_l2", Type.BOOL,
+            "encrypt.key-secret", Type.STRING, "encrypt.cipher-alg", Type.STRING, "encrypt.cipher-mode", Type.STRING,
+            "encrypt.ivgen-alg", Type.STRING, "encrypt.ivgen-hash-alg", Type.STRING, "encrypt.hash-alg", Type.STRING,
+            "encrypt.iter-time", Type.NUMBER, "cluster_size", Type.SIZE, "extended_l2", Type.BOOL,
             "preallocation", Type.STRING, "compression_type", Type.STRING, "size", Type.SIZE, "compat", Type.STRING,
             "backing_file", Type.STRING, "backing_fmt", Type.STRING, "data_file", Type.STRING,
             "data_file_raw", Type.BOOL, "lazy_refcounts", Type.BOOL, "refcount_bits", Type.NUMBER,
             EXTENT_SIZE_HINT, Type.SIZE);
     private static final Map<String, String> QCOW2_DEFAULTS = Map.of("cluster_size", "65536", "extended_l2", "off",
             "compression_type", "zlib", "lazy_refcounts", "off", "refcount_bits", "16");
+    /** The luks format's creation options (block/crypto.c), in qemu-img's order. */
+    static final Map<String, Type> LUKS = options("size", Type.SIZE, "key-secret", Type.STRING, "cipher-alg", Type.STRING,
+            "cipher-mode", Type.STRING, "ivgen-alg", Type.STRING, "ivgen-hash-alg", Type.STRING, "hash-alg", Type.STRING,
+            "iter-time", Type.NUMBER, "preallocation", Type.STRING);
     /** raw's: qcow4j makes sparse raw files only, so of the file protocol's options just the hint. */
     static final Map<String, Type> RAW = options("size", Type.SIZE, EXTENT_SIZE_HINT, Type.SIZE);
 
@@ -170,6 +176,16 @@ final class ImageOptions {
      * CreateOptions#validate} refuses combinations. Encryption is refused by name for {@code file}.
      */
     static CreateOptions apply(String file, CreateOptions base, Map<String, String> o) throws UnsupportedFeatureException {
+        return apply(file, base, o, id -> null);
+    }
+
+    /**
+     * {@link #apply(String, CreateOptions, Map)} with {@code secrets} to find the passphrase {@code encrypt.key-secret}
+     * names (it throws IllegalArgumentException with QEMU's words for an unknown one).
+     */
+    static CreateOptions apply(String file, CreateOptions base, Map<String, String> o,
+                               java.util.function.Function<String, org.qcow4j.Passphrase> secrets)
+            throws UnsupportedFeatureException {
         int version = base.version();
         int clusterBits = base.clusterBits();
         int refcountOrder = base.refcountOrder();
@@ -224,21 +240,58 @@ final class ImageOptions {
                 case "backing_file" -> backing = v;
                 case "backing_fmt" -> backingFmt = v;
                 case "size" -> size = Long.parseLong(v);
-                case "encryption", "encrypt.format", "encrypt.key-secret" -> {
-                    if (!e.getKey().equals("encryption") || isOn(v)) {
-                        throw new UnsupportedFeatureException(file, "encryption ('" + e.getKey() + "'): not supported yet");
+                case "encryption" -> {
+                    if (isOn(v)) { // QEMU's old spelling of encrypt.format=aes
+                        throw legacyAes(file);
                     }
                 }
+                case "encrypt.format" -> {
+                    if (v.equals("aes")) {
+                        throw legacyAes(file);
+                    }
+                    if (!v.equals("luks")) {
+                        throw notAccepted("encrypt.format", v);
+                    }
+                }
+                case "encrypt.iter-time" -> Long.parseUnsignedLong(v);
                 default -> { } // the file protocol's options: see EXTENT_SIZE_HINT
             }
         }
-        return new CreateOptions(size, version, clusterBits, refcountOrder, compression, extendedL2, lazy, dataFile,
+        CreateOptions c = new CreateOptions(size, version, clusterBits, refcountOrder, compression, extendedL2, lazy, dataFile,
                 dataFileRaw, prealloc, backing, backingFmt);
+        if ("luks".equals(o.get("encrypt.format"))) {
+            String id = o.get("encrypt.key-secret");
+            org.qcow4j.EncryptionOptions d = org.qcow4j.EncryptionOptions.luks(id == null ? null : secrets.apply(id));
+            c = c.withEncryption(new org.qcow4j.EncryptionOptions(d.passphrase(),
+                    o.getOrDefault("encrypt.cipher-alg", d.cipherAlg()), o.getOrDefault("encrypt.cipher-mode", d.cipherMode()),
+                    o.getOrDefault("encrypt.ivgen-alg", d.ivgenAlg()), o.get("encrypt.ivgen-hash-alg"),
+                    o.getOrDefault("encrypt.hash-alg", d.hashAlg()),
+                    o.containsKey("encrypt.iter-time") ? Long.parseLong(o.get("encrypt.iter-time")) : d.iterTimeMs()));
+        }
+        return c;
+    }
+
+    /** The luks format's options (checked against {@link #LUKS}) as the library's encryption options. */
+    static org.qcow4j.EncryptionOptions luks(Map<String, String> o,
+                                            java.util.function.Function<String, org.qcow4j.Passphrase> secrets) {
+        String id = o.get("key-secret");
+        org.qcow4j.EncryptionOptions d = org.qcow4j.EncryptionOptions.luks(id == null ? null : secrets.apply(id));
+        return new org.qcow4j.EncryptionOptions(d.passphrase(), o.getOrDefault("cipher-alg", d.cipherAlg()),
+                o.getOrDefault("cipher-mode", d.cipherMode()), o.getOrDefault("ivgen-alg", d.ivgenAlg()),
+                o.get("ivgen-hash-alg"), o.getOrDefault("hash-alg", d.hashAlg()),
+                o.containsKey("iter-time") ? Long.parseLong(o.get("iter-time")) : d.iterTimeMs());
+    }
+
+    private static UnsupportedFeatureException legacyAes(String file) {
+        return new UnsupportedFeatureException(file, "creating images with legacy AES encryption (encrypt.format=aes;"
+                + " use encrypt.format=luks)");
     }
 
     /** The members of QEMU's BlockdevCreateOptionsQcow2, in the schema's order, by their -o names. */
     private static final List<String> QAPI_ORDER = List.of("data_file", "data_file_raw", "extended_l2", "size",
             "compat", "backing_file", "backing_fmt", "encryption", "encrypt.format", "encrypt.key-secret",
+            "encrypt.cipher-alg", "encrypt.cipher-mode", "encrypt.ivgen-alg", "encrypt.ivgen-hash-alg", "encrypt.hash-alg",
+            "encrypt.iter-time",
             "cluster_size", "preallocation", "lazy_refcounts", "refcount_bits", "compression_type");
 
     private static IllegalArgumentException notAccepted(String parameter, String value) {
@@ -264,7 +317,7 @@ final class ImageOptions {
     }
 
     /** A boolean {@link #check} accepted. */
-    private static boolean isOn(String v) {
+    static boolean isOn(String v) {
         return Boolean.TRUE.equals(qapiBool(v));
     }
 
@@ -274,7 +327,7 @@ final class ImageOptions {
      * without a default only when given; the size as requested (before rounding).
      */
     static String describe(String file, String format, Map<String, String> given, long size) {
-        Map<String, Type> list = format.equals("raw") ? RAW : QCOW2;
+        Map<String, Type> list = format.equals("raw") ? RAW : format.equals("luks") ? LUKS : QCOW2;
         StringBuilder sb = new StringBuilder("Formatting '").append(file).append("', fmt=").append(format);
         for (String key : list.keySet()) {
             String v = key.equals("size") ? Long.toString(size) : given.getOrDefault(key, QCOW2_DEFAULTS.get(key));

@@ -74,6 +74,12 @@ final class ImageSpec {
     private final Boolean fileCacheDirect;
     /** The format-level keys no driver of ours took, for the probed format's "does not support" message. */
     private final List<String> unknownFormatKeys;
+    /** qcow2's {@code encrypt.key-secret}: the id of the secret that unlocks the image, or null. */
+    private final String keySecret;
+    /** {@code backing.encrypt.key-secret}: the id of the secret that unlocks the backing file, or null. */
+    private final String backingKeySecret;
+    /** {@code backing.file.filename}: must name the backing file the header names (checked once open), or null. */
+    private final String backingFilename;
 
     private ImageSpec(Builder b) {
         this.filename = b.filename;
@@ -93,6 +99,9 @@ final class ImageSpec {
         this.fileForceShare = b.fileForceShare;
         this.fileCacheDirect = b.fileCacheDirect;
         this.unknownFormatKeys = List.copyOf(b.unknown);
+        this.keySecret = b.keySecret;
+        this.backingKeySecret = b.backingKeySecret;
+        this.backingFilename = b.backingFilename;
     }
 
     private static final class Builder {
@@ -113,6 +122,9 @@ final class ImageSpec {
         boolean fileForceShare;
         Boolean fileCacheDirect;
         final List<String> unknown = new ArrayList<>();
+        String keySecret;
+        String backingKeySecret;
+        String backingFilename;
     }
 
     /**
@@ -427,10 +439,20 @@ final class ImageSpec {
             if (qcow2 && b.qcow2.take(k, v)) {
                 continue;
             }
-            if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
+            if (qcow2 && k.equals("encrypt.key-secret")) {
+                b.keySecret = v;
+            } else if (qcow2 && k.equals("encrypt.format") && (v.equals("luks") || v.equals("aes"))) {
+                // checked against the header by QEMU; the header decides here
+            } else if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
                 throw new Refused("the qcow2 option '" + k + "' is not supported by qcow4j");
             } else if (k.equals("backing.node-name")) {
                 // a name for the backing node: nothing refers to it here
+            } else if (k.equals("backing.encrypt.key-secret")) {
+                b.backingKeySecret = v;
+            } else if (k.equals("backing.file.filename") || k.equals("backing.file.driver") && v.equals("file")) {
+                if (k.equals("backing.file.filename")) {
+                    b.backingFilename = v; // checked against the backing file the header names once it is open
+                }
             } else if (k.equals("backing.driver")) {
                 b.backingDriver = v; // the backing file's format, over the header's
             } else if (k.equals("backing") || k.startsWith("backing.")) {
@@ -564,6 +586,10 @@ final class ImageSpec {
      * qcow2's open options pass QEMU's checks ({@link Qcow2RuntimeOptions#check}).
      */
     void checkAgainst(org.qcow4j.DiskImage image) throws Refused {
+        if (backingFilename != null && !sameFile(backingFilename, image.backing())) {
+            throw new Refused("the option 'backing.file.filename' is not supported by qcow4j where it names another file"
+                    + " than the image's backing file");
+        }
         boolean namesBacking = image.qcow2().map(q -> q.header().backingFile() != null).orElse(false);
         if (backingDriver != null && !namesBacking) {
             // QEMU opens the backing node from the option alone, and it has no file
@@ -576,6 +602,38 @@ final class ImageSpec {
             var geo = h.geometry();
             qcow2.check((int) geo.clusterSize(), image.size(), geo.l2EntrySize(), h.version());
         }
+    }
+
+    private static boolean sameFile(String name, org.qcow4j.DiskImage backing) {
+        if (backing == null) {
+            return false;
+        }
+        try {
+            return java.nio.file.Files.isSameFile(java.nio.file.Path.of(name), java.nio.file.Path.of(backing.filename()));
+        } catch (java.io.IOException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    /** {@code options} with the passphrases {@code encrypt.key-secret} and {@code backing.encrypt.key-secret} name. */
+    OpenOptions withSecrets(OpenOptions options, QemuObjects objects) throws QemuObjects.Invalid {
+        if (keySecret != null) {
+            options = options.withPassphrase(objects.passphrase(keySecret));
+        }
+        if (backingKeySecret != null) {
+            options = options.withBackingPassphrase(objects.passphrase(backingKeySecret));
+        }
+        return options;
+    }
+
+    /** The id of the secret {@code backing.encrypt.key-secret} names, or null. */
+    String backingKeySecret() {
+        return backingKeySecret;
+    }
+
+    /** The id of the secret {@code encrypt.key-secret} names, or null. */
+    String keySecret() {
+        return keySecret;
     }
 
     /** {@code base} with the options this spec gives (format, caches, lazy refcounts, force-share, discard, detect-zeroes). */

@@ -42,7 +42,12 @@ final class InfoCommand extends Command {
             // (only the first image is given as options: collect_image_info_list opens its backing files by name)
             try (DiskImage d = infos.isEmpty() ? ImageArgs.open(args, filename, format, false)
                     : ImageArgs.openByName(args, filename, format, false)) {
-                infos.add(ImageInfo.of(d));
+                Map<String, Object> info = ImageInfo.of(d);
+                String shown = infos.isEmpty() ? ImageArgs.jsonName(args, filename, d) : null;
+                if (shown != null) {
+                    info.put("filename", shown);
+                }
+                infos.add(info);
                 Qcow2Metadata q = backingChain ? d.qcow2().orElse(null) : null;
                 filename = q == null ? null : q.fullBackingFilename();
                 format = q == null ? null : q.header().backingFormat();
@@ -70,6 +75,9 @@ final class InfoCommand extends Command {
         out.println("virtual size: " + Sizes.human(size) + " (" + size + " bytes)");
         Object actual = m.get("actual-size");
         out.println("disk size: " + (actual == null ? "unavailable" : Sizes.human((Long) actual)));
+        if (Boolean.TRUE.equals(m.get("encrypted"))) {
+            out.println("encrypted: yes");
+        }
         if (m.containsKey("cluster-size")) {
             out.println("cluster_size: " + m.get("cluster-size"));
         }

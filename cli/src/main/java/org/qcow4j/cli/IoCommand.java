@@ -84,6 +84,7 @@ final class IoCommand extends Command {
         }
         IoOpen.Flags flags = new IoOpen.Flags();
         QemuObjects objects = new QemuObjects();
+        flags.objects = objects;
         boolean imageOpts = false;
         String traceFile = null;
         for (Map.Entry<String, String> o : args.inOrder()) {

@@ -74,7 +74,13 @@ final class IoExecutor {
         use(opened);
     }
 
+    /** The program's {@code --object} definitions, as the first image opened carried them. */
+    private QemuObjects objects;
+
     private void use(IoOpen.Opened opened) {
+        if (opened != null && opened.request().flags().objects != null) {
+            objects = opened.request().flags().objects;
+        }
         current = opened;
         image = opened == null ? null : opened.image();
         writable = opened != null && opened.writable() ? (WritableImage) opened.image() : null;
@@ -586,7 +592,11 @@ final class IoExecutor {
             return IoErrno.EINVAL;
         }
         try {
-            use(IoOpen.open(new IoOpen.Request(a.name(), a.options(), a.flags()), err));
+            IoOpen.Flags flags = a.flags();
+            if (flags.objects == null) {
+                flags.objects = objects; // the program's --object definitions
+            }
+            use(IoOpen.open(new IoOpen.Request(a.name(), a.options(), flags), err));
         } catch (IoOpen.Failed f) {
             f.report(err, debug);
             return IoErrno.EINVAL;

@@ -36,6 +36,8 @@ final class IoOpen {
         /** BDRV_O_UNMAP: qemu-io sets it unless -d says otherwise. */
         boolean unmap = true;
         boolean forceShare;
+        /** The program's {@code --object} definitions: the secrets {@code encrypt.key-secret} names. */
+        QemuObjects objects;
 
         Flags copy() {
             Flags f = new Flags();
@@ -49,6 +51,7 @@ final class IoOpen {
             f.ioUring = ioUring;
             f.unmap = unmap;
             f.forceShare = forceShare;
+            f.objects = objects;
             return f;
         }
 
@@ -168,6 +171,11 @@ final class IoOpen {
         OpenOptions options = spec.openOptions(OpenOptions.defaults().withDiscard(f.unmap)
                 .withWritethrough(f.writethrough).withForceShare(f.forceShare).withCopyOnRead(f.copyOnRead)
                 .withQemuLayout(true)); // qemu-io's file, byte for byte
+        try {
+            options = spec.withSecrets(options, f.objects == null ? new QemuObjects() : f.objects);
+        } catch (QemuObjects.Invalid e) {
+            throw new Failed(prefix, e.getMessage(), null, null);
+        }
         Path path;
         try {
             path = Path.of(spec.filename());

@@ -152,7 +152,7 @@ public final class Main {
             }
             if (!(command instanceof IoCommand) && command.options().contains(Command.OBJECT)) {
                 // qemu-img's --object: checked as QEMU checks it (qemu-io's own, in order, in IoCommand)
-                QemuObjects objects = new QemuObjects();
+                QemuObjects objects = args.objects();
                 for (String definition : args.all("--object")) {
                     Integer exit = objects.addOption(definition, out, err);
                     if (exit != null) {

@@ -33,8 +33,15 @@ final class QemuObjects {
         }
     }
 
-    /** A secret: its bytes as given (data or file content) and their format ("raw" or "base64"). */
-    record Secret(String id, String value, String format) {
+    /**
+     * A secret: its text as given (data, or the file's bytes as ISO-8859-1 characters: {@code fromFile}) and its
+     * format ("raw" or "base64"). Never printed.
+     */
+    record Secret(String id, String value, String format, boolean fromFile) {
+        @Override
+        public String toString() {
+            return "Secret[" + id + "]";
+        }
     }
 
     /** The object types of QEMU 7.2's tools (qemu-io --object help). */
@@ -127,7 +134,8 @@ final class QemuObjects {
         if (data == null && file == null) {
             throw new Invalid("Either 'file' or 'data' must be provided", null);
         }
-        if (file != null) {
+        boolean fromFile = file != null;
+        if (fromFile) {
             data = read(file);
         }
         String keyid = v.get("keyid");
@@ -137,7 +145,14 @@ final class QemuObjects {
             }
             throw new Invalid("secrets encrypted with another secret (keyid) are not supported by qcow4j", null);
         }
-        secrets.put(id, new Secret(id, data, format));
+        if (format.equals("base64")) {
+            try {
+                java.util.Base64.getDecoder().decode(data.strip());
+            } catch (IllegalArgumentException e) {
+                throw new Invalid("Unable to decode base64 data of secret '" + id + "'", null);
+            }
+        }
+        secrets.put(id, new Secret(id, data, format, fromFile));
         return true;
     }
 
@@ -160,5 +175,39 @@ final class QemuObjects {
     /** The secret {@code id}, or null. */
     Secret secret(String id) {
         return secrets.get(id);
+    }
+
+    /**
+     * The secret {@code id} as a passphrase, as QEMU's qcrypto_secret_lookup_as_utf8 hands it to the encryption: its
+     * bytes (base64 decoded if so defined), valid UTF-8, up to the first NUL byte (QEMU takes strlen of it).
+     */
+    org.qcow4j.Passphrase passphrase(String id) throws Invalid {
+        Secret s = secrets.get(id);
+        if (s == null) {
+            throw new Invalid("No secret with id '" + id + "'", null);
+        }
+        byte[] raw = s.fromFile() ? s.value().getBytes(StandardCharsets.ISO_8859_1) : s.value().getBytes(StandardCharsets.UTF_8);
+        if (s.format().equals("base64")) {
+            byte[] decoded = java.util.Base64.getDecoder().decode(new String(raw, StandardCharsets.ISO_8859_1).strip());
+            java.util.Arrays.fill(raw, (byte) 0);
+            raw = decoded;
+        }
+        try {
+            StandardCharsets.UTF_8.newDecoder().decode(java.nio.ByteBuffer.wrap(raw));
+        } catch (java.nio.charset.CharacterCodingException e) {
+            java.util.Arrays.fill(raw, (byte) 0);
+            throw new Invalid("Data from secret " + id + " is not valid UTF-8", null);
+        }
+        int len = 0;
+        while (len < raw.length && raw[len] != 0) {
+            len++;
+        }
+        byte[] pass = java.util.Arrays.copyOf(raw, len);
+        java.util.Arrays.fill(raw, (byte) 0);
+        try {
+            return org.qcow4j.Passphrase.of(pass);
+        } finally {
+            java.util.Arrays.fill(pass, (byte) 0);
+        }
     }
 }

@@ -57,12 +57,26 @@ final class Qemu {
      * absolute file names (then qemu-img's and qcow4j's "filename" fields agree too).
      */
     static Result qcow4j(String... args) {
+        return inProcess(Program.QCOW4J, args);
+    }
+
+    /** qcow4j's CLI in-process as the qemu-img drop-in (its command line, messages and exit codes). */
+    static Result asQemuImg(String... args) {
+        return inProcess(Program.QEMU_IMG, args);
+    }
+
+    /** qcow4j's CLI in-process as the qemu-io drop-in. */
+    static Result asQemuIo(String... args) {
+        return inProcess(Program.QEMU_IO, args);
+    }
+
+    private static Result inProcess(Program program, String... args) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
         int code;
         try (PrintStream o = new PrintStream(out, true, StandardCharsets.UTF_8);
              PrintStream e = new PrintStream(err, true, StandardCharsets.UTF_8)) {
-            code = Main.run(args, o, e);
+            code = Main.run(program, args, o, e);
         }
         return new Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
     }

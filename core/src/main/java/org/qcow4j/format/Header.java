@@ -43,6 +43,7 @@ public record Header(
         String backingFile,
         String backingFormat,
         String dataFile,
+        CryptoExtension crypto,
         List<FeatureName> featureNames,
         BitmapsExtension bitmaps,
         List<UnknownExtension> unknownExtensions) {
@@ -138,7 +139,7 @@ public record Header(
         int headerLength = version >= 3 ? FIXED_PART : V2_HEADER_LENGTH;
         Header h = new Header(version, 0, 0, clusterBits, size, 0, l1Size, l1TableOffset, refcountTableOffset,
                 refcountTableClusters, 0, 0, incompatible, compatible, autoclear, refcountOrder, headerLength,
-                compressionType, backingFile, backingFile == null ? null : backingFormat, dataFile, List.copyOf(names), null,
+                compressionType, backingFile, backingFile == null ? null : backingFormat, dataFile, null, List.copyOf(names), null,
                 List.of());
         if (backingFile == null) {
             return h;
@@ -146,7 +147,7 @@ public record Header(
         int nameOffset = h.extensionsEnd();
         return new Header(version, nameOffset, backingFile.getBytes(StandardCharsets.UTF_8).length, clusterBits, size, 0,
                 l1Size, l1TableOffset, refcountTableOffset, refcountTableClusters, 0, 0, incompatible, compatible,
-                autoclear, refcountOrder, headerLength, compressionType, backingFile, h.backingFormat, dataFile, h.featureNames,
+                autoclear, refcountOrder, headerLength, compressionType, backingFile, h.backingFormat, dataFile, null, h.featureNames,
                 null, List.of());
     }
 
@@ -162,6 +163,9 @@ public record Header(
         }
         if (dataFile != null) {
             putExtension(b, EXT_DATA_FILE, dataFile.getBytes(StandardCharsets.UTF_8));
+        }
+        if (crypto != null) {
+            putExtension(b, EXT_CRYPTO, crypto.encode());
         }
         if (!featureNames.isEmpty()) {
             ByteBuffer t = ByteBuffer.allocate(featureNames.size() * FeatureName.ENTRY_SIZE);
@@ -206,7 +210,7 @@ public record Header(
         return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size, l1TableOffset,
                 refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatibleFeatures,
                 compatibleFeatures, version >= 3 ? autoclear : 0, refcountOrder, length, compressionType, backingFile,
-                backingFormat, dataFile, List.copyOf(names), newBitmaps, unknownExtensions);
+                backingFormat, dataFile, crypto, List.copyOf(names), newBitmaps, unknownExtensions);
     }
 
     /** The whole of cluster 0 as QEMU writes it: {@link #toBytes()} and zeros to the end of the cluster. */
@@ -259,7 +263,7 @@ public record Header(
         Header h = new Header(version, 0, 0, clusterBits, size, cryptMethod, l1Size, l1TableOffset, refcountTableOffset,
                 refcountTableClusters, nbSnapshots, snapshotsOffset, incompatibleFeatures, compatibleFeatures,
                 autoclearFeatures, refcountOrder, length, compressionType, backingFile,
-                backingFile == null ? null : backingFormat, dataFile, List.copyOf(names), bitmaps, reversed(unknownExtensions));
+                backingFile == null ? null : backingFormat, dataFile, crypto, List.copyOf(names), bitmaps, reversed(unknownExtensions));
         byte[] name = backingFile == null ? new byte[0] : backingFile.getBytes(StandardCharsets.UTF_8);
         if (length + h.serializedExtensionsLength() + name.length > clusterSize()) {
             return null;
@@ -287,7 +291,7 @@ public record Header(
         return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
                 l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset,
                 incompatibleFeatures, compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType,
-                file, file == null ? null : format, dataFile, featureNames, bitmaps, unknownExtensions);
+                file, file == null ? null : format, dataFile, crypto, featureNames, bitmaps, unknownExtensions);
     }
 
     /** This header with other feature words and version (an amend). */
@@ -295,7 +299,7 @@ public record Header(
         return new Header(newVersion, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
                 l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset,
                 incompatible, compatible, autoclear, refcountOrder, headerLength, compressionType,
-                backingFile, backingFormat, dataFile, featureNames, bitmaps, unknownExtensions);
+                backingFile, backingFormat, dataFile, crypto, featureNames, bitmaps, unknownExtensions);
     }
 
     /** This header with another external data file name (null: none; the feature bits are the caller's). */
@@ -303,7 +307,7 @@ public record Header(
         return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
                 l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset,
                 incompatibleFeatures, compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType,
-                backingFile, backingFormat, file, featureNames, bitmaps, unknownExtensions);
+                backingFile, backingFormat, file, crypto, featureNames, bitmaps, unknownExtensions);
     }
 
     /** This header with the refcount table and refcount order of a rewritten refcount structure. */
@@ -311,7 +315,7 @@ public record Header(
         return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
                 l1TableOffset, tableOffset, tableClusters, nbSnapshots, snapshotsOffset,
                 incompatibleFeatures, compatibleFeatures, autoclearFeatures, order, headerLength, compressionType,
-                backingFile, backingFormat, dataFile, featureNames, bitmaps, unknownExtensions);
+                backingFile, backingFormat, dataFile, crypto, featureNames, bitmaps, unknownExtensions);
     }
 
     /** This header with an L1 table at {@code offset} of {@code entries} entries and a refcount table moved. */
@@ -319,7 +323,16 @@ public record Header(
         return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, entries,
                 l1Offset, tableOffset, tableClusters, nbSnapshots, snapshotsOffset,
                 incompatibleFeatures, compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType,
-                backingFile, backingFormat, dataFile, featureNames, bitmaps, unknownExtensions);
+                backingFile, backingFormat, dataFile, crypto, featureNames, bitmaps, unknownExtensions);
+    }
+
+    /** This header of a new image encrypted with LUKS, its header region at {@code region} (crypt_method 2). */
+    public Header withEncryption(CryptoExtension region) {
+        Header h = new Header(version, backingFileOffset, backingFileSize, clusterBits, size, CRYPT_LUKS, l1Size,
+                l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatibleFeatures,
+                compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType, backingFile,
+                backingFormat, dataFile, region, featureNames, bitmaps, unknownExtensions);
+        return h; // toBytes() places the backing file name after the extensions, this one included
     }
 
     /** Reads the cluster_bits field so the caller knows how much of cluster 0 to read before {@link #parse}. */
@@ -413,21 +426,20 @@ public record Header(
         }
         // Extensions and feature names first: the unknown-feature error wants the names.
         long extEnd = backingFileOffset != 0 ? backingFileOffset : clusterSize;
-        Extensions ext = readExtensions(b, file, headerLength, extEnd);
+        Extensions ext = readExtensions(b, file, headerLength, extEnd, cryptMethod, clusterSize, fileLength);
 
         long unknownIncompat = incompatible & ~Feature.KNOWN_INCOMPATIBLE;
         if (unknownIncompat != 0) {
             throw new UnsupportedFeatureException(file, describeUnknown(unknownIncompat, ext.featureNames),
                     qemuUnsupported(unknownIncompat, ext.featureNames));
         }
-        if (cryptMethod == CRYPT_AES) {
-            throw new UnsupportedFeatureException(file, "AES encryption (crypt_method = 1)");
+        if (cryptMethod != CRYPT_NONE && cryptMethod != CRYPT_AES && cryptMethod != CRYPT_LUKS) {
+            throw new FormatException(file, "crypt_method", Integer.toUnsignedString(cryptMethod), "unknown encryption method",
+                    "Unsupported encryption method " + cryptMethod);
         }
-        if (cryptMethod == CRYPT_LUKS) {
-            throw new UnsupportedFeatureException(file, "LUKS encryption (crypt_method = 2)");
-        }
-        if (cryptMethod != CRYPT_NONE) {
-            throw new FormatException(file, "crypt_method", Integer.toUnsignedString(cryptMethod), "unknown encryption method");
+        if (cryptMethod == CRYPT_LUKS && ext.crypto == null) {
+            throw new FormatException(file, "crypt_method", cryptMethod, "LUKS encryption without the full disk encryption"
+                    + " header extension", "Missing CRYPTO header for crypt method 2");
         }
         if (refcountOrder < 0 || refcountOrder > 6) {
             throw new FormatException(file, "refcount_order", Integer.toUnsignedString(refcountOrder), "must be 0..6");
@@ -511,7 +523,7 @@ public record Header(
         return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
                 l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset, incompatible,
                 compatible, autoclear, refcountOrder, headerLength, compressionType, backingFile, ext.backingFormat,
-                ext.dataFile, List.copyOf(ext.featureNames), ext.bitmaps, List.copyOf(ext.unknown));
+                ext.dataFile, ext.crypto, List.copyOf(ext.featureNames), ext.bitmaps, List.copyOf(ext.unknown));
     }
 
     private static void validateCompression(String file, long incompatible, int compressionType) throws FormatException {
@@ -596,12 +608,14 @@ public record Header(
         return "Unsupported qcow2 feature(s): " + String.join(", ", parts);
     }
 
-    private record Extensions(String backingFormat, String dataFile, List<FeatureName> featureNames,
+    private record Extensions(String backingFormat, String dataFile, CryptoExtension crypto, List<FeatureName> featureNames,
                               BitmapsExtension bitmaps, List<UnknownExtension> unknown) {
     }
 
-    private static Extensions readExtensions(ByteBuffer b, String file, long start, long end) throws FormatException {
+    private static Extensions readExtensions(ByteBuffer b, String file, long start, long end, int cryptMethod,
+                                             long clusterSize, long fileLength) throws FormatException {
         String backingFormat = null;
+        CryptoExtension crypto = null;
         String dataFile = null;
         List<FeatureName> names = new ArrayList<>();
         BitmapsExtension bitmaps = null;
@@ -642,6 +656,7 @@ public record Header(
                     backingFormat = string(b, at, n);
                 }
                 case EXT_DATA_FILE -> dataFile = fileName(b, at, n, file, "data_file");
+                case EXT_CRYPTO -> crypto = CryptoExtension.decode(b, at, n, file, cryptMethod, clusterSize, fileLength);
                 case EXT_FEATURE_TABLE -> {
                     // A short last entry reads as zero-padded, as QEMU reads the table into a zeroed buffer.
                     for (int i = 0; i < n; i += FeatureName.ENTRY_SIZE) {
@@ -675,7 +690,7 @@ public record Header(
             }
             off += (len + 7) & ~7L;
         }
-        return new Extensions(backingFormat, dataFile, names, bitmaps, unknown);
+        return new Extensions(backingFormat, dataFile, crypto, names, bitmaps, unknown);
     }
 
     /** A file name the image gives (backing or data file): no file system takes a NUL byte in a name. */

@@ -51,7 +51,8 @@ public final class Commit {
                     base = base.backing();
                 }
                 OpenOptions baseOptions = OpenOptions.defaults().withFormat(base.format()).withQemuLayout(true)
-                        .withWritethrough(options.open().writethrough());
+                        .withWritethrough(options.open().writethrough())
+                        .withPassphrase(depth == 1 ? options.open().backingPassphrase() : null);
                 try (WritableImage target = Images.openWritable(Path.of(base.filename()), baseOptions)) {
                     copy(top, depth, target, options.rateLimit(), progress);
                     target.flush();

@@ -185,7 +185,7 @@ public final class Qcow2Amend {
         }
         Header v2 = new Header(2, 0, 0, h.clusterBits(), h.size(), h.cryptMethod(), h.l1Size(), h.l1TableOffset(),
                 h.refcountTableOffset(), h.refcountTableClusters(), h.nbSnapshots(), h.snapshotsOffset(), 0, 0, 0,
-                4, Header.V2_HEADER_LENGTH, Header.COMPRESSION_ZLIB, h.backingFile(), h.backingFormat(), null,
+                4, Header.V2_HEADER_LENGTH, Header.COMPRESSION_ZLIB, h.backingFile(), h.backingFormat(), null, h.crypto(),
                 List.of(), null, h.unknownExtensions());
         HeaderUpdate.write(path, v2);
     }

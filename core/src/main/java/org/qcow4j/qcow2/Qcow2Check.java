@@ -84,10 +84,23 @@ public final class Qcow2Check {
 
     /** {@link #check(Path, Consumer)}, with {@code forceShare} reading the image whatever others do ({@code -U}). */
     public static CheckResult check(Path image, boolean forceShare, Consumer<String> diagnostics) throws IOException {
+        return check(image, forceShare, null, diagnostics);
+    }
+
+    /**
+     * {@link #check(Path, boolean, Consumer)}; an encrypted image is unlocked with {@code passphrase} first, as
+     * qemu-img check opens it (without one, or with a wrong one, it is refused in QEMU's words).
+     */
+    public static CheckResult check(Path image, boolean forceShare, org.qcow4j.Passphrase passphrase,
+                                    Consumer<String> diagnostics) throws IOException {
         String filename = image.toString();
         try (FileStorage storage = FileStorage.open(image, forceShare ? Access.SHARED_READ : Access.READ)) {
-            Qcow2Check check = new Qcow2Check(filename, storage, Qcow2Image.readHeader(storage, filename), diagnostics,
-                    null, false, false);
+            Header h = Qcow2Image.readHeader(storage, filename);
+            Encryption e = Encryption.open(storage, h, filename, passphrase, false);
+            if (e != null) {
+                e.close();
+            }
+            Qcow2Check check = new Qcow2Check(filename, storage, h, diagnostics, null, false, false);
             check.open(forceShare);
             check.run();
             return check.c.result();

@@ -55,6 +55,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private final List<Bitmap> bitmaps;
     private final DiskImage backing;
     private final String backingFilename;
+    /** The payload cipher of an encrypted image, else null. */
+    private final Encryption encryption;
     private final ConcurrentLinkedQueue<CompressedReader> compressedReaders = new ConcurrentLinkedQueue<>();
     private volatile long virtualSize;
     /** Whether {@link #preallocation} was looked at yet (once, on the first data extent asked for, as QEMU does). */
@@ -76,8 +78,9 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     private Qcow2Image(String filename, FileStorage storage, Header header, long[] l1, List<Snapshot> snapshots,
                        List<Bitmap> bitmaps, FileStorage dataStorage, String dataFileName, OpenOptions options,
-                       DiskImage backing, String backingFilename) {
+                       DiskImage backing, String backingFilename, Encryption encryption) {
         this.filename = filename;
+        this.encryption = encryption;
         this.storage = storage;
         this.header = header;
         this.geo = header.geometry();
@@ -103,18 +106,32 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         List<Bitmap> bitmaps = h.bitmaps() != null && h.has(Feature.BITMAPS)
                 ? Bitmap.readDirectory(h.bitmaps(), storage::read, filename, length) : List.of();
 
-        FileStorage data = h.has(Feature.EXTERNAL_DATA_FILE)
-                ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename, depth) : storage;
+        OpenOptions o = chain.options();
+        Encryption encryption = Encryption.open(storage, h, filename,
+                depth == 0 ? o.passphrase() : depth == 1 ? o.backingPassphrase() : null, !o.openBacking() || o.noIo());
+        FileStorage data;
+        try {
+            data = h.has(Feature.EXTERNAL_DATA_FILE)
+                    ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename, depth) : storage;
+        } catch (IOException | RuntimeException e) {
+            if (encryption != null) {
+                encryption.close();
+            }
+            throw e;
+        }
         try {
             String backingName = h.backingFile() == null ? null : ChainOpener.resolveRelative(filename, h.backingFile());
             DiskImage backing = backingName == null || !chain.options().openBacking() ? null
                     : chain.open(backingName, depth == 0 && chain.options().backingFormat() != null
                             ? chain.options().backingFormat() : h.backingFormat(), depth + 1, filename);
             return new Qcow2Image(filename, storage, h, l1, snapshots, bitmaps, data, data != storage ? h.dataFile() : null, chain.options(),
-                    backing, backingName);
+                    backing, backingName, encryption);
         } catch (IOException | RuntimeException e) {
             if (data != storage) {
                 data.close();
+            }
+            if (encryption != null) {
+                encryption.close();
             }
             throw e;
         }
@@ -291,6 +308,12 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             ro.warnings.add(filename + ": the image is marked corrupt; opened read-only (qemu-img check -r all repairs it)");
             return ro;
         }
+        if (h.cryptMethod() == Header.CRYPT_AES) {
+            throw Encryption.refuseLegacyWrite(filename);
+        }
+        if (h.cryptMethod() != Header.CRYPT_NONE && h.has(Feature.EXTERNAL_DATA_FILE)) {
+            throw new UnsupportedFeatureException(filename, "writing to an encrypted image with an external data file");
+        }
         if (Boolean.TRUE.equals(options.lazyRefcounts()) && h.version() < 3) {
             throw new QcowException(filename, "lazy refcounts need a version 3 image (compat=1.1); this one is version "
                     + h.version(), null, "Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level");
@@ -432,6 +455,16 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    @Override
+    public Optional<org.qcow4j.EncryptionInfo> encryption() {
+        return encryption == null ? Optional.empty() : Optional.of(encryption.info());
+    }
+
+    /** The payload cipher of an encrypted image, or null. */
+    Encryption cipher() {
+        return encryption;
+    }
+
     /** Where guest data clusters live: the external data file, or the image file itself. */
     FileStorage dataStorage() {
         return dataStorage;
@@ -547,7 +580,13 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             }
             ByteBuffer part = dst.slice(dst.position(), n);
             switch (run.type()) {
-                case NORMAL -> dataStorage.readFully(part, run.hostOffset());
+                case NORMAL -> {
+                    if (encryption != null) {
+                        encryption.read(dataStorage, part, run.hostOffset(), offset);
+                    } else {
+                        dataStorage.readFully(part, run.hostOffset());
+                    }
+                }
                 case ZERO_PLAIN, ZERO_ALLOC -> Zeros.fill(part);
                 case UNALLOCATED_PLAIN, UNALLOCATED_ALLOC -> readBacking(part, offset);
                 case COMPRESSED -> readCompressed(part, offset, run.entry());
@@ -678,7 +717,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
      * the hole map read once.
      */
     private Extent dataExtent(long offset, long len, long host, boolean askFile) throws IOException {
-        if (writes != null || !askFile) {
+        if (writes != null || !askFile || host < 0) { // (an encrypted image maps no offset: QEMU does not recurse)
             return new Extent(offset, len, 0, true, false, true, host);
         }
         if (!preallocationChecked) {
@@ -697,7 +736,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         checkRange(offset, 1);
         Run run = lookup(offset, Math.min(maxLength, size() - offset));
         long len = run.length();
-        long host = run.hostOffset();
+        long host = encryption != null ? -1 : run.hostOffset(); // QEMU maps no offset of an encrypted image's data
         return switch (run.type()) {
             case NORMAL -> dataExtent(offset, len, host, askFile);
             case COMPRESSED -> new Extent(offset, len, 0, true, false, true, -1);
@@ -891,6 +930,9 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             CompressedReader r;
             while ((r = compressedReaders.poll()) != null) {
                 r.close();
+            }
+            if (encryption != null) {
+                encryption.close();
             }
         }
     }

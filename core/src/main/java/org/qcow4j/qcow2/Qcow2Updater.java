@@ -54,6 +54,8 @@ public final class Qcow2Updater {
     private final FileStorage storage;
     /** Where guest data goes: the external data file, or {@link #storage} itself. */
     private final FileStorage dataStorage;
+    /** The payload cipher of an encrypted image (guest data is written encrypted, in whole sectors), else null. */
+    private final Encryption encryption;
     /**
      * An external data file: a data cluster lives there at its guest offset and has no refcount (QEMU's
      * {@code has_data_file}); with {@link #rawDataFile} the data file is also a valid raw image of the disk
@@ -100,6 +102,7 @@ public final class Qcow2Updater {
         this.filename = filename;
         this.storage = storage;
         this.dataStorage = image.dataStorage();
+        this.encryption = image.cipher();
         this.hasDataFile = dataStorage != storage;
         this.rawDataFile = hasDataFile && header.has(Feature.RAW_EXTERNAL_DATA);
         this.header = header;
@@ -249,6 +252,18 @@ public final class Qcow2Updater {
      * is allocated, as QEMU's write tasks link their L2 entries only after its request loop has allocated them all.
      */
     void write(ByteBuffer src, long offset) throws IOException {
+        if (encryption != null && ((offset | src.remaining()) & (Encryption.SECTOR - 1)) != 0) {
+            // The block layer's request alignment for encrypted images: whole sectors, read, merged and rewritten.
+            long from = offset & -Encryption.SECTOR;
+            long to = (offset + src.remaining() + Encryption.SECTOR - 1) & -Encryption.SECTOR;
+            ByteBuffer whole = ByteBuffer.allocate((int) (to - from));
+            image.readMapped(whole.slice(0, Encryption.SECTOR), from);
+            image.readMapped(whole.slice(whole.capacity() - Encryption.SECTOR, Encryption.SECTOR), to - Encryption.SECTOR);
+            whole.put((int) (offset - from), src, src.position(), src.remaining());
+            src.position(src.limit());
+            src = whole;
+            offset = from;
+        }
         List<Long> replaced = new ArrayList<>();
         while (src.hasRemaining()) {
             List<Meta> metas = new ArrayList<>();
@@ -271,6 +286,9 @@ public final class Qcow2Updater {
      */
     boolean tryWriteInPlace(ByteBuffer src, long offset) throws IOException {
         ensureUsable();
+        if (encryption != null && ((offset | src.remaining()) & (Encryption.SECTOR - 1)) != 0) {
+            return false; // partial sectors are read, merged and rewritten under the exclusive lock
+        }
         long end = offset + src.remaining();
         long[] hosts = new long[(int) (geo.sizeToClusters(geo.offsetInCluster(offset) + src.remaining()))];
         int i = 0;
@@ -567,13 +585,15 @@ public final class Qcow2Updater {
      * none to write: an empty region, or zeros going to clusters that read as zeros already.
      */
     private ByteBuffer cow(Meta m, long from, long to) throws IOException {
-        if (from >= to || m.fresh() && readsZeroUnread(m.guest() + from)) {
+        // An encrypted image's new cluster holds zeros only once they are written encrypted: its regions always are.
+        boolean skipZeros = m.fresh() && encryption == null;
+        if (from >= to || skipZeros && readsZeroUnread(m.guest() + from)) {
             return null;
         }
         ByteBuffer b = ByteBuffer.allocate((int) (to - from));
         image.readMapped(b, m.guest() + from);
         b.clear();
-        return m.fresh() && Zeros.isZero(b, 0, b.limit()) ? null : b;
+        return skipZeros && Zeros.isZero(b, 0, b.limit()) ? null : b;
     }
 
     /**
@@ -626,7 +646,13 @@ public final class Qcow2Updater {
         }
     }
 
+    /** Writes guest data at {@code host}: encrypted first if the image is ({@code qcow2_co_encrypt}). */
     private void writeData(ByteBuffer data, long host) throws IOException {
+        writeBytes(encryption == null ? data : encryption.encrypted(data, host), host);
+    }
+
+    /** Writes bytes as they are (compressed streams are not encrypted, as QEMU 7.2 writes them). */
+    private void writeBytes(ByteBuffer data, long host) throws IOException {
         if (!hasDataFile) {
             // QEMU's overlap checks: a damaged entry must not make a guest write destroy metadata (a data file has none).
             refcounts.checkDataWrite(host, data.remaining());
@@ -673,7 +699,7 @@ public final class Qcow2Updater {
                 }
                 int len = stream.remaining();
                 long host = refcounts.allocateBytes(len);
-                writeData(stream, host);
+                writeBytes(stream, host);
                 dataEnd = Math.max(dataEnd, host + len);
                 map.set(offset, L2Entry.compressed(host, len, geo.clusterBits()), 0);
                 writeBackIfOverfull();
@@ -721,6 +747,24 @@ public final class Qcow2Updater {
      * written as zero data instead (at most {@code MAX_BOUNCE_BUFFER} bytes at a time).
      */
     void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
+        if (encryption != null && ((offset | length) & (Encryption.SECTOR - 1)) != 0) {
+            // bdrv_co_do_zero_pwritev under the 512-byte request alignment of an encrypted image: the partial sectors
+            // at the ends are written as data (read, merged, encrypted), the whole sectors between as zeros.
+            long end = offset + length;
+            long headEnd = Math.min(end, (offset + Encryption.SECTOR - 1) & -Encryption.SECTOR);
+            if (headEnd > offset && (offset & (Encryption.SECTOR - 1)) != 0) {
+                write(ByteBuffer.allocate((int) (headEnd - offset)), offset);
+                offset = headEnd;
+            }
+            long tailStart = Math.max(offset, end & -Encryption.SECTOR);
+            if (tailStart > offset) {
+                writeZeroes(offset, tailStart - offset, mayUnmap);
+            }
+            if (end > tailStart) {
+                write(ByteBuffer.allocate((int) (end - tailStart)), tailStart);
+            }
+            return;
+        }
         long align = geo.subclusterSize();
         long head = offset % align;
         long tail = (offset + length) % align;
@@ -938,6 +982,9 @@ public final class Qcow2Updater {
      * each L1 entry done, counting through the active table and then the snapshots'.
      */
     void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
+        if (encryption != null) {
+            throw new UnsupportedFeatureException(filename, "expanding the zero clusters of an encrypted image");
+        }
         int[] done = {0};
         expandZeroClustersInL1(map.l1Copy(), visited, done);
         for (org.qcow4j.format.Snapshot sn : image.snapshots()) {
@@ -1097,6 +1144,11 @@ public final class Qcow2Updater {
         if (dataPrealloc && image.dataFile() != null) {
             throw new UnsupportedFeatureException(filename, "preallocation=" + prealloc.name().toLowerCase()
                     + " when resizing a qcow2 image with an external data file");
+        }
+        if (encryption != null && prealloc != CreateOptions.Preallocation.OFF) {
+            // preallocated clusters hold the file's zeros, which an encrypted image would read as noise
+            throw new UnsupportedFeatureException(filename, "preallocation=" + prealloc.name().toLowerCase()
+                    + " when resizing an encrypted image");
         }
         if (newSize < 0 || (newSize & 511) != 0) {
             throw new QcowException(filename, "the new size must be a multiple of 512 (" + newSize + ")", null,

@@ -54,6 +54,10 @@ public final class Qcow2Writer implements Closeable {
     private long l2Index = -1;
     private long l2Offset;
     private final ByteBuffer l2;
+    /** The payload cipher of an encrypted image (data clusters are written encrypted), else null. */
+    private final org.qcow4j.crypto.DiskCipher cipher;
+    /** Where the LUKS header region lies (QEMU's full disk encryption header pointer), else null. */
+    private final org.qcow4j.format.CryptoExtension cryptoRegion;
 
     private long compressedCluster = -1;
     private int compressedUsed;
@@ -85,12 +89,38 @@ public final class Qcow2Writer implements Closeable {
         long l1Entries = geo.l1EntriesFor(o.size());
         this.l1 = new long[(int) l1Entries];
         long l1Clusters = geo.sizeToClusters(l1Entries * 8);
+        org.qcow4j.crypto.Luks.Created luks = o.encryption() == null ? null : Encryption.create(o.encryption(), name);
+        long regionClusters = luks == null ? 0 : geo.sizeToClusters(luks.region().length);
         // Worst case: every hinted data cluster in an L2 table of its own.
-        int reftableClusters = reftableClusters(1 + l1Clusters + Math.min(l1Entries, dataClustersHint) + dataClustersHint);
+        int reftableClusters = reftableClusters(1 + l1Clusters + regionClusters + Math.min(l1Entries, dataClustersHint)
+                + dataClustersHint);
         this.reftable = new long[(int) ((long) reftableClusters * clusterSize / 8)];
         allocate(1 + reftableClusters); // header and refcount table; the first refcount block follows
         this.reftableOffset = (long) clusterSize;
         this.l1Offset = l1Entries == 0 ? 0 : allocate(l1Clusters) << clusterBits; // QEMU: 0 for an empty L1
+        if (luks != null) {
+            // qcow2_set_up_encryption: the LUKS header region in clusters of its own after the L1 table
+            long at = allocate(regionClusters) << clusterBits;
+            write(file, ByteBuffer.wrap(luks.region()), at);
+            java.util.Arrays.fill(luks.region(), (byte) 0);
+            fileEnd = Math.max(fileEnd, at + (regionClusters << clusterBits));
+            this.cryptoRegion = new org.qcow4j.format.CryptoExtension(at, luks.region().length);
+            this.cipher = luks.cipher();
+        } else {
+            this.cryptoRegion = null;
+            this.cipher = null;
+        }
+    }
+
+    /** {@code data} as it goes to host offset {@code host}: encrypted in an encrypted image (a copy), else itself. */
+    private ByteBuffer payload(ByteBuffer data, long host) {
+        if (cipher == null) {
+            return data;
+        }
+        byte[] buf = new byte[data.remaining()];
+        data.get(data.position(), buf);
+        cipher.encrypt(host, buf, 0, buf.length);
+        return ByteBuffer.wrap(buf);
     }
 
     /**
@@ -271,7 +301,9 @@ public final class Qcow2Writer implements Closeable {
         }
         // falloc and full allocate the data's file, the external data file too (zeros written: the JDK has no
         // fallocate); metadata leaves holes
-        ByteBuffer zeros = p == CreateOptions.Preallocation.OFF || p == CreateOptions.Preallocation.METADATA
+        // metadata leaves holes, except in an encrypted image, where only encrypted zeros read as zeros (QEMU's
+        // convert writes them: such a target has no zero init)
+        ByteBuffer zeros = (p == CreateOptions.Preallocation.OFF || p == CreateOptions.Preallocation.METADATA) && cipher == null
                 ? null : ByteBuffer.allocate(clusterSize);
         for (long gc = nextGuestCluster; gc < guestCluster; gc++) {
             mapData(gc, zeros == null ? null : zeros.clear(), p != CreateOptions.Preallocation.OFF);
@@ -300,7 +332,7 @@ public final class Qcow2Writer implements Closeable {
     private void mapData(long gc, ByteBuffer data, boolean preallocated) throws IOException {
         long host = map(gc, preallocated);
         if (data != null) {
-            write(dataFile != null ? dataFile : file, data, host);
+            write(dataFile != null ? dataFile : file, payload(data, host), host);
         } else if (dataFile == null) {
             fileEnd = Math.max(fileEnd, host + clusterSize);
         }
@@ -339,7 +371,7 @@ public final class Qcow2Writer implements Closeable {
     }
 
     private void writeRun(ByteBuffer data, int start, int len, long host) throws IOException {
-        write(dataFile != null ? dataFile : file, data.slice(start, len), host);
+        write(dataFile != null ? dataFile : file, payload(data.slice(start, len), host), host);
     }
 
     /** Marks a guest cluster as reading zeros without a host cluster (v3 zero flag or extended-L2 zero bits). */
@@ -465,9 +497,10 @@ public final class Qcow2Writer implements Closeable {
                 | (o.extendedL2() ? Feature.EXTENDED_L2.mask() : 0);
         long compatible = o.lazyRefcounts() ? Feature.LAZY_REFCOUNTS.mask() : 0;
         long autoclear = o.dataFileRaw() ? Feature.RAW_EXTERNAL_DATA.mask() : 0;
-        return Header.newImage(o.version(), clusterBits, o.size(), l1.length, l1Offset, reftableOffset,
+        Header h = Header.newImage(o.version(), clusterBits, o.size(), l1.length, l1Offset, reftableOffset,
                 (int) (reftable.length * 8L / clusterSize), incompatible, compatible, autoclear, refcountOrder,
                 o.compressionType(), o.backingFile(), o.backingFormat(), o.dataFile());
+        return cryptoRegion == null ? h : h.withEncryption(cryptoRegion);
     }
 
     private void write(FileChannel ch, ByteBuffer src, long pos) throws IOException {
@@ -488,6 +521,9 @@ public final class Qcow2Writer implements Closeable {
     @Override
     @SuppressWarnings("try") // the resources are only there to be closed, each even if another fails
     public void close() throws IOException {
+        if (cipher != null) {
+            cipher.close();
+        }
         try (file; FileChannel d = dataFile) {
             // closed by try-with-resources
         } finally {

@@ -65,6 +65,11 @@ final class RefcountScan {
 
         addReference(c.refcountTableOffset, c.stored.table().length * 8L);
 
+        if (c.header.crypto() != null && c.header.crypto().length() > 0) {
+            // the LUKS header and key material (QEMU's calculate_refcounts: "encryption")
+            addReference(c.header.crypto().offset(), c.header.crypto().length());
+        }
+
         if (c.header.bitmaps() != null && c.header.has(Feature.BITMAPS)) {
             addReference(c.header.bitmaps().directoryOffset(), c.header.bitmaps().directorySize());
             for (BitmapTable t : c.bitmapTables) {

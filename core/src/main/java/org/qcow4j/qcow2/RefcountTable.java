@@ -146,6 +146,10 @@ public final class RefcountTable {
         }
         markMetadata(0, 1, "header");
         markMetadata(tableOffset, tableClusters, "refcount table");
+        if (h.crypto() != null && h.crypto().length() > 0) {
+            // the LUKS header and key material: no guest data may go there
+            markMetadata(h.crypto().offset(), (h.crypto().length() + clusterSize - 1) / clusterSize, "encryption header");
+        }
         this.zeroFrom = (file.length() + clusterSize - 1) >>> clusterBits;
     }
 

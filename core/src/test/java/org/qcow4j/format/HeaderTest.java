@@ -1,5 +1,6 @@
 package org.qcow4j.format;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -96,14 +97,39 @@ class HeaderTest {
     }
 
     @Test
-    void refusesUnknownIncompatibleBitsAndEncryptionByName() {
+    void refusesUnknownIncompatibleBitsByName() {
         ByteBuffer b = v3();
         b.putLong(72, 1L << 20);
         UnsupportedFeatureException e = assertThrows(UnsupportedFeatureException.class, () -> parse(b));
         assertTrue(e.getMessage().contains("incompatible feature bit 20"), e.getMessage());
+    }
+
+    @Test
+    void readsTheEncryptionHeaderPointerAndChecksIt() throws Exception {
         ByteBuffer luks = v3();
         luks.putInt(32, 2);
-        assertTrue(assertThrows(UnsupportedFeatureException.class, () -> parse(luks)).getMessage().contains("LUKS"));
+        FormatException missing = assertThrows(FormatException.class, () -> parse(luks));
+        assertEquals("Missing CRYPTO header for crypt method 2", missing.qemuWords());
+        luks.putInt(112, Header.EXT_CRYPTO).putInt(116, 16).putLong(120, 2L * CLUSTER).putLong(128, 4096);
+        Header h = parse(luks);
+        assertEquals(new CryptoExtension(2L * CLUSTER, 4096), h.crypto());
+        byte[] written = h.toBytes();
+        assertArrayEquals(java.util.Arrays.copyOf(luks.array(), written.length), written);
+        luks.putLong(120, 2L * CLUSTER + 512);
+        assertEquals("Encryption header offset '131584' is not a multiple of cluster size '65536'",
+                assertThrows(FormatException.class, () -> parse(luks)).qemuWords());
+        luks.putLong(120, 3L * CLUSTER).putLong(128, 2L * CLUSTER);
+        assertRefusedAs(luks, "lies outside the file");
+        luks.putLong(120, 2L * CLUSTER).putLong(128, 4096).putInt(32, 1);
+        assertEquals("CRYPTO header extension only expected with LUKS encryption method",
+                assertThrows(FormatException.class, () -> parse(luks)).qemuWords());
+        luks.putInt(32, 7).putInt(112, Header.EXT_END);
+        assertRefusedAs(luks, "unknown encryption method");
+    }
+
+    private static void assertRefusedAs(ByteBuffer b, String expected) {
+        FormatException e = assertThrows(FormatException.class, () -> parse(b));
+        assertTrue(e.getMessage().contains(expected), () -> "expected '" + expected + "' in: " + e.getMessage());
     }
 
     private interface Patch {
