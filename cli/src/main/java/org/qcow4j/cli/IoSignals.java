@@ -22,9 +22,31 @@ final class IoSignals {
     private IoSignals() {
     }
 
-    /** Whether {@code raise(sig)} changes anything for qemu-io (1..65, checked by the caller). */
+    /**
+     * Whether {@code raise(sig)} changes anything for qemu-io (1..65, checked by the caller): not for the signals it
+     * blocks or ignores, nor for one this process inherited ignored (SIGHUP under nohup, SIGINT in a background job),
+     * which qemu-io leaves ignored too.
+     */
     static boolean hasEffect(int sig) {
-        return !NO_EFFECT.contains(sig);
+        return !NO_EFFECT.contains(sig) && !inheritedIgnored(sig);
+    }
+
+    /** Whether {@code sig} is ignored in this process, as Linux's /proc/self/status says (SigIgn); false if unknown. */
+    private static boolean inheritedIgnored(int sig) {
+        if (sig < 1 || sig > 64) {
+            return false;
+        }
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/status"))) {
+                if (line.startsWith("SigIgn:")) {
+                    long mask = Long.parseUnsignedLong(line.substring(7).trim(), 16);
+                    return (mask >>> (sig - 1) & 1) != 0;
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // not Linux, or no /proc: as if not ignored
+        }
+        return false;
     }
 
     /**
