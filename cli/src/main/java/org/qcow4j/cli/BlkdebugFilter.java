@@ -6,10 +6,9 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
-import org.qcow4j.Qcow2Metadata;
+import org.qcow4j.FilterDiskImage;
 
 /**
  * QEMU's blkdebug driver above an image ({@code json:{'driver': 'blkdebug', 'image': {...}, 'inject-error': [...]}}),
@@ -250,36 +249,14 @@ final class BlkdebugFilter {
         return false;
     }
 
-    private final class Filtered implements DiskImage {
-        private final DiskImage in;
-
+    private final class Filtered extends FilterDiskImage {
         Filtered(DiskImage in) {
-            this.in = in;
+            super(in);
         }
 
         @Override
         public String filename() {
             return name != null ? name : in.filename();
-        }
-
-        @Override
-        public String format() {
-            return in.format();
-        }
-
-        @Override
-        public long size() {
-            return in.size();
-        }
-
-        @Override
-        public DiskImage backing() {
-            return in.backing();
-        }
-
-        @Override
-        public Optional<Qcow2Metadata> qcow2() {
-            return in.qcow2();
         }
 
         @Override
@@ -292,11 +269,6 @@ final class BlkdebugFilter {
         public Extent extentAt(long offset, long maxLength) throws IOException {
             check(in, true, offset, maxLength, filename());
             return in.extentAt(offset, maxLength);
-        }
-
-        @Override
-        public void close() throws IOException {
-            in.close();
         }
     }
 }

@@ -7,14 +7,13 @@ import java.nio.channels.ClosedByInterruptException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.NavigableMap;
-import java.util.Optional;
 import java.util.TreeSet;
 import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.function.Consumer;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.FilterDiskImage;
 import org.qcow4j.FormatException;
-import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.io.Zeros;
 
 /**
@@ -95,38 +94,12 @@ final class Salvage {
     }
 
     /** One input, read sector by sector where it fails. */
-    private final class Salvaged implements DiskImage {
-        private final DiskImage in;
+    private final class Salvaged extends FilterDiskImage {
         private final long start;
 
         Salvaged(DiskImage in, long start) {
-            this.in = in;
+            super(in);
             this.start = start;
-        }
-
-        @Override
-        public String filename() {
-            return in.filename();
-        }
-
-        @Override
-        public String format() {
-            return in.format();
-        }
-
-        @Override
-        public long size() {
-            return in.size();
-        }
-
-        @Override
-        public DiskImage backing() {
-            return in.backing();
-        }
-
-        @Override
-        public Optional<Qcow2Metadata> qcow2() {
-            return in.qcow2();
         }
 
         /**
@@ -182,11 +155,6 @@ final class Salvage {
                 dst.position(dst.position() + n);
                 offset += n;
             }
-        }
-
-        @Override
-        public void close() throws IOException {
-            in.close();
         }
     }
 }
