@@ -26,6 +26,18 @@ final class CommandLine {
         String key() {
             return names.get(0);
         }
+
+        // Options are constants compared by identity. A record's generated equals and hashCode link through
+        // ObjectMethods' bootstrap, which spins classes at run time: tens of milliseconds of every command's start-up.
+        @Override
+        public boolean equals(Object o) {
+            return this == o;
+        }
+
+        @Override
+        public int hashCode() {
+            return System.identityHashCode(this);
+        }
     }
 
     /**

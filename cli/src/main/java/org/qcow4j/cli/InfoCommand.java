@@ -14,7 +14,6 @@ import org.qcow4j.Qcow2Metadata;
 
 /** {@code info}: what qemu-img info prints, field for field. */
 final class InfoCommand extends Command {
-    private static final DateTimeFormatter DATE = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss");
     private static final CommandLine.Option BACKING_CHAIN = CommandLine.Option.flag(
             "Show every image of the backing chain.", "--backing-chain");
 
@@ -102,6 +101,11 @@ final class InfoCommand extends Command {
     }
 
     /** qemu-img's snapshot table ({@code bdrv_snapshot_dump}): "Snapshot list:", the heading, a line per snapshot. */
+    /** Built on first use: java.time's set-up costs every command's start-up when it sits in a static field here. */
+    private static final class Dates {
+        static final DateTimeFormatter DATE = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss");
+    }
+
     @SuppressWarnings("unchecked")
     static void printSnapshots(PrintWriter out, List<Object> snapshots) {
         out.println("Snapshot list:");
@@ -111,7 +115,7 @@ final class InfoCommand extends Command {
             long secs = (Long) s.get("vm-clock-sec");
             long nsec = (Long) s.get("vm-clock-nsec");
             String clock = String.format("%02d:%02d:%02d.%03d", secs / 3600, (secs / 60) % 60, secs % 60, nsec / 1_000_000);
-            String date = DATE.format(Instant.ofEpochSecond((Long) s.get("date-sec")).atZone(ZoneId.systemDefault()));
+            String date = Dates.DATE.format(Instant.ofEpochSecond((Long) s.get("date-sec")).atZone(ZoneId.systemDefault()));
             Object icount = s.get("icount");
             out.println(String.format("%-9s %-16s %8s%20s%13s%11s", s.get("id"), s.get("name"),
                     Sizes.human((Long) s.get("vm-state-size")), date, clock, icount == null ? "" : icount.toString()));

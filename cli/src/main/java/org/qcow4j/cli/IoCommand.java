@@ -56,14 +56,12 @@ final class IoCommand extends Command {
     static final CommandLine.Option QUIET = CommandLine.Option.flag(
             "Quiet: no statistics lines (every command as if given -q; not qemu-io's).", "-q", "--quiet");
 
-    /** The signal's effect on this process: see {@link IoSignals#raise}. */
-    private static final IntConsumer RAISE = IoSignals::raise;
-
     private final Supplier<InputStream> stdin;
     private final IntConsumer raise;
 
+    /** Standard input and real signals; null fields, so that every command's start-up links no lambda for them. */
     IoCommand() {
-        this(() -> System.in, RAISE);
+        this(null, null);
     }
 
     /** For tests: commands from {@code stdin}, and what raising a signal ({@code sigraise}, {@code abort}) does. */
@@ -180,7 +178,8 @@ final class IoCommand extends Command {
                 return ExitCodes.FAILURE;
             }
         }
-        IoShell shell = new IoShell(image, out, err, args.has("-q"), debug, imageOpts, raise);
+        IoShell shell = new IoShell(image, out, err, args.has("-q"), debug, imageOpts,
+                raise != null ? raise : IoSignals::raise);
         boolean closed = true;
         try {
             List<String> commands = args.has("-c") ? args.all("-c") : null;
@@ -288,7 +287,7 @@ final class IoCommand extends Command {
      * under its own name only a terminal.
      */
     private void readLoop(IoShell shell, PrintWriter out, boolean qemuIo, String prompt) throws IOException {
-        InputStream in = stdin.get();
+        InputStream in = stdin != null ? stdin.get() : System.in;
         boolean prompting = qemuIo || (in == System.in && System.console() != null);
         BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);
         StringBuilder line = new StringBuilder();

@@ -113,7 +113,12 @@ public final class Main {
     }
 
     private static Command command(String name) {
-        return COMMANDS.stream().filter(c -> c.name().equals(name)).findFirst().orElse(null);
+        for (Command c : COMMANDS) {
+            if (c.name().equals(name)) {
+                return c;
+            }
+        }
+        return null;
     }
 
     /** Parses a command's options and runs it, turning every failure into a message and an exit code. */

@@ -19,7 +19,6 @@ import java.util.regex.Pattern;
  * which is always correct, only slower.
  */
 public final class FileExtents {
-    private static final Pattern EXTENT = Pattern.compile("^\\s*\\d+:\\s*(\\d+)\\.\\.\\s*(\\d+):");
     private static final String[] FILEFRAG = {"filefrag", "/usr/sbin/filefrag", "/sbin/filefrag"};
 
     private FileExtents() {
@@ -80,9 +79,9 @@ public final class FileExtents {
                 p.destroyForcibly();
                 return -1;
             }
-            String[] parts = out.split(" ");
-            return Long.parseLong(parts[0]) * Long.parseLong(parts[1]);
-        } catch (IOException | NumberFormatException | ArrayIndexOutOfBoundsException e) {
+            int space = out.indexOf(' ');
+            return Long.parseLong(out.substring(0, space)) * Long.parseLong(out.substring(space + 1));
+        } catch (IOException | NumberFormatException | IndexOutOfBoundsException e) {
             return -1;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -96,8 +95,9 @@ public final class FileExtents {
             return null;
         }
         List<long[]> ranges = new ArrayList<>();
+        Pattern extent = Pattern.compile("^\\s*\\d+:\\s*(\\d+)\\.\\.\\s*(\\d+):");
         for (String line : out.split("\n")) {
-            Matcher m = EXTENT.matcher(line);
+            Matcher m = extent.matcher(line);
             if (!m.find()) {
                 continue;
             }
