@@ -25,6 +25,14 @@ final class ImageInfo {
     }
 
     static Map<String, Object> of(DiskImage image) throws IOException {
+        return of(image, null);
+    }
+
+    /**
+     * As {@link #of(DiskImage)}, with the file's allocated size from {@code actualSize} when it was started before
+     * the image opened (see {@link AllocatedSize}), else asked now.
+     */
+    static Map<String, Object> of(DiskImage image, AllocatedSize actualSize) throws IOException {
         Map<String, Object> m = new LinkedHashMap<>();
         Qcow2Metadata q = image.qcow2().orElse(null);
         Header h = q == null ? null : q.header();
@@ -44,7 +52,9 @@ final class ImageInfo {
             m.put("cluster-size", h.clusterSize());
         }
         m.put("format", image.format());
-        long actual = Images.allocatedBytes(Path.of(image.filename()));
+        Path file = Path.of(image.filename());
+        long actual = actualSize != null && actualSize.file().equals(file) ? actualSize.get()
+                : Images.allocatedBytes(file);
         if (actual >= 0) {
             m.put("actual-size", actual);
         }

@@ -33,6 +33,7 @@ final class InfoCommand extends Command {
         Set<String> seen = new HashSet<>();
         String filename = ImageArgs.oneImage(args);
         String format = args.get("-f", null);
+        AllocatedSize actualSize = args.has("--image-opts") ? null : AllocatedSize.start(filename);
         while (filename != null) {
             if (!seen.add(filename)) {
                 err.error("Backing file '" + filename + "' creates an infinite loop.");
@@ -41,7 +42,7 @@ final class InfoCommand extends Command {
             // (only the first image is given as options: collect_image_info_list opens its backing files by name)
             try (DiskImage d = infos.isEmpty() ? ImageArgs.open(args, filename, format, false)
                     : ImageArgs.openByName(args, filename, format, false)) {
-                Map<String, Object> info = ImageInfo.of(d);
+                Map<String, Object> info = ImageInfo.of(d, infos.isEmpty() ? actualSize : null);
                 String shown = infos.isEmpty() ? ImageArgs.jsonName(args, filename, d) : null;
                 if (shown != null) {
                     info.put("filename", shown);

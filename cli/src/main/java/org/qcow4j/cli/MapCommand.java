@@ -29,7 +29,7 @@ final class MapCommand extends Command {
             if (json) {
                 out.print('[');
             } else {
-                out.printf("%-16s%-16s%-16s%s%n", "Offset", "Length", "Mapped to", "File");
+                out.println(column("Offset") + column("Length") + column("Mapped to") + "File");
             }
             Extent run = null;
             boolean first = true;
@@ -59,6 +59,11 @@ final class MapCommand extends Command {
         return ExitCodes.OK;
     }
 
+    /** printf's {@code %-16s}. */
+    private static String column(String s) {
+        return s.length() >= 16 ? s : s + " ".repeat(16 - s.length());
+    }
+
     private static boolean sameFile(DiskImage d, Extent a, Extent b) {
         return !a.hasHostOffset() || layerFile(d, a.depth()).equals(layerFile(d, b.depth()));
     }
@@ -74,18 +79,22 @@ final class MapCommand extends Command {
 
     private static boolean print(PrintWriter out, DiskImage d, Extent e, boolean json, boolean first) throws QcowException {
         if (json) {
-            out.printf("%s{ \"start\": %d, \"length\": %d, \"depth\": %d, \"present\": %b, \"zero\": %b, \"data\": %b",
-                    first ? "" : ",\n", e.start(), e.length(), e.depth(), e.present(), e.zero(), e.data());
+            // built by hand: a Formatter parses its pattern on every call (and loads java.util.regex first)
+            StringBuilder b = new StringBuilder(120).append(first ? "" : ",\n").append("{ \"start\": ").append(e.start())
+                    .append(", \"length\": ").append(e.length()).append(", \"depth\": ").append(e.depth())
+                    .append(", \"present\": ").append(e.present()).append(", \"zero\": ").append(e.zero())
+                    .append(", \"data\": ").append(e.data());
             if (e.hasHostOffset()) {
-                out.printf(", \"offset\": %d", e.hostOffset());
+                b.append(", \"offset\": ").append(e.hostOffset());
             }
-            out.print('}');
+            out.print(b.append('}'));
         } else {
             if (e.data() && !e.hasHostOffset()) {
                 throw new QcowException(d.filename(), "File contains external, encrypted or compressed clusters.");
             }
             if (e.data() && !e.zero()) {
-                out.printf("%-16s%-16s%-16s%s%n", CFormat.altHex(e.start()), CFormat.altHex(e.length()), CFormat.altHex(e.hostOffset()), layerFile(d, e.depth()));
+                out.println(column(CFormat.altHex(e.start())) + column(CFormat.altHex(e.length()))
+                        + column(CFormat.altHex(e.hostOffset())) + layerFile(d, e.depth()));
             }
         }
         return false;
