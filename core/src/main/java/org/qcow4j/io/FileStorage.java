@@ -182,7 +182,8 @@ public final class FileStorage implements AutoCloseable {
     public void force() throws IOException {
         try {
             WriteFaults.check(path, WriteFaults.Op.FORCE, -1);
-            channel.force(true);
+            // fdatasync, as QEMU's flush: the data and what reading it back needs (the file's size), not timestamps
+            channel.force(false);
         } catch (IOException e) {
             throw failed("flush failed", e);
         }

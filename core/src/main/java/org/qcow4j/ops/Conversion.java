@@ -133,7 +133,7 @@ public final class Conversion {
 
     private static void force(FileChannel ch, String name) throws QcowException {
         try {
-            ch.force(true);
+            ch.force(false); // fdatasync, as QEMU flushes
         } catch (IOException e) {
             throw new QcowException(name, "cannot flush: " + e.getMessage(), e);
         }

@@ -178,7 +178,7 @@ final class CheckContext {
 
     void force() throws QcowException {
         try {
-            writer.force(true);
+            writer.force(false); // fdatasync, as QEMU flushes
         } catch (IOException e) {
             throw new QcowException(filename, "write failed: " + describe(e));
         }

@@ -483,9 +483,9 @@ public final class Qcow2Writer implements Closeable {
         }
         write(file, ByteBuffer.wrap(header().toBytes()), 0);
         if (durable) {
-            file.force(true);
+            file.force(false); // fdatasync, as QEMU flushes
             if (dataFile != null) {
-                dataFile.force(true);
+                dataFile.force(false);
             }
         }
     }

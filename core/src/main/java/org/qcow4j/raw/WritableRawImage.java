@@ -162,7 +162,7 @@ public final class WritableRawImage extends AbstractDiskImage implements Writabl
     @Override
     public synchronized void flush() throws IOException {
         try {
-            channel.force(true);
+            channel.force(false); // fdatasync, as QEMU flushes
         } catch (IOException e) {
             throw failed("flush failed", e);
         }
