@@ -12,6 +12,7 @@ import org.qcow4j.OpenOptions.DetectZeroes;
 import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.WritableImage;
 import org.qcow4j.io.ImageChannel;
+import org.qcow4j.io.Zeros;
 
 /**
  * A writable image with the request rules of its {@link OpenOptions} applied over the driver's, as QEMU's block layer
@@ -75,12 +76,7 @@ public final class ManagedImage implements WritableImage {
     }
 
     private static boolean isZero(ByteBuffer b) {
-        for (int i = b.position(); i < b.limit(); i++) {
-            if (b.get(i) != 0) {
-                return false;
-            }
-        }
-        return true;
+        return Zeros.isZero(b, b.position(), b.limit());
     }
 
     @Override

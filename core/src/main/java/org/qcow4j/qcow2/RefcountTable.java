@@ -18,6 +18,7 @@ import org.qcow4j.QcowException;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.RefcountBlock;
 import org.qcow4j.io.FileStorage;
+import org.qcow4j.io.Zeros;
 
 /**
  * The cluster allocator of an image opened for writing: the refcount table (whole, in memory), its refcount blocks
@@ -948,12 +949,7 @@ public final class RefcountTable {
     }
 
     private static boolean isZero(ByteBuffer b) {
-        for (int i = 0; i < b.limit(); i += 8) {
-            if (b.getLong(i) != 0) {
-                return false;
-            }
-        }
-        return true;
+        return Zeros.isZero(b, 0, b.limit());
     }
 
     /** QEMU's {@code qcow2_get_last_cluster}: the last cluster of a file of {@code length} bytes still in use, or -1. */
