@@ -22,14 +22,20 @@ public final class Zeros {
         if (to - from >= 8 && buf.getLong(from) != 0) {
             return false;
         }
+        return firstNonZero(buf, from, to) < 0;
+    }
+
+    /** The index of the first non-zero byte of {@code buf[from, to)}, or -1: as {@link #isZero}, by mismatch. */
+    public static int firstNonZero(ByteBuffer buf, int from, int to) {
         for (int i = from; i < to; ) {
             int n = Math.min(to - i, ZERO_BUFFER.capacity());
-            if (buf.slice(i, n).mismatch(ZERO_BUFFER.slice(0, n)) >= 0) {
-                return false;
+            int at = buf.slice(i, n).mismatch(ZERO_BUFFER.slice(0, n));
+            if (at >= 0) {
+                return i + at;
             }
             i += n;
         }
-        return true;
+        return -1;
     }
 
     public static void fill(ByteBuffer dst) {

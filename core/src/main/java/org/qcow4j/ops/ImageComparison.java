@@ -221,18 +221,8 @@ public final class ImageComparison {
     /** QEMU's {@code check_empty_sectors}: the start of the first sector holding a non-zero byte, or -1. */
     private long firstNonZero(DiskImage image, long offset, int length) throws IOException {
         read(image, buf1, offset, length);
-        int i = 0;
-        for (; i + 8 <= length; i += 8) {
-            if (buf1.getLong(i) != 0) {
-                return offset + (long) i / SECTOR * SECTOR;
-            }
-        }
-        for (; i < length; i++) {
-            if (buf1.get(i) != 0) {
-                return offset + (long) i / SECTOR * SECTOR;
-            }
-        }
-        return -1;
+        int i = org.qcow4j.io.Zeros.firstNonZero(buf1, 0, length);
+        return i < 0 ? -1 : offset + (long) i / SECTOR * SECTOR;
     }
 
     private static void read(DiskImage image, ByteBuffer buf, long offset, int length) throws IOException {

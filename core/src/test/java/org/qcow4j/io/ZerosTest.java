@@ -37,8 +37,9 @@ class ZerosTest {
                 for (int[] range : ranges) {
                     int from = range[0];
                     int to = Math.max(from, range[1]);
-                    assertEquals(expected(b, from, to), Zeros.isZero(b, from, to),
-                            "mark " + mark + " range " + from + ".." + to + (b.isDirect() ? " direct" : ""));
+                    String what = "mark " + mark + " range " + from + ".." + to + (b.isDirect() ? " direct" : "");
+                    assertEquals(expected(b, from, to), Zeros.isZero(b, from, to), what);
+                    assertEquals(mark >= from && mark < to ? mark : -1, Zeros.firstNonZero(b, from, to), what);
                 }
             }
         }
