@@ -232,6 +232,76 @@ class BitmapCommandTest {
         assertTrue(v2Add.err().endsWith("Cannot store dirty bitmaps in qcow2 v2 files\n"), v2Add.err());
     }
 
+    /**
+     * A bitmap over 2 TiB at 512-byte granularity (512 MiB of bits, QEMU's own limit: iotest 190) is added as by
+     * qemu-img, file for file, and measured as by it; memory follows set bits only. A stored table whose entries all
+     * say "all ones" would make loading it allocate all of them: refused in one line, nothing written.
+     */
+    @Test
+    void hugeBitmapsAsQemuImgAndHostileTablesRefused() throws IOException {
+        Path theirs = dir.resolve("huge-t.qcow2");
+        Path ours = dir.resolve("huge-o.qcow2");
+        for (Path p : List.of(theirs, ours)) {
+            Qemu.img(dir, "create", "-q", "-f", "qcow2", p.toString(), "2T");
+        }
+        for (String[] add : List.of(new String[] {"--add", "--granularity", "512"}, new String[] {"--add", "-g", "2M"})) {
+            String name = add[1].equals("--granularity") ? "b1" : "b2";
+            List<String> args = new ArrayList<>(List.of("bitmap"));
+            args.addAll(Arrays.asList(add));
+            Qemu.img(dir, append(append(args.toArray(new String[0]), theirs.toString()), name));
+            Qemu.Result got = SnapshotCommandTest.run(Program.QEMU_IMG,
+                    append(append(args.toArray(new String[0]), ours.toString()), name));
+            assertEquals(0, got.exit(), got.toString());
+        }
+        assertEquals(-1L, Files.mismatch(theirs, ours));
+        for (String size : List.of("64k", "2M")) {
+            String[] measure = {"measure", "-O", "qcow2", "-o", "cluster_size=" + size, "-f", "qcow2", ours.toString()};
+            Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", measure));
+            Qemu.Result got = SnapshotCommandTest.run(Program.QEMU_IMG, measure);
+            assertEquals(want.out(), got.out(), size);
+            assertTrue(want.out().contains("bitmaps size: "), want.out());
+        }
+        // b1's table: every entry set to 1 ("all ones", no data cluster), 8,192 entries for 512 MiB of bits
+        ByteBuffer file = ByteBuffer.wrap(Files.readAllBytes(ours));
+        long table = bitmapTableOffset(file, "b1");
+        for (int i = 0; i < 8192; i++) {
+            file.putLong((int) table + 8 * i, 1L);
+        }
+        Files.write(ours, file.array());
+        byte[] before = Files.readAllBytes(ours);
+        Qemu.Result got = SnapshotCommandTest.run(Program.QEMU_IMG, "bitmap", "--add", ours.toString(), "b3");
+        assertEquals(1, got.exit(), got.toString());
+        assertEquals("qemu-img: " + ours + ": bitmap 'b1' of granularity 512 has 536870912 bytes of set bits stored,"
+                + " more than qcow4j loads (134217728)\n", got.err());
+        assertTrue(Arrays.equals(before, Files.readAllBytes(ours)));
+    }
+
+    /** The bitmap table offset of the bitmap named {@code name}, found through the header's bitmaps extension. */
+    private static long bitmapTableOffset(ByteBuffer file, String name) {
+        int at = file.getInt(100); // header_length: the extensions follow the header
+        while (file.getInt(at) != 0) {
+            int type = file.getInt(at);
+            int length = file.getInt(at + 4);
+            if (type == 0x23852875) {
+                long dir = file.getLong(at + 8 + 16);
+                int nb = file.getInt(at + 8);
+                long e = dir;
+                for (int i = 0; i < nb; i++) {
+                    int nameSize = file.getShort((int) e + 18) & 0xffff;
+                    int extra = file.getInt((int) e + 20);
+                    String n = new String(file.array(), (int) e + 24 + extra, nameSize,
+                            java.nio.charset.StandardCharsets.UTF_8);
+                    if (n.equals(name)) {
+                        return file.getLong((int) e);
+                    }
+                    e += (24 + extra + nameSize + 7) & ~7;
+                }
+            }
+            at += 8 + ((length + 7) & ~7);
+        }
+        throw new AssertionError("no bitmap " + name);
+    }
+
     /** {@code convert --bitmaps} as qemu-img's: the bitmaps' info and dirty maps, its refusals and warnings. */
     @Test
     void convertCopiesBitmapsAsQemuImg() throws IOException {

@@ -31,11 +31,13 @@ import org.qcow4j.io.FileStorage;
  * one, plus at most leaked clusters. Allocation goes through the image's {@link RefcountTable}, so clusters land
  * where QEMU puts them.
  *
- * <p>The bitmaps live in memory ({@link DirtyBitmap}); one bitmap's size follows the disk size over its granularity
- * and is refused past {@link #MAX_MEMORY_BYTES} (QEMU's own limit is 512 MiB).
+ * <p>The bitmaps live in memory ({@link DirtyBitmap}), in chunks made only where bits are set: a new bitmap takes
+ * none, however large the disk (within QEMU's own limit of 512 MiB of bitmap data), and writes grow it as they dirty
+ * granules, as QEMU's do. What a bitmap stored on disk may make us allocate when it loads is bounded by
+ * {@link #MAX_MEMORY_BYTES}: its table, an untrusted field, could otherwise mark everything set.
  */
 final class PersistentBitmaps implements DirtyBitmaps {
-    /** The most bytes one bitmap may take in memory (its bits, one per granule). */
+    /** The most bytes of set bits one bitmap stored on disk may bring into memory when it loads. */
     static final long MAX_MEMORY_BYTES = 128L << 20;
     private static final long KNOWN_AUTOCLEAR = Feature.BITMAPS.mask() | Feature.RAW_EXTERNAL_DATA.mask();
     private static final String INCONSISTENT_HINT = "Try block-dirty-bitmap-remove to delete this bitmap from disk";
@@ -163,7 +165,6 @@ final class PersistentBitmaps implements DirtyBitmaps {
             boolean inUse = (t.flags() & Bitmap.FLAG_IN_USE) != 0;
             DirtyBitmap bits = null;
             if (!inUse) {
-                checkMemory(t.name(), t.granularityBits(), image.size(), false);
                 bits = loadData(t);
             }
             loaded.add(0, new Loaded(t.name(), t.granularityBits(), (t.flags() & Bitmap.FLAG_AUTO) != 0, inUse, bits));
@@ -180,6 +181,7 @@ final class PersistentBitmaps implements DirtyBitmaps {
                     "Could not read bitmap '" + t.name() + "' from image: Invalid argument");
         }
         long[] table = readTable(t);
+        checkMemory(t, table);
         DirtyBitmap bits = new DirtyBitmap(t.granularityBits(), image.size());
         long perCluster = BitmapTable.granulesPerCluster(clusterBits);
         long granules = bits.granules();
@@ -356,7 +358,6 @@ final class PersistentBitmaps implements DirtyBitmaps {
         if (writes == null) {
             throw new BitmapException(filename, "Bitmap '" + name + "' is readonly and cannot be modified");
         }
-        checkMemory(name, granularityBits, image.size(), true);
         loaded.add(0, new Loaded(name, granularityBits, !disabled, false, new DirtyBitmap(granularityBits, image.size())));
         updateRecording();
     }
@@ -380,14 +381,20 @@ final class PersistentBitmaps implements DirtyBitmaps {
         return null;
     }
 
-    /** qcow4j's own bound: a bitmap's bits must fit in {@link #MAX_MEMORY_BYTES}. */
-    private void checkMemory(String name, int granularityBits, long size, boolean adding) throws QcowException {
-        long bytes = (BitmapTable.granules(size, granularityBits) + 7) / 8;
+    /**
+     * qcow4j's own bound on what loading a stored bitmap allocates: each table entry with data (or all ones) may set
+     * up to a cluster's worth of bits, and together they must fit in {@link #MAX_MEMORY_BYTES}.
+     */
+    private void checkMemory(BitmapTable t, long[] table) throws QcowException {
+        long bytes = 0;
+        for (long e : table) {
+            if (BitmapTable.dataOffset(e) != 0 || (e & BitmapTable.ALL_ONES) != 0) {
+                bytes += clusterSize;
+            }
+        }
         if (bytes > MAX_MEMORY_BYTES) {
-            String why = "bitmap '" + name + "' of granularity " + (1L << granularityBits) + " over " + size
-                    + " bytes needs " + bytes + " bytes of memory, more than qcow4j keeps (" + MAX_MEMORY_BYTES
-                    + "); use a larger granularity";
-            throw adding ? new BitmapException(filename, why) : new QcowException(filename, why);
+            throw new QcowException(filename, "bitmap '" + t.name() + "' of granularity " + (1L << t.granularityBits())
+                    + " has " + bytes + " bytes of set bits stored, more than qcow4j loads (" + MAX_MEMORY_BYTES + ")");
         }
     }
 
