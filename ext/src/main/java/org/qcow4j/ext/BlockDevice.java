@@ -54,9 +54,17 @@ final class BlockDevice {
 
     /** Reads {@code count} blocks from {@code block} on into a new buffer, after checking them. */
     ByteBuffer readBlocks(long block, int count, String field) throws IOException {
+        return readBlocks(block, count, field, ByteBuffer.allocate(Math.multiplyExact(count, blockSize)));
+    }
+
+    /**
+     * As {@link #readBlocks(long, int, String)}, into {@code buf} (cleared first; it must hold the blocks): a scan
+     * reading table after table reuses one buffer instead of allocating and zeroing a fresh one each time.
+     */
+    ByteBuffer readBlocks(long block, int count, String field, ByteBuffer buf) throws IOException {
         checkBlock(block, field);
         checkBlock(block + count - 1, field);
-        ByteBuffer buf = ByteBuffer.allocate(Math.multiplyExact(count, blockSize));
+        buf.clear().limit(Math.multiplyExact(count, blockSize));
         long end = byteOffset + (block + count) * blockSize;
         if (end > fileSize) {
             throw new FormatException(file, field, block, "block lies past the end of the file (" + fileSize

@@ -37,9 +37,11 @@ record Inode(int mode, long sizeLo, int linksCount, long blocksLo, int flags, lo
 
     /** Decodes the inode at {@code offset} of {@code table}; {@code i_file_acl_high} counts with 64bit only. */
     static Inode parse(ByteBuffer table, int offset, boolean is64bit) {
-        ByteBuffer b = table.duplicate().order(ByteOrder.LITTLE_ENDIAN);
-        ByteBuffer blockArea = ByteBuffer.allocate(BLOCK_AREA_SIZE).order(ByteOrder.LITTLE_ENDIAN);
-        blockArea.put(b.slice(offset + BLOCK_AREA_OFFSET, BLOCK_AREA_SIZE)).flip();
+        // the scan hands little-endian tables: no view is made for them (this runs once per inode in use)
+        ByteBuffer b = table.order() == ByteOrder.LITTLE_ENDIAN ? table : table.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        byte[] area = new byte[BLOCK_AREA_SIZE];
+        b.get(offset + BLOCK_AREA_OFFSET, area);
+        ByteBuffer blockArea = ByteBuffer.wrap(area);
         long fileAcl = u32(b, offset + 0x68);
         if (is64bit) {
             fileAcl |= (long) Short.toUnsignedInt(b.getShort(offset + 0x76)) << 32;

@@ -2,6 +2,7 @@ package org.qcow4j.ext;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.List;
 import org.qcow4j.FormatException;
 
@@ -28,6 +29,7 @@ final class InodeScanner {
         int blockSize = sb.blockSize();
         int chunkBlocks = Math.max(1, CHUNK_BYTES / blockSize);
         int inodesPerBlock = sb.inodesPerBlock();
+        ByteBuffer chunk = ByteBuffer.allocate(chunkBlocks * blockSize).order(ByteOrder.LITTLE_ENDIAN);
         for (int g = 0; g < groups.size(); g++) {
             GroupDescriptor group = groups.get(g);
             if (lazy && group.hasFlag(GroupDescriptor.INODE_UNINIT)) {
@@ -49,7 +51,7 @@ final class InodeScanner {
             long index = 0;
             for (long b = 0; b < blocks; b += chunkBlocks) {
                 int n = (int) Math.min(chunkBlocks, blocks - b);
-                ByteBuffer table = device.readBlocks(group.inodeTable() + b, n, "bg_inode_table of group " + g);
+                ByteBuffer table = device.readBlocks(group.inodeTable() + b, n, "bg_inode_table of group " + g, chunk);
                 for (int off = 0; off < n * blockSize && index < inodes; off += inodeSize, index++) {
                     if (table.getShort(off + 0x1A) == 0) {
                         continue; // i_links_count == 0: free or deleted
