@@ -117,11 +117,17 @@ public final class Qcow2Writer implements Closeable {
         if (cipher == null) {
             return data;
         }
-        byte[] buf = new byte[data.remaining()];
-        data.get(data.position(), buf);
-        cipher.encrypt(host, buf, 0, buf.length);
-        return ByteBuffer.wrap(buf);
+        int len = data.remaining();
+        if (payload.length < len) {
+            payload = new byte[len];
+        }
+        data.get(data.position(), payload, 0, len);
+        cipher.encryptInParallel(host, payload, 0, len);
+        return ByteBuffer.wrap(payload, 0, len);
     }
+
+    /** The encrypted copy {@link #payload} returns, reused: each is written before the next is made. */
+    private byte[] payload = new byte[0];
 
     /**
      * Starts a new image at {@code path} (created or truncated). {@code dataClustersHint} is an upper bound of
