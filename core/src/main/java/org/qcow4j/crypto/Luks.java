@@ -71,6 +71,16 @@ public final class Luks {
         return ok ? master : null;
     }
 
+    /**
+     * The bytes of the header region {@link #create} makes for {@code spec} (its payload offset): what QEMU's
+     * qcrypto_block_calculate_payload_offset finds by a create it throws away, without the PBKDF2 work.
+     */
+    public static long regionLength(CipherSpec spec) {
+        long headerSectors = LuksHeader.KEY_SLOT_OFFSET / LuksHeader.SECTOR_SIZE;
+        long splitSectors = LuksHeader.splitKeySectors(spec.masterKeyBytes(), LuksHeader.STRIPES);
+        return (headerSectors + LuksHeader.NUM_KEY_SLOTS * splitSectors) * LuksHeader.SECTOR_SIZE;
+    }
+
     /** A new LUKS header region and the cipher of its payload (close it when done). */
     public record Created(byte[] region, LuksHeader header, DiskCipher cipher) {
         @Override

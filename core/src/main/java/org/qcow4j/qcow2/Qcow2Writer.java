@@ -112,6 +112,15 @@ public final class Qcow2Writer implements Closeable {
         }
     }
 
+    /**
+     * The bytes a new image's LUKS header region takes for {@code o} (QEMU's qcrypto_block_calculate_payload_offset, as
+     * qcow2_measure asks it), the cipher options checked as a create checks them: IllegalArgumentException in QEMU's
+     * words.
+     */
+    public static long luksRegionLength(org.qcow4j.EncryptionOptions o) throws org.qcow4j.UnsupportedFeatureException {
+        return Encryption.regionLength(o, "measure");
+    }
+
     /** {@code data} as it goes to host offset {@code host}: encrypted in an encrypted image (a copy), else itself. */
     private ByteBuffer payload(ByteBuffer data, long host) {
         if (cipher == null) {
