@@ -173,6 +173,16 @@ class EncryptedAmendTest {
         ours("sec0", erase).ok();
         assertEquals(afterTheirs, activeSlots());
         assertEquals("10110110", afterTheirs);
+        // opened without its secret, with a wrong one, with one that does not exist
+        for (String[] open : new String[][] {{img.toString()}, {"--image-opts", opts("sec1")}, // sec1: erased just above
+                {"--image-opts", opts("sec7")}}) {
+            List<String> a = new ArrayList<>(List.of("amend"));
+            a.addAll(List.of(SECRETS));
+            a.addAll(List.of("-o", "encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10"));
+            a.addAll(List.of(open));
+            String[] args = a.toArray(String[]::new);
+            assertEquals(Qemu.run(dir, Qemu.concat("qemu-img", args)), Qemu.asQemuImg(args), open[open.length - 1]);
+        }
         // an image without encryption
         Path plain = dir.resolve("plain.qcow2");
         Qemu.img(dir, "create", "-q", "-f", "qcow2", plain.toString(), "1M");

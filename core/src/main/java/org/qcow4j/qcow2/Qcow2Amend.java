@@ -50,6 +50,11 @@ public final class Qcow2Amend {
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, name)) {
             // As QEMU's read-write open: a dirty image repaired first, its repair's lines told
             Header h = HeaderUpdate.openedHeader(path, name, o.repairReport() == null ? line -> { } : o.repairReport());
+            if (h.cryptMethod() != Header.CRYPT_NONE && o.open().passphrase() == null) {
+                // QEMU's read-write open unlocks the key (qcow2_do_open without BDRV_O_NO_IO)
+                throw new org.qcow4j.QcowException(name, "encrypted image: a passphrase is needed (encrypt.key-secret)",
+                        null, Encryption.KEY_SECRET_REQUIRED);
+            }
             List<Snapshot> snapshots;
             try (DiskImage image = new ChainOpener(o.open().withoutBacking()).open(name, "qcow2", 0, null)) {
                 snapshots = image.qcow2().orElseThrow().snapshots();
