@@ -15,14 +15,17 @@ final class AmendCommand extends Command {
     private static final CommandLine.Option QUIET = CommandLine.Option.flag("Quiet: print nothing but errors.", "-q");
     private static final CommandLine.Option CACHE = CommandLine.Option.value("CACHE", "Cache mode (checked).", "-t");
     private static final CommandLine.Option FORCE = CommandLine.Option.flag(
-            "Allow what may harm the image (LUKS keyslot changes in QEMU; nothing here).", "--force");
+            "Allow LUKS key slot changes that may lose data (overwrite an active slot, erase the last one).", "--force");
 
-    /** qcow2's amend options (qcow2_amend_opts, less encryption), and their types. */
-    static final Map<String, ImageOptions.Type> QCOW2_AMEND = Map.of("compat", ImageOptions.Type.STRING,
-            "backing_file", ImageOptions.Type.STRING, "backing_fmt", ImageOptions.Type.STRING,
-            "data_file", ImageOptions.Type.STRING, "data_file_raw", ImageOptions.Type.BOOL,
-            "lazy_refcounts", ImageOptions.Type.BOOL, "refcount_bits", ImageOptions.Type.NUMBER,
-            "size", ImageOptions.Type.SIZE);
+    /** qcow2's amend options (qcow2_amend_opts), and their types. */
+    static final Map<String, ImageOptions.Type> QCOW2_AMEND = Map.ofEntries(Map.entry("compat", ImageOptions.Type.STRING),
+            Map.entry("backing_file", ImageOptions.Type.STRING), Map.entry("backing_fmt", ImageOptions.Type.STRING),
+            Map.entry("data_file", ImageOptions.Type.STRING), Map.entry("data_file_raw", ImageOptions.Type.BOOL),
+            Map.entry("lazy_refcounts", ImageOptions.Type.BOOL), Map.entry("refcount_bits", ImageOptions.Type.NUMBER),
+            Map.entry("size", ImageOptions.Type.SIZE), Map.entry("encrypt.state", ImageOptions.Type.STRING),
+            Map.entry("encrypt.keyslot", ImageOptions.Type.NUMBER), Map.entry("encrypt.old-secret", ImageOptions.Type.STRING),
+            Map.entry("encrypt.new-secret", ImageOptions.Type.STRING),
+            Map.entry("encrypt.iter-time", ImageOptions.Type.NUMBER));
 
     private static final String HELP = """
             Amend options for 'qcow2':
@@ -43,7 +46,7 @@ final class AmendCommand extends Command {
 
     AmendCommand() {
         super("amend", "amend -o OPTIONS [-f FMT] [-p] [-q] [-t CACHE] [--force] IMAGE",
-                "Change a qcow2 image's version, lazy refcounts, data file flags or size in place, as qemu-img amend.",
+                "Change a qcow2 image's version, lazy refcounts, data file flags, size or LUKS key slots in place, as qemu-img amend.",
                 OPTIONS, FORMAT, PROGRESS, QUIET, CACHE, FORCE, OBJECT, IMAGE_OPTS);
     }
 
@@ -108,7 +111,9 @@ final class AmendCommand extends Command {
                     .withDataFile(checked.get("data_file"))
                     .withDataFileRaw(bool(checked.get("data_file_raw")))
                     .withBacking(checked.get("backing_file"), checked.get("backing_fmt"))
-                    .withSize(checked.containsKey("size") ? Long.parseLong(checked.get("size")) : null);
+                    .withSize(checked.containsKey("size") ? Long.parseLong(checked.get("size")) : null)
+                    .withKeySlots(keySlots(checked, args))
+                    .withForce(args.has("--force"));
             try {
                 ImageArgs.opening(image, () -> {
                     Images.amend(o.path(), options);
@@ -125,6 +130,32 @@ final class AmendCommand extends Command {
             return ExitCodes.OK;
         } finally {
             progress.end();
+        }
+    }
+
+    /** The encrypt.* options (null if none): secrets looked up by id, null where none has it (the core says so). */
+    private static AmendOptions.KeySlotChange keySlots(Map<String, String> checked, CommandLine args) {
+        if (checked.keySet().stream().noneMatch(k -> k.startsWith("encrypt."))) {
+            return null;
+        }
+        String oldId = checked.get("encrypt.old-secret");
+        String newId = checked.get("encrypt.new-secret");
+        return new AmendOptions.KeySlotChange(checked.get("encrypt.state"), number(checked.get("encrypt.keyslot")),
+                oldId, secret(args, oldId), newId, secret(args, newId), number(checked.get("encrypt.iter-time")));
+    }
+
+    private static Long number(String v) {
+        return v == null ? null : Long.parseLong(v);
+    }
+
+    private static org.qcow4j.Passphrase secret(CommandLine args, String id) {
+        if (id == null) {
+            return null;
+        }
+        try {
+            return args.objects().passphrase(id);
+        } catch (QemuObjects.Invalid e) {
+            return null;
         }
     }
 

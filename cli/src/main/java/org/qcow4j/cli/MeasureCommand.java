@@ -9,7 +9,6 @@ import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
 import org.qcow4j.MeasureResult;
-import org.qcow4j.UnsupportedFeatureException;
 
 /** {@code measure}: the size a new image would need, as qemu-img measure. */
 final class MeasureCommand extends Command {
@@ -96,7 +95,7 @@ final class MeasureCommand extends Command {
             long optionSize = size >= 0 ? size : Long.parseLong(o.getOrDefault("size", "0"));
             MeasureResult r;
             try {
-                r = Images.measure(source, optionSize, qcow2 ? target(o) : null);
+                r = Images.measure(source, optionSize, qcow2 ? target(o, ImageArgs.secrets(args)) : null);
             } catch (IllegalArgumentException e) {
                 err.error(e.getMessage());
                 return ExitCodes.FAILURE;
@@ -124,7 +123,8 @@ final class MeasureCommand extends Command {
      * The target's options as qcow2_measure reads them, in its order and words: extended_l2, cluster_size, compat,
      * refcount_bits, preallocation, backing_file, encrypt.format (the rest of the creation options do not matter).
      */
-    private static CreateOptions target(Map<String, String> o) throws UnsupportedFeatureException {
+    private static CreateOptions target(Map<String, String> o,
+                                        java.util.function.Function<String, org.qcow4j.Passphrase> secrets) {
         boolean extendedL2 = Boolean.TRUE.equals(ImageOptions.qapiBool(o.getOrDefault("extended_l2", "off")));
         long clusterSize = Long.parseLong(o.getOrDefault("cluster_size", "65536"));
         if (Long.bitCount(clusterSize) != 1 || clusterSize < 512 || clusterSize > 2 << 20) {
@@ -156,14 +156,21 @@ final class MeasureCommand extends Command {
             case "full" -> CreateOptions.Preallocation.FULL;
             default -> throw new IllegalArgumentException("invalid parameter value: " + mode);
         };
-        if ("luks".equals(o.get("encrypt.format"))) {
-            if (!o.containsKey("encrypt.key-secret")) {
-                throw new IllegalArgumentException("Parameter 'encrypt.key-secret' is required for cipher");
-            }
-            throw new UnsupportedFeatureException("measure", "LUKS encryption ('encrypt.format=luks')");
-        }
-        return new CreateOptions(0, version, Long.numberOfTrailingZeros(clusterSize),
+        CreateOptions c = new CreateOptions(0, version, Long.numberOfTrailingZeros(clusterSize),
                 Long.numberOfTrailingZeros(refcountBits), 0, extendedL2, false, null, false, preallocation,
                 o.get("backing_file"), null);
+        if ("luks".equals(o.get("encrypt.format"))) {
+            // qcrypto_block_calculate_payload_offset: a LUKS create thrown away, which needs its secret
+            String id = o.get("encrypt.key-secret");
+            if (id == null) {
+                throw new IllegalArgumentException("Parameter 'encrypt.key-secret' is required for cipher");
+            }
+            org.qcow4j.EncryptionOptions d = org.qcow4j.EncryptionOptions.luks(secrets.apply(id));
+            c = c.withEncryption(new org.qcow4j.EncryptionOptions(d.passphrase(),
+                    o.getOrDefault("encrypt.cipher-alg", d.cipherAlg()), o.getOrDefault("encrypt.cipher-mode", d.cipherMode()),
+                    o.getOrDefault("encrypt.ivgen-alg", d.ivgenAlg()), o.get("encrypt.ivgen-hash-alg"),
+                    o.getOrDefault("encrypt.hash-alg", d.hashAlg()), d.iterTimeMs()));
+        }
+        return c;
     }
 }

@@ -29,11 +29,47 @@ final class Encrypted {
     }
 
     /**
-     * {@code qemu-img create} of a LUKS image with {@code options} (may be empty) and an iteration time of 10 ms. QEMU's
+     * {@code qemu-img create} of a LUKS image with {@code options} (may be empty) and an iteration time of 10 ms, or a
+     * copy of the one an earlier call with the same arguments made in this JVM. QEMU's
      * PBKDF calibration measures the thread's CPU time and gives up on a busy machine when it measures none ("Unable
      * to get accurate CPU usage"); that is the machine, not the test: it tries again.
      */
     static void create(Path dir, Path image, String options, String size, String... extra) {
+        List<String> key = new ArrayList<>(List.of(options, size));
+        key.addAll(List.of(extra));
+        Path template = MADE.get(key);
+        try {
+            if (template != null) {
+                java.nio.file.Files.copy(template, image, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                return;
+            }
+            make(dir, image, options, size, extra);
+            Path copy = java.nio.file.Files.createTempFile(TEMPLATES, "luks", ".qcow2");
+            copy.toFile().deleteOnExit();
+            java.nio.file.Files.copy(image, copy, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            MADE.putIfAbsent(key, copy);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    /**
+     * The images {@link #create} made in this JVM, by options, size and extra arguments: later calls copy them (each
+     * test class still gets its own file), as QEMU's PBKDF calibration costs every create a second or more of CPU.
+     */
+    private static final java.util.Map<List<String>, Path> MADE = new java.util.concurrent.ConcurrentHashMap<>();
+    private static final Path TEMPLATES;
+
+    static {
+        try {
+            TEMPLATES = java.nio.file.Files.createTempDirectory("qcow4j-luks-templates");
+            TEMPLATES.toFile().deleteOnExit();
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    private static void make(Path dir, Path image, String options, String size, String... extra) {
         String o = "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10" + (options.isEmpty() ? "" : "," + options);
         List<String> cmd = new ArrayList<>(List.of("qemu-img", "create", "-q", "-f", "qcow2", "--object", OBJECT, "-o", o));
         cmd.addAll(List.of(extra));

@@ -94,11 +94,29 @@ class EncryptedCreateTest {
     }
 
     @Test
-    void infoIsQemuImgs() throws IOException {
+    void infoIsQemuImgs() throws Exception {
+        // qemu-img's creates in parallel: each spends a second or more in QEMU's PBKDF calibration
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(
+                Math.max(1, Runtime.getRuntime().availableProcessors()));
+        java.util.List<java.util.concurrent.Future<?>> made = new java.util.ArrayList<>();
+        try {
+            for (int i = 0; i < Encrypted.CIPHERS.size(); i++) {
+                Path img = dir.resolve("i" + i + ".qcow2");
+                String set = Encrypted.CIPHERS.get(i);
+                made.add(pool.submit(() -> {
+                    Encrypted.create(dir, img, set, "1M");
+                    return null;
+                }));
+            }
+            for (java.util.concurrent.Future<?> f : made) {
+                f.get();
+            }
+        } finally {
+            pool.shutdown();
+        }
         int i = 0;
         for (String set : Encrypted.CIPHERS) {
             Path img = dir.resolve("i" + i++ + ".qcow2");
-            Encrypted.create(dir, img, set, "1M");
             for (String output : new String[] {"human", "json"}) {
                 Qemu.Result theirs = Qemu.img(dir, "info", "--output=" + output, img.toString());
                 Qemu.Result ours = Qemu.asQemuImg("info", "--output=" + output, img.toString());

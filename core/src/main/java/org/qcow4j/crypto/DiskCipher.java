@@ -1,8 +1,15 @@
 package org.qcow4j.crypto;
 
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import java.security.GeneralSecurityException;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinTask;
 import javax.crypto.Cipher;
 import javax.crypto.spec.IvParameterSpec;
 import javax.crypto.spec.SecretKeySpec;
@@ -16,6 +23,7 @@ import javax.crypto.spec.SecretKeySpec;
  */
 public final class DiskCipher implements AutoCloseable {
     public static final int SECTOR_SIZE = 512;
+    private static final VarHandle LONGS = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
 
     private final CipherSpec spec;
     private final byte[] key;
@@ -42,6 +50,48 @@ public final class DiskCipher implements AutoCloseable {
         run(true, offset, buf, off, len);
     }
 
+    /** Below this many bytes {@link #encryptInParallel} encrypts on the calling thread alone. */
+    private static final int PARALLEL_MIN = 256 * 1024;
+
+    /**
+     * {@link #encrypt}, split into pieces of whole sectors (at least 128 KiB) that the common fork-join pool's threads
+     * encrypt while the calling thread does one itself; returns when all are done. For a writer that encrypts what
+     * others read for it (convert into an encrypted image).
+     */
+    public void encryptInParallel(long offset, byte[] buf, int off, int len) {
+        int threads = Math.min(Runtime.getRuntime().availableProcessors(), ForkJoinPool.getCommonPoolParallelism() + 1);
+        if (len < PARALLEL_MIN || threads < 2 || len % SECTOR_SIZE != 0) {
+            encrypt(offset, buf, off, len);
+            return;
+        }
+        int pieces = Math.min(threads, len / (PARALLEL_MIN / 2));
+        int piece = (len / pieces + SECTOR_SIZE - 1) / SECTOR_SIZE * SECTOR_SIZE;
+        List<ForkJoinTask<?>> others = new ArrayList<>();
+        for (int at = piece; at < len; at += piece) {
+            int from = at;
+            int n = Math.min(piece, len - at);
+            others.add(ForkJoinPool.commonPool().submit(() -> encrypt(offset + from, buf, off + from, n)));
+        }
+        RuntimeException failure = null;
+        try {
+            encrypt(offset, buf, off, Math.min(piece, len));
+        } catch (RuntimeException e) {
+            failure = e;
+        }
+        for (ForkJoinTask<?> t : others) {
+            try {
+                t.join();
+            } catch (RuntimeException e) {
+                if (failure == null) {
+                    failure = e;
+                }
+            }
+        }
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
     /** Decrypts whole sectors in place: see {@link #encrypt}. */
     public void decrypt(long offset, byte[] buf, int off, int len) {
         run(false, offset, buf, off, len);
@@ -60,8 +110,12 @@ public final class DiskCipher implements AutoCloseable {
         }
         try {
             long sector = offset / SECTOR_SIZE;
-            for (int at = 0; at < len; at += SECTOR_SIZE, sector++) {
-                e.sector(encrypt, sector, buf, off + at, Math.min(SECTOR_SIZE, len - at));
+            if (spec.mode() == CipherSpec.Mode.XTS) {
+                e.xts(encrypt, sector, buf, off, len);
+            } else {
+                for (int at = 0; at < len; at += SECTOR_SIZE, sector++) {
+                    e.sector(encrypt, sector, buf, off + at, Math.min(SECTOR_SIZE, len - at));
+                }
             }
         } finally {
             engines.offer(e);
@@ -91,6 +145,9 @@ public final class DiskCipher implements AutoCloseable {
         private final SecretKeySpec aesKey;
         private final Cipher essiv;
         private final byte[] iv = new byte[16];
+        /** XTS: the IVs of one {@link Xts#CHUNK} of sectors (ESSIV: before and after its cipher). */
+        private final byte[] ivs;
+        private final byte[] essivIvs;
 
         Engine() {
             try {
@@ -114,6 +171,9 @@ public final class DiskCipher implements AutoCloseable {
                 } else {
                     essiv = null;
                 }
+                int chunkIvs = spec.mode() == CipherSpec.Mode.XTS ? 16 * (Xts.CHUNK / SECTOR_SIZE) : 0;
+                ivs = new byte[chunkIvs];
+                essivIvs = new byte[essiv == null ? 0 : chunkIvs];
             } catch (GeneralSecurityException e) {
                 throw new IllegalStateException("the JDK's AES failed", e);
             }
@@ -148,6 +208,37 @@ public final class DiskCipher implements AutoCloseable {
             }
         }
 
+        /**
+         * XTS over many sectors from sector {@code n}: their IVs made {@link Xts#CHUNK} bytes' worth at a time, each
+         * step's sectors then encrypted or decrypted in one {@link Xts} call.
+         */
+        void xts(boolean encrypt, long n, byte[] buf, int off, int len) {
+            try {
+                for (int at = 0; at < len; at += Xts.CHUNK) {
+                    int bytes = Math.min(Xts.CHUNK, len - at);
+                    int sectors = (bytes + SECTOR_SIZE - 1) / SECTOR_SIZE;
+                    long first = n + at / SECTOR_SIZE;
+                    boolean plain = spec.ivAlg() == CipherSpec.IvAlg.PLAIN;
+                    for (int k = 0; k < sectors; k++) {
+                        long s = first + k;
+                        LONGS.set(ivs, 16 * k, plain ? s & 0xffffffffL : s);
+                        LONGS.set(ivs, 16 * k + 8, 0L);
+                    }
+                    if (essiv != null) {
+                        essiv.doFinal(ivs, 0, 16 * sectors, essivIvs, 0);
+                        System.arraycopy(essivIvs, 0, ivs, 0, 16 * sectors);
+                    }
+                    if (encrypt) {
+                        xts.encrypt(ivs, SECTOR_SIZE, buf, off + at, bytes);
+                    } else {
+                        xts.decrypt(ivs, SECTOR_SIZE, buf, off + at, bytes);
+                    }
+                }
+            } catch (GeneralSecurityException e) {
+                throw new IllegalStateException("the JDK's AES failed", e);
+            }
+        }
+
         void sector(boolean encrypt, long n, byte[] buf, int off, int len) {
             try {
                 if (spec.mode() != CipherSpec.Mode.ECB) {
@@ -178,6 +269,8 @@ public final class DiskCipher implements AutoCloseable {
                 xts.destroy();
             }
             Arrays.fill(iv, (byte) 0);
+            Arrays.fill(ivs, (byte) 0);
+            Arrays.fill(essivIvs, (byte) 0);
         }
     }
 }

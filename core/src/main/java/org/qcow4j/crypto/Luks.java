@@ -71,6 +71,16 @@ public final class Luks {
         return ok ? master : null;
     }
 
+    /**
+     * The bytes of the header region {@link #create} makes for {@code spec} (its payload offset): what QEMU's
+     * qcrypto_block_calculate_payload_offset finds by a create it throws away, without the PBKDF2 work.
+     */
+    public static long regionLength(CipherSpec spec) {
+        long headerSectors = LuksHeader.KEY_SLOT_OFFSET / LuksHeader.SECTOR_SIZE;
+        long splitSectors = LuksHeader.splitKeySectors(spec.masterKeyBytes(), LuksHeader.STRIPES);
+        return (headerSectors + LuksHeader.NUM_KEY_SLOTS * splitSectors) * LuksHeader.SECTOR_SIZE;
+    }
+
     /** A new LUKS header region and the cipher of its payload (close it when done). */
     public record Created(byte[] region, LuksHeader header, DiskCipher cipher) {
         @Override
@@ -81,7 +91,7 @@ public final class Luks {
 
     /**
      * QEMU's qcrypto_block_luks_create: a random master key; its digest iterations are what a second of this thread's
-     * PBKDF2 computes, scaled to {@code iterTimeMs} and divided by 8, at least 1000; slot 0's iterations the same
+     * PBKDF2 computes (measured over up to 500 ms, as QEMU, or over the iteration time if shorter, at least 25 ms), scaled to {@code iterTimeMs} and divided by 8, at least 1000; slot 0's iterations the same
      * benchmark (of the passphrase) scaled to {@code iterTimeMs}, at least 1000; key material laid out after the 4 KiB
      * header, each slot rounded up to 4 KiB; the region is the header and all eight slots' space (the payload offset).
      *
@@ -96,8 +106,9 @@ public final class Luks {
         random.nextBytes(master);
         try {
             DiskCipher payload = new DiskCipher(spec, master);
+            long window = Math.max(25, Math.min(500, iterTimeMs));
             long mkIter = fixedIterations > 0 ? fixedIterations : Math.max(1000,
-                    Pbkdf2.countIterations(spec.hash(), master, mkSalt, LuksHeader.DIGEST_LEN) * iterTimeMs / 1000 / 8);
+                    Pbkdf2.countIterations(spec.hash(), master, mkSalt, LuksHeader.DIGEST_LEN, window) * iterTimeMs / 1000 / 8);
             byte[] digest = Pbkdf2.derive(spec.hash(), master, mkSalt, mkIter, LuksHeader.DIGEST_LEN);
             long headerSectors = LuksHeader.KEY_SLOT_OFFSET / LuksHeader.SECTOR_SIZE;
             long splitSectors = LuksHeader.splitKeySectors(keyLen, LuksHeader.STRIPES);
@@ -107,7 +118,7 @@ public final class Luks {
             byte[] salt = new byte[LuksHeader.SALT_LEN];
             random.nextBytes(salt);
             long iters = fixedIterations > 0 ? fixedIterations : Math.max(1000,
-                    Pbkdf2.countIterations(spec.hash(), passphrase, salt, keyLen) * iterTimeMs / 1000);
+                    Pbkdf2.countIterations(spec.hash(), passphrase, salt, keyLen, window) * iterTimeMs / 1000);
             if (iters > 0xffffffffL || mkIter > 0xffffffffL) {
                 throw new IllegalArgumentException("PBKDF iterations " + Math.max(iters, mkIter) + " larger than 4294967295");
             }

@@ -77,6 +77,12 @@ public record LuksHeader(CipherSpec spec, String cipherName, String cipherMode, 
      */
     public static LuksHeader parse(ByteBuffer b, long regionLength, String file) throws FormatException,
             UnsupportedFeatureException {
+        return parse(b, regionLength, file, MAX_ITERATIONS);
+    }
+
+    /** {@link #parse} with another iteration limit than {@link #MAX_ITERATIONS} (tests: fuzzing at a bearable cost). */
+    static LuksHeader parse(ByteBuffer b, long regionLength, String file, long maxIterations) throws FormatException,
+            UnsupportedFeatureException {
         b = b.duplicate().order(ByteOrder.BIG_ENDIAN);
         if (b.remaining() < SIZE) {
             throw new FormatException(file, "LUKS header", b.remaining() + " bytes", "shorter than " + SIZE + " bytes");
@@ -159,18 +165,18 @@ public record LuksHeader(CipherSpec spec, String cipherName, String cipherMode, 
         }
         CipherSpec spec = parseSpec(file, cipherName, cipherMode, hashSpec, keyBytes);
         // Bounds beyond QEMU's: what a header may make us compute and read.
-        if (mkIter > MAX_ITERATIONS) {
+        if (mkIter > maxIterations) {
             throw new FormatException(file, "LUKS mk_digest_iter", mkIter, "more PBKDF2 iterations than qcow4j's limit of "
-                    + MAX_ITERATIONS);
+                    + maxIterations);
         }
         for (int i = 0; i < NUM_KEY_SLOTS; i++) {
             KeySlot s = slots.get(i);
             if (!s.active()) {
                 continue;
             }
-            if (s.iterations() > MAX_ITERATIONS) {
+            if (s.iterations() > maxIterations) {
                 throw new FormatException(file, "LUKS key slot " + i + " iterations", s.iterations(),
-                        "more PBKDF2 iterations than qcow4j's limit of " + MAX_ITERATIONS);
+                        "more PBKDF2 iterations than qcow4j's limit of " + maxIterations);
             }
             long end = s.keyOffsetSectors() * SECTOR_SIZE + keyBytes * STRIPES;
             if (end > regionLength) {

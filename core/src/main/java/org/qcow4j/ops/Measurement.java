@@ -67,6 +67,9 @@ public final class Measurement {
             required = virtualSize;
         }
         long fullyAllocated = preallocSize(virtualSize, clusterSize, qcow2.refcountOrder(), l2EntrySize);
+        if (qcow2.encryption() != null) { // the LUKS header region, in whole clusters
+            fullyAllocated += roundUp(org.qcow4j.qcow2.Qcow2Writer.luksRegionLength(qcow2.encryption()), clusterSize);
+        }
         long bitmaps = -1;
         Qcow2Metadata meta = source == null ? null : source.qcow2().orElse(null);
         if (qcow2.version() >= 3 && meta != null && meta.header().version() >= 3) {

@@ -96,6 +96,31 @@ final class Encryption implements AutoCloseable {
         }
     }
 
+    /**
+     * The length of the LUKS header region a new image with options {@code o} gets, the cipher options checked as
+     * {@link #create} checks them (IllegalArgumentException: QEMU's words; unsupported ciphers by name).
+     */
+    static long regionLength(org.qcow4j.EncryptionOptions o, String filename) throws UnsupportedFeatureException {
+        try {
+            return Luks.regionLength(org.qcow4j.crypto.CipherSpec.of(o.cipherAlg(), o.cipherMode(), o.ivgenAlg(),
+                    o.ivgenHashAlg(), o.hashAlg()));
+        } catch (UnsupportedOperationException e) {
+            // the length needs only the key size: a 128-bit block cipher the JDK lacks measures as AES of its key size
+            String alg = o.cipherAlg() == null ? "" : o.cipherAlg();
+            String aes = switch (alg) {
+                case "serpent-128", "twofish-128" -> "aes-128";
+                case "serpent-192", "twofish-192" -> "aes-192";
+                case "serpent-256", "twofish-256" -> "aes-256";
+                default -> null;
+            };
+            if (aes != null) {
+                return Luks.regionLength(org.qcow4j.crypto.CipherSpec.of(aes, o.cipherMode(), o.ivgenAlg(),
+                        o.ivgenHashAlg(), o.hashAlg()));
+            }
+            throw new UnsupportedFeatureException(filename, "LUKS " + e.getMessage());
+        }
+    }
+
     /** What qemu-img info shows of it. */
     org.qcow4j.EncryptionInfo info() {
         if (luks == null) {

@@ -50,9 +50,25 @@ public final class Qcow2Amend {
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, name)) {
             // As QEMU's read-write open: a dirty image repaired first, its repair's lines told
             Header h = HeaderUpdate.openedHeader(path, name, o.repairReport() == null ? line -> { } : o.repairReport());
+            if (h.cryptMethod() != Header.CRYPT_NONE && o.open().passphrase() == null) {
+                // QEMU's read-write open unlocks the key (qcow2_do_open without BDRV_O_NO_IO)
+                throw new org.qcow4j.QcowException(name, "encrypted image: a passphrase is needed (encrypt.key-secret)",
+                        null, Encryption.KEY_SECRET_REQUIRED);
+            }
             List<Snapshot> snapshots;
             try (DiskImage image = new ChainOpener(o.open().withoutBacking()).open(name, "qcow2", 0, null)) {
                 snapshots = image.qcow2().orElseThrow().snapshots();
+            }
+            // qcow2_amend_options' loop meets the encrypt.* options first (they lead qcow2_amend_opts)
+            if (o.keySlots() != null) {
+                if (h.cryptMethod() == Header.CRYPT_NONE) {
+                    throw new ImageOperationException(name, "encryption options cannot be amended: the image is not "
+                            + "encrypted", "Can't amend encryption options - encryption not present");
+                }
+                if (h.cryptMethod() != Header.CRYPT_LUKS) {
+                    throw new ImageOperationException(name, "only LUKS encryption options can be amended",
+                            "Only LUKS encryption options can be amended");
+                }
             }
             int oldVersion = h.version();
             int newVersion = oldVersion;
@@ -87,7 +103,7 @@ public final class Qcow2Amend {
             boolean upgradeOldSnapshots = newVersion > oldVersion
                     && snapshots.stream().anyMatch(s -> s.diskSize() < 0);
             AmendProgress steps = new AmendProgress(progress, (newVersion != oldVersion ? 1 : 0)
-                    + (bits != h.refcountBits() ? 1 : 0));
+                    + (bits != h.refcountBits() ? 1 : 0) + (o.keySlots() != null ? 1 : 0));
 
             if (newVersion > oldVersion) { // qcow2_upgrade
                 steps.start(AmendProgress.Step.UPGRADING);
@@ -100,6 +116,9 @@ public final class Qcow2Amend {
                 h = h.withFeatures(3, h.incompatibleFeatures(), h.compatibleFeatures(), h.autoclearFeatures());
                 HeaderUpdate.write(path, h);
                 steps.report(2, 2);
+            }
+            if (o.keySlots() != null) {
+                changeKeySlots(path, name, h, o);
             }
             if (bits != h.refcountBits()) {
                 if (newVersion < 3 && bits != 16) {
@@ -144,6 +163,54 @@ public final class Qcow2Amend {
             if (newVersion < oldVersion) {
                 steps.start(AmendProgress.Step.DOWNGRADING);
                 downgrade(path, name, h, snapshots, o, steps);
+            }
+        }
+    }
+
+    /**
+     * The LUKS key slots changed as qcrypto_block_luks_amend_options changes them, through the header region
+     * (qcow2_crypto_hdr_read_func and _write_func: nothing outside it), each write forced.
+     */
+    private static void changeKeySlots(Path path, String name, Header h, AmendOptions o) throws IOException {
+        AmendOptions.KeySlotChange k = o.keySlots();
+        org.qcow4j.format.CryptoExtension region = h.crypto();
+        byte[] openSecret = o.open().passphrase() == null ? null : o.open().passphrase().bytes();
+        byte[] oldSecret = k.oldSecret() == null ? null : k.oldSecret().bytes();
+        byte[] newSecret = k.newSecret() == null ? null : k.newSecret().bytes();
+        try (org.qcow4j.io.FileStorage storage = org.qcow4j.io.FileStorage.open(path, Access.WRITE)) {
+            org.qcow4j.crypto.LuksHeader luks = org.qcow4j.crypto.LuksHeader.parse(
+                    storage.read(region.offset(), org.qcow4j.crypto.LuksHeader.SIZE), region.length(), name);
+            org.qcow4j.crypto.LuksKeySlots.Region r = new org.qcow4j.crypto.LuksKeySlots.Region() {
+                @Override
+                public java.nio.ByteBuffer read(long offset, int length) throws IOException {
+                    check(offset, length);
+                    return storage.read(region.offset() + offset, length);
+                }
+
+                @Override
+                public void write(long offset, byte[] data) throws IOException {
+                    check(offset, data.length);
+                    storage.writeFully(java.nio.ByteBuffer.wrap(data), region.offset() + offset);
+                    storage.force();
+                }
+
+                private void check(long offset, long length) throws ImageOperationException {
+                    if (offset < 0 || offset + length > region.length()) {
+                        throw new ImageOperationException(name, "LUKS key slot access at " + offset + " outside the "
+                                + region.length() + "-byte header region", "Request for data outside of extension header");
+                    }
+                }
+            };
+            org.qcow4j.crypto.LuksKeySlots.amend(luks, r, new org.qcow4j.crypto.LuksKeySlots.Change(k.state(),
+                    k.keyslot(), k.oldSecretId() == null ? null
+                    : new org.qcow4j.crypto.LuksKeySlots.Secret(k.oldSecretId(), oldSecret), k.newSecretId() == null ? null
+                    : new org.qcow4j.crypto.LuksKeySlots.Secret(k.newSecretId(), newSecret), k.iterTimeMs()),
+                    openSecret, o.force(), name);
+        } finally {
+            for (byte[] b : new byte[][] {openSecret, oldSecret, newSecret}) {
+                if (b != null) {
+                    java.util.Arrays.fill(b, (byte) 0);
+                }
             }
         }
     }

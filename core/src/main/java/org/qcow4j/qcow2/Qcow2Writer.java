@@ -112,16 +112,31 @@ public final class Qcow2Writer implements Closeable {
         }
     }
 
+    /**
+     * The bytes a new image's LUKS header region takes for {@code o} (QEMU's qcrypto_block_calculate_payload_offset, as
+     * qcow2_measure asks it), the cipher options checked as a create checks them: IllegalArgumentException in QEMU's
+     * words.
+     */
+    public static long luksRegionLength(org.qcow4j.EncryptionOptions o) throws org.qcow4j.UnsupportedFeatureException {
+        return Encryption.regionLength(o, "measure");
+    }
+
     /** {@code data} as it goes to host offset {@code host}: encrypted in an encrypted image (a copy), else itself. */
     private ByteBuffer payload(ByteBuffer data, long host) {
         if (cipher == null) {
             return data;
         }
-        byte[] buf = new byte[data.remaining()];
-        data.get(data.position(), buf);
-        cipher.encrypt(host, buf, 0, buf.length);
-        return ByteBuffer.wrap(buf);
+        int len = data.remaining();
+        if (payload.length < len) {
+            payload = new byte[len];
+        }
+        data.get(data.position(), payload, 0, len);
+        cipher.encryptInParallel(host, payload, 0, len);
+        return ByteBuffer.wrap(payload, 0, len);
     }
+
+    /** The encrypted copy {@link #payload} returns, reused: each is written before the next is made. */
+    private byte[] payload = new byte[0];
 
     /**
      * Starts a new image at {@code path} (created or truncated). {@code dataClustersHint} is an upper bound of
