@@ -337,11 +337,19 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /** Reads and validates the header, its extensions and the backing file name: all of cluster 0. */
     static Header readHeader(FileStorage storage, String filename) throws IOException {
+        return Header.parse(readCluster0(storage, filename), filename, storage.length());
+    }
+
+    /** {@link #readHeader} as {@code qemu-img check} opens the image ({@link Header#parseForCheck}). */
+    static Header readHeaderForCheck(FileStorage storage, String filename) throws IOException {
+        return Header.parseForCheck(readCluster0(storage, filename), filename, storage.length());
+    }
+
+    private static ByteBuffer readCluster0(FileStorage storage, String filename) throws IOException {
         long length = storage.length();
         ByteBuffer start = storage.read(0, (int) Math.min(length, Header.FIXED_PART));
         int clusterBits = Header.peekClusterBits(start, filename, length);
-        ByteBuffer cluster0 = storage.read(0, (int) Math.min(length, 1L << clusterBits));
-        return Header.parse(cluster0, filename, length);
+        return storage.read(0, (int) Math.min(length, 1L << clusterBits));
     }
 
     private static long[] readL1(FileStorage storage, Header h, String file) throws IOException {
