@@ -200,6 +200,25 @@ class CheckSnapshotTableTest {
         assertEquals(0, assertLikeQemu(img, "snapshot", "-d", "a").exit());
     }
 
+    /**
+     * iotest 080's "Hitting snapshot table size limit": 65536 entries at 16 MiB, past the end of the file, which QEMU
+     * reads as zeros (empty entries): the image opens, a new snapshot is one too many (EFBIG), and the check counts
+     * every entry incomplete and the table past the end of the file.
+     */
+    @Test
+    void tablePastTheEndOfTheFileReadsAsZeros() throws IOException {
+        Path img = create("limit.qcow2", "64M");
+        putLong(img, OFF_SNAPSHOTS_OFFSET, 16 << 20);
+        putInt(img, OFF_NB_SNAPSHOTS, 65536);
+        Qemu.Result create = assertLikeQemu(img, "snapshot", "-c", "test");
+        assertEquals("qemu-img: Could not create snapshot 'test': -27 (File too large)\n",
+                create.err().replace(dir.toString(), "DIR"));
+        Qemu.Result list = assertLikeQemu(img, "snapshot", "-l");
+        assertEquals(65538, list.out().split("\n").length, "the header lines and 65536 empty snapshots");
+        assertEquals(2, assertLikeQemu(img, "check").exit());
+        assertLikeQemu(img, "info");
+    }
+
     // ================================================================ comparing with qemu-img
 
     /**

@@ -62,9 +62,6 @@ public final class SnapshotTable {
         for (int i = 0; i < h.nbSnapshots(); i++) {
             pos = (pos + 7) & ~7L;
             String field = "snapshot " + i;
-            if (pos + Snapshot.FIXED_SIZE > fileLength) {
-                throw new FormatException(file, field + " offset", FormatException.hex(pos), "snapshot table runs past the end of the file");
-            }
             ByteBuffer f = reader.read(pos, Snapshot.FIXED_SIZE).order(ByteOrder.BIG_ENDIAN);
             long l1Offset = f.getLong(0);
             int l1Size = f.getInt(8);
@@ -86,9 +83,6 @@ public final class SnapshotTable {
                         + " exceed QEMU's limit of " + Snapshot.MAX_TABLE_BYTES + " bytes", "Snapshot table is too big"
                         + "\nYou can force-remove all " + (Integer.toUnsignedLong(h.nbSnapshots()) - i)
                         + " overhanging snapshots with qemu-img check -r all");
-            }
-            if (pos + Snapshot.FIXED_SIZE + varSize > fileLength) {
-                throw new FormatException(file, field + " size", Snapshot.FIXED_SIZE + varSize, "snapshot entry runs past the end of the file");
             }
             if (Integer.toUnsignedLong(l1Size) > L1Entry.MAX_ENTRIES) {
                 throw new FormatException(file, field + " l1_size", Integer.toUnsignedString(l1Size), "snapshot L1 table too large");
