@@ -124,6 +124,8 @@ public final class Qcow2Check {
      *     structure's clusters are then leaks, repaired at once. A refcount block past the end of the file first
      *     has the file grown to it, as QEMU does. With {@code -r leaks} such an image fails as in QEMU ("ERROR need
      *     to rebuild refcount structures", "Check failed: Input/output error"), with nothing written;
+     * <li>with {@code -r all}, an L2 entry of a preallocated cluster (no data) at a misaligned offset becomes a zero
+     *     cluster, written at once (QEMU's {@code fix_l2_entry_by_zero}); the cluster then leaks;
      * <li>COPIED flags of the active L1 and L2 tables are set or cleared as QEMU's {@code check_oflag_copied} does;
      * <li>with {@code -r all}, the snapshot table as QEMU's check repairs it ({@link CheckSnapshotTable}): overhanging
      *     entries dropped before the refcount check, extra data cut and incomplete version 3 entries completed by
@@ -136,9 +138,9 @@ public final class Qcow2Check {
      * counts what was found and fixed. The image is written in place and forced to disk; the caller double-checks
      * it, as qemu-img does.
      *
-     * <p>Before anything is written the image is checked read-only; an image needing repairs QEMU makes otherwise
-     * (zeroing misaligned preallocated L2 entries) or with corruptions no repair touches
-     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with persistent bitmaps, is
+     * <p>Before anything is written the image is checked read-only; an image with corruptions no repair touches
+     * (reserved bits in L1/L2 entries, references past the end of the file, a data cluster at a misaligned offset,
+     * ...), or with persistent bitmaps, is
      * refused with a {@link QcowException}, untouched. Unknown autoclear bits are cleared, as QEMU clears them when it
      * opens the image for the repair (raw external data is kept). An external data file is not touched: its clusters
      * have no refcounts.
