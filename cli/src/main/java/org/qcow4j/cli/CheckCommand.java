@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.qcow4j.CheckFailedException;
 import org.qcow4j.CheckResult;
 import org.qcow4j.Images;
 import org.qcow4j.RepairMode;
@@ -69,6 +70,26 @@ final class CheckCommand extends Command {
             default -> throw new UnsupportedFeatureException(image, "image format '" + format + "' (qcow4j checks qcow2)");
         }
 
+        try {
+            return check(args, out, err, json, image, operand, fixErrors);
+        } catch (CheckFailedException e) {
+            // qemu-img: its error_report lines (each with the program's name), then "Check failed: REASON"
+            out.flush();
+            for (String error : e.errors()) {
+                int nl = error.indexOf('\n');
+                err.error(nl < 0 ? error : error.substring(0, nl));
+                if (nl >= 0) {
+                    err.println(error.substring(nl + 1));
+                }
+            }
+            err.error(err.program() == Program.QCOW4J ? e.getMessage() : "Check failed: " + e.reason());
+            return ExitCodes.FAILURE;
+        }
+    }
+
+    private int check(CommandLine args, PrintWriter out, Stderr err, boolean json, String image,
+                      ImageArgs.Operand operand, Boolean fixErrors) throws Exception {
+        Path file = operand.path();
         CheckResult r;
         if (fixErrors == null) {
             r = ImageArgs.opening(image, () -> Images.check(file, operand.options(), err::println));

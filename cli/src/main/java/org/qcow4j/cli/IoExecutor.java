@@ -47,6 +47,8 @@ final class IoExecutor {
     private IoOpen.Opened current;
     private DiskImage image;
     private WritableImage writable;
+    /** QEMU's {@code signaled_corruption}: the opened image's first corruption event was printed. */
+    private boolean signaledCorruption;
     private final PrintWriter out;
     private final Stderr err;
     private final boolean debug;
@@ -82,6 +84,7 @@ final class IoExecutor {
             objects = opened.request().flags().objects;
         }
         current = opened;
+        signaledCorruption = false;
         image = opened == null ? null : opened.image();
         writable = opened != null && opened.writable() ? (WritableImage) opened.image() : null;
     }
@@ -816,11 +819,15 @@ final class IoExecutor {
      */
     int ioError(String op, Throwable e, boolean report) {
         int errno = IoErrno.of(e);
-        if (e instanceof CorruptionException c && err.program() != Program.QCOW4J) {
-            // QEMU's qcow2_signal_corruption, on stderr while the request runs
+        if (e instanceof CorruptionException c && err.program() != Program.QCOW4J && !signaledCorruption) {
+            // QEMU's qcow2_signal_corruption, on stderr while the request runs: fatal (the image marked corrupt) when
+            // the image is writable, else a warning; either way once per opened image
+            signaledCorruption = true;
             out.flush();
             String event = c.qemuWords() != null ? c.qemuWords() : c.getMessage().substring(c.file().length() + 2);
-            err.println("qcow2: Marking image as corrupt: " + event + "; further corruption events will be suppressed");
+            err.println(writable != null
+                    ? "qcow2: Marking image as corrupt: " + event + "; further corruption events will be suppressed"
+                    : "qcow2: Image is corrupt: " + event + "; further non-fatal corruption events will be suppressed");
             err.flush();
         }
         if (report) {

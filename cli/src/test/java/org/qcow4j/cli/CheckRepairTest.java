@@ -442,6 +442,24 @@ class CheckRepairTest {
         assertArrayEquals(before, Files.readAllBytes(img));
     }
 
+    /**
+     * A preallocated zero cluster (no data) at an unaligned host offset: -r all makes the entry a plain zero cluster
+     * (QEMU's fix_l2_entry_by_zero; with extended L2 entries its allocated subclusters become zero ones, iotest 271),
+     * and the cluster it pointed to leaks and is repaired; -r leaks leaves the entry as QEMU does.
+     */
+    @ParameterizedTest(name = "extended_l2={0}")
+    @ValueSource(booleans = {false, true})
+    void misalignedPreallocatedClusterBecomesAZeroCluster(boolean extendedL2) throws IOException {
+        Path img = create("prealloc.qcow2", "-o", "extended_l2=" + (extendedL2 ? "on" : "off"), "1M");
+        // cluster 1 zeroed in place: its host cluster kept, no data (the zero flag, or every subcluster zero)
+        Qemu.io(dir, img.toString(), "write -P 1 0 128k", "write -z 64k 64k");
+        Path original = copy(img, "original.qcow2");
+        long slot = CheckTest.l2TableOf(img, 0) + (extendedL2 ? 16 : 8);
+        assertEquals(extendedL2 ? 0xffff_ffff_0000_0000L : 1L, extendedL2 ? getLong(img, slot + 8) : getLong(img, slot) & 1);
+        putLong(img, slot, getLong(img, slot) + 0x200);
+        assertRepairsLikeQemu(img, original, CheckCommand.CORRUPT);
+    }
+
     @Test
     void otherCorruptionsAreRefusedUntouched() throws IOException {
         Path img = create("reserved.qcow2", "1M");

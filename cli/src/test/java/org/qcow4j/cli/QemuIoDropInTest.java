@@ -340,6 +340,46 @@ class QemuIoDropInTest {
         }
     }
 
+    /**
+     * Invalid extended L2 entries met by a request (iotest 271): QEMU's corruption event in the words of the request
+     * (a read's has two spaces before the parenthesis, a write's one), fatal on a writable image (the corrupt bit
+     * set, the same file) and a warning on a read-only one; a compressed cluster's bitmap is ignored, as QEMU ignores
+     * it, on reads and on writes (which give the cluster a new, uncompressed, fully allocated entry).
+     */
+    @Test
+    void invalidExtendedL2EntriesAreCorruptionAsInQemu() throws IOException {
+        String ext = "qemu-img create -q -f qcow2 -o extended_l2=on IMG 1M";
+        // cluster 1's bitmap: subcluster 0 both allocated and zero
+        String bothBits = ext + " && qemu-io -c 'write -q 32k 128k' IMG"
+                + " && printf '\\000\\000\\000\\001' | dd of=IMG bs=1 seek=$((0x40000 + 24)) conv=notrunc status=none";
+        // cluster 0 unallocated with an allocation bit
+        String allocBit = ext + " && qemu-io -c 'write -q 256k 1k' IMG"
+                + " && printf '\\001' | dd of=IMG bs=1 seek=$((0x40000 + 15)) conv=notrunc status=none";
+        // a compressed cluster 0 whose bitmap allocates subcluster 31 and zeroes subcluster 0
+        String compressed = ext + " && qemu-io -c 'write -q -P 11 -c 0 64k' IMG"
+                + " && printf '\\001\\200' | dd of=IMG bs=1 seek=$((0x40000 + 11)) conv=notrunc status=none";
+        List<Case> cases = List.of(
+                c(bothBits, "-c", "read 0 192k", "IMG"),
+                c(bothBits, "-c", "write 0 192k", "IMG"),
+                c(bothBits, "-r", "-c", "read 0 192k", "-c", "read 0 192k", "IMG"),
+                c(allocBit, "-c", "read 0 1k", "IMG"),
+                c(allocBit, "-c", "write 0 1k", "IMG"),
+                c(compressed, "-c", "read -P 11 0 64k", "IMG"),
+                c(compressed, "-c", "write -P 11 0 64k", "-c", "read -P 11 0 64k", "IMG"));
+        for (int i = 0; i < cases.size(); i++) {
+            Path where = Files.createDirectories(dir.resolve("invalid-l2-" + i));
+            Case c = cases.get(i);
+            Qemu.Result[] r = both(where, c);
+            String what = String.join(" ", c.args()) + "\n" + r[0].out() + r[0].err() + "---\n" + r[1].out() + r[1].err();
+            assertEquals(i < 5, r[0].err().startsWith("qcow2: "), "QEMU signals the corruption " + what);
+            assertEquals(r[0].err(), r[1].err(), what);
+            assertEquals(masked(r[0].out()), masked(r[1].out()), what);
+            assertEquals(r[0].exit(), r[1].exit(), what);
+            assertArrayEquals(Files.readAllBytes(where.resolve("qemu/t.qcow2")),
+                    Files.readAllBytes(where.resolve("ours/t.qcow2")), "the same file " + what);
+        }
+    }
+
     /** An L2 cache of more than INT_MAX entries: QEMU's refusal (the images not compared: 32 PiB takes QEMU long). */
     @Test
     void l2CacheTooBigForAHugeImage() throws IOException {

@@ -378,6 +378,21 @@ public record Header(
      * @param fileLength the image file's length, which every offset is checked against
      */
     public static Header parse(ByteBuffer cluster0, String file, long fileLength) throws FormatException, UnsupportedFeatureException {
+        return parse(cluster0, file, fileLength, true);
+    }
+
+    /**
+     * {@link #parse} as QEMU opens an image for {@code qemu-img check} ({@code BDRV_O_CHECK}): the snapshot table's
+     * count and offset are not validated here, the check reads and reports them itself
+     * ({@code qcow2_check_read_snapshot_table}).
+     */
+    public static Header parseForCheck(ByteBuffer cluster0, String file, long fileLength) throws FormatException,
+            UnsupportedFeatureException {
+        return parse(cluster0, file, fileLength, false);
+    }
+
+    private static Header parse(ByteBuffer cluster0, String file, long fileLength, boolean snapshotTable)
+            throws FormatException, UnsupportedFeatureException {
         ByteBuffer b = cluster0.duplicate().order(ByteOrder.BIG_ENDIAN);
         int clusterBits = peekClusterBits(b, file, fileLength);
         long clusterSize = 1L << clusterBits;
@@ -476,13 +491,16 @@ public record Header(
         checkTable(file, "refcount_table_offset", refcountTableOffset, reftableBytes, clusterSize, fileLength, true,
                 "Reference count table");
 
-        if (Integer.toUnsignedLong(nbSnapshots) > MAX_SNAPSHOTS) {
+        if (snapshotTable && Integer.toUnsignedLong(nbSnapshots) > MAX_SNAPSHOTS) {
             throw new FormatException(file, "nb_snapshots", Integer.toUnsignedString(nbSnapshots),
                     "more than QEMU's limit of 65536", "Snapshot table too large");
         }
         // Each entry is at least 40 bytes; the table's exact size is known only once it is read.
-        checkTable(file, "snapshots_offset", snapshotsOffset, 40L * nbSnapshots, clusterSize, fileLength,
-                nbSnapshots != 0, "Snapshot table");
+        if (snapshotTable) {
+            // only what QEMU's qcow2_validate_table refuses: a table past the end of the file reads as zeros
+            checkTable(file, "snapshots_offset", snapshotsOffset, 40L * nbSnapshots, clusterSize, fileLength, false,
+                    "Snapshot table");
+        }
 
         long l1Entries = Integer.toUnsignedLong(l1Size);
         if (l1Entries > L1Entry.MAX_ENTRIES) {

@@ -43,7 +43,9 @@ public final class L2Entry {
     public static SubclusterType classify(long entry, long bitmap, int scIndex, boolean extendedL2, boolean hasDataFile) {
         boolean compressed = (entry & COMPRESSED) != 0;
         if (compressed) {
-            return extendedL2 && bitmap != 0 ? SubclusterType.INVALID : SubclusterType.COMPRESSED;
+            // QEMU ignores a compressed entry's bitmap when it reads and writes (qcow2_get_subcluster_type); only
+            // its check calls one that is not 0 a corruption
+            return SubclusterType.COMPRESSED;
         }
         long offset = entry & OFFSET_MASK;
         boolean allocated = offset != 0 || (hasDataFile && (entry & COPIED) != 0);

@@ -62,9 +62,6 @@ public final class SnapshotTable {
         for (int i = 0; i < h.nbSnapshots(); i++) {
             pos = (pos + 7) & ~7L;
             String field = "snapshot " + i;
-            if (pos + Snapshot.FIXED_SIZE > fileLength || pos + Snapshot.FIXED_SIZE > end) {
-                throw new FormatException(file, field + " offset", FormatException.hex(pos), "snapshot table runs past the end of the file");
-            }
             ByteBuffer f = reader.read(pos, Snapshot.FIXED_SIZE).order(ByteOrder.BIG_ENDIAN);
             long l1Offset = f.getLong(0);
             int l1Size = f.getInt(8);
@@ -76,11 +73,16 @@ public final class SnapshotTable {
             long vmState = Integer.toUnsignedLong(f.getInt(32));
             long extraSize = Integer.toUnsignedLong(f.getInt(36));
             if (extraSize > Snapshot.MAX_EXTRA_DATA) {
-                throw new FormatException(file, field + " extra_data_size", extraSize, "more than QEMU's limit of 1024");
+                throw new FormatException(file, field + " extra_data_size", extraSize, "more than QEMU's limit of 1024",
+                        "Too much extra metadata in snapshot table entry " + i
+                                + "\nYou can force-remove this extra metadata with qemu-img check -r all");
             }
             long varSize = extraSize + idSize + nameSize;
-            if (pos + Snapshot.FIXED_SIZE + varSize > fileLength || pos + Snapshot.FIXED_SIZE + varSize > end) {
-                throw new FormatException(file, field + " size", Snapshot.FIXED_SIZE + varSize, "snapshot entry runs past the end of the file");
+            if (pos + Snapshot.FIXED_SIZE + varSize > end) {
+                throw new FormatException(file, field + " size", Snapshot.FIXED_SIZE + varSize, "the snapshot table would"
+                        + " exceed QEMU's limit of " + Snapshot.MAX_TABLE_BYTES + " bytes", "Snapshot table is too big"
+                        + "\nYou can force-remove all " + (Integer.toUnsignedLong(h.nbSnapshots()) - i)
+                        + " overhanging snapshots with qemu-img check -r all");
             }
             if (Integer.toUnsignedLong(l1Size) > L1Entry.MAX_ENTRIES) {
                 throw new FormatException(file, field + " l1_size", Integer.toUnsignedString(l1Size), "snapshot L1 table too large");
@@ -164,9 +166,29 @@ public final class SnapshotTable {
         return s.getBytes(StandardCharsets.UTF_8);
     }
 
+    /** An id or name as QEMU keeps it: a C string, up to the first NUL byte. */
     private static String text(ByteBuffer b, int at, int len) {
-        byte[] bytes = new byte[len];
+        int n = 0;
+        while (n < len && b.get(at + n) != 0) {
+            n++;
+        }
+        byte[] bytes = new byte[n];
         b.get(at, bytes);
         return new String(bytes, StandardCharsets.UTF_8);
+    }
+
+    /**
+     * QEMU's {@code s->snapshots_size} after {@code qcow2_read_snapshots}: the bytes of the table {@link #read} read,
+     * to the unpadded end of its last entry as stored (ids and names at their stored sizes, NUL bytes and all).
+     */
+    public static long storedSize(Header h, Snapshot.Reader reader) throws IOException {
+        long pos = h.snapshotsOffset();
+        for (int i = 0; i < h.nbSnapshots(); i++) {
+            pos = (pos + 7) & ~7L;
+            ByteBuffer f = reader.read(pos, Snapshot.FIXED_SIZE).order(ByteOrder.BIG_ENDIAN);
+            pos += Snapshot.FIXED_SIZE + Integer.toUnsignedLong(f.getInt(36)) + (f.getShort(12) & 0xffff)
+                    + (f.getShort(14) & 0xffff);
+        }
+        return pos - h.snapshotsOffset();
     }
 }

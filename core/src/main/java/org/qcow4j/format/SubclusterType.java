@@ -4,7 +4,7 @@ import org.qcow4j.FormatException;
 
 /**
  * What one (sub)cluster of guest data is, as QEMU's {@code QCow2SubclusterType}, classified in one place:
- * {@link L2Entry#classify}. The image layer turns {@link #INVALID} into a {@code FormatException} naming the entry.
+ * {@link L2Entry#classify}. The image layer turns {@link #INVALID} into a {@code CorruptionException} naming the entry.
  */
 public enum SubclusterType {
     /** No host cluster; reads come from the backing file, or zeros without one. */

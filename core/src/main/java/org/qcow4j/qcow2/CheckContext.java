@@ -6,6 +6,7 @@ import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.util.List;
 import java.util.function.Consumer;
+import org.qcow4j.CheckFailedException;
 import org.qcow4j.CheckResult;
 import org.qcow4j.FormatException;
 import org.qcow4j.QcowException;
@@ -25,6 +26,8 @@ final class CheckContext {
     /** QEMU refuses to check files of more clusters than this ({@code nb_clusters > INT_MAX}: EFBIG). */
     static final long MAX_CLUSTERS = Integer.MAX_VALUE;
     static final String EIO = "Input/output error";
+    static final String EFBIG = "File too large";
+    static final String EINVAL = "Invalid argument";
 
     final String filename;
     /** The file, read-only; opened again when a repair has made the file longer (it caches the length). */
@@ -245,7 +248,7 @@ final class CheckContext {
     }
 
     /** The check cannot go on: qemu-img prints "Check failed: REASON" and exits 1 without a report. */
-    QcowException checkFailed(String reason) {
-        return new QcowException(filename, "Check failed: " + reason);
+    CheckFailedException checkFailed(String reason) {
+        return new CheckFailedException(filename, reason, List.of());
     }
 }

@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
+import org.qcow4j.CheckFailedException;
 import org.qcow4j.CheckResult;
 import org.qcow4j.FormatException;
 import org.qcow4j.ImageLockedException;
@@ -95,7 +96,7 @@ public final class Qcow2Check {
                                     Consumer<String> diagnostics) throws IOException {
         String filename = image.toString();
         try (FileStorage storage = FileStorage.open(image, forceShare ? Access.SHARED_READ : Access.READ)) {
-            Header h = Qcow2Image.readHeader(storage, filename);
+            Header h = Qcow2Image.readHeaderForCheck(storage, filename);
             Encryption e = Encryption.open(storage, h, filename, passphrase, false);
             if (e != null) {
                 e.close();
@@ -123,7 +124,12 @@ public final class Qcow2Check {
      *     structure's clusters are then leaks, repaired at once. A refcount block past the end of the file first
      *     has the file grown to it, as QEMU does. With {@code -r leaks} such an image fails as in QEMU ("ERROR need
      *     to rebuild refcount structures", "Check failed: Input/output error"), with nothing written;
+     * <li>with {@code -r all}, an L2 entry of a preallocated cluster (no data) at a misaligned offset becomes a zero
+     *     cluster, written at once (QEMU's {@code fix_l2_entry_by_zero}); the cluster then leaks;
      * <li>COPIED flags of the active L1 and L2 tables are set or cleared as QEMU's {@code check_oflag_copied} does;
+     * <li>with {@code -r all}, the snapshot table as QEMU's check repairs it ({@link CheckSnapshotTable}): overhanging
+     *     entries dropped before the refcount check, extra data cut and incomplete version 3 entries completed by
+     *     writing the table anew after it;
      * <li>the dirty bit (lazy refcounts) and the corrupt bit are cleared when the repair leaves no corruptions and
      *     no check errors (QEMU's {@code qcow2_mark_clean} and {@code qcow2_mark_consistent}), after everything
      *     else is on disk.
@@ -132,9 +138,9 @@ public final class Qcow2Check {
      * counts what was found and fixed. The image is written in place and forced to disk; the caller double-checks
      * it, as qemu-img does.
      *
-     * <p>Before anything is written the image is checked read-only; an image needing repairs QEMU makes otherwise
-     * (snapshot table fixes, zeroing misaligned preallocated L2 entries) or with corruptions no repair touches
-     * (reserved bits in L1/L2 entries, references past the end of the file, ...), or with persistent bitmaps, is
+     * <p>Before anything is written the image is checked read-only; an image with corruptions no repair touches
+     * (reserved bits in L1/L2 entries, references past the end of the file, a data cluster at a misaligned offset,
+     * ...), or with persistent bitmaps, is
      * refused with a {@link QcowException}, untouched. Unknown autoclear bits are cleared, as QEMU clears them when it
      * opens the image for the repair (raw external data is kept). An external data file is not touched: its clusters
      * have no refcounts.
@@ -171,7 +177,7 @@ public final class Qcow2Check {
         long kept = Feature.RAW_EXTERNAL_DATA.mask() | (keepBitmaps ? Feature.BITMAPS.mask() : 0);
         String filename = image.toString();
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
-            Header header = Qcow2Image.readHeader(storage, filename);
+            Header header = Qcow2Image.readHeaderForCheck(storage, filename);
             // (an external data file holds only data, which has no refcounts: the repair is the image file's alone)
             String refused = (header.autoclearFeatures() & KNOWN_AUTOCLEAR & ~kept) != 0
                     ? "the image has autoclear features (bitmaps)" : null;
@@ -201,7 +207,7 @@ public final class Qcow2Check {
             }
         }
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
-            Qcow2Check check = new Qcow2Check(filename, storage, Qcow2Image.readHeader(storage, filename), diagnostics,
+            Qcow2Check check = new Qcow2Check(filename, storage, Qcow2Image.readHeaderForCheck(storage, filename), diagnostics,
                     out, true, fixErrors);
             try {
                 check.open(false);
@@ -240,7 +246,7 @@ public final class Qcow2Check {
 
     private static boolean isDirty(Path image) throws IOException {
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
-            return Qcow2Image.readHeader(storage, image.toString()).has(Feature.DIRTY);
+            return Qcow2Image.readHeaderForCheck(storage, image.toString()).has(Feature.DIRTY);
         }
     }
 
@@ -289,8 +295,8 @@ public final class Qcow2Check {
 
         c.nbClusters = c.sizeToClusters(c.fileLength);
         if (c.nbClusters > CheckContext.MAX_CLUSTERS) {
-            throw c.checkFailed("File too large (" + c.nbClusters + " clusters; QEMU checks at most "
-                    + CheckContext.MAX_CLUSTERS + ")");
+            throw new CheckFailedException(c.filename, CheckContext.EFBIG, c.nbClusters + " clusters; QEMU checks at most "
+                    + CheckContext.MAX_CLUSTERS, List.of());
         }
         // A reference may reach less than one cluster past the end of the file (QEMU allows a partial last
         // cluster), so the array can grow by one cluster and never more.
@@ -300,6 +306,7 @@ public final class Qcow2Check {
         scan.calculateRefcounts(snapshots, c.fixErrors);
         checkRefcounts(snapshots);
         scan.checkCopiedFlags();
+        snapshots.fix(c);
         repairs.markClean();
     }
 

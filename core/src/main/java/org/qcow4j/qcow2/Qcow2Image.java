@@ -13,6 +13,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.CorruptionException;
 import org.qcow4j.FormatException;
 import org.qcow4j.Images;
 import org.qcow4j.OpenOptions;
@@ -337,11 +338,19 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /** Reads and validates the header, its extensions and the backing file name: all of cluster 0. */
     static Header readHeader(FileStorage storage, String filename) throws IOException {
+        return Header.parse(readCluster0(storage, filename), filename, storage.length());
+    }
+
+    /** {@link #readHeader} as {@code qemu-img check} opens the image ({@link Header#parseForCheck}). */
+    static Header readHeaderForCheck(FileStorage storage, String filename) throws IOException {
+        return Header.parseForCheck(readCluster0(storage, filename), filename, storage.length());
+    }
+
+    private static ByteBuffer readCluster0(FileStorage storage, String filename) throws IOException {
         long length = storage.length();
         ByteBuffer start = storage.read(0, (int) Math.min(length, Header.FIXED_PART));
         int clusterBits = Header.peekClusterBits(start, filename, length);
-        ByteBuffer cluster0 = storage.read(0, (int) Math.min(length, 1L << clusterBits));
-        return Header.parse(cluster0, filename, length);
+        return storage.read(0, (int) Math.min(length, 1L << clusterBits));
     }
 
     private static long[] readL1(FileStorage storage, Header h, String file) throws IOException {
@@ -486,8 +495,10 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         if (dataStorage != storage && (type == SubclusterType.NORMAL || type == SubclusterType.ZERO_ALLOC
                 || type == SubclusterType.UNALLOCATED_ALLOC) && L2Entry.hostOffset(entry) != geo.startOfCluster(guest)) {
             // QEMU's qcow2_get_host_offset: a data file's cluster lies at its guest offset, anything else is corruption
-            throw l2Error(l2Offset, index, entry, "external data file host cluster offset does not match the guest"
-                    + " cluster offset " + FormatException.hex(geo.startOfCluster(guest)));
+            throw corruption(l2Offset, index, entry, "external data file host cluster offset does not match the guest"
+                    + " cluster offset " + FormatException.hex(geo.startOfCluster(guest)), "External data file host cluster"
+                    + " offset " + cHex(L2Entry.hostOffset(entry)) + " does not match guest cluster offset: "
+                    + cHex(geo.startOfCluster(guest)) + ", L2 index: " + cHex(index) + ")");
         }
         long host = type.hasHostOffset() ? L2Entry.hostOffset(entry) + geo.offsetInCluster(guest) : -1;
         long pos = (guest / unit + 1) * unit;
@@ -504,22 +515,39 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         return new Run(type, host, Math.min(pos, limit) - guest, entry);
     }
 
-    /** Classifies one subcluster and refuses entries QEMU would call corrupt. */
+    /** Classifies one subcluster for a read and refuses entries QEMU would call corrupt (see below). */
     SubclusterType classify(long[] table, int index, int sc, long l2Offset) throws FormatException {
+        return classify(table, index, sc, l2Offset, false);
+    }
+
+    /**
+     * Classifies one subcluster and refuses entries QEMU would call corrupt, with a {@link CorruptionException} in
+     * the words of QEMU's {@code qcow2_signal_corruption} ({@code writing}: a write request's, QEMU's
+     * {@code calculate_l2_meta}, else a read's, {@code qcow2_get_host_offset}, which has one space more before the
+     * parenthesis of an invalid entry). On an image opened for writing that is fatal, as in QEMU: the image is
+     * marked corrupt and takes no more writes ({@link Qcow2Updater#signalCorruption}).
+     */
+    SubclusterType classify(long[] table, int index, int sc, long l2Offset, boolean writing) throws FormatException {
         boolean ext = geo.extendedL2();
         long entry = table[ext ? 2 * index : index];
         long bitmap = ext ? table[2 * index + 1] : 0;
         SubclusterType t = L2Entry.classify(entry, bitmap, sc, ext, dataStorage != storage);
         switch (t) {
-            case INVALID -> throw l2Error(l2Offset, index, entry, "invalid subcluster bitmap " + FormatException.hex(bitmap));
+            case INVALID -> throw corruption(l2Offset, index, entry, "invalid subcluster bitmap " + FormatException.hex(bitmap),
+                    "Invalid cluster entry found" + (writing ? " " : "  ") + "(L2 offset: " + cHex(l2Offset)
+                            + ", L2 index: " + cHex(index) + ")");
             case ZERO_PLAIN, ZERO_ALLOC -> {
                 if (header.version() < 3) {
-                    throw l2Error(l2Offset, index, entry, "zero cluster entry in a version 2 image");
+                    throw corruption(l2Offset, index, entry, "zero cluster entry in a version 2 image",
+                            "Zero cluster entry found in pre-v3 image (L2 offset: " + cHex(l2Offset) + ", L2 index: "
+                                    + cHex(index) + ")");
                 }
             }
             case COMPRESSED -> {
                 if (dataStorage != storage) {
-                    throw l2Error(l2Offset, index, entry, "compressed cluster in an image with an external data file");
+                    throw corruption(l2Offset, index, entry, "compressed cluster in an image with an external data file",
+                            "Compressed cluster entry found in image with external data file (L2 offset: "
+                                    + cHex(l2Offset) + ", L2 index: " + cHex(index) + ")");
                 }
             }
             default -> {
@@ -528,23 +556,30 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         if ((t == SubclusterType.NORMAL || t == SubclusterType.ZERO_ALLOC || t == SubclusterType.UNALLOCATED_ALLOC)
                 && !geo.isClusterAligned(L2Entry.hostOffset(entry))) {
             // QEMU's qcow2_get_host_offset: the event it signals, in its words
-            String qemu = String.format("Cluster allocation offset %s unaligned (L2 offset: %s, L2 index: %s)",
-                    cHex(L2Entry.hostOffset(entry)), cHex(l2Offset), cHex(index));
-            throw new FormatException(filename, "L2 entry " + index + " of table at " + FormatException.hex(l2Offset),
-                    FormatException.hex(entry), "host cluster offset not aligned to the cluster size "
-                    + geo.clusterSize(), qemu);
+            throw corruption(l2Offset, index, entry, "host cluster offset not aligned to the cluster size "
+                    + geo.clusterSize(), "Cluster allocation offset " + cHex(L2Entry.hostOffset(entry))
+                    + " unaligned (L2 offset: " + cHex(l2Offset) + ", L2 index: " + cHex(index) + ")");
         }
         return t;
+    }
+
+    /**
+     * QEMU's fatal {@code qcow2_signal_corruption} for the L2 entry {@code index}: on an image opened for writing the
+     * image is marked corrupt and stopped; the exception is the request's failure.
+     */
+    private CorruptionException corruption(long l2Offset, int index, long entry, String reason, String qemuWords) {
+        CorruptionException e = new CorruptionException(filename, "L2 entry " + index + " of table at "
+                + FormatException.hex(l2Offset), FormatException.hex(entry), reason, qemuWords);
+        Qcow2Updater w = writes;
+        if (w != null) {
+            w.signalCorruption(e);
+        }
+        return e;
     }
 
     /** C's {@code %#x}: 0 as "0", others with "0x". */
     private static String cHex(long v) {
         return v == 0 ? "0" : "0x" + Long.toHexString(v);
-    }
-
-    private FormatException l2Error(long l2Offset, int index, long entry, String reason) {
-        return new FormatException(filename, "L2 entry " + index + " of table at " + FormatException.hex(l2Offset),
-                FormatException.hex(entry), reason);
     }
 
     @Override

@@ -190,6 +190,17 @@ public final class Qcow2Updater {
     }
 
     /**
+     * A corruption met outside a write request (a read, a block status): QEMU's fatal {@code qcow2_signal_corruption}
+     * on a writable image marks it corrupt and makes it unusable, so it takes no more writes.
+     */
+    void signalCorruption(CorruptionException e) {
+        if (broken == null) {
+            broken = e;
+            markCorrupt();
+        }
+    }
+
+    /**
      * QEMU's {@code qcow2_mark_corrupt}: the corrupt bit set in the header (version 3; a version 2 header has no
      * place for it), so no writer opens the image until it is repaired. Best effort: the request has failed anyway.
      */
@@ -332,7 +343,7 @@ public final class Qcow2Updater {
         long[] table = map.table(l2);
         int slot = map.slot(guest);
         long bitmap = geo.extendedL2() ? table[slot + 1] : 0;
-        return new Mapping(table[slot], bitmap, image.classify(table, geo.l2Index(guest), sc, l2));
+        return new Mapping(table[slot], bitmap, image.classify(table, geo.l2Index(guest), sc, l2, true));
     }
 
     private long entryAt(long[] table, int index) {
@@ -429,7 +440,7 @@ public final class Qcow2Updater {
         if (needsNewAlloc(entry)) {
             return false;
         }
-        image.classify(table, index, 0, l2); // refuses a misaligned host offset
+        image.classify(table, index, 0, l2, true); // refuses a misaligned host offset
         long host = L2Entry.hostOffset(entry);
         if (s.host != INV && host != s.host) {
             s.bytes = 0;
@@ -490,20 +501,20 @@ public final class Qcow2Updater {
                 long to = Math.min(cowEndFrom, (i + 1) * clusterSize);
                 int first = scIndex(from);
                 int last = scIndex(to - 1);
-                SubclusterType t = image.classify(table, index + i, first, l2);
+                SubclusterType t = image.classify(table, index + i, first, l2, true);
                 int run = L2Entry.subclusterRun(bitmapAt(table, index + i), first, t, ext);
                 if (t != SubclusterType.NORMAL || first + run <= last) {
                     skipCow = false;
                 }
             } else {
-                image.classify(table, index + i, 0, l2);
+                image.classify(table, index + i, 0, l2, true);
             }
         }
         if (skipCow) {
             return;
         }
         int sc = scIndex(cowStartTo);
-        SubclusterType first = image.classify(table, index, sc, l2);
+        SubclusterType first = image.classify(table, index, sc, l2, true);
         long alloc32 = bitmapAt(table, index) & L2Entry.BITMAP_ALL_ALLOC;
         long cowStartFrom = switch (first) {
             case COMPRESSED -> 0;
@@ -514,7 +525,7 @@ public final class Qcow2Updater {
         };
         int lastIndex = index + (int) clusters - 1;
         int scEnd = scIndex(cowEndFrom - 1);
-        SubclusterType last = image.classify(table, lastIndex, scEnd, l2);
+        SubclusterType last = image.classify(table, lastIndex, scEnd, l2, true);
         long lastAlloc32 = bitmapAt(table, lastIndex) & L2Entry.BITMAP_ALL_ALLOC;
         long clusterEnd = (cowEndFrom + clusterSize - 1) & ~(clusterSize - 1);
         long subEnd = (cowEndFrom + sub - 1) / sub * sub;
@@ -611,7 +622,7 @@ public final class Qcow2Updater {
             return entry == 0 && (bitmap & L2Entry.BITMAP_ALL_ALLOC) == 0
                     && (bitmap == L2Entry.BITMAP_ALL_ZERO || backing == null || guest >= backing.size());
         }
-        SubclusterType t = image.classify(table, index, 0, l2);
+        SubclusterType t = image.classify(table, index, 0, l2, true);
         return t == SubclusterType.ZERO_PLAIN || t == SubclusterType.ZERO_ALLOC
                 || t == SubclusterType.UNALLOCATED_PLAIN && (backing == null || guest >= backing.size());
     }

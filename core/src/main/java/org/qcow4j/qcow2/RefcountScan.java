@@ -28,6 +28,9 @@ final class RefcountScan {
     private final ByteBuffer l2Buffer;
     private final long[] l2Table;
 
+    /** The {@code fix} of the current {@link #calculateRefcounts} (QEMU's BDRV_FIX_ERRORS there). */
+    private boolean fixing;
+
     RefcountScan(CheckContext c, RefcountRepair repairs) {
         this.c = c;
         this.repairs = repairs;
@@ -42,6 +45,7 @@ final class RefcountScan {
      * to it (QEMU's BDRV_FIX_ERRORS; a dry run only decides whether it could).
      */
     void calculateRefcounts(CheckSnapshotTable snapshots, boolean fix) throws IOException {
+        fixing = fix;
         addReference(0, c.clusterSize); // header
         checkL1(c.header.l1TableOffset(), c.header.l1Size(), true);
 
@@ -119,6 +123,30 @@ final class RefcountScan {
         }
     }
 
+    /**
+     * QEMU's {@code fix_l2_entry_by_zero}: entry {@code i} of the L2 table at {@code l2Offset} becomes a zero cluster
+     * (with extended L2 entries, no host offset and its allocated subclusters zero), written at once and forced.
+     */
+    private void fixL2EntryByZero(long l2Offset, int i, long bitmap) throws IOException {
+        int entrySize = c.extendedL2 ? 16 : 8;
+        ByteBuffer fixed = ByteBuffer.allocate(entrySize).order(ByteOrder.BIG_ENDIAN);
+        if (c.extendedL2) {
+            long zeroBitmap = (bitmap | bitmap << 32) & L2Entry.BITMAP_ALL_ZERO;
+            fixed.putLong(8, zeroBitmap);
+            l2Table[2 * i] = 0;
+            l2Table[2 * i + 1] = zeroBitmap;
+        } else {
+            fixed.putLong(0, L2Entry.ZERO);
+            l2Table[i] = L2Entry.ZERO;
+        }
+        if (c.writer != null) {
+            c.write(fixed, l2Offset + (long) i * entrySize);
+            c.force();
+        }
+        c.corruptions--;
+        c.corruptionsFixed++;
+    }
+
     /** QEMU's {@code check_refcounts_l2}: references and checks every entry of one L2 table. */
     private void checkL2(long l2Offset, boolean active) throws IOException {
         readL2(l2Offset);
@@ -163,9 +191,17 @@ final class RefcountScan {
                     if (c.offsetIntoCluster(offset) != 0) {
                         boolean containsData = c.extendedL2 ? (bitmap & L2Entry.BITMAP_ALL_ALLOC) != 0
                                 : (entry & L2Entry.ZERO) == 0;
-                        c.corruption("ERROR offset=" + CFormat.hex(offset) + (containsData
-                                ? ": Data cluster is not properly aligned; L2 entry corrupted."
-                                : ": Preallocated cluster is not properly aligned; L2 entry corrupted."));
+                        if (containsData) {
+                            c.corruption("ERROR offset=" + CFormat.hex(offset)
+                                    + ": Data cluster is not properly aligned; L2 entry corrupted.");
+                        } else {
+                            c.repairableCorruption((fixing ? "Repairing" : "ERROR") + " offset=" + CFormat.hex(offset)
+                                    + ": Preallocated cluster is not properly aligned; L2 entry corrupted.");
+                            if (fixing) {
+                                fixL2EntryByZero(l2Offset, i, bitmap);
+                                continue; // the cluster is unused now: neither counted nor referenced
+                            }
+                        }
                     }
                     if (active) {
                         c.allocatedClusters++;

@@ -64,18 +64,7 @@ final class SnapshotWriter {
         this.filename = image.filename();
         this.entries = new ArrayList<>(SnapshotTable.read(header, storage::read, filename, storage.length(), image.size()));
         this.tableOffset = header.snapshotsOffset();
-        this.tableSize = readSize(entries);
-    }
-
-    /** QEMU's {@code s->snapshots_size} after {@code qcow2_read_snapshots}: to the end of the last entry as stored. */
-    private static long readSize(List<SnapshotTable.Entry> list) {
-        long offset = 0;
-        for (SnapshotTable.Entry e : list) {
-            offset = (offset + 7) & ~7L;
-            offset += Snapshot.FIXED_SIZE + e.extraDataSize() + e.id().getBytes(java.nio.charset.StandardCharsets.UTF_8).length
-                    + e.name().getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
-        }
-        return offset;
+        this.tableSize = SnapshotTable.storedSize(header, storage::read);
     }
 
     List<SnapshotTable.Entry> entries() {

@@ -40,10 +40,10 @@ class L2EntryTest {
         assertEquals(SubclusterType.ZERO_ALLOC, L2Entry.classify(entry, bitmap, 16, true, false));
         assertEquals(SubclusterType.ZERO_PLAIN, L2Entry.classify(0, 0xffff_ffff_0000_0000L, 5, true, false));
         assertEquals(SubclusterType.UNALLOCATED_PLAIN, L2Entry.classify(0, 0, 5, true, false));
-        // Both bits for one subcluster, or alloc bits without a host cluster, or a bitmap on a compressed entry.
+        // Both bits for one subcluster, or alloc bits without a host cluster; a compressed entry's bitmap is ignored.
         assertEquals(SubclusterType.INVALID, L2Entry.classify(entry, 0x0000_0002_0000_0002L, 3, true, false));
         assertEquals(SubclusterType.INVALID, L2Entry.classify(0, 1, 0, true, false));
-        assertEquals(SubclusterType.INVALID, L2Entry.classify(0x4000000000050000L, 1, 0, true, false));
+        assertEquals(SubclusterType.COMPRESSED, L2Entry.classify(0x4000000000050000L, 0x0000_0001_8000_0000L, 0, true, false));
     }
 
     @Test

@@ -18,10 +18,15 @@ class SnapshotTableFuzzTest {
         String name = "fuzz.qcow2";
         long length = file.length;
         Snapshot.Reader reader = (offset, n) -> {
-            if (offset < 0 || n < 0 || offset + n > length) {
-                throw new AssertionError("read of " + n + " bytes at " + offset + " outside a file of " + length);
+            if (offset < 0 || n < 0 || n > 1 << 20) {
+                throw new AssertionError("read of " + n + " bytes at " + offset);
             }
-            return ByteBuffer.wrap(Arrays.copyOfRange(file, (int) offset, (int) offset + n));
+            // as FileStorage reads: zeros past the end of the file, as QEMU's block layer gives them
+            byte[] b = new byte[n];
+            if (offset < length) {
+                System.arraycopy(file, (int) offset, b, 0, (int) Math.min(n, length - offset));
+            }
+            return ByteBuffer.wrap(b);
         };
         DamagedInput.runOrRefuse(2000, QcowException.class, () -> {
             Header h = Header.parse(ByteBuffer.wrap(file), name, length);
