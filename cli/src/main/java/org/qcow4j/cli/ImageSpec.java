@@ -118,6 +118,7 @@ final class ImageSpec {
         final Qcow2RuntimeOptions qcow2 = new Qcow2RuntimeOptions();
         String backingDriver;
         boolean blkdebug;
+        boolean lockingOff;
         Boolean fileReadOnly;
         boolean fileForceShare;
         Boolean fileCacheDirect;
@@ -171,6 +172,7 @@ final class ImageSpec {
             b.format = "raw";
             b.filename = fileName(filename, file);
             fileOptions(b, file, true);
+            fileNode(b, true);
             return new ImageSpec(b);
         }
         b.format = driver;
@@ -196,6 +198,7 @@ final class ImageSpec {
             }
             b.filename = fileName(filename, file);
             fileOptions(b, file, false);
+            fileNode(b, fileDriver != null);
         }
         formatOptions(b, top);
         return new ImageSpec(b);
@@ -274,7 +277,31 @@ final class ImageSpec {
         b.filename = imageName != null ? imageName : fileName(null, image);
         image.remove("filename");
         fileOptions(b, image, false);
+        fileNode(b, imageDriver != null);
         b.blkdebug = true;
+    }
+
+    /**
+     * What file-posix checks once its options are taken and the file is open: with the 'file' driver named
+     * ({@code explicit}; a plain name may be a device, which QEMU then opens through host_device) the file must be a
+     * regular one (directories are refused when opened, in QEMU's two ways); {@code locking=off} is refused last.
+     */
+    private static void fileNode(Builder b, boolean explicit) throws Refused {
+        Path p;
+        try {
+            p = Path.of(b.filename);
+        } catch (java.nio.file.InvalidPathException e) {
+            p = null;
+        }
+        if (p != null && Files.isDirectory(p)) {
+            return; // refused as QEMU refuses it when it is opened
+        }
+        if (explicit && p != null && Files.exists(p) && !Files.isRegularFile(p)) {
+            throw new Refused("'file' driver requires '" + b.filename + "' to be a regular file");
+        }
+        if (b.lockingOff) {
+            throw new Refused("locking=off is not supported by qcow4j (it always takes QEMU's image locks)");
+        }
     }
 
     /** blkdebug's config file: one with no rules (only blank and comment lines) is taken, rules are refused. */
@@ -348,11 +375,7 @@ final class ImageSpec {
             String v = e.getValue();
             switch (k) {
                 case "aio" -> b.aio = oneOf(v, List.of("threads", "native", "io_uring"));
-                case "locking" -> {
-                    if (oneOf(v, List.of("on", "off", "auto")).equals("off")) {
-                        throw new Refused("locking=off is not supported by qcow4j (it always takes QEMU's image locks)");
-                    }
-                }
+                case "locking" -> b.lockingOff = oneOf(v, List.of("on", "off", "auto")).equals("off");
                 case "aio-max-batch" -> number(k, v);
                 case "drop-cache", "x-check-cache-dropped", "auto-read-only" -> bool(k, v);
                 case "node-name" -> {

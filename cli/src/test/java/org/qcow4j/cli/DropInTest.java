@@ -131,6 +131,9 @@ class DropInTest {
     @ParameterizedTest
     @ValueSource(strings = {"-z", "-pZ", "--bogus=3", "-c", "--cmd", "-r=3", "--read-only=3", "IMG IMG", "-h", "DIR",
             "-r DIR", "-f raw DIR", "-c open~-o~driver=file,filename=DIR", "-c open~-r~-o~driver=file,filename=DIR",
+            // the 'file' driver named takes regular files only, checked before our refusal of locking=off (iotest 226)
+            "-c open~-r~-o~driver=file,filename=/dev/null", "-c open~-o~driver=file,filename=/dev/null,locking=off",
+            "-c open~-o~driver=raw,file.driver=file,file.filename=/dev/null", "-c open~-o~driver=file,filename=DIR,locking=off",
             "-c read~0~1 DIR/feat.qcow2", "-c map json:{'driver':'qcow2','file':{'driver':'file','filename':'IMG'}}"})
     void qemuIoSaysWhatQemuIoSays(String line) {
         String[] args = words(line);
