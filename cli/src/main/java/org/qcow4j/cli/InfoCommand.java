@@ -101,12 +101,12 @@ final class InfoCommand extends Command {
         }
     }
 
-    /** qemu-img's snapshot table ({@code bdrv_snapshot_dump}): "Snapshot list:", the heading, a line per snapshot. */
     /** Built on first use: java.time's set-up costs every command's start-up when it sits in a static field here. */
     private static final class Dates {
         static final DateTimeFormatter DATE = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss");
     }
 
+    /** qemu-img's snapshot table ({@code bdrv_snapshot_dump}): "Snapshot list:", the heading, a line per snapshot. */
     @SuppressWarnings("unchecked")
     static void printSnapshots(PrintWriter out, List<Object> snapshots) {
         out.println("Snapshot list:");
