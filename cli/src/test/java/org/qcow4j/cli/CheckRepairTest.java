@@ -649,12 +649,7 @@ class CheckRepairTest {
     }
 
     private Path create(String name, String... args) {
-        List<String> cmd = Qemu.list("create", "-q", "-f", "qcow2");
-        cmd.addAll(List.of(args).subList(0, args.length - 1));
-        cmd.add(name);
-        cmd.add(args[args.length - 1]);
-        Qemu.img(dir, cmd.toArray(String[]::new));
-        return dir.resolve(name).toAbsolutePath();
+        return Qemu.createQcow2(dir, name, args);
     }
 
     private Path copy(Path img, String name) throws IOException {

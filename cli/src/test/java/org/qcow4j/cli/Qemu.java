@@ -91,4 +91,17 @@ final class Qemu {
     static List<String> list(String... s) {
         return new ArrayList<>(Arrays.asList(s));
     }
+
+    /**
+     * {@code qemu-img create -q -f qcow2 [ARGS...] NAME SIZE} in {@code dir}, the size being the last of {@code args};
+     * the image's absolute path.
+     */
+    static Path createQcow2(Path dir, String name, String... args) {
+        List<String> cmd = list("create", "-q", "-f", "qcow2");
+        cmd.addAll(List.of(args).subList(0, args.length - 1));
+        cmd.add(name);
+        cmd.add(args[args.length - 1]);
+        img(dir, cmd.toArray(String[]::new));
+        return dir.resolve(name).toAbsolutePath();
+    }
 }
