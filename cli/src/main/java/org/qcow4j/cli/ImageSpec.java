@@ -287,6 +287,9 @@ final class ImageSpec {
      * regular one (directories are refused when opened, in QEMU's two ways); {@code locking=off} is refused last.
      */
     private static void fileNode(Builder b, boolean explicit) throws Refused {
+        if (!explicit && !b.lockingOff) {
+            return; // nothing to check: no file system call for a plain open
+        }
         Path p;
         try {
             p = Path.of(b.filename);
