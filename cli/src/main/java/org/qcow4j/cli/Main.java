@@ -17,10 +17,9 @@ import java.util.List;
  * {@code qemu-io} (and {@code qemu-nbd}) a drop-in for those programs (see {@link Program}).
  */
 public final class Main {
-    static final List<Command> COMMANDS = List.of(new InfoCommand(), new MapCommand(), new ConvertCommand(), new CreateCommand(),
-            new CheckCommand(), new E2imageCommand(), new IoCommand(), new BenchCommand(), new NbdCommand(),
-            new SnapshotCommand(), new BitmapCommand(), new RebaseCommand(), new CommitCommand(), new AmendCommand(),
-            new CompareCommand(), new ResizeCommand(), new DdCommand(), new MeasureCommand());
+    /** Our commands in the help's order. Each is built when named: a run loads one command's classes, not all. */
+    static final List<String> COMMAND_NAMES = List.of("info", "map", "convert", "create", "check", "e2image", "io", "bench",
+            "nbd", "snapshot", "bitmap", "rebase", "commit", "amend", "compare", "resize", "dd", "measure");
     /** qemu-img's commands among ours (io and e2image are other programs' jobs). */
     private static final List<String> QEMU_IMG_COMMANDS = List.of("bench", "check", "compare", "convert", "create", "dd", "info", "map",
             "measure", "resize", "snapshot", "bitmap", "rebase", "commit", "amend");
@@ -28,8 +27,13 @@ public final class Main {
     private Main() {
     }
 
-    /** "qcow4j" and the POM's version (read only when asked: --version and the help). */
+    /** "qcow4j" and the POM's version. */
     static String version() {
+        // the jar's manifest, already read at start-up; version.txt for the classes directory (tests)
+        String fromJar = Main.class.getPackage().getImplementationVersion();
+        if (fromJar != null) {
+            return "qcow4j " + fromJar;
+        }
         try (InputStream in = Main.class.getResourceAsStream("version.txt")) {
             return in == null ? "qcow4j" : "qcow4j " + new String(in.readAllBytes(), StandardCharsets.UTF_8).trim();
         } catch (IOException e) {
@@ -112,13 +116,29 @@ public final class Main {
         return command(command(first), argv.subList(1, argv.size()), out, err);
     }
 
-    private static Command command(String name) {
-        for (Command c : COMMANDS) {
-            if (c.name().equals(name)) {
-                return c;
-            }
-        }
-        return null;
+    /** The command named {@code name}, or null. */
+    static Command command(String name) {
+        return switch (name) {
+            case "info" -> new InfoCommand();
+            case "map" -> new MapCommand();
+            case "convert" -> new ConvertCommand();
+            case "create" -> new CreateCommand();
+            case "check" -> new CheckCommand();
+            case "e2image" -> new E2imageCommand();
+            case "io" -> new IoCommand();
+            case "bench" -> new BenchCommand();
+            case "nbd" -> new NbdCommand();
+            case "snapshot" -> new SnapshotCommand();
+            case "bitmap" -> new BitmapCommand();
+            case "rebase" -> new RebaseCommand();
+            case "commit" -> new CommitCommand();
+            case "amend" -> new AmendCommand();
+            case "compare" -> new CompareCommand();
+            case "resize" -> new ResizeCommand();
+            case "dd" -> new DdCommand();
+            case "measure" -> new MeasureCommand();
+            default -> null;
+        };
     }
 
     /** Parses a command's options and runs it, turning every failure into a message and an exit code. */
@@ -189,7 +209,8 @@ public final class Main {
     private static String help() {
         StringBuilder sb = new StringBuilder(version()).append(": inspect and convert qcow2 disk images (qemu-img compatible).\n\n")
                 .append("usage: qcow4j COMMAND [OPTIONS]... (qcow4j COMMAND --help for a command's options)\n\n");
-        for (Command c : COMMANDS) {
+        for (String name : COMMAND_NAMES) {
+            Command c = command(name);
             sb.append(String.format("  %-9s %s%n", c.name(), c.description()));
         }
         return sb.append("\n  -h, --help     Show this help.\n  -V, --version  Show the version.\n")

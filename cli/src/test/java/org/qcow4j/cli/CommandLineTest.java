@@ -79,4 +79,14 @@ class CommandLineTest {
         assertTrue(help.out().startsWith("usage: qcow4j convert"), help.out());
         assertEquals("qcow4j " + System.getProperty("qcow4j.pom.version") + "\n", Qemu.qcow4j("--version").ok().out());
     }
+
+    @Test
+    void everyCommandNameBuildsThatCommandAndTheHelpListsThemAll() {
+        String help = Qemu.qcow4j("--help").ok().out();
+        for (String name : Main.COMMAND_NAMES) {
+            assertEquals(name, Main.command(name).name());
+            assertTrue(help.contains("\n  " + name + " "), name);
+        }
+        assertEquals(null, Main.command("frobnicate"));
+    }
 }

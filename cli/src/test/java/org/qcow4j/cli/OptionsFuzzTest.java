@@ -54,8 +54,9 @@ class OptionsFuzzTest {
     @FuzzTest
     void commandLine(byte[] input) {
         List<String> argv = new ArrayList<>(Arrays.asList(new String(input, StandardCharsets.UTF_8).split("\n", -1)));
-        Command command = Main.COMMANDS.stream().filter(c -> c.name().equals(argv.get(0))).findFirst()
-                .orElse(Main.COMMANDS.get(Math.floorMod(argv.get(0).hashCode(), Main.COMMANDS.size())));
+        Command named = Main.command(argv.get(0));
+        Command command = named != null ? named
+                : Main.command(Main.COMMAND_NAMES.get(Math.floorMod(argv.get(0).hashCode(), Main.COMMAND_NAMES.size())));
         List<CommandLine.Option> options = new ArrayList<>(command.options());
         options.add(Command.HELP);
         options.add(Command.DEBUG);

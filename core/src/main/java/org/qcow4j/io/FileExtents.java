@@ -63,10 +63,36 @@ public final class FileExtents {
     }
 
     /**
+     * The launcher's answer, {@code BYTES:PATH}: the script runs {@code stat} on the last argument of {@code info} and
+     * {@code map} while the JVM starts, which costs a fork from bash instead of the JDK's process machinery (about
+     * 50 ms of CPU in a command of 200).
+     */
+    static final String ALLOCATED_PROPERTY = "qcow4j.allocated";
+
+    /** The bytes {@code answer} gives for {@code file} (the same path once made absolute), else -1. */
+    static long launcherAnswer(String answer, Path file) {
+        int colon = answer == null ? -1 : answer.indexOf(':');
+        if (colon <= 0 || colon == answer.length() - 1) {
+            return -1;
+        }
+        try {
+            long bytes = Long.parseLong(answer, 0, colon, 10);
+            Path named = Path.of(answer.substring(colon + 1));
+            return bytes >= 0 && named.toAbsolutePath().normalize().equals(file.toAbsolutePath().normalize()) ? bytes : -1;
+        } catch (NumberFormatException | java.nio.file.InvalidPathException e) {
+            return -1;
+        }
+    }
+
+    /**
      * Bytes the file occupies on disk (st_blocks * 512, qemu-img's "actual-size"), or -1 when that cannot be told.
      * The JDK exposes no st_blocks, so this asks coreutils' {@code stat}.
      */
     public static long allocatedBytes(Path file) {
+        long known = launcherAnswer(System.getProperty(ALLOCATED_PROPERTY), file);
+        if (known >= 0) {
+            return known;
+        }
         try {
             Process p = new ProcessBuilder("stat", "-L", "-c", "%b %B", "--", file.toString())
                     .redirectErrorStream(true).start();
