@@ -25,20 +25,25 @@ class RebaseCommitTest {
     @TempDir
     Path dir;
 
-    /** name, qemu-img create options of every qcow2 image, size, extra qemu-io write option ("-c" compressed). */
-    private record Kind(String name, String options, String size, boolean rawBase, String writeFlag, boolean snapshots) {
+    /**
+     * name, qemu-img create options of every qcow2 image, size, extra qemu-io write option ("-c" compressed), internal
+     * snapshots, persistent bitmaps (an enabled and a disabled one in top and mid).
+     */
+    private record Kind(String name, String options, String size, boolean rawBase, String writeFlag, boolean snapshots,
+                        boolean bitmaps) {
     }
 
     private static final List<Kind> KINDS = List.of(
-            new Kind("v3", "compat=1.1", "8M", false, "", false),
-            new Kind("v2", "compat=0.10", "8M", false, "", false),
-            new Kind("extended-l2", "extended_l2=on", "8M", false, "", false),
-            new Kind("512", "cluster_size=512", "8M", false, "", false),
-            new Kind("2M", "cluster_size=2M", "8M", false, "", false),
-            new Kind("raw-base", "compat=1.1", "8M", true, "", false),
-            new Kind("compressed", "compat=1.1", "8M", false, "-c ", false),
-            new Kind("snapshots", "compat=1.1", "8M", false, "", true),
-            new Kind("sparse-4T", "compat=1.1", "4T", false, "", false));
+            new Kind("v3", "compat=1.1", "8M", false, "", false, false),
+            new Kind("v2", "compat=0.10", "8M", false, "", false, false),
+            new Kind("extended-l2", "extended_l2=on", "8M", false, "", false, false),
+            new Kind("512", "cluster_size=512", "8M", false, "", false, false),
+            new Kind("2M", "cluster_size=2M", "8M", false, "", false, false),
+            new Kind("raw-base", "compat=1.1", "8M", true, "", false, false),
+            new Kind("compressed", "compat=1.1", "8M", false, "-c ", false, false),
+            new Kind("snapshots", "compat=1.1", "8M", false, "", true, false),
+            new Kind("sparse-4T", "compat=1.1", "4T", false, "", false, false),
+            new Kind("bitmaps", "compat=1.1", "8M", false, "", false, true));
 
     private static final List<String> OPERATIONS = List.of("rebase -b nb.qcow2 -F qcow2 TOP",
             "rebase -b BASE -F BASEFMT TOP", "rebase -b \"\" TOP", "commit TOP",
@@ -57,6 +62,9 @@ class RebaseCommitTest {
             List<String> ops = new ArrayList<>(OPERATIONS);
             if (k == KINDS.get(0)) {
                 ops.addAll(FIRST_KIND_ONLY);
+            }
+            if (k.bitmaps()) {
+                ops.add("rebase -u -b nb.qcow2 -F qcow2 TOP"); // QEMU stores the bitmaps anew: the open flags them in use
             }
             for (String op : ops) {
                 if (k.size().equals("4T") && op.startsWith("rebase") && !op.contains("-u")) {
@@ -165,6 +173,14 @@ class RebaseCommitTest {
             Qemu.io(d, "mid.qcow2", "write -P 9 0 64k");
         }
         Qemu.img(d, "create", "-q", "-f", "qcow2", "-o", k.options(), "-b", "mid.qcow2", "-F", "qcow2", "top.qcow2");
+        if (k.bitmaps()) {
+            for (String image : new String[] {"mid.qcow2", "top.qcow2"}) {
+                Qemu.img(d, "bitmap", "--add", image, "b0");
+                Qemu.img(d, "bitmap", "--add", "-g", "128k", image, "b1");
+                Qemu.io(d, image, "write -P 10 7M 64k");
+                Qemu.img(d, "bitmap", "--disable", image, "b1");
+            }
+        }
         Qemu.io(d, "top.qcow2", "write -P 3 1000k 1M", "write -P 4 " + (7 * (1 << 20) + 3 * big) + " 4k",
                 "write -z 4M 128k", "write " + k.writeFlag() + "-P 5 2M 64k");
         Qemu.img(d, "create", "-q", "-f", "qcow2", "-o", k.options(), "nb.qcow2", k.size());

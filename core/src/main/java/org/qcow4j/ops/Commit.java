@@ -14,7 +14,9 @@ import org.qcow4j.WritableImage;
 import org.qcow4j.io.Access;
 import org.qcow4j.io.OpenFile;
 import org.qcow4j.io.OpenFiles;
+import org.qcow4j.format.Feature;
 import org.qcow4j.qcow2.ChainOpener;
+import org.qcow4j.qcow2.Qcow2Image;
 import org.qcow4j.qcow2.Qcow2MakeEmpty;
 
 /**
@@ -44,7 +46,9 @@ public final class Commit {
         String name = path.toString();
         DoubleConsumer progress = options.progress() == null ? p -> { } : options.progress();
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, name)) {
+            boolean bitmaps;
             try (DiskImage top = Images.open(path, options.open().withForceShare(false))) {
+                bitmaps = top.qcow2().isPresent() && top.qcow2().get().header().has(Feature.BITMAPS);
                 int depth = findBase(top, options.base(), name);
                 DiskImage base = top;
                 for (int i = 0; i < depth; i++) {
@@ -60,6 +64,9 @@ public final class Commit {
             }
             if (!options.drop()) {
                 Qcow2MakeEmpty.makeEmpty(path, options.open());
+            } else if (bitmaps) {
+                // qemu-img opens the overlay for writing either way: its persistent bitmaps are stored anew
+                Qcow2Image.openAndClose(path, null);
             }
         }
         progress.accept(100);

@@ -43,16 +43,18 @@ public final class Rebase {
         }
         DoubleConsumer progress = options.progress() == null ? p -> { } : options.progress();
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, name)) {
-            if (!options.unsafe()) {
+            if (options.unsafe()) {
+                changeBackingFile(null, path, name, backing, options.backingFormat());
+            } else {
                 copyDifferences(path, name, backing, options, progress);
             }
-            changeBackingFile(path, name, backing, options.backingFormat());
         }
         progress.accept(100);
     }
 
     /** QEMU's {@code bdrv_change_backing_file} with {@code require} true, and qemu-img's words for its errors. */
-    private static void changeBackingFile(Path path, String name, String backing, String format) throws IOException {
+    private static void changeBackingFile(WritableImage open, Path path, String name, String backing, String format)
+            throws IOException {
         String target = backing == null ? "(null)" : backing;
         if (backing != null && format == null) {
             throw new ImageOperationException(name, "no format given for the new backing file " + backing
@@ -60,7 +62,9 @@ public final class Rebase {
                     + "': backing format must be specified");
         }
         try {
-            HeaderUpdate.changeBackingFile(path, backing, format);
+            if (open == null || !HeaderUpdate.changeBackingFile(open, backing, format)) {
+                HeaderUpdate.changeBackingFile(path, backing, format);
+            }
         } catch (HeaderUpdate.RefusedException e) {
             String why = e.refusal() == HeaderUpdate.Refusal.NO_SPACE ? "No space left in the file header"
                     : e.refusal().strerror();
@@ -94,6 +98,8 @@ public final class Rebase {
                 DiskImage fresh = prefix != null ? prefix : opened;
                 compare(image, old, fresh, prefixDepth, progress);
                 image.flush();
+                // before the image closes, as QEMU does: closing stores its persistent bitmaps after the header
+                changeBackingFile(image, path, name, backing, options.backingFormat());
             } finally {
                 if (opened != null) {
                     opened.close();

@@ -5,6 +5,7 @@ import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.WritableImage;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
 import org.qcow4j.io.Access;
@@ -68,7 +69,34 @@ public final class HeaderUpdate {
      */
     public static void changeBackingFile(Path path, String backingFile, String backingFormat) throws IOException {
         String name = path.toString();
-        Header h = openedHeader(path, name);
+        Header onDisk = read(path, name);
+        if (onDisk.has(Feature.BITMAPS) && !onDisk.has(Feature.CORRUPT)) {
+            // refused before the open flags the bitmaps in use, where QEMU would fail after it
+            checkedBackingChange(onDisk, name, backingFile, backingFormat);
+            Qcow2Image.openAndClose(path, now -> now.withBackingFile(backingFile, backingFormat));
+            return;
+        }
+        write(path, checkedBackingChange(openedHeader(path, name), name, backingFile, backingFormat));
+    }
+
+    /**
+     * {@link #changeBackingFile(Path, String, String)} on a qcow2 image open for writing, before it closes, as
+     * qemu-img rebase's safe mode does: cluster 0 rewritten through the image from the header on disk. Persistent
+     * bitmaps, flagged in use by the open, are stored when the image closes. False (nothing done) if {@code image}
+     * is not a qcow2 image this engine opened.
+     */
+    public static boolean changeBackingFile(WritableImage image, String backingFile, String backingFormat)
+            throws IOException {
+        if (!(image instanceof Qcow2Image q)) {
+            return false;
+        }
+        q.rewriteHeader(now -> checkedBackingChange(now, q.filename(), backingFile, backingFormat));
+        return true;
+    }
+
+    /** {@code h} naming the new backing file, or what QEMU refuses about it. */
+    private static Header checkedBackingChange(Header h, String name, String backingFile, String backingFormat)
+            throws RefusedException {
         if (backingFile != null && h.has(Feature.RAW_EXTERNAL_DATA) && h.has(Feature.EXTERNAL_DATA_FILE)) {
             throw new RefusedException(name, Refusal.INVALID, "a backing file cannot go with a raw external data file");
         }
@@ -76,7 +104,11 @@ public final class HeaderUpdate {
             throw new RefusedException(name, Refusal.INVALID, "backing file name longer than " + Header.MAX_BACKING_NAME
                     + " bytes");
         }
-        write(path, h.withBackingFile(backingFile, backingFormat));
+        Header changed = h.withBackingFile(backingFile, backingFormat);
+        if (changed.qemuCluster0() == null) {
+            throw noSpace(name, h);
+        }
+        return changed;
     }
 
     /**
@@ -106,7 +138,8 @@ public final class HeaderUpdate {
                 h.autoclearFeatures() & KNOWN_AUTOCLEAR);
     }
 
-    private static Header read(Path path, String name) throws IOException {
+    /** The header of the qcow2 image {@code path} as it is on disk. */
+    public static Header read(Path path, String name) throws IOException {
         try (FileStorage storage = FileStorage.open(path, Access.WRITE)) {
             if (!ChainOpener.probe(storage).equals("qcow2")) {
                 throw new RefusedException(name, Refusal.NOT_SUPPORTED, "a raw image has no backing file");
@@ -119,12 +152,16 @@ public final class HeaderUpdate {
     static void write(Path path, Header h) throws IOException {
         byte[] cluster0 = h.qemuCluster0();
         if (cluster0 == null) {
-            throw new RefusedException(path.toString(), Refusal.NO_SPACE,
-                    "header, extensions and backing file name do not fit in cluster 0 (" + h.clusterSize() + " bytes)");
+            throw noSpace(path.toString(), h);
         }
         try (FileStorage storage = FileStorage.open(path, Access.WRITE)) {
             write(storage, cluster0);
         }
+    }
+
+    private static RefusedException noSpace(String name, Header h) {
+        return new RefusedException(name, Refusal.NO_SPACE,
+                "header, extensions and backing file name do not fit in cluster 0 (" + h.clusterSize() + " bytes)");
     }
 
     /** One write of cluster 0, forced. */

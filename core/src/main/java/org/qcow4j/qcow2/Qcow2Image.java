@@ -289,6 +289,39 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
     }
 
+    /**
+     * QEMU's read-write open and close of a qcow2 image with persistent bitmaps that qemu-img writes nothing else to
+     * (the header of {@code rebase -u}, the overlay of {@code commit -d}): opened without its backing chain (the old
+     * backing file need not exist), which flags the bitmaps in use; cluster 0 rewritten from the header now on disk as
+     * {@code changed} makes it (null: left alone), as {@code qcow2_update_header} does; the bitmaps stored anew as the
+     * image closes.
+     */
+    @SuppressWarnings("try") // the hold is there only for its locks
+    public static void openAndClose(Path path, HeaderChange changed) throws IOException {
+        String filename = path.toString();
+        try (OpenFile hold = OpenFiles.open(path, Access.WRITE, filename);
+             WritableImage opened = openHeld(path, OpenOptions.defaults().withFormat("qcow2").withoutBacking()
+                     .withQemuLayout(true))) {
+            if (!(opened instanceof Qcow2Image q) || q.writes == null) {
+                throw new WriteRefusedException(filename, "the image could not be opened for writing");
+            }
+            if (changed != null) {
+                q.rewriteHeader(changed);
+            }
+        }
+    }
+
+    /** Cluster 0 rewritten, in one forced write, from the header now on disk as {@code changed} makes it. */
+    void rewriteHeader(HeaderChange changed) throws IOException {
+        update(() -> HeaderUpdate.write(storage, changed.apply(readHeader(storage, filename)).qemuCluster0()));
+    }
+
+    /** A change of the header on disk, which may refuse it. */
+    @FunctionalInterface
+    public interface HeaderChange {
+        Header apply(Header onDisk) throws IOException;
+    }
+
     private static WritableImage openHeld(Path path, OpenOptions options) throws IOException {
         String filename = path.toString();
         List<String> notes = new java.util.ArrayList<>();

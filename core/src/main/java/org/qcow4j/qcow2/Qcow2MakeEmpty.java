@@ -32,6 +32,10 @@ public final class Qcow2MakeEmpty {
 
     /** Empties the qcow2 image {@code path} as QEMU's {@code qcow2_make_empty} does. */
     public static void makeEmpty(Path path, OpenOptions options) throws IOException {
+        if (HeaderUpdate.read(path, path.toString()).has(Feature.BITMAPS)) {
+            discardAll(path, options); // the writable open keeps the bitmaps as QEMU's does
+            return;
+        }
         Header h = HeaderUpdate.openedHeader(path, path.toString());
         long cs = h.clusterSize();
         long l1Clusters = (Integer.toUnsignedLong(h.l1Size()) * 8 + cs - 1) / cs;
