@@ -296,11 +296,14 @@ public final class Images {
 
     /**
      * Repairs the qcow2 image {@code image} in place as {@code qemu-img check -r leaks|all} does, with the same
-     * diagnostics, counts and resulting bytes. Images that need repairs qcow4j does not make are refused with a
-     * {@link QcowException} before anything is written.
+     * diagnostics, counts and resulting bytes. When anything was fixed the image is checked again, as qemu-img's
+     * "Double checking the fixed image now..." (its diagnostics go to {@code diagnostics} too), and the result is that
+     * check's counts with the repair's fixed counts. An image with persistent bitmaps is then opened for writing and
+     * closed, as qemu-img's repair holds it open: the bitmaps are stored anew. Images that need repairs qcow4j does
+     * not make are refused with a {@link QcowException} before anything is written.
      */
     public static CheckResult repair(Path image, RepairMode mode, Consumer<String> diagnostics) throws IOException {
-        return Qcow2Check.repair(image, mode == RepairMode.ALL, diagnostics);
+        return Qcow2Check.repairAndCheckAgain(image, mode == RepairMode.ALL, diagnostics);
     }
 
     /**

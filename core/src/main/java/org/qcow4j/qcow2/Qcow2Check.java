@@ -108,8 +108,32 @@ public final class Qcow2Check {
         }
     }
 
-    /** The autoclear features QEMU maintains: an image with them set is not repaired here. */
-    private static final long KNOWN_AUTOCLEAR = Feature.BITMAPS.mask() | Feature.RAW_EXTERNAL_DATA.mask();
+    /**
+     * qemu-img check's repair as a whole: {@link #repair}, then, if it fixed anything, {@link #check} again (the
+     * result: that check's counts with the repair's fixed counts), then, for an image with persistent bitmaps, QEMU's
+     * close of the image it held open for writing: the bitmaps flagged in use and stored anew
+     * ({@link Qcow2Image#openAndClose}). QEMU flags them when it opens the image, before the repair; neither the
+     * flags, written in place, nor the repair depends on the other, so the bytes are the same.
+     */
+    public static CheckResult repairAndCheckAgain(Path image, boolean fixErrors, Consumer<String> diagnostics)
+            throws IOException {
+        CheckResult r = repair(image, fixErrors, diagnostics);
+        if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {
+            CheckResult again = check(image, diagnostics);
+            r = new CheckResult(again.filename(), again.format(), again.checkErrors(), again.corruptions(),
+                    again.leaks(), r.corruptionsFixed(), r.leaksFixed(), again.imageEndOffset(), again.totalClusters(),
+                    again.allocatedClusters(), again.fragmentedClusters(), again.compressedClusters(), List.of());
+        }
+        boolean bitmaps;
+        try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
+            bitmaps = Qcow2Image.readHeaderForCheck(storage, image.toString()).has(Feature.BITMAPS);
+        }
+        if (bitmaps) {
+            Qcow2Image.openAndClose(image, null);
+        }
+        return r;
+    }
+
 
     /**
      * {@code qemu-img check -r leaks} ({@code fixErrors} false) or {@code -r all} ({@code fixErrors} true), repairing
@@ -135,27 +159,17 @@ public final class Qcow2Check {
      *     else is on disk.
      * </ul>
      * The diagnostics, "Repairing ..." lines included, go to {@code diagnostics} as QEMU prints them; the result
-     * counts what was found and fixed. The image is written in place and forced to disk; the caller double-checks
-     * it, as qemu-img does.
+     * counts what was found and fixed. The image is written in place and forced to disk; {@link #repairAndCheckAgain}
+     * double-checks it, as qemu-img does, and stores persistent bitmaps anew (their clusters are counted here and the
+     * bitmaps autoclear bit kept).
      *
      * <p>Before anything is written the image is checked read-only; an image with corruptions no repair touches
      * (reserved bits in L1/L2 entries, references past the end of the file, a data cluster at a misaligned offset,
-     * ...), or with persistent bitmaps, is
-     * refused with a {@link QcowException}, untouched. Unknown autoclear bits are cleared, as QEMU clears them when it
+     * ...) is refused with a {@link QcowException}, untouched. Unknown autoclear bits are cleared, as QEMU clears them when it
      * opens the image for the repair (raw external data is kept). An external data file is not touched: its clusters
      * have no refcounts.
      */
-    public static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
-        return repair(image, fixErrors, false, diagnostics);
-    }
-
-    /**
-     * {@link #repair}; with {@code keepBitmaps} an image with persistent bitmaps is repaired too, their clusters counted
-     * and the bitmaps autoclear bit kept: the repair on open of a dirty image, after which the writer loads the bitmaps
-     * (QEMU loads them just before; neither step allocates, so the bytes are the same).
-     */
-    private static CheckResult repair(Path image, boolean fixErrors, boolean keepBitmaps, Consumer<String> diagnostics)
-            throws IOException {
+    private static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
         String filename = image.toString();
         // Held for the whole repair, as QEMU holds the image open read-write: the opens below share its file.
         OpenFile hold;
@@ -167,24 +181,18 @@ public final class Qcow2Check {
             throw new QcowException(filename, "cannot open for writing: " + CheckContext.describe(e));
         }
         try (hold) {
-            return repair(image, hold.channel(), fixErrors, keepBitmaps, diagnostics);
+            return repair(image, hold.channel(), fixErrors, diagnostics);
         }
     }
 
-    private static CheckResult repair(Path image, FileChannel out, boolean fixErrors, boolean keepBitmaps,
-                                      Consumer<String> diagnostics) throws IOException {
-        // raw external data is always kept; bitmaps only by the repair on open (see above)
-        long kept = Feature.RAW_EXTERNAL_DATA.mask() | (keepBitmaps ? Feature.BITMAPS.mask() : 0);
+    private static CheckResult repair(Path image, FileChannel out, boolean fixErrors, Consumer<String> diagnostics)
+            throws IOException {
+        // the autoclear bits QEMU keeps: raw external data, and bitmaps, whose clusters the check counts
+        long kept = Feature.RAW_EXTERNAL_DATA.mask() | Feature.BITMAPS.mask();
         String filename = image.toString();
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
             Header header = Qcow2Image.readHeaderForCheck(storage, filename);
             // (an external data file holds only data, which has no refcounts: the repair is the image file's alone)
-            String refused = (header.autoclearFeatures() & KNOWN_AUTOCLEAR & ~kept) != 0
-                    ? "the image has autoclear features (bitmaps)" : null;
-            if (refused != null) {
-                throw new QcowException(filename, "cannot repair: " + refused + "; qcow4j repairs only images without them"
-                        + " (use qemu-img check -r)");
-            }
             // The dry run: the same decisions, nothing written, nothing printed.
             Qcow2Check dry = new Qcow2Check(filename, storage, header, line -> { }, null, true, fixErrors);
             dry.open(false);
@@ -195,8 +203,7 @@ public final class Qcow2Check {
                         + dry.c.firstUnrepairable);
             }
             if (header.version() >= 3 && (header.autoclearFeatures() & ~kept) != 0) {
-                // As QEMU opening the image read-write for the repair: unknown autoclear bits are cleared (raw
-                // external data is kept; bitmaps were refused above or are kept).
+                // As QEMU opening the image read-write for the repair: unknown autoclear bits are cleared
                 try {
                     out.write(java.nio.ByteBuffer.allocate(8).putLong(0, header.autoclearFeatures() & kept),
                             Header.AUTOCLEAR_FEATURES_AT);
@@ -231,11 +238,11 @@ public final class Qcow2Check {
      *         the repair (QEMU's "Could not repair dirty image")
      */
     public static CheckResult repairDirty(Path image, Consumer<String> diagnostics) throws IOException {
-        CheckResult r = repair(image, true, true, diagnostics);
+        CheckResult r = repair(image, true, diagnostics);
         if (isDirty(image) && r.checkErrors() > 0 && r.corruptionsFixed() > 0) {
             // QEMU keeps the bit when the repair met check errors (unreadable refcount blocks, replaced by the
             // rebuild); the rebuilt image then checks clean, and a second run clears it.
-            r = repair(image, true, true, diagnostics);
+            r = repair(image, true, diagnostics);
         }
         if (isDirty(image)) {
             throw new QcowException(image.toString(), "could not repair dirty image: " + r.corruptions() + " corruptions, "
