@@ -15,7 +15,10 @@ import java.nio.ByteBuffer;
  * shorter L1 table drops the area's tables. Growing the disk over the area makes what the area held disk data, and
  * shrinking the disk drops the area's tables but not their data clusters (leaked), both as QEMU does. Requests go to
  * the driver directly, as QEMU's do: no dirty bitmap records them, and no {@code detect-zeroes} or copy-on-read
- * applies; with {@code writethrough} a write is flushed.
+ * applies; with {@code writethrough} a write is flushed. One difference: at an L1 index of 2^32 or more (a VM state
+ * offset of 128 TiB with 512-byte clusters, 2^61 bytes with 64 KiB ones) QEMU 7.2 cuts the index to an int and reaches
+ * the L1 entry that names, in the disk or the area; here a write that far is refused as too large and a read finds
+ * nothing written.
  */
 public interface VmState {
     /** The guest offset where the area starts: QEMU's {@code qcow2_vm_state_offset}, just past the disk's L1 entries. */

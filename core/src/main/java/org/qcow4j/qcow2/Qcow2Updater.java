@@ -294,7 +294,9 @@ public final class Qcow2Updater {
      * QEMU's {@code qcow2_save_vmstate}: {@code src} written at guest offset {@code offset} in the VM state area, past
      * the disk, as any guest write; the L1 table grows on the way ({@link #ensureTable}). Refused before anything is
      * written when the table would grow past QEMU's limit (where QEMU would fail part way through: each growth it
-     * makes on the way is to a size of the same sequence, so one fails exactly when the last one would).
+     * makes on the way is to a size of the same sequence, so one fails exactly when the last one would). Where QEMU
+     * 7.2 goes on, its {@code offset_to_l1_index} having cut an index of 2^32 or more to an int, so that it writes (and
+     * reads) through whatever L1 entry the cut index names, disk or area, this refuses too.
      */
     void writeVmState(ByteBuffer src, long offset) throws IOException {
         if (src.hasRemaining()) {
