@@ -190,15 +190,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                         "Can't find snapshot");
             }
             Header h = q.header;
-            long bytes = Integer.toUnsignedLong(sn.l1Size()) * 8;
-            if (Integer.toUnsignedLong(sn.l1Size()) > L1Entry.MAX_ENTRIES) {
-                throw new FormatException(q.filename, "snapshot " + sn.id() + " l1_size", Integer.toUnsignedString(sn.l1Size()),
-                        "Snapshot L1 table is too large");
-            }
-            if ((sn.l1TableOffset() & (h.clusterSize() - 1)) != 0 || sn.l1TableOffset() + bytes > q.storage.length()) {
-                throw new FormatException(q.filename, "snapshot " + sn.id() + " l1_table_offset",
-                        FormatException.hex(sn.l1TableOffset()), "Snapshot L1 table offset invalid");
-            }
+            SnapshotL1Table.validate(q.filename, sn.id(), sn.l1TableOffset(), Integer.toUnsignedLong(sn.l1Size()),
+                    q.geo, q.storage.length());
             long[] l1 = readL1(q.storage, h, q.filename, sn.l1TableOffset(), sn.l1Size());
             q.map.replaceL1(l1, sn.l1TableOffset());
             return q;

@@ -1031,12 +1031,9 @@ public final class Qcow2Updater {
         int[] done = {0};
         expandZeroClustersInL1(map.l1Copy(), visited, done);
         for (org.qcow4j.format.Snapshot sn : image.snapshots()) {
+            SnapshotL1Table.validate(filename, sn.id(), sn.l1TableOffset(), Integer.toUnsignedLong(sn.l1Size()), geo,
+                    storage.length());
             long bytes = sn.l1Size() * 8L;
-            if (Integer.toUnsignedLong(sn.l1Size()) > L1Entry.MAX_ENTRIES || geo.offsetInCluster(sn.l1TableOffset()) != 0
-                    || sn.l1TableOffset() < 0 || bytes > 0 && sn.l1TableOffset() + bytes > storage.length()) {
-                throw new org.qcow4j.FormatException(filename, "snapshot " + sn.id() + " l1_table_offset",
-                        org.qcow4j.FormatException.hex(sn.l1TableOffset()), "Snapshot L1 table offset invalid");
-            }
             long[] l1 = new long[sn.l1Size()];
             if (l1.length > 0) {
                 storage.read(sn.l1TableOffset(), (int) bytes).order(java.nio.ByteOrder.BIG_ENDIAN).asLongBuffer().get(l1);
