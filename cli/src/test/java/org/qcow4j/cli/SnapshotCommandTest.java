@@ -139,6 +139,34 @@ class SnapshotCommandTest {
         }
     }
 
+    /**
+     * A snapshot whose L1 table offset is not a cluster's (iotest 080): convert -l, amend's downgrade, snapshot -a and
+     * -d fail as qemu-img's do (QEMU's qcow2_validate_table, in its words and errno), and leave the file as QEMU's.
+     */
+    @Test
+    void invalidSnapshotL1OffsetFailsAsInQemuImg() throws IOException {
+        Path theirs = dir.resolve("theirs.qcow2");
+        Path ours = dir.resolve("ours.qcow2");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", theirs.toString(), "64M");
+        Qemu.io(dir, theirs.toString(), "write 0 512");
+        Qemu.img(dir, "snapshot", "-c", "test", theirs.toString());
+        byte[] d = Files.readAllBytes(theirs);
+        ByteBuffer b = ByteBuffer.wrap(d).order(ByteOrder.BIG_ENDIAN);
+        b.putLong((int) b.getLong(64), 0x400200); // the first entry's l1_table_offset
+        Files.write(theirs, d);
+        Files.write(ours, d);
+        for (String line : List.of("convert -l test IMG IMG.snap", "amend -o compat=0.10 IMG", "snapshot -a test IMG",
+                "snapshot -d test IMG")) {
+            Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", line.replace("IMG", theirs.toString()).split(" ")));
+            Qemu.Result got = run(Program.QEMU_IMG, line.replace("IMG", ours.toString()).split(" "));
+            assertEquals(want.exit(), got.exit(), line);
+            assertEquals(want.err().replace(theirs.toString(), "IMG"), got.err().replace(ours.toString(), "IMG"), line);
+            assertEquals(null, difference(theirs, ours), line);
+        }
+        assertTrue(Qemu.run(dir, "qemu-img", "snapshot", "-a", "test", theirs.toString()).err()
+                .contains("Could not apply snapshot 'test': Failed to load snapshot: Invalid argument"));
+    }
+
     /** The first difference of two images once the snapshot table's dates are masked, or null. */
     static String difference(Path a, Path b) throws IOException {
         byte[] x = masked(a);
