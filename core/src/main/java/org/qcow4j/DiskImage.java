@@ -49,6 +49,11 @@ public interface DiskImage extends Closeable {
         return Optional.empty();
     }
 
+    /** A qcow2 image's VM state area, to read (and, opened for writing, write); empty for other formats. */
+    default Optional<VmState> vmState() {
+        return Optional.empty();
+    }
+
     /** A qcow2 image's header, snapshots and bitmaps; empty for other formats. */
     default Optional<Qcow2Metadata> qcow2() {
         return Optional.empty();

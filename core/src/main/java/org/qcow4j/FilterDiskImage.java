@@ -5,8 +5,8 @@ import java.util.Optional;
 
 /**
  * A disk image that stands in front of another and changes how it is read (as {@code java.io.FilterInputStream}
- * does for streams): its name, format, size, backing file and qcow2 metadata are the inner image's, and closing it
- * closes the inner image. A filter gives {@link #read} and {@link #extentAt}; block status ({@link #blockStatus})
+ * does for streams): its name, format, size, backing file, qcow2 metadata and VM state area are the inner image's,
+ * and closing it closes the inner image. A filter gives {@link #read} and {@link #extentAt}; block status ({@link #blockStatus})
  * goes through its {@code extentAt}, and it has no dirty bitmaps of its own, as {@link DiskImage}'s defaults say.
  */
 public abstract class FilterDiskImage implements DiskImage {
@@ -40,6 +40,12 @@ public abstract class FilterDiskImage implements DiskImage {
     @Override
     public Optional<Qcow2Metadata> qcow2() {
         return in.qcow2();
+    }
+
+    /** The inner image's: QEMU's filters pass VM state requests on to the node beneath. */
+    @Override
+    public Optional<VmState> vmState() {
+        return in.vmState();
     }
 
     @Override

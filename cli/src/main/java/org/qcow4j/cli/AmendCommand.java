@@ -4,6 +4,7 @@ import java.io.PrintWriter;
 import java.util.Map;
 import org.qcow4j.AmendOptions;
 import org.qcow4j.ImageOperationException;
+import org.qcow4j.InvalidTableException;
 import org.qcow4j.Images;
 
 /** {@code amend}: change a qcow2 image's options in place, as qemu-img amend (qemu-img.c's img_amend). */
@@ -120,6 +121,9 @@ final class AmendCommand extends Command {
                     return null;
                 });
             } catch (ImageOperationException e) {
+                if (err.program() != Program.QCOW4J && e.getCause() instanceof InvalidTableException t) {
+                    err.error(t.qemuWords()); // QEMU reports a snapshot's bad table where it meets it, then fails
+                }
                 String[] lines = (err.program() == Program.QCOW4J ? e.getMessage() : e.qemuMessage()).split("\n");
                 err.error(lines[0]);
                 for (int i = 1; i < lines.length; i++) {

@@ -11,6 +11,7 @@ import org.qcow4j.ConvertOptions;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
+import org.qcow4j.InvalidTableException;
 import org.qcow4j.SnapshotException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
@@ -209,6 +210,8 @@ final class ConvertCommand extends Command {
                 }
                 return ImageArgs.opening(in, () -> Images.openSnapshot(o.path(), o.options(), null, snapshot[2]));
             }
+        } catch (InvalidTableException e) {
+            throw new IOException("Failed to load snapshot: " + e.qemuWords(), e); // qcow2_snapshot_load_tmp's errp
         } catch (SnapshotException e) {
             String m = e.getMessage();
             throw new IOException("Failed to load snapshot: " + (m.startsWith(in + ": ") ? m.substring(in.length() + 2)

@@ -8,6 +8,7 @@ import java.util.Map;
 import java.util.Set;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Images;
+import org.qcow4j.InvalidTableException;
 import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
@@ -267,6 +268,8 @@ final class ImageArgs {
             throw new IOException("Could not open '" + filename + "': " + ExitCodes.openReason(filename, e), e);
         } catch (NoSuchFileException e) {
             throw new IOException("Could not open '" + filename + "': " + ExitCodes.noSuchFile(filename), e);
+        } catch (InvalidTableException e) {
+            throw e; // a snapshot's table, checked once the image is open: the operation's failure, worded by its command
         } catch (QcowException e) {
             if (e.qemuWords() == null) {
                 throw e;

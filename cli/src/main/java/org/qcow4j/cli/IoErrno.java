@@ -20,6 +20,7 @@ final class IoErrno {
     static final int ENOMEM = -12;
     static final int EACCES = -13;
     static final int EINVAL = -22;
+    static final int EFBIG = -27;
     static final int ENOSPC = -28;
     static final int EROFS = -30;
     static final int ENOTSUP = -95;
@@ -37,6 +38,7 @@ final class IoErrno {
                 case INVALID -> EINVAL;
                 case CONFLICT -> EIO;
                 case NOT_SUPPORTED -> ENOTSUP;
+                case TOO_LARGE -> EFBIG;
             };
         }
         if (e instanceof UnsupportedFeatureException) {
@@ -78,6 +80,7 @@ final class IoErrno {
             case ENOMEM -> "Cannot allocate memory";
             case EACCES -> "Permission denied";
             case EINVAL -> "Invalid argument";
+            case EFBIG -> "File too large";
             case ENOSPC -> "No space left on device";
             case EROFS -> "Read-only file system";
             case ENOTSUP -> "Operation not supported";

@@ -19,8 +19,8 @@ import org.qcow4j.Extent;
 import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.VmState;
 import org.qcow4j.WritableImage;
-import org.qcow4j.format.ClusterGeometry;
 
 /**
  * The work of {@code io}'s commands, once {@link IoArgs} has accepted their arguments: the requests on the open image
@@ -37,6 +37,12 @@ final class IoExecutor {
     /** The options reopen may change (others: "Cannot change the option"). */
     private static final Set<String> REOPEN_OPTIONS = Set.of("read-only", "cache.direct", "cache.no-flush", "discard",
             "detect-zeroes", "auto-read-only"); // and qcow2's own (Qcow2RuntimeOptions)
+
+    /** Where a read takes its bytes from: the disk, or the VM state area. */
+    @FunctionalInterface
+    private interface Source {
+        void read(ByteBuffer dst, long offset) throws IOException;
+    }
 
     /** One request on the image, timed and reported by {@link #timed}. */
     @FunctionalInterface
@@ -114,6 +120,12 @@ final class IoExecutor {
         if (!inRange(offset, count)) {
             return new ReadResult(null, false, 0, IoErrno.EIO, null);
         }
+        return readChecked(image::read, offset, count, keep, verify, pattern, patternOffset, patternCount);
+    }
+
+    /** {@link #readChecked} from {@code source}, which checks the range itself. */
+    private ReadResult readChecked(Source source, long offset, long count, boolean keep, boolean verify, int pattern,
+                                   long patternOffset, long patternCount) {
         byte[] buf;
         try {
             buf = new byte[(int) (keep ? count : Math.min(count, CHUNK))];
@@ -128,7 +140,7 @@ final class IoExecutor {
             int at = keep ? (int) done : 0;
             long t1 = System.nanoTime();
             try {
-                image.read(ByteBuffer.wrap(buf, at, n), offset + done);
+                source.read(ByteBuffer.wrap(buf, at, n), offset + done);
             } catch (IOException | RuntimeException e) {
                 return new ReadResult(null, false, 0, IoErrno.of(e), e);
             }
@@ -142,12 +154,16 @@ final class IoExecutor {
     }
 
     int read(IoArgs.Read a) {
-        if (a.vmstate()) {
-            return vmstate("read");
-        }
         drainAio();
-        ReadResult r = readChecked(a.offset(), a.count(), a.dump() && !a.quiet(), a.verify(), a.pattern(),
-                a.patternOffset(), a.patternCount());
+        VmState area = a.vmstate() ? image.vmState().orElse(null) : null;
+        if (a.vmstate() && area == null) {
+            return failed("read", IoErrno.ENOTSUP); // bdrv_co_readv_vmstate: no driver down the chain has one (raw)
+        }
+        ReadResult r = area != null
+                ? readChecked(area::read, a.offset(), a.count(), a.dump() && !a.quiet(), a.verify(), a.pattern(),
+                        a.patternOffset(), a.patternCount())
+                : readChecked(a.offset(), a.count(), a.dump() && !a.quiet(), a.verify(), a.pattern(),
+                        a.patternOffset(), a.patternCount());
         if (r.errno() != 0) {
             return failure("read", r);
         }
@@ -243,23 +259,12 @@ final class IoExecutor {
         return offset >= 0 && count >= 0 && offset <= size && size - offset >= count;
     }
 
-    /**
-     * read -b / write -b (the VM state): qemu-io's ENOTSUP for a format without VM state (raw); a qcow2 image has
-     * one, which qcow4j does not support: refused by name.
-     */
-    private int vmstate(String op) {
-        if (image.qcow2().isPresent()) {
-            err.error(op + " -b: the VM state area of qcow2 images is not supported by qcow4j");
-        }
-        return failed(op, IoErrno.ENOTSUP);
-    }
-
     // ---------------------------------------------------------------- write, writev, aio_write, discard
 
     int write(IoArgs.Write a) {
         long count = a.count();
         byte[] buf = null;
-        if (!a.zero() && (a.sourceFile() != null || a.compressed())) {
+        if (!a.zero() && (a.sourceFile() != null || a.compressed() || a.vmstate())) {
             if (count > Integer.MAX_VALUE) {
                 return failed("write", IoErrno.EINVAL); // only with -n, which needs -z
             }
@@ -272,10 +277,10 @@ final class IoExecutor {
                 return IoErrno.EINVAL;
             }
         }
-        if (a.vmstate()) {
-            return vmstate("write");
-        }
         drainAio();
+        if (a.vmstate()) {
+            return writeVmState(buf, a);
+        }
         byte[] data = buf;
         return timed("write", "wrote", a.offset(), count, a.csv(), a.quiet(), () -> {
             if (count > 0) {
@@ -293,6 +298,28 @@ final class IoExecutor {
                 writable.flush();
             }
         });
+    }
+
+    /**
+     * write -b: qemu-io's {@code do_save_vmstate}, the whole buffer in one request (as QEMU's, so that clusters land
+     * where its allocation puts them); ENOTSUP for a format without a VM state area (raw).
+     */
+    private int writeVmState(byte[] data, IoArgs.Write a) {
+        VmState area = image.vmState().orElse(null);
+        if (area == null) {
+            return failed("write", IoErrno.ENOTSUP);
+        }
+        long t1 = System.nanoTime();
+        try {
+            area.write(ByteBuffer.wrap(data, 0, (int) a.count()), a.offset());
+        } catch (IOException | RuntimeException e) {
+            return ioError("write", e, true);
+        }
+        long nanos = System.nanoTime() - t1;
+        if (!a.quiet()) {
+            IoFormat.report(out, "wrote", nanos, a.offset(), a.count(), a.count(), 1, a.csv());
+        }
+        return 0;
     }
 
     /** {@code count} bytes of {@code pattern} at {@code offset}, in pieces: no buffer as large as the request. */
@@ -572,12 +599,10 @@ final class IoExecutor {
         }
         Qcow2Metadata q = image.qcow2().orElse(null);
         long clusterSize = 0;
-        long vmStateOffset = 0;
         if (q != null) {
-            ClusterGeometry geo = q.header().geometry();
-            clusterSize = geo.clusterSize();
-            vmStateOffset = geo.l1EntriesFor(image.size()) * geo.l2Coverage(); // qcow2_vm_state_offset
+            clusterSize = q.header().geometry().clusterSize();
         }
+        long vmStateOffset = image.vmState().map(VmState::offset).orElse(0L);
         out.println("cluster size: " + IoFormat.cvtstr(clusterSize));
         out.println("vm state offset: " + IoFormat.cvtstr(vmStateOffset));
         if (q != null) {

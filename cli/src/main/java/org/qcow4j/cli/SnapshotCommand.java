@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import org.qcow4j.Images;
+import org.qcow4j.InvalidTableException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.SnapshotException;
 import org.qcow4j.format.Snapshot;
@@ -93,6 +94,18 @@ final class SnapshotCommand extends Command {
             }
         } catch (SnapshotException e) {
             err.error("Could not " + what + " snapshot '" + snapshotName + "': " + qemuWords(action, e));
+            return ExitCodes.FAILURE;
+        } catch (InvalidTableException e) {
+            if (err.program() == Program.QCOW4J) {
+                throw e;
+            }
+            if (action.equals("-a")) {
+                // qcow2_snapshot_goto reports the table's fault itself, then bdrv_snapshot_goto fails with its errno
+                err.error(e.qemuWords());
+                err.error("Could not apply snapshot '" + snapshotName + "': Failed to load snapshot: " + e.reason().strerror());
+            } else {
+                err.error("Could not " + what + " snapshot '" + snapshotName + "': " + e.qemuWords());
+            }
             return ExitCodes.FAILURE;
         }
         return ExitCodes.OK;

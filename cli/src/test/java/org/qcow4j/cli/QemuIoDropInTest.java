@@ -221,12 +221,10 @@ class QemuIoDropInTest {
         r = qemuIo("-c", "break write_aio A", "-c", "read 0 1", "blkdebug::" + img);
         assertEquals("qemu-io: break: blkdebug breakpoints are not supported by qcow4j\n", r.err());
         assertEquals(1, r.exit());
-        // the VM state of a qcow2 image, and wait_break (qemu-io waits for ever without blkdebug)
-        r = qemuIo("-c", "write -b 0 512", "-c", "read -b 0 512", "-c", "wait_break tag", img);
-        assertEquals("write failed: Operation not supported\nread failed: Operation not supported\n", r.out());
-        assertEquals("qemu-io: write -b: the VM state area of qcow2 images is not supported by qcow4j\n"
-                + "qemu-io: read -b: the VM state area of qcow2 images is not supported by qcow4j\n"
-                + "qemu-io: wait_break: no request is ever suspended without blkdebug, which qcow4j does not have\n", r.err());
+        // wait_break (qemu-io waits for ever without blkdebug)
+        r = qemuIo("-c", "wait_break tag", img);
+        assertEquals("qemu-io: wait_break: no request is ever suspended without blkdebug, which qcow4j does not have\n",
+                r.err());
         assertEquals(1, r.exit());
     }
 
@@ -494,6 +492,41 @@ class QemuIoDropInTest {
                 c("qemu-img create -q -f qcow2 IMG 1000k", "-c", "write -c -P 7 960k 40k", "-c", "write -c 960k 64k",
                         "-c", "read -P 7 960k 40k", "IMG"),
                 c(OVERLAY, "-c", "write -c -P 9 0 64k", "-c", "read -P 9 0 64k", "-c", "read -P 7 64k 64k", "IMG")));
+    }
+
+    /**
+     * read -b and write -b: the VM state area past the disk, where qemu-img compare does not look, so the files are
+     * compared byte for byte (the L1 table grown as QEMU grows it, the clusters where QEMU puts them); the limits
+     * (EIO past QEMU's largest offset, EFBIG past its largest L1 table), the backing file read at the area's guest
+     * offset, writethrough, and raw's ENOTSUP.
+     */
+    @TestFactory
+    Stream<DynamicTest> vmStateArea() {
+        List<Case> cases = List.of(
+                c(IMG_64M, "-c", "write -b -P 1 0 4k", "-c", "read -b -P 1 0 4k", "-c", "read -b -P 0 4k 4k", "-c", "info",
+                        "-c", "write -b -P 2 1T 4k", "-c", "read -b -P 2 1T 4k", "-c", "read -P 0 0 64k", "-c",
+                        "read -b 0 511", "-c", "write -b -z 0 512", "-c", "write -b -f 0 512", "-c", "write -b 4P 512",
+                        "-c", "read -b 9223372036854775296 512", "-c", "write -b -P 3 0 0", "-c", "read -b -v 1T 32", "IMG"),
+                c("qemu-img create -q -f qcow2 -o cluster_size=1024 IMG 16M", "-t", "writethrough", "-c",
+                        "write -b -P 4 0 4M", "-c", "read -b -P 4 0 4M", "-c", "write -P 5 0 64k", "IMG"),
+                c("qemu-img create -q -f qcow2 DIR/b.qcow2 1G && qemu-io -c 'write -P 7 512M 64k' DIR/b.qcow2 >/dev/null && "
+                        + "qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 IMG 64M", "-c", "read -b -P 7 0 64k", "-c",
+                        "write -b -P 8 4k 4k", "-c", "read -b -P 7 0 4k", "-c", "read -b -P 8 4k 4k", "-c",
+                        "read -b -P 7 8k 56k", "IMG"),
+                c("qemu-img create -q -f qcow2 -o cluster_size=2M,extended_l2=on IMG 64M", "-c", "write -b -P 9 1k 512",
+                        "-c", "write -b -P 10 3k 64k", "-c", "read -b -P 9 1k 512", "-c", "read -b -P 0 0 1k", "IMG"),
+                c("qemu-img create -q -f raw IMG 1M", "-f", "raw", "-c", "write -b 0 512", "-c", "read -b 0 512", "IMG"));
+        List<DynamicTest> tests = new ArrayList<>();
+        for (int i = 0; i < cases.size(); i++) {
+            Case c = cases.get(i);
+            Path where = dir.resolve("vmstate-" + i);
+            tests.add(DynamicTest.dynamicTest("vmstate " + i + ": " + String.join(" ", c.args()), () -> {
+                assertSame(Files.createDirectories(where), c);
+                assertArrayEquals(Files.readAllBytes(where.resolve("qemu/t.qcow2")),
+                        Files.readAllBytes(where.resolve("ours/t.qcow2")), "the files");
+            }));
+        }
+        return tests.stream();
     }
 
     /** The image of compressed writes holds compressed clusters, as qemu-io's does (qemu-img check counts them). */

@@ -41,13 +41,28 @@ class SnapshotCommandTest {
 
     @TestFactory
     Stream<DynamicTest> stepsLeaveQemuImgsFile() {
-        return KINDS.stream().map(k -> DynamicTest.dynamicTest(k[0], () -> {
+        return stepsLikeQemuImg(KINDS, STEPS);
+    }
+
+    /**
+     * The VM state area (qemu-io's write -b, past the disk, the L1 table grown for it) goes with the active L1 table:
+     * a snapshot takes it along, applying one with a shorter L1 table drops it (iotest 029), deleting frees it.
+     */
+    @TestFactory
+    Stream<DynamicTest> vmStateAreaGoesWithTheL1Table() {
+        return stepsLikeQemuImg(List.of(KINDS.get(0), KINDS.get(1)), List.of("-c s1", "io:write -b -P 4 0 4k", "-l",
+                "-a s1", "io:write -b -P 5 1G 4k", "-c s2", "io:write -b -P 6 1G 4k", "-d s1", "-a s2", "-c s3", "-d s2",
+                "-l"));
+    }
+
+    private Stream<DynamicTest> stepsLikeQemuImg(List<String[]> kinds, List<String> steps) {
+        return kinds.stream().map(k -> DynamicTest.dynamicTest(k[0], () -> {
             Path theirs = dir.resolve(k[0].replace(',', '_') + "-theirs.qcow2");
             Path ours = dir.resolve(k[0].replace(',', '_') + "-ours.qcow2");
             Qemu.img(dir, "create", "-q", "-f", "qcow2", "-o", k[0], theirs.toString(), k[1]);
             Qemu.io(dir, theirs.toString(), "write -P 1 0 1M", "write -P 2 3M 300k", "write -z 2M 128k");
             Files.copy(theirs, ours);
-            for (String step : STEPS) {
+            for (String step : steps) {
                 if (step.startsWith("io:")) {
                     String c = step.substring(3).replace("6M+64k", Long.toString((6 << 20) + 65536));
                     Qemu.io(dir, theirs.toString(), c);
@@ -122,6 +137,34 @@ class SnapshotCommandTest {
                 }
             }
         }
+    }
+
+    /**
+     * A snapshot whose L1 table offset is not a cluster's (iotest 080): convert -l, amend's downgrade, snapshot -a and
+     * -d fail as qemu-img's do (QEMU's qcow2_validate_table, in its words and errno), and leave the file as QEMU's.
+     */
+    @Test
+    void invalidSnapshotL1OffsetFailsAsInQemuImg() throws IOException {
+        Path theirs = dir.resolve("theirs.qcow2");
+        Path ours = dir.resolve("ours.qcow2");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", theirs.toString(), "64M");
+        Qemu.io(dir, theirs.toString(), "write 0 512");
+        Qemu.img(dir, "snapshot", "-c", "test", theirs.toString());
+        byte[] d = Files.readAllBytes(theirs);
+        ByteBuffer b = ByteBuffer.wrap(d).order(ByteOrder.BIG_ENDIAN);
+        b.putLong((int) b.getLong(64), 0x400200); // the first entry's l1_table_offset
+        Files.write(theirs, d);
+        Files.write(ours, d);
+        for (String line : List.of("convert -l test IMG IMG.snap", "amend -o compat=0.10 IMG", "snapshot -a test IMG",
+                "snapshot -d test IMG")) {
+            Qemu.Result want = Qemu.run(dir, Qemu.concat("qemu-img", line.replace("IMG", theirs.toString()).split(" ")));
+            Qemu.Result got = run(Program.QEMU_IMG, line.replace("IMG", ours.toString()).split(" "));
+            assertEquals(want.exit(), got.exit(), line);
+            assertEquals(want.err().replace(theirs.toString(), "IMG"), got.err().replace(ours.toString(), "IMG"), line);
+            assertEquals(null, difference(theirs, ours), line);
+        }
+        assertTrue(Qemu.run(dir, "qemu-img", "snapshot", "-a", "test", theirs.toString()).err()
+                .contains("Could not apply snapshot 'test': Failed to load snapshot: Invalid argument"));
     }
 
     /** The first difference of two images once the snapshot table's dates are masked, or null. */

@@ -10,6 +10,7 @@ import org.qcow4j.Extent;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.OpenOptions.DetectZeroes;
 import org.qcow4j.Qcow2Metadata;
+import org.qcow4j.VmState;
 import org.qcow4j.WritableImage;
 import org.qcow4j.io.ImageChannel;
 import org.qcow4j.io.Zeros;
@@ -213,6 +214,31 @@ public final class ManagedImage implements WritableImage {
     @Override
     public Optional<org.qcow4j.DirtyBitmaps> dirtyBitmaps() {
         return image.dirtyBitmaps();
+    }
+
+    /**
+     * The driver's area, its requests past this image's rules as QEMU's go past the block layer's; but a write is
+     * flushed with {@code writethrough} ({@code blk_save_vmstate} flushes when the write cache is off).
+     */
+    @Override
+    public Optional<VmState> vmState() {
+        return image.vmState().map(area -> !writethrough ? area : new VmState() {
+            @Override
+            public long offset() {
+                return area.offset();
+            }
+
+            @Override
+            public void read(ByteBuffer dst, long pos) throws IOException {
+                area.read(dst, pos);
+            }
+
+            @Override
+            public void write(ByteBuffer src, long pos) throws IOException {
+                area.write(src, pos);
+                image.flush();
+            }
+        });
     }
 
     @Override

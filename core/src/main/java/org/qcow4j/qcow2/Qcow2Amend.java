@@ -9,6 +9,7 @@ import org.qcow4j.AmendOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.ImageOperationException;
+import org.qcow4j.InvalidTableException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.format.Feature;
@@ -242,6 +243,10 @@ public final class Qcow2Amend {
         long total = l1Entries;
         try (WritableImage image = Qcow2Image.openWritable(path, o.open().withQemuLayout(true))) {
             ((Qcow2Image) image).expandZeroClusters(v -> steps.report(v, total));
+        } catch (InvalidTableException e) {
+            // qcow2_expand_zero_clusters reports the table's fault itself; qcow2_downgrade then fails with its errno
+            throw new ImageOperationException(name, e.getMessage(), "Failed to turn zero into data clusters: "
+                    + e.reason().strerror(), e);
         }
         h = reread(path, name, h);
         if (h.has(Feature.COMPRESSION_TYPE)) {

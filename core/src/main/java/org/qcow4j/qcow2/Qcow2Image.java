@@ -20,6 +20,7 @@ import org.qcow4j.OpenOptions;
 import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.VmState;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
 import org.qcow4j.format.Bitmap;
@@ -72,6 +73,9 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private final List<String> repairDiagnostics = new java.util.ArrayList<>();
     /** Readers share it, writers (and flush, resize, close) hold it alone; used only when opened for writing. */
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+
+    /** The VM state area, read and written past the disk: see {@link VmState}. */
+    private final VmState vmState = new VmStateArea();
 
     /** The mapping of a run of guest bytes in this layer alone. */
     private record Run(SubclusterType type, long hostOffset, long length, long entry) {
@@ -186,15 +190,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                         "Can't find snapshot");
             }
             Header h = q.header;
-            long bytes = Integer.toUnsignedLong(sn.l1Size()) * 8;
-            if (Integer.toUnsignedLong(sn.l1Size()) > L1Entry.MAX_ENTRIES) {
-                throw new FormatException(q.filename, "snapshot " + sn.id() + " l1_size", Integer.toUnsignedString(sn.l1Size()),
-                        "Snapshot L1 table is too large");
-            }
-            if ((sn.l1TableOffset() & (h.clusterSize() - 1)) != 0 || sn.l1TableOffset() + bytes > q.storage.length()) {
-                throw new FormatException(q.filename, "snapshot " + sn.id() + " l1_table_offset",
-                        FormatException.hex(sn.l1TableOffset()), "Snapshot L1 table offset invalid");
-            }
+            SnapshotL1Table.validate(q.filename, sn.id(), sn.l1TableOffset(), Integer.toUnsignedLong(sn.l1Size()),
+                    q.geo, q.storage.length());
             long[] l1 = readL1(q.storage, h, q.filename, sn.l1TableOffset(), sn.l1Size());
             q.map.replaceL1(l1, sn.l1TableOffset());
             return q;
@@ -495,6 +492,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             }
             return Optional.of(readOnlyBitmaps);
         }
+    }
+
+    @Override
+    public Optional<VmState> vmState() {
+        return Optional.of(vmState);
     }
 
     @Override
@@ -815,6 +817,52 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                     : backing.extentAt(offset, Math.min(len, backing.size() - offset))).deeper();
             case INVALID -> throw new IllegalStateException("classify() refuses INVALID");
         };
+    }
+
+    // ------------------------------------------------------------------------------------------ VM state
+
+    /** QEMU's {@code BDRV_MAX_LENGTH}: the block layer refuses requests reaching past it (EIO). */
+    private static final long MAX_GUEST_OFFSET = Long.MAX_VALUE & -(1L << 30);
+
+    /**
+     * QEMU's {@code qcow2_save_vmstate} and {@code qcow2_load_vmstate}: the request goes to the driver at
+     * {@code qcow2_vm_state_offset + pos}, with no end-of-disk check and none of the image's other rules (dirty
+     * bitmaps).
+     */
+    private final class VmStateArea implements VmState {
+        @Override
+        public long offset() {
+            return geo.l1EntriesFor(size()) * geo.l2Coverage(); // l1_vm_state_index << (cluster_bits + l2_bits)
+        }
+
+        @Override
+        public void read(ByteBuffer dst, long pos) throws IOException {
+            if (writes == null) {
+                readMapped(dst, guestOffset(pos, dst.remaining()));
+                return;
+            }
+            lock.readLock().lock();
+            try {
+                readMapped(dst, guestOffset(pos, dst.remaining()));
+            } finally {
+                lock.readLock().unlock();
+            }
+        }
+
+        @Override
+        public void write(ByteBuffer src, long pos) throws IOException {
+            update(() -> writes.writeVmState(src, guestOffset(pos, src.remaining())));
+        }
+
+        /** QEMU's {@code qcow2_check_vmstate_request}: the block layer's limits, before and after the area's offset. */
+        private long guestOffset(long pos, long bytes) {
+            long start = offset();
+            if (pos < 0 || bytes > MAX_GUEST_OFFSET || pos > MAX_GUEST_OFFSET - bytes || pos > MAX_GUEST_OFFSET - start - bytes) {
+                throw new IndexOutOfBoundsException("VM state request of " + bytes + " bytes at " + pos
+                        + " reaches past QEMU's largest guest offset");
+            }
+            return start + pos;
+        }
     }
 
     // ------------------------------------------------------------------------------------------ writing

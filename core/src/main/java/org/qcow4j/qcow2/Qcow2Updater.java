@@ -291,6 +291,38 @@ public final class Qcow2Updater {
     }
 
     /**
+     * QEMU's {@code qcow2_save_vmstate}: {@code src} written at guest offset {@code offset} in the VM state area, past
+     * the disk, as any guest write; the L1 table grows on the way ({@link #ensureTable}). Refused before anything is
+     * written when the table would grow past QEMU's limit (where QEMU would fail part way through: each growth it
+     * makes on the way is to a size of the same sequence, so one fails exactly when the last one would). Where QEMU
+     * 7.2 goes on, its {@code offset_to_l1_index} having cut an index of 2^32 or more to an int, so that it writes (and
+     * reads) through whatever L1 entry the cut index names, disk or area, this refuses too.
+     */
+    void writeVmState(ByteBuffer src, long offset) throws IOException {
+        if (src.hasRemaining()) {
+            long last = geo.l1Index(offset + src.remaining() - 1);
+            if (last >= map.l1Size() && grownL1Size(map.l1Size(), last + 1) > L1Entry.MAX_ENTRIES) {
+                throw new RefusedRequestException(filename, RefusedRequestException.Reason.TOO_LARGE, "a VM state write"
+                        + " reaching guest offset " + (offset + src.remaining()) + " needs an L1 table larger than"
+                        + " QEMU's 32 MiB limit");
+            }
+        }
+        write(src, offset);
+    }
+
+    /**
+     * QEMU's {@code qcow2_grow_l1_table} without {@code exact_size}, as a write past the table grows it: by half at a
+     * time (rounded up) from {@code current} (at least 1) until {@code needed} entries fit.
+     */
+    private static long grownL1Size(long current, long needed) {
+        long size = Math.max(1, current);
+        while (size < needed) {
+            size = (size * 3 + 1) / 2;
+        }
+        return size;
+    }
+
+    /**
      * Writes {@code src} in place if every byte of it goes to a cluster (or subcluster) this image owns alone
      * (NORMAL with COPIED): no metadata changes, so callers may hold only the shared lock and run such writes in
      * parallel. Returns false, having written nothing, when any part needs the allocating path.
@@ -999,12 +1031,9 @@ public final class Qcow2Updater {
         int[] done = {0};
         expandZeroClustersInL1(map.l1Copy(), visited, done);
         for (org.qcow4j.format.Snapshot sn : image.snapshots()) {
+            SnapshotL1Table.validate(filename, sn.id(), sn.l1TableOffset(), Integer.toUnsignedLong(sn.l1Size()), geo,
+                    storage.length());
             long bytes = sn.l1Size() * 8L;
-            if (Integer.toUnsignedLong(sn.l1Size()) > L1Entry.MAX_ENTRIES || geo.offsetInCluster(sn.l1TableOffset()) != 0
-                    || sn.l1TableOffset() < 0 || bytes > 0 && sn.l1TableOffset() + bytes > storage.length()) {
-                throw new org.qcow4j.FormatException(filename, "snapshot " + sn.id() + " l1_table_offset",
-                        org.qcow4j.FormatException.hex(sn.l1TableOffset()), "Snapshot L1 table offset invalid");
-            }
             long[] l1 = new long[sn.l1Size()];
             if (l1.length > 0) {
                 storage.read(sn.l1TableOffset(), (int) bytes).order(java.nio.ByteOrder.BIG_ENDIAN).asLongBuffer().get(l1);
@@ -1360,7 +1389,7 @@ public final class Qcow2Updater {
     }
 
     /**
-     * QEMU's {@code qcow2_grow_l1_table} (exact size): the tables flushed, the new table's clusters allocated and
+     * QEMU's {@code qcow2_grow_l1_table} to {@code entries}: the tables flushed, the new table's clusters allocated and
      * exactly its entries written (the rest of its last cluster is left as it was), then the header, then the old
      * table freed.
      */
@@ -1442,13 +1471,18 @@ public final class Qcow2Updater {
     }
 
     /**
-     * QEMU's {@code get_cluster_table} ({@link ClusterMap#ensureTable}). With lazy refcounts a new table's refcount
+     * QEMU's {@code get_cluster_table} ({@link ClusterMap#ensureTable}), which first grows the L1 table when
+     * {@code guest} lies past it (only the VM state area does). With lazy refcounts a new table's refcount
      * still reaches the file at once, with every other refcount counted so far: QEMU's {@code l2_allocate} flushes
      * its refcount cache right after allocating the table, so after a crash the tables are counted and only the
      * data clusters since may not be (what {@code qemu-img check} then reports, and the repair on open fixes).
      */
     private long ensureTable(long guest) throws IOException {
-        long l1 = map.l1Entry((int) geo.l1Index(guest));
+        long index = geo.l1Index(guest);
+        if (index >= map.l1Size()) {
+            growL1((int) grownL1Size(map.l1Size(), index + 1)); // a VM state write (writeVmState checked the size)
+        }
+        long l1 = map.l1Entry((int) index);
         boolean allocates = L1Entry.l2Offset(l1) == 0 || (l1 & L1Entry.COPIED) == 0;
         long table;
         try {

@@ -226,18 +226,10 @@ final class SnapshotWriter {
         updateRefcounts(map.l1Offset(), curSize, 0);
     }
 
-    /** QEMU's {@code qcow2_validate_table} of a snapshot's L1 table. */
+    /** QEMU's {@code qcow2_validate_table} of a snapshot's L1 table ({@link SnapshotL1Table}). */
     private void validateL1(SnapshotTable.Entry sn) throws IOException {
-        long bytes = sn.l1Size() * 8L;
-        if (Integer.toUnsignedLong(sn.l1Size()) > L1Entry.MAX_ENTRIES) {
-            throw new FormatException(filename, "snapshot " + sn.id() + " l1_size", Integer.toUnsignedString(sn.l1Size()),
-                    "Snapshot L1 table is too large");
-        }
-        if (geo.offsetInCluster(sn.l1TableOffset()) != 0 || sn.l1TableOffset() < 0
-                || sn.l1TableOffset() + bytes > storage.length() && bytes > 0) {
-            throw new FormatException(filename, "snapshot " + sn.id() + " l1_table_offset",
-                    FormatException.hex(sn.l1TableOffset()), "Snapshot L1 table offset invalid");
-        }
+        SnapshotL1Table.validate(filename, sn.id(), sn.l1TableOffset(), Integer.toUnsignedLong(sn.l1Size()), geo,
+                storage.length());
     }
 
     // ------------------------------------------------------------------------------------------ the table
