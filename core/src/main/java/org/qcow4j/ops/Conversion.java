@@ -86,7 +86,9 @@ public final class Conversion {
         if (options.compress() && valid.dataFile() != null) {
             throw new QcowException(name, "compression is not possible with an external data file");
         }
-        long hint = options.minSparse() == 0 ? valid.geometry().sizeToClusters(total) // every cluster is written
+        long allClusters = valid.geometry().sizeToClusters(total);
+        long hint = options.minSparse() == 0 || !Qcow2Writer.layoutDependsOnHint(valid, allClusters)
+                ? allClusters // every cluster is written, or the hint changes nothing
                 : Qcow2Converter.dataClustersHint(inputs, valid.clusterBits());
         OutputFile.writeReplacing(output, file -> {
             try (Qcow2Writer w = Qcow2Writer.create(file, name, valid, hint)) {
