@@ -66,6 +66,10 @@ class ConvertTest {
         }
     }
 
+    /**
+     * An input that cannot be opened fails the convert before the output is touched. (Once writing has started, the
+     * old output is gone, as with qemu-img: OutputFile#writeReplacing; never a partly written one in its place.)
+     */
     @Test
     void replacesAnExistingOutputOnlyOnSuccess() throws IOException {
         Qemu.img(dir, "create", "-q", "-f", "qcow2", path("good.qcow2"), "1M");

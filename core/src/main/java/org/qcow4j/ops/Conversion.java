@@ -17,7 +17,11 @@ import org.qcow4j.io.OpenFiles;
 import org.qcow4j.io.OutputFile;
 import org.qcow4j.qcow2.Qcow2Writer;
 
-/** Whole-file outputs: new images and conversions, written under a temporary name and renamed when complete. */
+/**
+ * Whole-file outputs: new images and conversions, written under a temporary name and renamed when complete. A new
+ * image replaces an existing file only once complete; a conversion removes it when it starts, as qemu-img's truncates
+ * it ({@link OutputFile#writeReplacing}: the 1 GiB output then reuses the old one's page cache).
+ */
 public final class Conversion {
     private Conversion() {
     }
@@ -57,7 +61,7 @@ public final class Conversion {
         String name = output.toString();
         long total = RawConverter.totalSize(inputs);
         if (options.qcow2() == null) {
-            OutputFile.writeAtomically(output, file -> {
+            OutputFile.writeReplacing(output, file -> {
                 try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
                     new RawConverter(options.threads(), options.progress(), options.minSparse(), options.copyRange(),
                             options.rateLimit()).convert(inputs, ch, name);
@@ -82,9 +86,11 @@ public final class Conversion {
         if (options.compress() && valid.dataFile() != null) {
             throw new QcowException(name, "compression is not possible with an external data file");
         }
-        long hint = options.minSparse() == 0 ? valid.geometry().sizeToClusters(total) // every cluster is written
+        long allClusters = valid.geometry().sizeToClusters(total);
+        long hint = options.minSparse() == 0 || !Qcow2Writer.layoutDependsOnHint(valid, allClusters)
+                ? allClusters // every cluster is written, or the hint changes nothing
                 : Qcow2Converter.dataClustersHint(inputs, valid.clusterBits());
-        OutputFile.writeAtomically(output, file -> {
+        OutputFile.writeReplacing(output, file -> {
             try (Qcow2Writer w = Qcow2Writer.create(file, name, valid, hint)) {
                 new Qcow2Converter(options.threads(), options.compress(), options.backing(), options.progress(),
                         options.minSparse(), options.copyRange(), options.rateLimit())

@@ -176,8 +176,33 @@ public final class Qcow2Writer implements Closeable {
         }
     }
 
+    /**
+     * Whether the layout {@link #create} makes for {@code options} can depend on its data clusters hint, which may be up
+     * to {@code maxHint}: the hint only sizes the refcount table, and for most images (1 GiB with 64 KiB clusters: one
+     * cluster of table for up to 16 TiB) the worst case needs no more table than none. Then the caller need not work the
+     * hint out (for a raw input a look at its file's extent map: a process, tens of milliseconds). Conservatively true
+     * for images whose creation does more than data and tables (encryption, data file, preallocation).
+     */
+    public static boolean layoutDependsOnHint(CreateOptions options, long maxHint) {
+        CreateOptions o = options.validate();
+        if (o.encryption() != null || o.dataFile() != null || o.preallocation() != CreateOptions.Preallocation.OFF) {
+            return true;
+        }
+        ClusterGeometry geo = o.geometry();
+        long l1Entries = geo.l1EntriesFor(o.size());
+        long fixed = 1 + geo.sizeToClusters(l1Entries * 8);
+        long refsPerBlock = RefcountBlock.entries(o.clusterBits(), o.refcountOrder());
+        int clusterSize = 1 << o.clusterBits();
+        return reftableClusters(fixed + Math.min(l1Entries, maxHint) + maxHint, refsPerBlock, clusterSize)
+                != reftableClusters(fixed, refsPerBlock, clusterSize);
+    }
+
     /** Refcount table clusters for an image of at most {@code clusters} host clusters plus its refcount blocks. */
     private int reftableClusters(long clusters) {
+        return reftableClusters(clusters, refsPerBlock, clusterSize);
+    }
+
+    private static int reftableClusters(long clusters, long refsPerBlock, int clusterSize) {
         long rt = 1;
         while (true) {
             long blocks = (clusters + rt + refsPerBlock - 1) / refsPerBlock;

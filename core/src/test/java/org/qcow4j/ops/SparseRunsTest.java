@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -61,5 +62,33 @@ class SparseRunsTest {
             full.put(i, (byte) 1);
         }
         assertEquals(List.of("data 0+128"), runs(full, 0, 8));
+    }
+
+    /** forEach's shortcut for buffers without a zero block gives the runs of the rule itself (allocatedMin's loop). */
+    @Test
+    void shortcutAgreesWithTheRuleOnRandomLayouts() throws IOException {
+        Random random = new Random(16);
+        for (int round = 0; round < 2000; round++) {
+            int sectors = 1 + random.nextInt(300);
+            ByteBuffer b = ByteBuffer.allocate(sectors * 512);
+            int zeroOneIn = 1 + random.nextInt(40); // from mostly zero sectors to almost none
+            for (int s = 0; s < sectors; s++) {
+                if (random.nextInt(zeroOneIn) != 0) {
+                    b.put(s * 512 + random.nextInt(512), (byte) (1 + random.nextInt(255)));
+                }
+            }
+            long first = random.nextInt(4) == 0 ? random.nextInt(64) : random.nextInt(8) * 128L;
+            int min = new int[] {1, 2, 8, 12, 16, 128}[random.nextInt(6)];
+            List<String> want = new ArrayList<>();
+            int alignment = SparseRuns.alignment(min);
+            for (int at = 0; at < sectors; ) {
+                long run = SparseRuns.allocatedMin(b, at, sectors - at, min, first + at, alignment);
+                int n = (int) (run >>> 1);
+                want.add(((run & 1) != 0 ? "data " : "zero ") + at + "+" + n);
+                at += n;
+            }
+            assertEquals(want, runs(b, first, min), "round " + round + ": " + sectors + " sectors from " + first
+                    + ", min " + min);
+        }
     }
 }
