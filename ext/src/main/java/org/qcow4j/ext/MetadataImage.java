@@ -18,7 +18,7 @@ import org.qcow4j.QcowException;
 public final class MetadataImage extends AbstractDiskImage {
     private static final byte[] ZEROS = new byte[64 * 1024];
     /** Compared against with {@link ByteBuffer#mismatch} (the JDK's vectorized intrinsic); read-only, so shared. */
-    private static final ByteBuffer ZERO_BUFFER = ByteBuffer.wrap(new byte[64 * 1024]).asReadOnlyBuffer();
+    private static final ByteBuffer ZERO_BUFFER = ByteBuffer.wrap(ZEROS).asReadOnlyBuffer();
     /** Bytes {@link #copyBlocks} reads at a time. */
     private static final int BATCH = 256 * 1024;
     private final FileChannel device;
@@ -116,7 +116,7 @@ public final class MetadataImage extends AbstractDiskImage {
     /**
      * e2image's output loop ({@code output_meta_data_blocks}): the image's blocks in ascending order, read in batches
      * of up to 256 KiB, scrambled with {@code -s}, and the all-zero ones left out (its check comes after scrambling
-     * too); the rest go to {@code sink} in runs of consecutive blocks. One pass on the calling thread, nothing but the
+     * too); the rest go to {@code out} in runs of consecutive blocks. One pass on the calling thread, nothing but the
      * batch buffer allocated: a short command then runs little code, where a conversion's pipeline would spend more
      * on interpreting and compiling itself than on copying.
      */
@@ -135,7 +135,7 @@ public final class MetadataImage extends AbstractDiskImage {
                 // lasts while blocks are not zero, which their first bytes tell at once.
                 int k = 0;
                 while (k < n) {
-                    int at = firstNonZero(buf, k * blockSize, len);
+                    int at = buf.getLong(k * blockSize) != 0 ? k * blockSize : firstNonZero(buf, k * blockSize, len);
                     if (at < 0) {
                         break;
                     }
