@@ -10,6 +10,7 @@ import org.qcow4j.ops.ImageComparison;
 import org.qcow4j.ops.ImageCopier;
 import org.qcow4j.ops.ImageResize;
 import org.qcow4j.ops.RangeCopy;
+import org.qcow4j.ops.SequentialWrite;
 import org.qcow4j.ops.ManagedImage;
 import org.qcow4j.ops.Measurement;
 import org.qcow4j.ops.TemporaryOverlay;
@@ -314,6 +315,20 @@ public final class Images {
      */
     public static void convert(List<DiskImage> inputs, Path output, ConvertOptions options) throws IOException {
         Conversion.convert(inputs, output, options);
+    }
+
+    /**
+     * Writes a new image {@code output} of {@code size} bytes from {@code source}, which writes its data in ascending
+     * order on the calling thread (whole clusters for qcow2); what it does not write reads as zeros and is left
+     * unallocated. For producers that know where their data is and that it is not zero (e2image's metadata): the
+     * same file as {@link #convert} of that data (all-zero clusters left out), without a conversion's pipeline. Raw
+     * if {@code qcow2} is null, else qcow2 with those options (uncompressed); {@code dataClusters} bounds the data
+     * clusters (it sizes the refcount table, as a conversion's count of allocated clusters does). Like a
+     * conversion's, the output appears under its name only when complete; {@code durable} flushes it.
+     */
+    public static void writeSequentially(Path output, long size, CreateOptions qcow2, long dataClusters,
+            boolean durable, BlockWriter.Source source) throws IOException {
+        SequentialWrite.write(output, size, qcow2, dataClusters, durable, source);
     }
 
     /**

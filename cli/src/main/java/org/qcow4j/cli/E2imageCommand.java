@@ -77,6 +77,16 @@ final class E2imageCommand extends Command {
                 .withBackupSuperblock(args.getLong("-b", 0), (int) args.getLong("-B", 0))
                 .withData(args.has("-a")).withScrambling(args.has("-s"));
         try (MetadataImage image = ExtMetadata.image(Path.of(src), options)) {
+            if (!args.has("-p") && !args.has("-a") && compress == null && destOffset == 0) {
+                // The common case, metadata only: e2image's own loop, one sequential pass on this thread (the
+                // conversion pipeline costs a short command more in interpreting and compiling than the copy).
+                if (qcow2) {
+                    ExtMetadata.writeQcow2(image, Path.of(dest));
+                } else {
+                    ExtMetadata.writeRaw(image, Path.of(dest));
+                }
+                return ExitCodes.OK;
+            }
             LongConsumer bar = progress(args, out, image);
             // Scrambled names are numbered in block order: such an image is read in order, by one thread.
             int threads = image.readsInOrderOnly() ? 1 : Runtime.getRuntime().availableProcessors();

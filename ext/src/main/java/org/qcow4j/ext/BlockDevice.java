@@ -44,6 +44,16 @@ final class BlockDevice {
         return Math.max(0, fileSize - byteOffset) / blockSize;
     }
 
+    /** Whether {@code block} lies inside the filesystem: {@link #checkBlock} passes. */
+    boolean contains(long block) {
+        return block >= 0 && block < blocksCount;
+    }
+
+    /** Whether {@link #readBlocks} would find blocks {@code [block, block + count)} inside the filesystem and the file. */
+    boolean canRead(long block, int count) {
+        return contains(block) && contains(block + count - 1) && byteOffset + (block + count) * blockSize <= fileSize;
+    }
+
     /** Fails unless {@code block} lies inside the filesystem. {@code field} names where the number came from. */
     void checkBlock(long block, String field) throws FormatException {
         if (block < 0 || block >= blocksCount) {

@@ -5,12 +5,14 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import org.qcow4j.CreateOptions;
+import org.qcow4j.Images;
 import org.qcow4j.format.Header;
 
 /**
  * Entry point of the ext module: an ext2/3/4 filesystem's metadata as a disk image, which {@link
  * org.qcow4j.Images#convert} writes as e2image does ({@code -Q}: a qcow2 image with {@link #qcow2Options}; {@code
- * -r}: a sparse raw image), and which any other {@link org.qcow4j.DiskImage} consumer can read.
+ * -r}: a sparse raw image), and which any other {@link org.qcow4j.DiskImage} consumer can read. {@link #writeQcow2}
+ * and {@link #writeRaw} write the same files in one sequential pass, as e2image itself does.
  */
 public final class ExtMetadata {
     private ExtMetadata() {
@@ -80,5 +82,26 @@ public final class ExtMetadata {
         return new CreateOptions(image.size(), zstd ? 3 : 2, Integer.numberOfTrailingZeros(image.blockSize()),
                 d.refcountOrder(), zstd ? Header.COMPRESSION_ZSTD : Header.COMPRESSION_ZLIB, false, false, null, false,
                 d.preallocation(), null, null);
+    }
+
+    /**
+     * Writes {@code image} as the new qcow2 file {@code dest} ({@code e2image -Q}), uncompressed, with {@link
+     * #qcow2Options}: the same file as {@link Images#convert} with {@code withMinSparse(512)} (all-zero clusters
+     * left out), by e2image's own loop, sequentially on the calling thread. Not flushed, like e2image's.
+     */
+    public static void writeQcow2(MetadataImage image, Path dest) throws IOException {
+        // Clusters are blocks: the refcount table is sized for every block of the image, as a conversion sizes it
+        // from the data extents.
+        Images.writeSequentially(dest, image.size(), qcow2Options(image, null), image.blockCount(), false,
+                image::copyBlocks);
+    }
+
+    /**
+     * Writes {@code image} as the new sparse raw file {@code dest} ({@code e2image -r}): as long as the filesystem,
+     * only the blocks that are not all zeros written. The same file as {@link Images#convert} to raw, by e2image's
+     * own loop, sequentially on the calling thread. Not flushed, like e2image's.
+     */
+    public static void writeRaw(MetadataImage image, Path dest) throws IOException {
+        Images.writeSequentially(dest, image.size(), null, 0, false, image::copyBlocks);
     }
 }

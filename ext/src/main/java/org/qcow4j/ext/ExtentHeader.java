@@ -1,7 +1,5 @@
 package org.qcow4j.ext;
 
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import org.qcow4j.FormatException;
 
 /**
@@ -11,28 +9,51 @@ import org.qcow4j.FormatException;
  * <pre>
  * 0x0 eh_magic (u16 0xF30A)   0x2 eh_entries (u16)   0x4 eh_max (u16)   0x6 eh_depth (u16)   0x8 eh_generation
  * </pre>
+ * Decoders of the node at byte {@code at} of {@code n}.
  */
-record ExtentHeader(int magic, int entries, int max, int depth) {
-
+final class ExtentHeader {
     static final int SIZE = 12;
     static final int ENTRY_SIZE = 12;
     static final int MAGIC = 0xF30A;
     /** The kernel's EXT4_MAX_EXTENT_DEPTH: 4 index levels above the leaves cover 2^32 blocks with room to spare. */
     static final int MAX_DEPTH = 5;
 
-    static ExtentHeader parse(ByteBuffer node) {
-        ByteBuffer b = node.duplicate().order(ByteOrder.LITTLE_ENDIAN);
-        return new ExtentHeader(Short.toUnsignedInt(b.getShort(0)), Short.toUnsignedInt(b.getShort(2)),
-                Short.toUnsignedInt(b.getShort(4)), Short.toUnsignedInt(b.getShort(6)));
+    private ExtentHeader() {
+    }
+
+    static int magic(byte[] n, int at) {
+        return Le.u16(n, at);
+    }
+
+    static int entries(byte[] n, int at) {
+        return Le.u16(n, at + 2);
+    }
+
+    static int max(byte[] n, int at) {
+        return Le.u16(n, at + 4);
+    }
+
+    static int depth(byte[] n, int at) {
+        return Le.u16(n, at + 6);
+    }
+
+    /** Whether {@link #verify} passes: the check alone, so the caller names the node only when it fails. */
+    static boolean isValid(byte[] n, int at, int nodeSize) {
+        int max = max(n, at);
+        int fits = (nodeSize - SIZE) / ENTRY_SIZE;
+        return magic(n, at) == MAGIC && entries(n, at) <= max && max <= fits && max >= fits - 2;
     }
 
     /**
      * ext2fs_extent_header_verify: the magic, entries within eh_max, and eh_max what a node of {@code nodeSize}
      * bytes holds (or up to two entries fewer, room e2fsprogs keeps for a checksum tail).
      *
-     * @param what names the node in messages, e.g. "extent header of inode 12"
+     * @param what names the node in messages, e.g. "extent tree root of inode 12"
      */
-    void verify(String file, String what, int nodeSize) throws FormatException {
+    static void verify(String file, String what, byte[] n, int at, int nodeSize) throws FormatException {
+        int magic = magic(n, at);
+        int entries = entries(n, at);
+        int max = max(n, at);
         if (magic != MAGIC) {
             throw new FormatException(file, "eh_magic in the " + what, FormatException.hex(magic),
                     "not an extent tree node (expected 0xf30a)");

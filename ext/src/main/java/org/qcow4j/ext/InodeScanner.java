@@ -2,7 +2,6 @@ package org.qcow4j.ext;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.util.List;
 import org.qcow4j.FormatException;
 
@@ -12,11 +11,13 @@ import org.qcow4j.FormatException;
  * table (never written, so possibly garbage); of the rest, only inodes with {@code i_links_count != 0} are passed on.
  */
 final class InodeScanner {
-    /** Inode table bytes read at a time. */
+    /** Inode table bytes read at a time: larger saves a few system calls but costs a page fault per page of buffer
+     *  (twice: the JDK reads into a heap array through a temporary direct buffer as large). */
     private static final int CHUNK_BYTES = 256 * 1024;
 
+    /** Receives each inode in use: inode number {@code ino} is at byte {@code offset} of {@code table}. */
     interface InodeConsumer {
-        void accept(long ino, Inode inode) throws IOException;
+        void accept(long ino, byte[] table, int offset) throws IOException;
     }
 
     private InodeScanner() {
@@ -27,9 +28,11 @@ final class InodeScanner {
         boolean lazy = sb.hasGroupDescriptorChecksums();
         int inodeSize = sb.inodeSize();
         int blockSize = sb.blockSize();
-        int chunkBlocks = Math.max(1, CHUNK_BYTES / blockSize);
         int inodesPerBlock = sb.inodesPerBlock();
-        ByteBuffer chunk = ByteBuffer.allocate(chunkBlocks * blockSize).order(ByteOrder.LITTLE_ENDIAN);
+        // no more than the largest table (validated: under 2^16 blocks), so a small filesystem gets a small buffer
+        long chunkBlocks = Math.max(1, Math.min(CHUNK_BYTES / blockSize, sb.inodeBlocksPerGroup()));
+        ByteBuffer chunk = ByteBuffer.allocate((int) chunkBlocks * blockSize);
+        byte[] table = chunk.array();
         for (int g = 0; g < groups.size(); g++) {
             GroupDescriptor group = groups.get(g);
             if (lazy && group.hasFlag(GroupDescriptor.INODE_UNINIT)) {
@@ -51,13 +54,16 @@ final class InodeScanner {
             long index = 0;
             for (long b = 0; b < blocks; b += chunkBlocks) {
                 int n = (int) Math.min(chunkBlocks, blocks - b);
-                ByteBuffer table = device.readBlocks(group.inodeTable() + b, n, "bg_inode_table of group " + g, chunk);
-                for (int off = 0; off < n * blockSize && index < inodes; off += inodeSize, index++) {
-                    if (table.getShort(off + 0x1A) == 0) {
-                        continue; // i_links_count == 0: free or deleted
+                device.readBlocks(group.inodeTable() + b, n, "bg_inode_table of group " + g, chunk);
+                int end = (int) Math.min((long) n * blockSize, (inodes - index) * inodeSize);
+                long ino = firstIno + index;
+                for (int off = 0; off < end; off += inodeSize, ino++) {
+                    // i_links_count == 0: free or deleted
+                    if (table[off + 0x1A] != 0 || table[off + 0x1B] != 0) {
+                        consumer.accept(ino, table, off);
                     }
-                    consumer.accept(firstIno + index, Inode.parse(table, off, sb.is64bit()));
                 }
+                index += n * (long) inodesPerBlock;
             }
         }
     }

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import org.qcow4j.AbstractDiskImage;
+import org.qcow4j.BlockWriter;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.QcowException;
@@ -16,6 +17,10 @@ import org.qcow4j.QcowException;
  */
 public final class MetadataImage extends AbstractDiskImage {
     private static final byte[] ZEROS = new byte[64 * 1024];
+    /** Compared against with {@link ByteBuffer#mismatch} (the JDK's vectorized intrinsic); read-only, so shared. */
+    private static final ByteBuffer ZERO_BUFFER = ByteBuffer.wrap(ZEROS).asReadOnlyBuffer();
+    /** Bytes {@link #copyBlocks} reads at a time. */
+    private static final int BATCH = 256 * 1024;
     private final FileChannel device;
     private final long deviceOffset;
     private final int blockSize;
@@ -106,6 +111,68 @@ public final class MetadataImage extends AbstractDiskImage {
                 scrambler.scramble(part.slice((int) at, blockSize));
             }
         }
+    }
+
+    /**
+     * e2image's output loop ({@code output_meta_data_blocks}): the image's blocks in ascending order, read in batches
+     * of up to 256 KiB, scrambled with {@code -s}, and the all-zero ones left out (its check comes after scrambling
+     * too); the rest go to {@code out} in runs of consecutive blocks. One pass on the calling thread, nothing but the
+     * batch buffer allocated: a short command then runs little code, where a conversion's pipeline would spend more
+     * on interpreting and compiling itself than on copying.
+     */
+    void copyBlocks(BlockWriter out) throws IOException {
+        int perBatch = Math.max(1, BATCH / blockSize);
+        ByteBuffer buf = ByteBuffer.allocateDirect(perBatch * blockSize);
+        for (int r = 0; r < blocks.size(); r++) {
+            long end = blocks.end(r);
+            for (long b = blocks.start(r); b < end; ) {
+                int n = (int) Math.min(perBatch, end - b);
+                int len = n * blockSize;
+                readDevice(buf.clear().limit(len), b * blockSize);
+                buf.position(0);
+                scramble(buf, b * blockSize);
+                // One scan finds the next block holding data (a journal's zeros go by in a few calls); a run then
+                // lasts while blocks are not zero, which their first bytes tell at once.
+                int k = 0;
+                while (k < n) {
+                    int at = buf.getLong(k * blockSize) != 0 ? k * blockSize : firstNonZero(buf, k * blockSize, len);
+                    if (at < 0) {
+                        break;
+                    }
+                    k = at / blockSize;
+                    int j = k + 1;
+                    while (j < n && !isZero(buf, j * blockSize, (j + 1) * blockSize)) {
+                        j++;
+                    }
+                    out.write((b + k) * blockSize, buf.slice(k * blockSize, (j - k) * blockSize));
+                    k = j;
+                }
+                b += n;
+            }
+        }
+    }
+
+    /** The index of the first non-zero byte of {@code buf[from, to)}, or -1. */
+    private static int firstNonZero(ByteBuffer buf, int from, int to) {
+        for (int i = from; i < to; ) {
+            int n = Math.min(to - i, ZERO_BUFFER.capacity());
+            int at = buf.slice(i, n).mismatch(ZERO_BUFFER.slice(0, n));
+            if (at >= 0) {
+                return i + at;
+            }
+            i += n;
+        }
+        return -1;
+    }
+
+    /** Whether the block {@code buf[from, to)} is all zeros: metadata blocks that are not mostly differ at once. */
+    private static boolean isZero(ByteBuffer buf, int from, int to) {
+        return buf.getLong(from) == 0 && firstNonZero(buf, from, to) < 0;
+    }
+
+    /** The number of blocks in the image (zero or not). */
+    long blockCount() {
+        return blocks.count();
     }
 
     /** The filesystem's block size: the cluster size of the qcow2 image e2image writes. */

@@ -9,7 +9,7 @@ import java.util.List;
  * is e2image's {@code meta_block_map} (and, for {@code -s}, its {@code scramble_block_map}) before the all-zero
  * blocks are dropped at write time.
  */
-final class MetadataScan {
+final class MetadataScan implements InodeScanner.InodeConsumer {
     /** Inodes e2image copies whole, besides directories and symlinks: the quota files (EXT4_USR_QUOTA_INO,
      *  EXT4_GRP_QUOTA_INO; the project one is named by the superblock). */
     private static final long USER_QUOTA_INO = 3;
@@ -22,6 +22,13 @@ final class MetadataScan {
     private final boolean allData;
     private final BlockRangesBuilder metadata = new BlockRangesBuilder();
     private final BlockRangesBuilder directories = new BlockRangesBuilder();
+    private final InodeBlockWalker walker;
+    // Read once, not once an inode.
+    private final boolean is64bit;
+    private final long journalIno;
+    private final long projectQuotaIno;
+    private final long orphanFileIno;
+    private final boolean hurd;
 
     record Result(BlockRanges metadata, BlockRanges directories) {
     }
@@ -33,6 +40,12 @@ final class MetadataScan {
         this.groups = groups;
         this.backupSuperblock = backupSuperblock;
         this.allData = allData;
+        this.walker = new InodeBlockWalker(device, sb, metadata, directories);
+        this.is64bit = sb.is64bit();
+        this.journalIno = sb.journalInum();
+        this.projectQuotaIno = sb.prjQuotaInum();
+        this.orphanFileIno = sb.orphanFileInum();
+        this.hurd = sb.creatorOs() == Superblock.OS_HURD;
     }
 
     /**
@@ -44,8 +57,7 @@ final class MetadataScan {
             boolean allData) throws IOException {
         MetadataScan scan = new MetadataScan(device, sb, groups, backupSuperblock, allData);
         scan.markTables();
-        InodeBlockWalker walker = new InodeBlockWalker(device, sb);
-        InodeScanner.scan(device, sb, groups, (ino, inode) -> scan.markInode(walker, ino, inode));
+        InodeScanner.scan(device, sb, groups, scan);
         int clusterBits = sb.clusterRatioBits();
         long from = sb.firstDataBlock();
         long to = sb.blocksCount();
@@ -89,47 +101,40 @@ final class MetadataScan {
         }
     }
 
-    private void markInode(InodeBlockWalker walker, long ino, Inode inode) throws IOException {
-        if (inode.fileAcl() != 0) {
-            mark(inode.fileAcl(), "i_file_acl of inode " + ino);
+    /** What e2image marks for the inode {@code ino} in use, at byte {@code o} of {@code t}. */
+    @Override
+    public void accept(long ino, byte[] t, int o) throws IOException {
+        long fileAcl = Inode.fileAcl(t, o, is64bit);
+        if (fileAcl != 0) {
+            if (!device.contains(fileAcl)) {
+                device.checkBlock(fileAcl, "i_file_acl of inode " + ino);
+            }
+            metadata.add(fileAcl);
         }
-        if (!inode.hasValidBlocks()) {
+        int mode = Inode.mode(t, o);
+        int flags = Inode.flags(t, o);
+        if (!Inode.hasValidBlocks(t, o, mode, flags, fileAcl)) {
             return; // devices, fifos, sockets, fast symlinks, inline data
         }
-        if (inode.isDirectory() || inode.isSymlink() || ino == sb.journalInum() || ino == USER_QUOTA_INO
-                || ino == GROUP_QUOTA_INO || ino == sb.prjQuotaInum() || ino == sb.orphanFileInum()) {
-            markBlocks(walker, ino, inode, inode.isDirectory(), true);
-        } else if (inode.usesExtents() || inode.blockPointer(Inode.IND_BLOCK) != 0
-                || inode.blockPointer(Inode.DIND_BLOCK) != 0 || inode.blockPointer(Inode.TIND_BLOCK) != 0
-                || allData) {
+        int type = mode & Inode.S_IFMT;
+        if (type == Inode.S_IFDIR || type == Inode.S_IFLNK || ino == journalIno || ino == USER_QUOTA_INO
+                || ino == GROUP_QUOTA_INO || ino == projectQuotaIno || ino == orphanFileIno) {
+            // Directories, slow symlinks, the journal, quota and orphan files: all their blocks.
+            walker.walk(ino, t, o, true, type == Inode.S_IFDIR);
+        } else if ((flags & Inode.EXTENTS_FL) != 0) {
+            // Most inodes: a regular file whose extent tree is all in the inode (a sound root of depth 0) has no
+            // mapping block, so without -a there is nothing to mark and no need to walk it.
+            int root = o + Inode.BLOCK_AREA_OFFSET;
+            if (allData || hurd || ExtentHeader.depth(t, root) != 0
+                    || !ExtentHeader.isValid(t, root, Inode.BLOCK_AREA_SIZE)) {
+                walker.walk(ino, t, o, allData, false);
+            }
+        } else if (Inode.blockPointer(t, o, Inode.IND_BLOCK) != 0 || Inode.blockPointer(t, o, Inode.DIND_BLOCK) != 0
+                || Inode.blockPointer(t, o, Inode.TIND_BLOCK) != 0 || allData) {
             // Other regular files: their mapping blocks, and their data only with -a. This is also how the resize
             // inode (7) brings in the primary reserved GDT blocks (its indirect blocks) but not the backups.
-            markBlocks(walker, ino, inode, false, allData);
+            walker.walk(ino, t, o, allData, false);
         }
-    }
-
-    /** Marks an inode's mapping blocks and, if {@code withData}, its data blocks (also as directory blocks). */
-    private void markBlocks(InodeBlockWalker walker, long ino, Inode inode, boolean directory, boolean withData)
-            throws IOException {
-        walker.walk(ino, inode, new BlockVisitor() {
-            @Override
-            public void mappingBlock(long block) {
-                metadata.add(block);
-            }
-
-            @Override
-            public void dataBlocks(long physicalBlock, long count) {
-                metadata.add(physicalBlock, physicalBlock + count);
-                if (directory) {
-                    directories.add(physicalBlock, physicalBlock + count);
-                }
-            }
-
-            @Override
-            public boolean wantsData() {
-                return withData;
-            }
-        });
     }
 
     private void mark(long block, String field) throws IOException {
