@@ -1,5 +1,6 @@
 package org.qcow4j.cli;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -93,6 +94,25 @@ class DiskFullTest {
             try (Stream<Path> left = Files.list(full)) {
                 assertEquals(List.of(), left.toList(), format + ": nothing left behind");
             }
+        }
+    }
+
+    /**
+     * An output that is the command's own input is kept until the new one is complete (an output no one uses is
+     * removed when writing starts): a conversion failing on a full disk leaves the input as it was.
+     */
+    @Test
+    void convertOverItsOwnInputFailingKeepsTheInput() throws Exception {
+        Path in = full.resolve("in.raw");
+        byte[] data = new byte[3 << 20];
+        new Random(2).nextBytes(data);
+        Files.write(in, data);
+        Qemu.Result r = Qemu.qcow4j("convert", "-f", "raw", "-O", "raw", in.toString(), in.toString());
+        assertEquals(1, r.exit(), r.out() + r.err());
+        oneLineNaming(r, in);
+        assertArrayEquals(data, Files.readAllBytes(in), "the input, untouched");
+        try (Stream<Path> left = Files.list(full)) {
+            assertEquals(List.of(in), left.toList(), "nothing else left behind");
         }
     }
 

@@ -24,6 +24,11 @@ public final class OpenFile implements AutoCloseable {
         return entry.channel(writable);
     }
 
+    /** Whether this process holds the file otherwise too (an image read by the very command that replaces it). */
+    public boolean heldElsewhereHere() {
+        return OpenFiles.users(entry) > 1;
+    }
+
     @Override
     public synchronized void close() throws IOException {
         if (!closed) {

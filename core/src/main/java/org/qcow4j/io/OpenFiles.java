@@ -83,6 +83,12 @@ public final class OpenFiles {
         return pid;
     }
 
+    static int users(Entry e) {
+        synchronized (FILES) {
+            return e.users;
+        }
+    }
+
     static void close(Entry e, int held) throws IOException {
         synchronized (FILES) {
             e.release(held);

@@ -12,14 +12,14 @@ import org.qcow4j.QcowException;
  * destination and renamed into place on success, so a failed or interrupted command never leaves a partly written
  * file under the name (the temporary file is deleted on failure).
  *
- * <p>A file being replaced is never renamed over: ext4 (auto_da_alloc) then writes out every delayed-allocation block
- * of the new file before the rename returns, which made a 1 GiB convert over an existing output wait for most of its
- * output to reach the disk (2-4 s instead of 0.5). {@link #writeAtomically} keeps the old file until the new one is
- * complete and unlinks it just before the rename (a crash between the two leaves no file under the name, the new one
- * under its temporary name). {@link #writeReplacing}, for large outputs, removes it when the writing starts, as
- * qemu-img's convert truncates it then: a failed command leaves no file under the name, not the old one, but the new
- * output reuses the old one's freed page cache instead of fresh memory (1 GiB, over an existing output: half the
- * kernel time of the write, 380 against 550-720 ms).
+ * <p>{@link #writeAtomically} (create's small outputs) renames over a file being replaced, so the name always holds
+ * the old file or the complete new one. {@link #writeReplacing} (convert's and e2image's large outputs) removes the
+ * old file when the writing starts, as qemu-img's convert and e2image truncate it then: renaming over it made ext4
+ * (auto_da_alloc) write out every delayed-allocation block of the new file before the rename returned, so a 1 GiB
+ * convert over an existing output waited for most of it to reach the disk (2-4 s instead of 0.5), and the new output
+ * reuses the old one's freed page cache (half the kernel time of the write: 380 against 550-720 ms). A failed command
+ * then leaves no file under the name, not the old one. A file this process also holds (the command's own input or
+ * a backing file of it) is kept until the new one is complete instead, and then renamed over.
  */
 public final class OutputFile {
     private OutputFile() {
@@ -30,12 +30,15 @@ public final class OutputFile {
         void write(Path file) throws IOException;
     }
 
-    /** Writes a whole file at {@code requested}; a file there stays until the new one is complete. */
+    /** Writes a whole file at {@code requested}; a file there stays until the new one is renamed over it. */
     public static void writeAtomically(Path requested, Writer writer) throws IOException {
         write(requested, writer, false);
     }
 
-    /** Writes a whole file at {@code requested}; a file there is removed when the writing starts (see above). */
+    /**
+     * Writes a whole file at {@code requested}; a file there is removed when the writing starts, unless this process
+     * holds it too (see above).
+     */
     public static void writeReplacing(Path requested, Writer writer) throws IOException {
         write(requested, writer, true);
     }
@@ -55,14 +58,23 @@ public final class OutputFile {
         try (OpenFile old = Files.isRegularFile(output) ? OpenFiles.open(output, Access.REPLACE, requested.toString())
                 : null) {
             Path tmp = createTemporary(requested, output);
-            if (old != null && removeFirst) {
-                removeOld(requested, output, tmp);
-                old.close(); // with no other hold on the removed file, its page cache is freed now
-            }
+            boolean removed = false;
             try {
+                if (old != null && removeFirst && !old.heldElsewhereHere()) {
+                    try {
+                        Files.deleteIfExists(output);
+                    } catch (IOException e) {
+                        throw new QcowException(requested.toString(), "cannot replace: " + e.getMessage(), e);
+                    }
+                    removed = true;
+                    old.close(); // with no other hold on the removed file, its page cache is freed now
+                }
                 writer.write(tmp);
-                Files.deleteIfExists(output); // not renamed over: see the class comment
-                Files.move(tmp, output, StandardCopyOption.ATOMIC_MOVE);
+                if (removed) {
+                    Files.move(tmp, output, StandardCopyOption.ATOMIC_MOVE);
+                } else {
+                    Files.move(tmp, output, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                }
             } catch (IOException | RuntimeException | Error e) {
                 // The temporary file goes too (a full disk may have stopped it anywhere); the first failure is told.
                 try {
@@ -85,16 +97,6 @@ public final class OutputFile {
         } catch (FileSystemException e) {
             String reason = Files.isDirectory(dir) ? "permission denied" : "no such directory";
             throw new QcowException(requested.toString(), "cannot create: " + reason, e);
-        }
-    }
-
-    /** Removes the file being replaced (see the class comment); if that fails, the temporary file goes too. */
-    private static void removeOld(Path requested, Path output, Path tmp) throws IOException {
-        try {
-            Files.deleteIfExists(output);
-        } catch (IOException e) {
-            Files.deleteIfExists(tmp);
-            throw new QcowException(requested.toString(), "cannot replace: " + e.getMessage(), e);
         }
     }
 }

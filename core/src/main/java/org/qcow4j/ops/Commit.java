@@ -48,7 +48,9 @@ public final class Commit {
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, name)) {
             boolean bitmaps;
             try (DiskImage top = Images.open(path, options.open().withForceShare(false))) {
-                bitmaps = top.qcow2().isPresent() && top.qcow2().get().header().has(Feature.BITMAPS);
+                // (a top marked corrupt stays read-only, and its bitmaps as they are)
+                bitmaps = top.qcow2().isPresent() && top.qcow2().get().header().has(Feature.BITMAPS)
+                        && !top.qcow2().get().header().has(Feature.CORRUPT);
                 int depth = findBase(top, options.base(), name);
                 DiskImage base = top;
                 for (int i = 0; i < depth; i++) {

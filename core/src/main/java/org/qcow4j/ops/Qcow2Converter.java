@@ -9,13 +9,11 @@ import java.util.function.LongConsumer;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
-import org.qcow4j.FilterDiskImage;
 import org.qcow4j.QcowException;
 import org.qcow4j.io.Workers;
 import org.qcow4j.io.Zeros;
 import org.qcow4j.qcow2.ClusterCompressor;
 import org.qcow4j.qcow2.Qcow2Writer;
-import org.qcow4j.raw.RawImage;
 
 /**
  * Copies images (concatenated) into a new qcow2 image through a {@link Qcow2Writer}, like
@@ -93,8 +91,8 @@ public final class Qcow2Converter {
 
     /** Converts {@code inputs}, one after the other, into {@code out} (whose size must be their total size). */
     public void convert(List<DiskImage> inputs, Qcow2Writer out) throws IOException {
+        DiskImage in = ConcatenatedImage.of(inputs);
         CreateOptions o = out.options();
-        DiskImage in = ConcatenatedImage.of(holesRead(o.clusterBits()) ? HolesAsData.wrap(inputs) : inputs);
         if (compress && o.dataFile() != null) {
             throw new QcowException(o.dataFile(), "compression is not possible with an external data file");
         }
@@ -139,38 +137,6 @@ public final class Qcow2Converter {
             synchronized (allCompressors) {
                 allCompressors.forEach(ClusterCompressor::close);
             }
-        }
-    }
-
-    /**
-     * Whether reading a raw input's holes gives the same image as skipping them: every all-zero cluster is left out
-     * (an {@code -S} of at most a cluster), no cluster is written whole ({@code -C}) and none is compared with a
-     * backing file. Then a raw file's extent map is not asked for: that takes a process ({@code filefrag}, 40-110 ms
-     * before the first write of a 1 GiB convert), while reading the holes is page cache reads and zero scans on the
-     * workers, beside the writes. Compressed outputs tell only {@code -S 0} from the rest, as qemu-img.
-     */
-    private boolean holesRead(int clusterBits) {
-        return backing == null && !copyRange && minSparse > 0 && (compress || minSparse <= 1 << clusterBits);
-    }
-
-    /** A raw image whose holes are read as data (zero clusters found by the scan): see {@link #holesRead}. */
-    private static final class HolesAsData extends FilterDiskImage {
-        private HolesAsData(DiskImage in) {
-            super(in);
-        }
-
-        static List<DiskImage> wrap(List<DiskImage> inputs) {
-            return inputs.stream().map(d -> d instanceof RawImage ? (DiskImage) new HolesAsData(d) : d).toList();
-        }
-
-        @Override
-        public void read(ByteBuffer dst, long offset) throws IOException {
-            in.read(dst, offset);
-        }
-
-        @Override
-        public Extent extentAt(long offset, long maxLength) {
-            return new Extent(offset, Math.min(maxLength, size() - offset), 0, true, false, true, -1);
         }
     }
 

@@ -99,7 +99,7 @@ public final class Rebase {
                 compare(image, old, fresh, prefixDepth, progress);
                 image.flush();
                 // before the image closes, as QEMU does: closing stores its persistent bitmaps after the header
-                changeBackingFile(image, path, name, backing, options.backingFormat());
+                changeBackingFile(ManagedImage.driver(image), path, name, backing, options.backingFormat());
             } finally {
                 if (opened != null) {
                     opened.close();

@@ -25,7 +25,7 @@ public final class SequentialWrite {
             BlockWriter.Source source) throws IOException {
         String name = output.toString();
         if (qcow2 == null) {
-            OutputFile.writeAtomically(output, file -> {
+            OutputFile.writeReplacing(output, file -> {
                 try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE, StandardOpenOption.CREATE)) {
                     try {
                         ch.truncate(0);
@@ -50,7 +50,7 @@ public final class SequentialWrite {
             throw new QcowException(name, "error while converting qcow2: " + e.getMessage()); // as a conversion
         }
         int clusterBits = valid.clusterBits();
-        OutputFile.writeAtomically(output, file -> {
+        OutputFile.writeReplacing(output, file -> {
             try (Qcow2Writer w = Qcow2Writer.create(file, name, valid, dataClusters)) {
                 source.writeTo((offset, data) -> {
                     if ((offset & ((1L << clusterBits) - 1)) != 0) {

@@ -73,7 +73,7 @@ public final class HeaderUpdate {
         if (onDisk.has(Feature.BITMAPS) && !onDisk.has(Feature.CORRUPT)) {
             // refused before the open flags the bitmaps in use, where QEMU would fail after it
             checkedBackingChange(onDisk, name, backingFile, backingFormat);
-            Qcow2Image.openAndClose(path, now -> now.withBackingFile(backingFile, backingFormat));
+            Qcow2Image.openAndClose(path, now -> checkedBackingChange(now, name, backingFile, backingFormat));
             return;
         }
         write(path, checkedBackingChange(openedHeader(path, name), name, backingFile, backingFormat));
@@ -83,11 +83,17 @@ public final class HeaderUpdate {
      * {@link #changeBackingFile(Path, String, String)} on a qcow2 image open for writing, before it closes, as
      * qemu-img rebase's safe mode does: cluster 0 rewritten through the image from the header on disk. Persistent
      * bitmaps, flagged in use by the open, are stored when the image closes. False (nothing done) if {@code image}
-     * is not a qcow2 image this engine opened.
+     * is not a qcow2 image (raw: the path-based change refuses it).
+     *
+     * @throws IllegalArgumentException if {@code image} is a qcow2 image behind a wrapper: a second writer on the
+     *         file would be the only way on
      */
     public static boolean changeBackingFile(WritableImage image, String backingFile, String backingFormat)
             throws IOException {
         if (!(image instanceof Qcow2Image q)) {
+            if ("qcow2".equals(image.format())) {
+                throw new IllegalArgumentException("the engine's image is needed, not a wrapper of it");
+            }
             return false;
         }
         q.rewriteHeader(now -> checkedBackingChange(now, q.filename(), backingFile, backingFormat));

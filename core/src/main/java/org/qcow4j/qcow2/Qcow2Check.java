@@ -115,7 +115,16 @@ public final class Qcow2Check {
      * ({@link Qcow2Image#openAndClose}). QEMU flags them when it opens the image, before the repair; neither the
      * flags, written in place, nor the repair depends on the other, so the bytes are the same.
      */
+    @SuppressWarnings("try") // the hold is there only for its locks
     public static CheckResult repairAndCheckAgain(Path image, boolean fixErrors, Consumer<String> diagnostics)
+            throws IOException {
+        // held throughout, as QEMU holds the image open: no other process gets in between the steps
+        try (OpenFile hold = openForRepair(image)) {
+            return repairCheckAndStoreBitmaps(image, fixErrors, diagnostics);
+        }
+    }
+
+    private static CheckResult repairCheckAndStoreBitmaps(Path image, boolean fixErrors, Consumer<String> diagnostics)
             throws IOException {
         CheckResult r = repair(image, fixErrors, diagnostics);
         if (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) {
@@ -124,11 +133,12 @@ public final class Qcow2Check {
                     again.leaks(), r.corruptionsFixed(), r.leaksFixed(), again.imageEndOffset(), again.totalClusters(),
                     again.allocatedClusters(), again.fragmentedClusters(), again.compressedClusters(), List.of());
         }
-        boolean bitmaps;
+        Header after;
         try (FileStorage storage = FileStorage.open(image, Access.PROBE)) {
-            bitmaps = Qcow2Image.readHeaderForCheck(storage, image.toString()).has(Feature.BITMAPS);
+            after = Qcow2Image.readHeaderForCheck(storage, image.toString());
         }
-        if (bitmaps) {
+        // (an image still marked corrupt opens read-only: QEMU's repair, opened for checking, leaves its bitmaps be)
+        if (after.has(Feature.BITMAPS) && !after.has(Feature.CORRUPT)) {
             Qcow2Image.openAndClose(image, null);
         }
         return r;
@@ -170,18 +180,19 @@ public final class Qcow2Check {
      * have no refcounts.
      */
     private static CheckResult repair(Path image, boolean fixErrors, Consumer<String> diagnostics) throws IOException {
-        String filename = image.toString();
         // Held for the whole repair, as QEMU holds the image open read-write: the opens below share its file.
-        OpenFile hold;
+        try (OpenFile hold = openForRepair(image)) {
+            return repair(image, hold.channel(), fixErrors, diagnostics);
+        }
+    }
+
+    private static OpenFile openForRepair(Path image) throws IOException {
         try {
-            hold = OpenFiles.open(image, Access.WRITE, filename);
+            return OpenFiles.open(image, Access.WRITE, image.toString());
         } catch (ImageLockedException e) {
             throw e;
         } catch (IOException e) {
-            throw new QcowException(filename, "cannot open for writing: " + CheckContext.describe(e));
-        }
-        try (hold) {
-            return repair(image, hold.channel(), fixErrors, diagnostics);
+            throw new QcowException(image.toString(), "cannot open for writing: " + CheckContext.describe(e));
         }
     }
 

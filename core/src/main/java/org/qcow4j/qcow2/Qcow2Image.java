@@ -310,7 +310,14 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /** Cluster 0 rewritten, in one forced write, from the header now on disk as {@code changed} makes it. */
     void rewriteHeader(HeaderChange changed) throws IOException {
-        update(() -> HeaderUpdate.write(storage, changed.apply(readHeader(storage, filename)).qemuCluster0()));
+        update(() -> {
+            byte[] cluster0 = changed.apply(readHeader(storage, filename)).qemuCluster0();
+            if (cluster0 == null) {
+                throw new QcowException(filename, "the header no longer fits in cluster 0", null,
+                        "No space left in the file header");
+            }
+            HeaderUpdate.write(storage, cluster0);
+        });
     }
 
     /** A change of the header on disk, which may refuse it. */
