@@ -164,7 +164,8 @@ public final class RawConverter {
         writeAll(out, outName, src, pos);
     }
 
-    private static void writeAll(FileChannel out, String outName, ByteBuffer src, long pos) throws IOException {
+    /** All of {@code src} at {@code pos}, a failure told as the output's ({@code outName}). */
+    static void writeAll(FileChannel out, String outName, ByteBuffer src, long pos) throws IOException {
         try {
             while (src.hasRemaining()) {
                 pos += out.write(src, pos);

@@ -33,9 +33,9 @@ public final class SequentialWrite {
                         throw new QcowException(name, "cannot write: " + e.getMessage(), e);
                     }
                     if (size > 0) {
-                        writeAll(ch, name, ByteBuffer.allocate(1), size - 1); // the whole length, sparse
+                        RawConverter.writeAll(ch, name, ByteBuffer.allocate(1), size - 1); // the whole length, sparse
                     }
-                    source.writeTo((offset, data) -> writeAll(ch, name, data, offset));
+                    source.writeTo((offset, data) -> RawConverter.writeAll(ch, name, data, offset));
                     if (durable) {
                         force(ch, name);
                     }
@@ -63,15 +63,6 @@ public final class SequentialWrite {
         });
     }
 
-    private static void writeAll(FileChannel ch, String name, ByteBuffer src, long pos) throws IOException {
-        try {
-            while (src.hasRemaining()) {
-                pos += ch.write(src, pos);
-            }
-        } catch (IOException e) {
-            throw new QcowException(name, "cannot write at offset " + pos + ": " + e.getMessage(), e);
-        }
-    }
 
     private static void force(FileChannel ch, String name) throws QcowException {
         try {

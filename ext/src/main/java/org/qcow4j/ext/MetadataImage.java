@@ -17,8 +17,6 @@ import org.qcow4j.QcowException;
  */
 public final class MetadataImage extends AbstractDiskImage {
     private static final byte[] ZEROS = new byte[64 * 1024];
-    /** Compared against with {@link ByteBuffer#mismatch} (the JDK's vectorized intrinsic); read-only, so shared. */
-    private static final ByteBuffer ZERO_BUFFER = ByteBuffer.wrap(ZEROS).asReadOnlyBuffer();
     /** Bytes {@link #copyBlocks} reads at a time. */
     private static final int BATCH = 256 * 1024;
     private final FileChannel device;
@@ -135,7 +133,7 @@ public final class MetadataImage extends AbstractDiskImage {
                 // lasts while blocks are not zero, which their first bytes tell at once.
                 int k = 0;
                 while (k < n) {
-                    int at = buf.getLong(k * blockSize) != 0 ? k * blockSize : firstNonZero(buf, k * blockSize, len);
+                    int at = buf.getLong(k * blockSize) != 0 ? k * blockSize : BlockWriter.firstNonZero(buf, k * blockSize, len);
                     if (at < 0) {
                         break;
                     }
@@ -152,22 +150,9 @@ public final class MetadataImage extends AbstractDiskImage {
         }
     }
 
-    /** The index of the first non-zero byte of {@code buf[from, to)}, or -1. */
-    private static int firstNonZero(ByteBuffer buf, int from, int to) {
-        for (int i = from; i < to; ) {
-            int n = Math.min(to - i, ZERO_BUFFER.capacity());
-            int at = buf.slice(i, n).mismatch(ZERO_BUFFER.slice(0, n));
-            if (at >= 0) {
-                return i + at;
-            }
-            i += n;
-        }
-        return -1;
-    }
-
     /** Whether the block {@code buf[from, to)} is all zeros: metadata blocks that are not mostly differ at once. */
     private static boolean isZero(ByteBuffer buf, int from, int to) {
-        return buf.getLong(from) == 0 && firstNonZero(buf, from, to) < 0;
+        return buf.getLong(from) == 0 && BlockWriter.firstNonZero(buf, from, to) < 0;
     }
 
     /** The number of blocks in the image (zero or not). */
