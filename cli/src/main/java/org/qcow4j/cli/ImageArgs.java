@@ -44,6 +44,9 @@ final class ImageArgs {
      * name ({@code a:3.qcow2}, a colon before any slash) gets {@code ./} before it.
      */
     static String qemuFilename(String file) {
+        if (org.qcow4j.nbd.NbdClient.isNbdName(file)) {
+            return file; // an NBD export's name, as QEMU's nbd driver makes it
+        }
         int colon = file.indexOf(':');
         int slash = file.indexOf('/');
         return colon > 0 && (slash < 0 || colon < slash) ? "./" + file : file;
@@ -73,6 +76,9 @@ final class ImageArgs {
             }
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
+        if (org.qcow4j.nbd.NbdClient.isNbdName(filename)) {
+            return openNbd(filename, format);
+        }
         OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"));
         BlkdebugFilter blkdebug;
         try {
@@ -86,6 +92,45 @@ final class ImageArgs {
                     backing ? options : options.withoutBacking())));
         }
         return opening(filename, () -> Images.open(path(filename), backing ? options : options.withoutBacking()));
+    }
+
+    /**
+     * The format of the image on an NBD export, probed as QEMU probes it among the formats qcow4j knows: "qcow2"
+     * when it starts with qcow2's magic, else "raw".
+     */
+    static String probeNbd(DiskImage image) throws IOException {
+        if (image.size() < 4) {
+            return "raw";
+        }
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4);
+        image.read(b, 0);
+        return b.getInt(0) == 0x514649fb ? "qcow2" : "raw";
+    }
+
+    /** Opens the NBD export {@code filename} names (read-only), raw over it; a qcow2 image on it is refused by name. */
+    static DiskImage openNbd(String filename, String format) throws IOException {
+        org.qcow4j.nbd.NbdClient.Target t;
+        try {
+            t = org.qcow4j.nbd.NbdClient.parse(filename);
+        } catch (IllegalArgumentException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
+        }
+        DiskImage image;
+        try {
+            image = org.qcow4j.nbd.NbdClient.open(t, true, false);
+        } catch (IOException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage(), e);
+        }
+        try {
+            String f = format != null ? format : probeNbd(image);
+            if (!f.equals("raw")) {
+                throw new UnsupportedFeatureException(filename, "the format '" + f + "' over NBD (qcow4j reads raw there)");
+            }
+            return image;
+        } catch (IOException | RuntimeException e) {
+            image.close();
+            throw e;
+        }
     }
 
     /**
