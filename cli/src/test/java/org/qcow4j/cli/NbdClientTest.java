@@ -1,0 +1,123 @@
+package org.qcow4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The NBD client: images named {@code nbd:unix:SOCK} and {@code nbd+unix:///?socket=SOCK} served by the real
+ * qemu-nbd, read by the qemu-io drop-in as qemu-io reads them and converted to raw as qemu-img converts them; a
+ * server that never greets is a clear error within the handshake's deadline, not a hang.
+ */
+class NbdClientTest {
+    @TempDir
+    Path dir;
+
+    private static void awaitSocket(Path socket, Process p) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (System.nanoTime() < deadline && p.isAlive()) {
+            if (Files.exists(socket)) {
+                try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+                    ch.connect(UnixDomainSocketAddress.of(socket));
+                    return;
+                } catch (IOException e) {
+                    // not yet
+                }
+            }
+            Thread.sleep(20);
+        }
+        throw new AssertionError("qemu-nbd not listening on " + socket + " (alive: " + p.isAlive() + ")");
+    }
+
+    /** qemu-io's timing line ("4 KiB, 1 ops; 00.00 sec (...)") differs from run to run: dropped. */
+    private static String untimed(String out) {
+        return out.replaceAll("(?m)^.* ops; .*$", "TIMING");
+    }
+
+    @Test
+    void qemuIoAndConvertOverQemuNbd() throws Exception {
+        Path image = Qemu.createQcow2(dir, "a.qcow2", "4M");
+        Qemu.io(dir, image.toString(), "write -P 0xa 0x1000 0x1000", "write -z 0x10000 0x10000", "write -P 0x5c 1M 64k");
+        Path socket = dir.resolve("s");
+        Process p = new ProcessBuilder("qemu-nbd", "-t", "-r", "-f", "qcow2", "-k", socket.toString(), image.toString())
+                .directory(dir.toFile()).redirectErrorStream(true).redirectOutput(dir.resolve("qemu-nbd.log").toFile())
+                .start();
+        try {
+            awaitSocket(socket, p);
+            for (String name : new String[] {"nbd:unix:" + socket, "nbd+unix:///?socket=" + socket}) {
+                String[] io = {"-f", "raw", "-r", "-c", "read -P 0xa 0x1000 0x1000", "-c", "read -v 0xff8 0x10",
+                    "-c", "read -P 0x5c 1M 64k", "-c", "read -P 0 2M 4k", name};
+                Qemu.Result ours = Qemu.asQemuIo(io).ok();
+                Qemu.Result theirs = Qemu.run(dir, Qemu.concat("qemu-io", io)).ok();
+                assertEquals(untimed(theirs.out()), untimed(ours.out()), name);
+                assertEquals(theirs.err(), ours.err(), name);
+            }
+            Path ours = dir.resolve("ours.raw");
+            Path theirs = dir.resolve("theirs.raw");
+            Qemu.asQemuImg("convert", "-O", "raw", "nbd:unix:" + socket, ours.toString()).ok();
+            Qemu.img(dir, "convert", "-O", "raw", "nbd:unix:" + socket, theirs.toString());
+            assertArrayEquals(Files.readAllBytes(theirs), Files.readAllBytes(ours));
+            String info = "nbd+unix:///?socket=" + socket;
+            assertEquals(Qemu.img(dir, "info", "-f", "raw", info).out(), Qemu.asQemuImg("info", "-f", "raw", info).ok().out());
+        } finally {
+            p.destroyForcibly();
+            p.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
+    void silentServerTimesOut() throws Exception {
+        Path socket = dir.resolve("mute");
+        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            server.bind(UnixDomainSocketAddress.of(socket));
+            org.qcow4j.nbd.NbdClient.Target t = org.qcow4j.nbd.NbdClient.parse("nbd:unix:" + socket);
+            long start = System.nanoTime();
+            IOException e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class,
+                    () -> org.qcow4j.nbd.NbdClient.open(t, true, false, 300, 1000));
+            assertTrue(System.nanoTime() - start < TimeUnit.SECONDS.toNanos(10));
+            assertTrue(e.getMessage().contains("no handshake within 300 ms") && e.getMessage().contains(socket.toString()),
+                    e.getMessage());
+        }
+    }
+
+    @Test
+    void badGreetingNamesTheField() throws Exception {
+        Path socket = dir.resolve("bad");
+        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            server.bind(UnixDomainSocketAddress.of(socket));
+            Thread t = new Thread(() -> {
+                try (SocketChannel c = server.accept()) {
+                    c.write(ByteBuffer.wrap("NBDMAGICIHAVEOPT\0\3".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1)));
+                    c.read(ByteBuffer.allocate(4));
+                    ByteBuffer go = ByteBuffer.allocate(64);
+                    c.read(go);
+                    // an option reply claiming 1 GiB of data
+                    ByteBuffer r = ByteBuffer.allocate(20).putLong(0x3e889045565a9L).putInt(7).putInt(3).putInt(1 << 30);
+                    c.write(r.flip());
+                    Thread.sleep(2000);
+                } catch (IOException | InterruptedException e) {
+                    // the client hung up
+                }
+            });
+            t.setDaemon(true);
+            t.start();
+            IOException e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class, () ->
+                    org.qcow4j.nbd.NbdClient.open(org.qcow4j.nbd.NbdClient.parse("nbd:unix:" + socket), true, false,
+                            5000, 1000));
+            assertTrue(e.getMessage().contains("option reply length 1073741824"), e.getMessage());
+            t.join(5000);
+        }
+    }
+}
