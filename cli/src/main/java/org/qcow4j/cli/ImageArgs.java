@@ -133,6 +133,43 @@ final class ImageArgs {
         }
     }
 
+    /** The NBD export an {@code --image-opts} or {@code json:} operand names, opened read-only; null if it names none. */
+    private static DiskImage openNbdOpts(CommandLine args, String optstr) throws IOException {
+        boolean json = optstr.startsWith("json:");
+        String format = args.get("-f", null);
+        ImageSpec spec;
+        try {
+            spec = json ? ImageSpec.of(optstr, format == null ? Map.of() : Map.of("driver", format))
+                    : ImageSpec.of(null, QemuOpts.parse(optstr, "file", QemuOpts.Kind.WITH_ID, line -> { }));
+        } catch (QemuOpts.Invalid | ImageSpec.Refused e) {
+            return null; // worded by the ordinary path
+        }
+        if (spec.nbd() == null) {
+            return null;
+        }
+        String prefix = "Could not open '" + optstr + "': ";
+        DiskImage image;
+        try {
+            image = org.qcow4j.nbd.NbdClient.open(spec.nbd(), true, false, "nbd".equals(spec.format()) ? "nbd" : "raw");
+        } catch (IOException e) {
+            throw new IOException(prefix + e.getMessage(), e);
+        }
+        try {
+            String f = spec.format() != null ? spec.format() : probeNbd(image);
+            if (!f.equals("raw") && !f.equals("nbd")) {
+                throw new UnsupportedFeatureException(optstr, "the format '" + f + "' over NBD (qcow4j reads raw there)");
+            }
+            spec.checkFormatKeys(f);
+            return image;
+        } catch (ImageSpec.Refused e) {
+            image.close();
+            throw new IOException(prefix + e.getMessage());
+        } catch (IOException | RuntimeException e) {
+            image.close();
+            throw e;
+        }
+    }
+
     /**
      * What a cache mode says (bdrv_parse_cache_mode): whether every write is flushed before it completes
      * ({@code writethrough}: the BlockBackend has no write cache), whether the host cache is bypassed
@@ -268,6 +305,12 @@ final class ImageArgs {
             }
         } else {
             o = null;
+        }
+        if (o == null) {
+            DiskImage nbd = openNbdOpts(args, optstr);
+            if (nbd != null) {
+                return nbd;
+            }
         }
         Operand operand = o != null ? o : operand(args, optstr, !backing);
         DiskImage image = opening(optstr, () -> Images.open(operand.path(),

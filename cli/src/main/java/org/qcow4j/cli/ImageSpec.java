@@ -165,7 +165,7 @@ final class ImageSpec {
             if (reference != null || !file.isEmpty()) {
                 throw new Refused("Block protocol 'nbd' doesn't support the option 'file'");
             }
-            b.format = "raw";
+            b.format = "nbd"; // QEMU's protocol driver as the image: its format is called "nbd"
             nbd(b, filename, top, true);
             return new ImageSpec(b);
         }
@@ -625,7 +625,7 @@ final class ImageSpec {
         return nbd;
     }
 
-    /** "qcow2" or "raw", or null: probe the file. */
+    /** "qcow2" or "raw" ("nbd": driver=nbd, raw over the export), or null: probe the file. */
     String format() {
         return format;
     }

@@ -207,14 +207,24 @@ public final class NbdClient {
      * @throws IOException naming the server and what it got wrong, or why it could not be reached
      */
     public static WritableImage open(Target target, boolean readOnly, boolean writethrough) throws IOException {
-        return ClientImage.connect(target.qemuName(), target.server(), target.address(), target.export(), readOnly,
+        return ClientImage.connect(target.qemuName(), "raw", target.server(), target.address(), target.export(), readOnly,
                 writethrough, HANDSHAKE_TIMEOUT_MILLIS, REQUEST_TIMEOUT_MILLIS);
+    }
+
+    /**
+     * {@link #open(Target, boolean, boolean)}, the image's format named {@code format}: "raw", or "nbd" as QEMU names
+     * it when its nbd protocol driver is the image itself ({@code driver=nbd}).
+     */
+    public static WritableImage open(Target target, boolean readOnly, boolean writethrough, String format)
+            throws IOException {
+        return ClientImage.connect(target.qemuName(), format, target.server(), target.address(), target.export(),
+                readOnly, writethrough, HANDSHAKE_TIMEOUT_MILLIS, REQUEST_TIMEOUT_MILLIS);
     }
 
     /** {@link #open(Target, boolean, boolean)} with the handshake's and each request's deadline given. */
     public static WritableImage open(Target target, boolean readOnly, boolean writethrough, long handshakeTimeoutMillis,
             long requestTimeoutMillis) throws IOException {
-        return ClientImage.connect(target.qemuName(), target.server(), target.address(), target.export(), readOnly,
+        return ClientImage.connect(target.qemuName(), "raw", target.server(), target.address(), target.export(), readOnly,
                 writethrough, handshakeTimeoutMillis, requestTimeoutMillis);
     }
 }

@@ -87,9 +87,9 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     private boolean closed;
     private boolean broken;
 
-    private ClientImage(String filename, String server, SocketChannel channel, long size, int transmissionFlags,
-            boolean readOnly, boolean writethrough, long requestTimeoutMillis) {
-        super(filename, "raw", size);
+    private ClientImage(String filename, String format, String server, SocketChannel channel, long size,
+            int transmissionFlags, boolean readOnly, boolean writethrough, long requestTimeoutMillis) {
+        super(filename, format, size);
         this.server = server;
         this.channel = channel;
         this.transmissionFlags = transmissionFlags;
@@ -99,11 +99,12 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     }
 
     /**
-     * Connects to {@code address}, negotiates {@code export} and returns it as a raw image named {@code filename};
+     * Connects to {@code address}, negotiates {@code export} and returns it as an image named {@code filename} whose
+     * format is called {@code format} ("raw", or "nbd" for QEMU's protocol driver opened as the image);
      * {@code server} names the server in messages. {@code readOnly}: writes are refused here (a read-only export
      * refuses them anyway); {@code writethrough}: each write is sent with FUA (or followed by a flush).
      */
-    public static ClientImage connect(String filename, String serverName, SocketAddress address, String export,
+    public static ClientImage connect(String filename, String format, String serverName, SocketAddress address, String export,
             boolean readOnly, boolean writethrough, long handshakeTimeoutMillis, long requestTimeoutMillis)
             throws IOException {
         String server = serverName;
@@ -129,7 +130,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                             + " ms");
                 }
             }
-            return new ClientImage(filename, "NBD server '" + server + "'", ch, sizeFlags[0], (int) sizeFlags[1],
+            return new ClientImage(filename, format, "NBD server '" + server + "'", ch, sizeFlags[0], (int) sizeFlags[1],
                     readOnly, writethrough, requestTimeoutMillis);
         } catch (IOException | RuntimeException e) {
             deadline.cancel(false);
@@ -224,9 +225,9 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                 return null;
             }
             if ((type & 0x80000000) != 0) {
-                String text = StandardCharsets.UTF_8.decode(data).toString();
-                throw new IOException("Requested export not available" + (text.isEmpty() ? "" : ": " + text.strip())
-                        + " (server " + server + ", error 0x" + Integer.toHexString(type) + ")");
+                String text = printable(StandardCharsets.UTF_8.decode(data).toString());
+                abort(ch);
+                throw new IOException("Requested export not available" + (text.isEmpty() ? "" : "\nserver reported: " + text));
             }
             if (type == REP_INFO) {
                 if (length < 2) {
@@ -245,6 +246,25 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             // an unknown non-error reply: ignored, as QEMU ignores it
         }
         throw new IOException(server + ": more than " + MAX_OPTION_REPLIES + " replies to NBD_OPT_GO");
+    }
+
+    /** NBD_OPT_ABORT, best effort: the server then ends the connection without complaint. */
+    private static void abort(SocketChannel ch) {
+        try {
+            write(ch, ByteBuffer.allocate(16).putLong(IHAVEOPT).putInt(OPT_ABORT).putInt(0).flip());
+        } catch (IOException ignored) {
+            // the server is gone already
+        }
+    }
+
+    /** A server's message for one line: control characters shown as '?', at most 4096 characters. */
+    private static String printable(String s) {
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < s.length() && i < 4096; i++) {
+            char c = s.charAt(i);
+            b.append(c < 0x20 || c == 0x7f ? '?' : c);
+        }
+        return b.toString();
     }
 
     private static long checkSize(String server, long size) throws IOException {
