@@ -310,6 +310,7 @@ final class ImageSpec {
         String port = o.remove("server.port");
         String export = o.remove("export");
         String legacyName = o.remove("filename");
+        String dirtyBitmap = o.remove("x-dirty-bitmap");
         if (filename == null) {
             filename = legacyName;
         }
@@ -351,12 +352,11 @@ final class ImageSpec {
             throw new Refused("the NBD server type '" + type + "' is not supported by qcow4j (unix and inet)");
         }
         for (String k : List.copyOf(o.keySet())) {
-            if (k.startsWith("tls-creds") || k.equals("tls-hostname") || k.startsWith("x-dirty-bitmap")
-                    || k.equals("reconnect-delay") || k.equals("open-timeout")) {
+            if (k.startsWith("tls-creds") || k.equals("tls-hostname") || k.equals("reconnect-delay") || k.equals("open-timeout")) {
                 throw new Refused("the nbd option '" + k + "' is not supported by qcow4j");
             }
         }
-        b.nbd = t;
+        b.nbd = dirtyBitmap == null ? t : t.withDirtyBitmap(dirtyBitmap);
         b.filename = filename != null ? filename : t.qemuName();
         fileOptions(b, o, top);
     }

@@ -77,6 +77,32 @@ class NbdClientTest {
         }
     }
 
+    /** map over NBD: base:allocation's data and zeros, and x-dirty-bitmap=qemu:allocation-depth, as qemu-img maps them. */
+    @Test
+    void mapOverQemuNbd() throws Exception {
+        Path base = Qemu.createQcow2(dir, "base.qcow2", "4M");
+        Qemu.io(dir, base.toString(), "write 0 2M");
+        Path top = Qemu.createQcow2(dir, "top.qcow2", "-b", base.toString(), "-F", "qcow2", "4M");
+        Qemu.io(dir, top.toString(), "write 1M 2M");
+        Path socket = dir.resolve("m");
+        Process p = new ProcessBuilder("qemu-nbd", "-t", "-r", "-A", "-f", "qcow2", "-k", socket.toString(),
+                top.toString()).directory(dir.toFile()).redirectErrorStream(true)
+                .redirectOutput(dir.resolve("qemu-nbd-map.log").toFile()).start();
+        try {
+            awaitSocket(socket, p);
+            String img = "driver=nbd,server.type=unix,server.path=" + socket;
+            for (String opts : new String[] {img, img + ",x-dirty-bitmap=qemu:allocation-depth"}) {
+                String[] map = {"map", "--output=json", "--image-opts", opts};
+                assertEquals(Qemu.img(dir, map).out(), Qemu.asQemuImg(map).ok().out(), opts);
+            }
+            assertEquals(Qemu.img(dir, "map", "nbd:unix:" + socket).out(),
+                    Qemu.asQemuImg("map", "nbd:unix:" + socket).ok().out());
+        } finally {
+            p.destroyForcibly();
+            p.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
     @Test
     void silentServerTimesOut() throws Exception {
         Path socket = dir.resolve("mute");
@@ -103,8 +129,8 @@ class NbdClientTest {
                     c.read(ByteBuffer.allocate(4));
                     ByteBuffer go = ByteBuffer.allocate(64);
                     c.read(go);
-                    // an option reply claiming 1 GiB of data
-                    ByteBuffer r = ByteBuffer.allocate(20).putLong(0x3e889045565a9L).putInt(7).putInt(3).putInt(1 << 30);
+                    // the first option (NBD_OPT_STRUCTURED_REPLY) answered with a reply claiming 1 GiB of data
+                    ByteBuffer r = ByteBuffer.allocate(20).putLong(0x3e889045565a9L).putInt(8).putInt(1).putInt(1 << 30);
                     c.write(r.flip());
                     Thread.sleep(2000);
                 } catch (IOException | InterruptedException e) {

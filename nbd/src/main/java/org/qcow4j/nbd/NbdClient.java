@@ -16,7 +16,8 @@ import org.qcow4j.nbd.client.ClientImage;
  * {@link WritableImage}, as QEMU 7.2's nbd block driver opens it. Names are QEMU's: {@code nbd:unix:PATH},
  * {@code nbd:HOST:PORT}, either with {@code :exportname=NAME}, and the URIs {@code nbd://HOST[:PORT]/NAME},
  * {@code nbd+tcp://...} and {@code nbd+unix:///NAME?socket=PATH}. Fixed-newstyle handshake (NBD_OPT_GO, else
- * NBD_OPT_EXPORT_NAME), simple replies; no TLS, no structured replies or meta contexts (every range reads as data).
+ * NBD_OPT_EXPORT_NAME), structured replies with block status from {@code base:allocation} (or {@code x-dirty-bitmap}'s context) when the
+ * server has them, else simple replies and every range reads as data; no TLS.
  */
 public final class NbdClient {
     /** The default NBD port. */
@@ -34,8 +35,20 @@ public final class NbdClient {
      * @param host     the TCP host (brackets of an IPv6 literal removed), or null
      * @param port     the TCP port
      * @param export   the export name, "" for the server's default export
+     * @param xDirtyBitmap the meta context block status reads instead of {@code base:allocation} (QEMU's
+     *                 {@code x-dirty-bitmap}: a context such as {@code qemu:dirty-bitmap:NAME}), or null
      */
-    public record Target(String unixPath, String host, int port, String export) {
+    public record Target(String unixPath, String host, int port, String export, String xDirtyBitmap) {
+        /** A target without {@code x-dirty-bitmap}. */
+        public Target(String unixPath, String host, int port, String export) {
+            this(unixPath, host, port, export, null);
+        }
+
+        /** This target, block status read from the meta context {@code context} (QEMU's x-dirty-bitmap). */
+        public Target withDirtyBitmap(String context) {
+            return new Target(unixPath, host, port, export, context);
+        }
+
         /** The socket address to connect to. */
         public SocketAddress address() {
             return unixPath != null ? UnixDomainSocketAddress.of(Path.of(unixPath)) : new InetSocketAddress(host, port);
@@ -207,8 +220,9 @@ public final class NbdClient {
      * @throws IOException naming the server and what it got wrong, or why it could not be reached
      */
     public static WritableImage open(Target target, boolean readOnly, boolean writethrough) throws IOException {
-        return ClientImage.connect(target.qemuName(), "raw", target.server(), target.address(), target.export(), readOnly,
-                writethrough, HANDSHAKE_TIMEOUT_MILLIS, REQUEST_TIMEOUT_MILLIS);
+        return ClientImage.connect(target.qemuName(), "raw", target.server(), target.address(), target.export(),
+                target.xDirtyBitmap() != null ? target.xDirtyBitmap() : "base:allocation", target.xDirtyBitmap() != null,
+                readOnly, writethrough, HANDSHAKE_TIMEOUT_MILLIS, REQUEST_TIMEOUT_MILLIS);
     }
 
     /**
@@ -218,13 +232,15 @@ public final class NbdClient {
     public static WritableImage open(Target target, boolean readOnly, boolean writethrough, String format)
             throws IOException {
         return ClientImage.connect(target.qemuName(), format, target.server(), target.address(), target.export(),
+                target.xDirtyBitmap() != null ? target.xDirtyBitmap() : "base:allocation", target.xDirtyBitmap() != null,
                 readOnly, writethrough, HANDSHAKE_TIMEOUT_MILLIS, REQUEST_TIMEOUT_MILLIS);
     }
 
     /** {@link #open(Target, boolean, boolean)} with the handshake's and each request's deadline given. */
     public static WritableImage open(Target target, boolean readOnly, boolean writethrough, long handshakeTimeoutMillis,
             long requestTimeoutMillis) throws IOException {
-        return ClientImage.connect(target.qemuName(), "raw", target.server(), target.address(), target.export(), readOnly,
-                writethrough, handshakeTimeoutMillis, requestTimeoutMillis);
+        return ClientImage.connect(target.qemuName(), "raw", target.server(), target.address(), target.export(),
+                target.xDirtyBitmap() != null ? target.xDirtyBitmap() : "base:allocation", target.xDirtyBitmap() != null,
+                readOnly, writethrough, handshakeTimeoutMillis, requestTimeoutMillis);
     }
 }

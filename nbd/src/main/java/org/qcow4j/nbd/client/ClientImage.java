@@ -42,6 +42,22 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     static final int OPT_EXPORT_NAME = 1;
     static final int OPT_ABORT = 2;
     static final int OPT_GO = 7;
+    static final int OPT_STRUCTURED_REPLY = 8;
+    static final int OPT_SET_META_CONTEXT = 10;
+    static final int REP_META_CONTEXT = 4;
+    static final int CMD_BLOCK_STATUS = 7;
+    static final int CMD_FLAG_REQ_ONE = 1 << 3;
+    static final int REPLY_FLAG_DONE = 1;
+    static final int REPLY_TYPE_NONE = 0;
+    static final int REPLY_TYPE_OFFSET_DATA = 1;
+    static final int REPLY_TYPE_OFFSET_HOLE = 2;
+    static final int REPLY_TYPE_BLOCK_STATUS = 5;
+    static final int REPLY_TYPE_ERROR = 0x8001;
+    static final int REPLY_TYPE_ERROR_OFFSET = 0x8002;
+    static final int STATE_HOLE = 1;
+    static final int STATE_ZERO = 2;
+    /** The most chunks one reply may have. */
+    static final int MAX_CHUNKS = 1 << 20;
     static final int REP_ACK = 1;
     static final int REP_INFO = 3;
     static final int REP_ERR_UNSUP = 0x80000001;
@@ -82,14 +98,20 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     private final boolean readOnly;
     private final boolean writethrough;
     private final long requestTimeoutMillis;
+    private final boolean structured;
+    /** The meta context negotiated for block status, or -1 (every range is data then). */
+    private final long metaContext;
     private long nextHandle = 1;
     private volatile boolean timedOut;
     private boolean closed;
     private boolean broken;
 
-    private ClientImage(String filename, String format, String server, SocketChannel channel, long size,
-            int transmissionFlags, boolean readOnly, boolean writethrough, long requestTimeoutMillis) {
-        super(filename, format, size);
+    private ClientImage(String filename, String format, String server, SocketChannel channel, long[] negotiated,
+            boolean readOnly, boolean writethrough, long requestTimeoutMillis) {
+        super(filename, format, negotiated[0]);
+        int transmissionFlags = (int) negotiated[1];
+        this.structured = negotiated[2] != 0;
+        this.metaContext = negotiated[3];
         this.server = server;
         this.channel = channel;
         this.transmissionFlags = transmissionFlags;
@@ -104,9 +126,9 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
      * {@code server} names the server in messages. {@code readOnly}: writes are refused here (a read-only export
      * refuses them anyway); {@code writethrough}: each write is sent with FUA (or followed by a flush).
      */
-    public static ClientImage connect(String filename, String format, String serverName, SocketAddress address, String export,
-            boolean readOnly, boolean writethrough, long handshakeTimeoutMillis, long requestTimeoutMillis)
-            throws IOException {
+    public static ClientImage connect(String filename, String format, String serverName, SocketAddress address,
+            String export, String metaContext, boolean metaContextRequired, boolean readOnly, boolean writethrough, long handshakeTimeoutMillis,
+            long requestTimeoutMillis) throws IOException {
         String server = serverName;
         byte[] name = export.getBytes(StandardCharsets.UTF_8);
         if (name.length > MAX_NAME) {
@@ -122,7 +144,11 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             closeQuietly(ch);
         }, handshakeTimeoutMillis, TimeUnit.MILLISECONDS);
         try {
-            long[] sizeFlags = handshake(ch, server, address, name);
+            long[] sizeFlags = handshake(ch, server, address, name, metaContext);
+            if (metaContextRequired && sizeFlags[3] < 0) {
+                abortQuietly(ch);
+                throw new IOException("requested x-dirty-bitmap " + metaContext + " not found");
+            }
             deadline.cancel(false);
             synchronized (expired) {
                 if (expired[0]) {
@@ -130,8 +156,8 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                             + " ms");
                 }
             }
-            return new ClientImage(filename, format, "NBD server '" + server + "'", ch, sizeFlags[0], (int) sizeFlags[1],
-                    readOnly, writethrough, requestTimeoutMillis);
+            return new ClientImage(filename, format, "NBD server '" + server + "'", ch, sizeFlags, readOnly,
+                    writethrough, requestTimeoutMillis);
         } catch (IOException | RuntimeException e) {
             deadline.cancel(false);
             closeQuietly(ch);
@@ -145,8 +171,9 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         }
     }
 
-    private static long[] handshake(SocketChannel ch, String server, SocketAddress address, byte[] name)
-            throws IOException {
+    /** {size, transmission flags, structured replies (1/0), meta context id (-1: none)}. */
+    private static long[] handshake(SocketChannel ch, String server, SocketAddress address, byte[] name,
+            String metaContext) throws IOException {
         try {
             ch.connect(address);
         } catch (IOException e) {
@@ -171,9 +198,17 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         int clientFlags = (fixed ? FLAG_FIXED_NEWSTYLE : 0) | (noZeroes ? FLAG_NO_ZEROES : 0);
         write(ch, ByteBuffer.allocate(4).putInt(clientFlags).flip());
         if (fixed) {
+            boolean structured = optStructuredReply(ch, server);
+            long context = -1;
+            if (structured && metaContext != null) {
+                context = optSetMetaContext(ch, server, name, metaContext);
+            }
             long[] go = optGo(ch, server, name);
             if (go != null) {
-                return go;
+                return new long[] {go[0], go[1], structured ? 1 : 0, context};
+            }
+            if (structured) {
+                throw new IOException(server + ": structured replies agreed but NBD_OPT_GO unsupported");
             }
         }
         // NBD_OPT_EXPORT_NAME: the export's size and flags straight away (the server drops us if it has no such export)
@@ -186,7 +221,83 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         if (!noZeroes) {
             read(ch, server, 124, "padding");
         }
-        return new long[] {checkSize(server, size), flags};
+        return new long[] {checkSize(server, size), flags, 0, -1};
+    }
+
+    /** One option reply: {option, type} and its data (at most {@link #MAX_OPTION_REPLY} bytes). */
+    private static ByteBuffer optionReply(SocketChannel ch, String server, int expected, int[] typeOut)
+            throws IOException {
+        ByteBuffer h = read(ch, server, 20, "option reply");
+        long magic = h.getLong();
+        if (magic != OPTION_REPLY_MAGIC) {
+            throw new IOException(server + ": bad option reply magic 0x" + Long.toHexString(magic));
+        }
+        int option = h.getInt();
+        int type = h.getInt();
+        long length = h.getInt() & 0xffffffffL;
+        if (option != expected) {
+            throw new IOException(server + ": option reply for option " + option + ", expected " + expected);
+        }
+        if (length > MAX_OPTION_REPLY) {
+            throw new IOException(server + ": option reply length " + length + " over " + MAX_OPTION_REPLY);
+        }
+        typeOut[0] = type;
+        return read(ch, server, (int) length, "option reply data");
+    }
+
+    /** NBD_OPT_STRUCTURED_REPLY: whether the server agreed. */
+    private static boolean optStructuredReply(SocketChannel ch, String server) throws IOException {
+        write(ch, ByteBuffer.allocate(16).putLong(IHAVEOPT).putInt(OPT_STRUCTURED_REPLY).putInt(0).flip());
+        int[] type = new int[1];
+        ByteBuffer data = optionReply(ch, server, OPT_STRUCTURED_REPLY, type);
+        if (type[0] == REP_ACK) {
+            if (data.remaining() != 0) {
+                throw new IOException(server + ": ACK reply with length " + data.remaining());
+            }
+            return true;
+        }
+        if ((type[0] & 0x80000000) != 0) {
+            return false;
+        }
+        throw new IOException(server + ": unexpected reply type " + type[0] + " to NBD_OPT_STRUCTURED_REPLY");
+    }
+
+    /** NBD_OPT_SET_META_CONTEXT with one query: the context's id, or -1 when the server has no such context. */
+    private static long optSetMetaContext(SocketChannel ch, String server, byte[] name, String context)
+            throws IOException {
+        byte[] q = context.getBytes(StandardCharsets.UTF_8);
+        if (q.length > MAX_NAME) {
+            throw new IOException(server + ": meta context name longer than " + MAX_NAME + " bytes");
+        }
+        int len = 4 + name.length + 4 + 4 + q.length;
+        ByteBuffer req = ByteBuffer.allocate(16 + len);
+        req.putLong(IHAVEOPT).putInt(OPT_SET_META_CONTEXT).putInt(len).putInt(name.length).put(name).putInt(1)
+                .putInt(q.length).put(q);
+        write(ch, req.flip());
+        long id = -1;
+        int[] type = new int[1];
+        for (int n = 0; n < MAX_OPTION_REPLIES; n++) {
+            ByteBuffer data = optionReply(ch, server, OPT_SET_META_CONTEXT, type);
+            if (type[0] == REP_ACK) {
+                return id;
+            }
+            if ((type[0] & 0x80000000) != 0) {
+                return -1; // no meta contexts here (QEMU goes on without them)
+            }
+            if (type[0] != REP_META_CONTEXT) {
+                continue;
+            }
+            if (data.remaining() < 4) {
+                throw new IOException(server + ": NBD_REP_META_CONTEXT of length " + data.remaining());
+            }
+            long got = data.getInt() & 0xffffffffL;
+            String answered = StandardCharsets.UTF_8.decode(data).toString();
+            if (!answered.equals(context) || id >= 0) {
+                throw new IOException(server + ": unexpected meta context '" + printable(answered) + "'");
+            }
+            id = got;
+        }
+        throw new IOException(server + ": more than " + MAX_OPTION_REPLIES + " replies to NBD_OPT_SET_META_CONTEXT");
     }
 
     /** NBD_OPT_GO: {size, flags}, or null when the server does not know the option. */
@@ -196,22 +307,11 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         write(ch, req.flip());
         long size = -1;
         int flags = 0;
+        int[] t = new int[1];
         for (int n = 0; n < MAX_OPTION_REPLIES; n++) {
-            ByteBuffer h = read(ch, server, 20, "option reply");
-            long magic = h.getLong();
-            if (magic != OPTION_REPLY_MAGIC) {
-                throw new IOException(server + ": bad option reply magic 0x" + Long.toHexString(magic));
-            }
-            int option = h.getInt();
-            int type = h.getInt();
-            long length = h.getInt() & 0xffffffffL;
-            if (option != OPT_GO) {
-                throw new IOException(server + ": option reply for option " + option + ", expected " + OPT_GO);
-            }
-            if (length > MAX_OPTION_REPLY) {
-                throw new IOException(server + ": option reply length " + length + " over " + MAX_OPTION_REPLY);
-            }
-            ByteBuffer data = read(ch, server, (int) length, "option reply data");
+            ByteBuffer data = optionReply(ch, server, OPT_GO, t);
+            int type = t[0];
+            long length = data.remaining();
             if (type == REP_ACK) {
                 if (length != 0) {
                     throw new IOException(server + ": ACK reply with length " + length);
@@ -246,6 +346,10 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             // an unknown non-error reply: ignored, as QEMU ignores it
         }
         throw new IOException(server + ": more than " + MAX_OPTION_REPLIES + " replies to NBD_OPT_GO");
+    }
+
+    private static void abortQuietly(SocketChannel ch) {
+        abort(ch);
     }
 
     /** NBD_OPT_ABORT, best effort: the server then ends the connection without complaint. */
@@ -325,8 +429,14 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     }
 
     /** Sends one request and waits for its simple reply; {@code readInto} gets the data of a read. */
+    private void request(int type, int flags, long offset, long length, ByteBuffer payload, ByteBuffer readInto)
+            throws IOException {
+        request(type, flags, offset, length, payload, readInto, null);
+    }
+
+    /** As above; {@code status} gets the first extent of a block status reply: {length, flags}. */
     private synchronized void request(int type, int flags, long offset, long length, ByteBuffer payload,
-            ByteBuffer readInto) throws IOException {
+            ByteBuffer readInto, long[] status) throws IOException {
         if (closed) {
             throw new ClosedChannelException();
         }
@@ -345,6 +455,10 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             write(channel, h);
             if (payload != null) {
                 write(channel, payload);
+            }
+            if (structured) {
+                structuredReply(handle, type, offset, length, readInto, status);
+                return;
             }
             ByteBuffer r = read(channel, server, 16, "reply");
             int magic = r.getInt();
@@ -379,6 +493,129 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         }
     }
 
+    /** The chunks of one structured reply, up to the one flagged DONE. */
+    private void structuredReply(long handle, int type, long offset, long length, ByteBuffer readInto, long[] status)
+            throws IOException {
+        NbdErrorException error = null;
+        boolean gotStatus = false;
+        for (int n = 0; n < MAX_CHUNKS; n++) {
+            ByteBuffer h = read(channel, server, 20, "reply chunk");
+            int magic = h.getInt();
+            if (magic != STRUCTURED_REPLY_MAGIC) {
+                throw new IOException(server + ": bad structured reply magic 0x" + Integer.toHexString(magic));
+            }
+            int chunkFlags = h.getShort() & 0xffff;
+            int chunkType = h.getShort() & 0xffff;
+            long got = h.getLong();
+            long chunkLength = h.getInt() & 0xffffffffL;
+            if (got != handle) {
+                throw new IOException(server + ": reply handle " + Long.toUnsignedString(got) + ", expected " + handle);
+            }
+            boolean done = (chunkFlags & REPLY_FLAG_DONE) != 0;
+            switch (chunkType) {
+                case REPLY_TYPE_NONE -> {
+                    if (chunkLength != 0 || !done) {
+                        throw new IOException(server + ": NBD_REPLY_TYPE_NONE of length " + chunkLength
+                                + (done ? "" : " without DONE"));
+                    }
+                }
+                case REPLY_TYPE_OFFSET_DATA -> {
+                    if (type != CMD_READ || chunkLength < 8 || chunkLength - 8 > length) {
+                        throw new IOException(server + ": unexpected data chunk of length " + chunkLength);
+                    }
+                    long at = read(channel, server, 8, "chunk offset").getLong();
+                    long n2 = chunkLength - 8;
+                    if (at < offset || at - offset > length - n2) {
+                        throw new IOException(server + ": data chunk at " + at + " outside the request");
+                    }
+                    ByteBuffer part = readInto.slice((int) (at - offset), (int) n2);
+                    readFully(channel, server, part, "read data");
+                }
+                case REPLY_TYPE_OFFSET_HOLE -> {
+                    if (type != CMD_READ || chunkLength != 12) {
+                        throw new IOException(server + ": unexpected hole chunk of length " + chunkLength);
+                    }
+                    ByteBuffer b = read(channel, server, 12, "hole chunk");
+                    long at = b.getLong();
+                    long n2 = b.getInt() & 0xffffffffL;
+                    if (at < offset || n2 == 0 || n2 > length || at - offset > length - n2) {
+                        throw new IOException(server + ": hole chunk of " + n2 + " bytes at " + at + " outside the request");
+                    }
+                    ByteBuffer part = readInto.slice((int) (at - offset), (int) n2);
+                    while (part.hasRemaining()) {
+                        part.put((byte) 0);
+                    }
+                }
+                case REPLY_TYPE_BLOCK_STATUS -> {
+                    if (type != CMD_BLOCK_STATUS || chunkLength < 12 || chunkLength % 8 != 4
+                            || chunkLength > 4 + 8L * 1024 * 1024) {
+                        throw new IOException(server + ": unexpected block status chunk of length " + chunkLength);
+                    }
+                    ByteBuffer b = read(channel, server, 12, "block status chunk");
+                    long id = b.getInt() & 0xffffffffL;
+                    long extentLength = b.getInt() & 0xffffffffL;
+                    int extentFlags = b.getInt();
+                    skip(chunkLength - 12); // further extents: one was asked for (REQ_ONE)
+                    if (id != metaContext) {
+                        throw new IOException(server + ": block status for meta context " + id + ", negotiated "
+                                + metaContext);
+                    }
+                    if (extentLength == 0 || gotStatus) {
+                        throw new IOException(server + ": block status extent of length " + extentLength
+                                + (gotStatus ? " (a second chunk)" : ""));
+                    }
+                    gotStatus = true;
+                    status[0] = Math.min(extentLength, length);
+                    status[1] = extentFlags;
+                }
+                case REPLY_TYPE_ERROR, REPLY_TYPE_ERROR_OFFSET -> {
+                    if (chunkLength < 6 || chunkLength > 6 + 4096 + 8) {
+                        throw new IOException(server + ": error chunk of length " + chunkLength);
+                    }
+                    ByteBuffer b = read(channel, server, (int) chunkLength, "error chunk");
+                    int errno = b.getInt();
+                    int msgLength = b.getShort() & 0xffff;
+                    if (msgLength > chunkLength - 6 - (chunkType == REPLY_TYPE_ERROR_OFFSET ? 8 : 0)) {
+                        throw new IOException(server + ": error message of " + msgLength + " bytes in a chunk of "
+                                + chunkLength);
+                    }
+                    if (errno == 0) {
+                        throw new IOException(server + ": error chunk with error 0");
+                    }
+                    if (error == null) {
+                        error = new NbdErrorException(server, errno);
+                    }
+                }
+                default -> {
+                    if ((chunkType & 0x8000) != 0 || chunkLength > MAX_REQUEST) {
+                        throw new IOException(server + ": unknown reply chunk type " + chunkType + " of length "
+                                + chunkLength);
+                    }
+                    skip(chunkLength); // an unknown informational chunk: ignored
+                }
+            }
+            if (done) {
+                if (error != null) {
+                    throw error;
+                }
+                if (type == CMD_BLOCK_STATUS && !gotStatus) {
+                    throw new IOException(server + ": block status reply without an extent");
+                }
+                return;
+            }
+        }
+        throw new IOException(server + ": more than " + MAX_CHUNKS + " chunks in one reply");
+    }
+
+    private void skip(long n) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate((int) Math.min(n, 65536));
+        while (n > 0) {
+            b.clear().limit((int) Math.min(n, b.capacity()));
+            readFully(channel, server, b, "reply chunk");
+            n -= b.limit();
+        }
+    }
+
     @Override
     public void read(ByteBuffer dst, long offset) throws IOException {
         checkRange(offset, dst.remaining());
@@ -398,7 +635,16 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         if (n <= 0) {
             throw new IndexOutOfBoundsException("offset " + offset + " at or past the end of the disk");
         }
-        return new Extent(offset, n, 0, true, false, true, offset);
+        if (metaContext < 0) {
+            return new Extent(offset, n, 0, true, false, true, offset);
+        }
+        long[] status = new long[2];
+        request(CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, offset, Math.min(n, 0x7fff_fe00L), null, null, status);
+        // as QEMU's nbd driver: HOLE clears DATA, ZERO sets ZERO; neither is "not allocated" (no offset)
+        boolean data = (status[1] & STATE_HOLE) == 0;
+        boolean zero = (status[1] & STATE_ZERO) != 0;
+        boolean present = data || zero;
+        return new Extent(offset, status[0], 0, present, zero, data, present ? offset : -1);
     }
 
     private void checkWritable() throws IOException {
