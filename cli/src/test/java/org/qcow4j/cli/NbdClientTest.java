@@ -146,4 +146,77 @@ class NbdClientTest {
             t.join(5000);
         }
     }
+
+    private static ByteBuffer readN(SocketChannel c, int n) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(n);
+        while (b.hasRemaining() && c.read(b) >= 0) {
+            // more
+        }
+        return b.flip();
+    }
+
+    private static void optionReply(SocketChannel c, int option, int type, ByteBuffer data) throws IOException {
+        ByteBuffer r = ByteBuffer.allocate(20 + data.remaining()).putLong(0x3e889045565a9L).putInt(option).putInt(type)
+                .putInt(data.remaining()).put(data);
+        c.write(r.flip());
+    }
+
+    /**
+     * A server without structured replies (its simple replies used), whose second READ reply carries another
+     * handle: the first read gives the server's bytes, the second fails naming the handle.
+     */
+    @Test
+    void simpleRepliesAndAWrongHandle() throws Exception {
+        Path socket = dir.resolve("simple");
+        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            server.bind(UnixDomainSocketAddress.of(socket));
+            Thread t = new Thread(() -> {
+                try (SocketChannel c = server.accept()) {
+                    c.write(ByteBuffer.wrap("NBDMAGICIHAVEOPT\0\3".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1)));
+                    readN(c, 4);
+                    for (int n = 0; n < 2; n++) {
+                        ByteBuffer h = readN(c, 16);
+                        h.getLong();
+                        int option = h.getInt();
+                        readN(c, h.getInt());
+                        if (option == 7) {
+                            optionReply(c, 7, 3, ByteBuffer.allocate(12).putShort((short) 0).putLong(1 << 20)
+                                    .putShort((short) 3).flip());
+                            optionReply(c, 7, 1, ByteBuffer.allocate(0));
+                        } else {
+                            optionReply(c, option, 0x80000001, ByteBuffer.allocate(0)); // ERR_UNSUP
+                        }
+                    }
+                    for (int n = 0; n < 2; n++) {
+                        ByteBuffer req = readN(c, 28);
+                        long handle = req.getLong(8);
+                        ByteBuffer reply = ByteBuffer.allocate(16 + 512).putInt(0x67446698).putInt(0)
+                                .putLong(n == 0 ? handle : handle + 7);
+                        while (reply.hasRemaining()) {
+                            reply.put((byte) 0x5a);
+                        }
+                        c.write(reply.flip());
+                    }
+                    readN(c, 28);
+                } catch (IOException e) {
+                    // the client hung up
+                }
+            });
+            t.setDaemon(true);
+            t.start();
+            try (org.qcow4j.DiskImage image = org.qcow4j.nbd.NbdClient.open(
+                    org.qcow4j.nbd.NbdClient.parse("nbd:unix:" + socket), true, false, 5000, 5000)) {
+                assertEquals(1 << 20, image.size());
+                ByteBuffer b = ByteBuffer.allocate(512);
+                image.read(b, 0);
+                assertEquals(0x5a, b.get(511));
+                assertTrue(image.extentAt(0, 4096).data()); // no meta context: data
+                IOException e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class,
+                        () -> image.read(ByteBuffer.allocate(512), 512));
+                assertTrue(e.getMessage().contains("reply handle") && e.getMessage().contains(socket.toString()),
+                        e.getMessage());
+            }
+            t.join(5000);
+        }
+    }
 }

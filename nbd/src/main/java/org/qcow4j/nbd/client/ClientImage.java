@@ -207,11 +207,15 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             if (go != null) {
                 return new long[] {go[0], go[1], structured ? 1 : 0, context};
             }
-            if (structured) {
-                throw new IOException(server + ": structured replies agreed but NBD_OPT_GO unsupported");
-            }
+            long[] en = exportName(ch, server, name, noZeroes);
+            return new long[] {en[0], en[1], structured ? 1 : 0, -1}; // meta contexts only go with NBD_OPT_GO
         }
-        // NBD_OPT_EXPORT_NAME: the export's size and flags straight away (the server drops us if it has no such export)
+        return exportName(ch, server, name, noZeroes);
+    }
+
+    /** NBD_OPT_EXPORT_NAME: {size, flags, 0, -1}; the server drops the connection if it has no such export. */
+    private static long[] exportName(SocketChannel ch, String server, byte[] name, boolean noZeroes)
+            throws IOException {
         ByteBuffer req = ByteBuffer.allocate(16 + name.length);
         req.putLong(IHAVEOPT).putInt(OPT_EXPORT_NAME).putInt(name.length).put(name).flip();
         write(ch, req);
@@ -498,6 +502,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             throws IOException {
         NbdErrorException error = null;
         boolean gotStatus = false;
+        long covered = 0;
         for (int n = 0; n < MAX_CHUNKS; n++) {
             ByteBuffer h = read(channel, server, 20, "reply chunk");
             int magic = h.getInt();
@@ -530,6 +535,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                     }
                     ByteBuffer part = readInto.slice((int) (at - offset), (int) n2);
                     readFully(channel, server, part, "read data");
+                    covered += n2;
                 }
                 case REPLY_TYPE_OFFSET_HOLE -> {
                     if (type != CMD_READ || chunkLength != 12) {
@@ -545,6 +551,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                     while (part.hasRemaining()) {
                         part.put((byte) 0);
                     }
+                    covered += n2;
                 }
                 case REPLY_TYPE_BLOCK_STATUS -> {
                     if (type != CMD_BLOCK_STATUS || chunkLength < 12 || chunkLength % 8 != 4
@@ -600,6 +607,9 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                 }
                 if (type == CMD_BLOCK_STATUS && !gotStatus) {
                     throw new IOException(server + ": block status reply without an extent");
+                }
+                if (type == CMD_READ && covered != length) {
+                    throw new IOException(server + ": read reply chunks cover " + covered + " of " + length + " bytes");
                 }
                 return;
             }
