@@ -13,6 +13,7 @@ import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.WritableImage;
 
 /** Argument handling shared by the commands. */
 final class ImageArgs {
@@ -105,6 +106,30 @@ final class ImageArgs {
         java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4);
         image.read(b, 0);
         return b.getInt(0) == 0x514649fb ? "qcow2" : "raw";
+    }
+
+    /** Opens the NBD export {@code filename} names for writing (convert -n's target), raw over it. */
+    static WritableImage openNbdWritable(String filename, String format) throws IOException {
+        if (!format.equals("raw")) {
+            throw new UnsupportedFeatureException(filename, "the format '" + format + "' over NBD (qcow4j writes raw there)");
+        }
+        org.qcow4j.nbd.NbdClient.Target t;
+        try {
+            t = org.qcow4j.nbd.NbdClient.parse(filename);
+        } catch (IllegalArgumentException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
+        }
+        WritableImage image;
+        try {
+            image = org.qcow4j.nbd.NbdClient.open(t, false, false);
+        } catch (IOException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage(), e);
+        }
+        if (image.readOnly()) {
+            image.close();
+            throw new IOException("Could not open '" + filename + "': Block node is read-only");
+        }
+        return image;
     }
 
     /** Opens the NBD export {@code filename} names (read-only), raw over it; a qcow2 image on it is refused by name. */
@@ -230,6 +255,11 @@ final class ImageArgs {
      * that no {@code --object} defined is not looked up, as QEMU does not look it up then.
      */
     static Operand operand(CommandLine args, String operand, boolean noIo) throws IOException {
+        if (org.qcow4j.nbd.NbdClient.isNbdName(operand)) {
+            // the commands that take an operand as a file (check, snapshot, bitmap, resize, amend...) have no NBD here
+            throw new UnsupportedFeatureException(operand, "this command over NBD (qcow4j opens NBD exports in qemu-io, "
+                    + "info, map, compare and convert)");
+        }
         String format = args.get("-f", null);
         boolean forceShare = args.has("-U");
         boolean json = operand.startsWith("json:");

@@ -77,6 +77,36 @@ class NbdClientTest {
         }
     }
 
+    /** Writes over NBD (simple replies to writes with structured replies negotiated), and convert into an export. */
+    @Test
+    void writesOverQemuNbd() throws Exception {
+        Path image = Qemu.createQcow2(dir, "w.qcow2", "4M");
+        Path src = Qemu.createQcow2(dir, "src.qcow2", "1M");
+        Qemu.io(dir, src.toString(), "write -P 0x77 0 512k");
+        Path socket = dir.resolve("w");
+        Process p = new ProcessBuilder("qemu-nbd", "-t", "-f", "qcow2", "-k", socket.toString(), image.toString())
+                .directory(dir.toFile()).redirectErrorStream(true).redirectOutput(dir.resolve("qemu-nbd-w.log").toFile())
+                .start();
+        try {
+            awaitSocket(socket, p);
+            String name = "nbd:unix:" + socket;
+            Qemu.Result r = Qemu.asQemuIo("-f", "raw", "-c", "write -P 0x11 1M 64k", "-c", "write -z 2M 64k", "-c",
+                    "discard 3M 64k", "-c", "flush", "-c", "read -P 0x11 1M 64k", name).ok();
+            assertTrue(!r.out().contains("failed") && r.err().isEmpty(), r.out() + r.err());
+            Qemu.asQemuImg("convert", "-n", "-O", "raw", src.toString(), name).ok();
+            Qemu.asQemuImg("convert", "-O", "raw", src.toString(), "nbd+unix:///?socket=" + socket).ok();
+        } finally {
+            p.destroy();
+            p.waitFor(10, TimeUnit.SECONDS);
+            if (p.isAlive()) {
+                p.destroyForcibly();
+                p.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+        Qemu.io(dir, image.toString(), "read -P 0x77 0 512k", "read -P 0 512k 512k", "read -P 0x11 1M 64k",
+                "read -P 0 2M 64k");
+    }
+
     /** map over NBD: base:allocation's data and zeros, and x-dirty-bitmap=qemu:allocation-depth, as qemu-img maps them. */
     @Test
     void mapOverQemuNbd() throws Exception {

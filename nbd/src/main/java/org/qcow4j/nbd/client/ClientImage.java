@@ -460,18 +460,20 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             if (payload != null) {
                 write(channel, payload);
             }
-            if (structured) {
+            int magic = read(channel, server, 4, "reply").getInt();
+            if (magic == STRUCTURED_REPLY_MAGIC) {
+                if (!structured) {
+                    throw new IOException(server + ": structured reply, which was not negotiated");
+                }
                 structuredReply(handle, type, offset, length, readInto, status);
                 return;
-            }
-            ByteBuffer r = read(channel, server, 16, "reply");
-            int magic = r.getInt();
-            if (magic == STRUCTURED_REPLY_MAGIC) {
-                throw new IOException(server + ": structured reply, which was not negotiated");
             }
             if (magic != SIMPLE_REPLY_MAGIC) {
                 throw new IOException(server + ": bad reply magic 0x" + Integer.toHexString(magic));
             }
+            // a simple reply: any command's without structured replies, and with them any but a read's or block
+            // status's success (a server may answer writes, flushes... simply)
+            ByteBuffer r = read(channel, server, 12, "reply");
             int error = r.getInt();
             long got = r.getLong();
             if (got != handle) {
@@ -479,6 +481,10 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             }
             if (error != 0) {
                 throw new NbdErrorException(server, error);
+            }
+            if (structured && (type == CMD_READ || type == CMD_BLOCK_STATUS)) {
+                throw new IOException(server + ": simple reply to a " + (type == CMD_READ ? "read" : "block status")
+                        + " with structured replies negotiated");
             }
             if (readInto != null) {
                 readFully(channel, server, readInto, "read data");
@@ -504,10 +510,15 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         boolean gotStatus = false;
         long covered = 0;
         for (int n = 0; n < MAX_CHUNKS; n++) {
-            ByteBuffer h = read(channel, server, 20, "reply chunk");
-            int magic = h.getInt();
-            if (magic != STRUCTURED_REPLY_MAGIC) {
-                throw new IOException(server + ": bad structured reply magic 0x" + Integer.toHexString(magic));
+            ByteBuffer h;
+            if (n == 0) {
+                h = read(channel, server, 16, "reply chunk"); // its magic read by the caller
+            } else {
+                h = read(channel, server, 20, "reply chunk");
+                int magic = h.getInt();
+                if (magic != STRUCTURED_REPLY_MAGIC) {
+                    throw new IOException(server + ": bad structured reply magic 0x" + Integer.toHexString(magic));
+                }
             }
             int chunkFlags = h.getShort() & 0xffff;
             int chunkType = h.getShort() & 0xffff;
