@@ -155,7 +155,8 @@ final class ConvertCommand extends Command {
                 }
                 Images.checkBitmapsCopyable(inputs.get(0), args.has("--skip-broken-bitmaps"));
             }
-            if (skipCreate) {
+            if (skipCreate || org.qcow4j.nbd.NbdClient.isNbdName(output)) {
+                // an NBD export cannot be created: QEMU opens the existing one instead, as -n does
                 convertInto(args, inputs, output, outputFormat, common, opened, out, err);
             } else {
                 convertNew(args, inputs, output, outputFormat, common, opened, out, err);
@@ -303,8 +304,9 @@ final class ConvertCommand extends Command {
         if (backingName != null) {
             refuseBackingWithSeveral(inputs);
         }
-        WritableImage target = ImageArgs.opening(output, () -> Images.openWritable(ImageArgs.path(output),
-                OpenOptions.defaults().withFormat(outputFormat).withQemuLayout(true)));
+        WritableImage target = org.qcow4j.nbd.NbdClient.isNbdName(output) ? ImageArgs.openNbdWritable(output, outputFormat)
+                : ImageArgs.opening(output, () -> Images.openWritable(ImageArgs.path(output),
+                        OpenOptions.defaults().withFormat(outputFormat).withQemuLayout(true)));
         opened.add(target);
         if (target.size() < totalSize(inputs)) {
             throw CommandLine.UsageException.withoutHint("output file is smaller than input file");

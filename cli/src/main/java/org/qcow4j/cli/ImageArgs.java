@@ -13,6 +13,7 @@ import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.WritableImage;
 
 /** Argument handling shared by the commands. */
 final class ImageArgs {
@@ -44,6 +45,9 @@ final class ImageArgs {
      * name ({@code a:3.qcow2}, a colon before any slash) gets {@code ./} before it.
      */
     static String qemuFilename(String file) {
+        if (org.qcow4j.nbd.NbdClient.isNbdName(file)) {
+            return file; // an NBD export's name, as QEMU's nbd driver makes it
+        }
         int colon = file.indexOf(':');
         int slash = file.indexOf('/');
         return colon > 0 && (slash < 0 || colon < slash) ? "./" + file : file;
@@ -73,6 +77,9 @@ final class ImageArgs {
             }
             throw new UnsupportedFeatureException(filename, "image format '" + format + "' (qcow4j reads qcow2 and raw)");
         }
+        if (org.qcow4j.nbd.NbdClient.isNbdName(filename)) {
+            return openNbd(filename, format);
+        }
         OpenOptions options = OpenOptions.defaults().withFormat(format).withForceShare(args.has("-U"));
         BlkdebugFilter blkdebug;
         try {
@@ -86,6 +93,106 @@ final class ImageArgs {
                     backing ? options : options.withoutBacking())));
         }
         return opening(filename, () -> Images.open(path(filename), backing ? options : options.withoutBacking()));
+    }
+
+    /**
+     * The format of the image on an NBD export, probed as QEMU probes it among the formats qcow4j knows: "qcow2"
+     * when it starts with qcow2's magic, else "raw".
+     */
+    static String probeNbd(DiskImage image) throws IOException {
+        if (image.size() < 4) {
+            return "raw";
+        }
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4);
+        image.read(b, 0);
+        return b.getInt(0) == 0x514649fb ? "qcow2" : "raw";
+    }
+
+    /** Opens the NBD export {@code filename} names for writing (convert -n's target), raw over it. */
+    static WritableImage openNbdWritable(String filename, String format) throws IOException {
+        if (!format.equals("raw")) {
+            throw new UnsupportedFeatureException(filename, "the format '" + format + "' over NBD (qcow4j writes raw there)");
+        }
+        org.qcow4j.nbd.NbdClient.Target t;
+        try {
+            t = org.qcow4j.nbd.NbdClient.parse(filename);
+        } catch (IllegalArgumentException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
+        }
+        WritableImage image;
+        try {
+            image = org.qcow4j.nbd.NbdClient.open(t, false, false);
+        } catch (IOException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage(), e);
+        }
+        if (image.readOnly()) {
+            image.close();
+            throw new IOException("Could not open '" + filename + "': Block node is read-only");
+        }
+        return image;
+    }
+
+    /** Opens the NBD export {@code filename} names (read-only), raw over it; a qcow2 image on it is refused by name. */
+    static DiskImage openNbd(String filename, String format) throws IOException {
+        org.qcow4j.nbd.NbdClient.Target t;
+        try {
+            t = org.qcow4j.nbd.NbdClient.parse(filename);
+        } catch (IllegalArgumentException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
+        }
+        DiskImage image;
+        try {
+            image = org.qcow4j.nbd.NbdClient.open(t, true, false);
+        } catch (IOException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage(), e);
+        }
+        try {
+            String f = format != null ? format : probeNbd(image);
+            if (!f.equals("raw")) {
+                throw new UnsupportedFeatureException(filename, "the format '" + f + "' over NBD (qcow4j reads raw there)");
+            }
+            return image;
+        } catch (IOException | RuntimeException e) {
+            image.close();
+            throw e;
+        }
+    }
+
+    /** The NBD export an {@code --image-opts} or {@code json:} operand names, opened read-only; null if it names none. */
+    private static DiskImage openNbdOpts(CommandLine args, String optstr) throws IOException {
+        boolean json = optstr.startsWith("json:");
+        String format = args.get("-f", null);
+        ImageSpec spec;
+        try {
+            spec = json ? ImageSpec.of(optstr, format == null ? Map.of() : Map.of("driver", format))
+                    : ImageSpec.of(null, QemuOpts.parse(optstr, "file", QemuOpts.Kind.WITH_ID, line -> { }));
+        } catch (QemuOpts.Invalid | ImageSpec.Refused e) {
+            return null; // worded by the ordinary path
+        }
+        if (spec.nbd() == null) {
+            return null;
+        }
+        String prefix = "Could not open '" + optstr + "': ";
+        DiskImage image;
+        try {
+            image = org.qcow4j.nbd.NbdClient.open(spec.nbd(), true, false, "nbd".equals(spec.format()) ? "nbd" : "raw");
+        } catch (IOException e) {
+            throw new IOException(prefix + e.getMessage(), e);
+        }
+        try {
+            String f = spec.format() != null ? spec.format() : probeNbd(image);
+            if (!f.equals("raw") && !f.equals("nbd")) {
+                throw new UnsupportedFeatureException(optstr, "the format '" + f + "' over NBD (qcow4j reads raw there)");
+            }
+            spec.checkFormatKeys(f);
+            return image;
+        } catch (ImageSpec.Refused e) {
+            image.close();
+            throw new IOException(prefix + e.getMessage());
+        } catch (IOException | RuntimeException e) {
+            image.close();
+            throw e;
+        }
     }
 
     /**
@@ -148,6 +255,11 @@ final class ImageArgs {
      * that no {@code --object} defined is not looked up, as QEMU does not look it up then.
      */
     static Operand operand(CommandLine args, String operand, boolean noIo) throws IOException {
+        if (org.qcow4j.nbd.NbdClient.isNbdName(operand)) {
+            // the commands that take an operand as a file (check, snapshot, bitmap, resize, amend...) have no NBD here
+            throw new UnsupportedFeatureException(operand, "this command over NBD (qcow4j opens NBD exports in qemu-io, "
+                    + "info, map, compare and convert)");
+        }
         String format = args.get("-f", null);
         boolean forceShare = args.has("-U");
         boolean json = operand.startsWith("json:");
@@ -223,6 +335,12 @@ final class ImageArgs {
             }
         } else {
             o = null;
+        }
+        if (o == null) {
+            DiskImage nbd = openNbdOpts(args, optstr);
+            if (nbd != null) {
+                return nbd;
+            }
         }
         Operand operand = o != null ? o : operand(args, optstr, !backing);
         DiskImage image = opening(optstr, () -> Images.open(operand.path(),

@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import org.qcow4j.OpenOptions;
+import org.qcow4j.nbd.NbdClient;
 
 /**
  * What QEMU's block options say to open (QEMU 7.2's bdrv_open over the options of {@code --image-opts},
@@ -80,6 +81,8 @@ final class ImageSpec {
     private final String backingKeySecret;
     /** {@code backing.file.filename}: must name the backing file the header names (checked once open), or null. */
     private final String backingFilename;
+    /** The NBD export the image is on (an {@code nbd:} name, driver=nbd), or null for a local file. */
+    private final NbdClient.Target nbd;
 
     private ImageSpec(Builder b) {
         this.filename = b.filename;
@@ -102,6 +105,7 @@ final class ImageSpec {
         this.keySecret = b.keySecret;
         this.backingKeySecret = b.backingKeySecret;
         this.backingFilename = b.backingFilename;
+        this.nbd = b.nbd;
     }
 
     private static final class Builder {
@@ -126,6 +130,7 @@ final class ImageSpec {
         String keySecret;
         String backingKeySecret;
         String backingFilename;
+        NbdClient.Target nbd;
     }
 
     /**
@@ -155,6 +160,15 @@ final class ImageSpec {
         String reference = top.remove("file");
         String driver = top.remove("driver");
         Builder b = new Builder();
+        if ("nbd".equals(driver)) {
+            // the NBD protocol itself is the image (raw over the export): its options are at the top
+            if (reference != null || !file.isEmpty()) {
+                throw new Refused("Block protocol 'nbd' doesn't support the option 'file'");
+            }
+            b.format = "nbd"; // QEMU's protocol driver as the image: its format is called "nbd"
+            nbd(b, filename, top, true);
+            return new ImageSpec(b);
+        }
         if (driver != null) {
             checkDriver(driver);
         }
@@ -191,6 +205,8 @@ final class ImageSpec {
         }
         if ("blkdebug".equals(fileDriver)) {
             blkdebug(b, filename, file);
+        } else if ("nbd".equals(fileDriver) || (fileDriver == null && filename != null && NbdClient.isNbdName(filename))) {
+            nbd(b, filename, file, false);
         } else {
             if (fileDriver != null && !fileDriver.equals("file")) {
                 checkDriver(fileDriver);
@@ -279,6 +295,70 @@ final class ImageSpec {
         fileOptions(b, image, false);
         fileNode(b, imageDriver != null);
         b.blkdebug = true;
+    }
+
+    /**
+     * QEMU's nbd protocol node: the export an {@code nbd:} name or {@code nbd+unix://} URI names, or the options
+     * {@code server.type} (unix or inet), {@code server.path}, {@code server.host}, {@code server.port} and
+     * {@code export}; the other options are the generic ones ({@code top}: the image's own, driver=nbd).
+     */
+    private static void nbd(Builder b, String filename, Map<String, String> options, boolean top) throws Refused {
+        Map<String, String> o = new LinkedHashMap<>(options);
+        String type = o.remove("server.type");
+        String path = o.remove("server.path");
+        String host = o.remove("server.host");
+        String port = o.remove("server.port");
+        String export = o.remove("export");
+        String legacyName = o.remove("filename");
+        String dirtyBitmap = o.remove("x-dirty-bitmap");
+        if (filename == null) {
+            filename = legacyName;
+        }
+        NbdClient.Target t;
+        if (filename != null) {
+            if (type != null || path != null || host != null || port != null || export != null) {
+                throw new Refused("Cannot use path/host/port/export and a file name at the same time");
+            }
+            try {
+                t = NbdClient.parse(filename);
+            } catch (IllegalArgumentException e) {
+                throw new Refused(e.getMessage());
+            }
+        } else if (type == null) {
+            throw new Refused("Parameter 'server.type' is missing");
+        } else if (type.equals("unix")) {
+            if (path == null) {
+                throw new Refused("Parameter 'server.path' is missing");
+            }
+            t = new NbdClient.Target(path, null, 0, export == null ? "" : export);
+        } else if (type.equals("inet")) {
+            if (host == null) {
+                throw new Refused("Parameter 'server.host' is missing");
+            }
+            if (port == null) {
+                throw new Refused("Parameter 'server.port' is missing");
+            }
+            int p;
+            try {
+                p = Integer.parseInt(port);
+            } catch (NumberFormatException e) {
+                p = -1;
+            }
+            if (p < 0 || p > 65535) {
+                throw new Refused("error parsing port '" + port + "'");
+            }
+            t = new NbdClient.Target(null, host, p, export == null ? "" : export);
+        } else {
+            throw new Refused("the NBD server type '" + type + "' is not supported by qcow4j (unix and inet)");
+        }
+        for (String k : List.copyOf(o.keySet())) {
+            if (k.startsWith("tls-creds") || k.equals("tls-hostname") || k.equals("reconnect-delay") || k.equals("open-timeout")) {
+                throw new Refused("the nbd option '" + k + "' is not supported by qcow4j");
+            }
+        }
+        b.nbd = dirtyBitmap == null ? t : t.withDirtyBitmap(dirtyBitmap);
+        b.filename = filename != null ? filename : t.qemuName();
+        fileOptions(b, o, top);
     }
 
     /**
@@ -535,12 +615,17 @@ final class ImageSpec {
 
     // ------------------------------------------------------------------------------------------------ results
 
-    /** The local file. */
+    /** The local file (for an NBD export, its name). */
     String filename() {
         return filename;
     }
 
-    /** "qcow2" or "raw", or null: probe the file. */
+    /** The NBD export the image is on, or null for a local file. */
+    NbdClient.Target nbd() {
+        return nbd;
+    }
+
+    /** "qcow2" or "raw" ("nbd": driver=nbd, raw over the export), or null: probe the file. */
     String format() {
         return format;
     }

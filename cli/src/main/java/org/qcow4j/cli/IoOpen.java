@@ -176,13 +176,16 @@ final class IoOpen {
         } catch (QemuObjects.Invalid e) {
             throw new Failed(prefix, e.getMessage(), null, null);
         }
+        boolean temporary = f.snapshot && !readOnly;
+        if (spec.nbd() != null) {
+            return openNbd(r, spec, prefix, readOnly, temporary, f.writethrough, err);
+        }
         Path path;
         try {
             path = Path.of(spec.filename());
         } catch (InvalidPathException e) {
             throw new Failed(prefix, ExitCodes.noSuchFile(spec.filename()), null, null);
         }
-        boolean temporary = f.snapshot && !readOnly;
         try {
             String format = spec.format() != null ? spec.format() : probe(path);
             spec.checkFormatKeys(format);
@@ -220,6 +223,52 @@ final class IoOpen {
             throw new Failed(prefix, e.getMessage(), e.hint(), null);
         } catch (IOException | RuntimeException e) {
             throw new Failed(prefix, reason(spec.filename(), e), null, e);
+        }
+    }
+
+    /** An image on an NBD export (QEMU's nbd protocol), raw over it. */
+    private static Opened openNbd(Request r, ImageSpec spec, String prefix, boolean readOnly, boolean temporary,
+            boolean writethrough, Stderr err) throws Failed {
+        if (temporary) {
+            throw new Failed(prefix, "-s (a temporary overlay) over NBD is not supported by qcow4j", null, null);
+        }
+        WritableImage image;
+        try {
+            image = org.qcow4j.nbd.NbdClient.open(spec.nbd(), readOnly, writethrough,
+                    "nbd".equals(spec.format()) ? "nbd" : "raw");
+        } catch (IOException e) {
+            throw new Failed(prefix, e.getMessage(), null, null);
+        }
+        try {
+            String format = spec.format() != null ? spec.format() : ImageArgs.probeNbd(image);
+            if (!format.equals("raw") && !format.equals("nbd")) {
+                throw new ImageSpec.Refused("the format '" + format + "' over NBD is not supported by qcow4j (raw only)");
+            }
+            if (spec.format() == null && !readOnly) {
+                err.println("WARNING: Image format was not specified for '" + image.filename() + "' and probing guessed raw.");
+                err.println("         Automatically detecting the format is dangerous for raw images, write operations on "
+                        + "block 0 will be restricted.");
+                err.println("         Specify the 'raw' format explicitly to remove the restrictions.");
+            }
+            spec.checkFormatKeys(format);
+            if (!readOnly && image.readOnly()) {
+                throw new ImageSpec.Refused("Block node is read-only");
+            }
+            return new Opened(image, r, spec, false);
+        } catch (ImageSpec.Refused e) {
+            closeQuietly(image);
+            throw new Failed(prefix, e.getMessage(), e.hint(), null);
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(image);
+            throw new Failed(prefix, e.getMessage(), null, e);
+        }
+    }
+
+    private static void closeQuietly(DiskImage image) {
+        try {
+            image.close();
+        } catch (IOException ignored) {
+            // already failing
         }
     }
 
