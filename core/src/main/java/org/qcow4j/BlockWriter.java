@@ -11,14 +11,6 @@ import java.nio.ByteBuffer;
 public interface BlockWriter {
     void write(long offset, ByteBuffer data) throws IOException;
 
-    /**
-     * The index of the first non-zero byte of {@code buf[from, to)}, or -1: how a producer tells the blocks it need
-     * not write (the writers' own zero test, by mismatch against zeros: fast before the JIT has compiled anything).
-     */
-    static int firstNonZero(ByteBuffer buf, int from, int to) {
-        return org.qcow4j.io.Zeros.firstNonZero(buf, from, to);
-    }
-
     /** Produces an image's data, writing it to the {@link BlockWriter} it is given, in ascending order. */
     @FunctionalInterface
     interface Source {

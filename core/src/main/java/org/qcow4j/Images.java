@@ -1,6 +1,7 @@
 package org.qcow4j;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.function.Consumer;
@@ -463,6 +464,15 @@ public final class Images {
      */
     public static long allocatedBytes(Path file) {
         return org.qcow4j.io.FileExtents.allocatedBytes(file);
+    }
+
+    /**
+     * The index of the first non-zero byte of {@code buf[from, to)}, or -1: how a {@link BlockWriter.Source} tells the
+     * blocks it need not write (the writers' own zero test, by mismatch against zeros: fast before the JIT has
+     * compiled anything).
+     */
+    public static int firstNonZero(ByteBuffer buf, int from, int to) {
+        return org.qcow4j.io.Zeros.firstNonZero(buf, from, to);
     }
 
     /**

@@ -7,6 +7,7 @@ import org.qcow4j.AbstractDiskImage;
 import org.qcow4j.BlockWriter;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.Images;
 import org.qcow4j.QcowException;
 
 /**
@@ -133,7 +134,7 @@ public final class MetadataImage extends AbstractDiskImage {
                 // lasts while blocks are not zero, which their first bytes tell at once.
                 int k = 0;
                 while (k < n) {
-                    int at = buf.getLong(k * blockSize) != 0 ? k * blockSize : BlockWriter.firstNonZero(buf, k * blockSize, len);
+                    int at = buf.getLong(k * blockSize) != 0 ? k * blockSize : Images.firstNonZero(buf, k * blockSize, len);
                     if (at < 0) {
                         break;
                     }
@@ -152,7 +153,7 @@ public final class MetadataImage extends AbstractDiskImage {
 
     /** Whether the block {@code buf[from, to)} is all zeros: metadata blocks that are not mostly differ at once. */
     private static boolean isZero(ByteBuffer buf, int from, int to) {
-        return buf.getLong(from) == 0 && BlockWriter.firstNonZero(buf, from, to) < 0;
+        return buf.getLong(from) == 0 && Images.firstNonZero(buf, from, to) < 0;
     }
 
     /** The number of blocks in the image (zero or not). */
