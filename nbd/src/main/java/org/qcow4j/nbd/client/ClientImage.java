@@ -22,6 +22,7 @@ import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.WriteRefusedException;
+import org.qcow4j.nbd.wire.Protocol;
 
 /**
  * An NBD export opened as a raw image: the client side of the fixed-newstyle protocol as QEMU 7.2's nbd block driver
@@ -30,61 +31,13 @@ import org.qcow4j.WriteRefusedException;
  * request have a deadline, past which the connection is closed and the operation fails.
  */
 public final class ClientImage extends AbstractDiskImage implements WritableImage {
-    static final long NBDMAGIC = 0x4e42444d41474943L;
-    static final long IHAVEOPT = 0x49484156454f5054L;
-    static final long OLDSTYLE_MAGIC = 0x00420281861253L;
-    static final long OPTION_REPLY_MAGIC = 0x3e889045565a9L;
-    static final int REQUEST_MAGIC = 0x25609513;
-    static final int SIMPLE_REPLY_MAGIC = 0x67446698;
-    static final int STRUCTURED_REPLY_MAGIC = 0x668e33ef;
-    static final int FLAG_FIXED_NEWSTYLE = 1;
-    static final int FLAG_NO_ZEROES = 2;
-    static final int OPT_EXPORT_NAME = 1;
-    static final int OPT_ABORT = 2;
-    static final int OPT_GO = 7;
-    static final int OPT_STRUCTURED_REPLY = 8;
-    static final int OPT_SET_META_CONTEXT = 10;
-    static final int REP_META_CONTEXT = 4;
-    static final int CMD_BLOCK_STATUS = 7;
-    static final int CMD_FLAG_REQ_ONE = 1 << 3;
-    static final int REPLY_FLAG_DONE = 1;
-    static final int REPLY_TYPE_NONE = 0;
-    static final int REPLY_TYPE_OFFSET_DATA = 1;
-    static final int REPLY_TYPE_OFFSET_HOLE = 2;
-    static final int REPLY_TYPE_BLOCK_STATUS = 5;
-    static final int REPLY_TYPE_ERROR = 0x8001;
-    static final int REPLY_TYPE_ERROR_OFFSET = 0x8002;
-    static final int STATE_HOLE = 1;
-    static final int STATE_ZERO = 2;
     /** The most chunks one reply may have. */
     static final int MAX_CHUNKS = 1 << 20;
-    static final int REP_ACK = 1;
-    static final int REP_INFO = 3;
-    static final int REP_ERR_UNSUP = 0x80000001;
-    static final int INFO_EXPORT = 0;
-    static final int TFLAG_HAS_FLAGS = 1;
-    static final int TFLAG_READ_ONLY = 1 << 1;
-    static final int TFLAG_SEND_FLUSH = 1 << 2;
-    static final int TFLAG_SEND_FUA = 1 << 3;
-    static final int TFLAG_SEND_TRIM = 1 << 5;
-    static final int TFLAG_SEND_WRITE_ZEROES = 1 << 6;
-    static final int CMD_READ = 0;
-    static final int CMD_WRITE = 1;
-    static final int CMD_DISC = 2;
-    static final int CMD_FLUSH = 3;
-    static final int CMD_TRIM = 4;
-    static final int CMD_WRITE_ZEROES = 6;
-    static final int CMD_FLAG_FUA = 1;
-    static final int CMD_FLAG_NO_HOLE = 1 << 1;
 
-    /** The most a request moves (QEMU's NBD_MAX_BUFFER_SIZE): longer ones are split. */
-    static final int MAX_REQUEST = 32 * 1024 * 1024;
     /** The longest option reply believed. */
     static final int MAX_OPTION_REPLY = 4 * 1024 * 1024;
     /** The most option replies one option may get. */
     static final int MAX_OPTION_REPLIES = 4096;
-    /** The longest export name sent. */
-    static final int MAX_NAME = 4096;
 
     private static final ScheduledExecutorService WATCHDOG = Executors.newSingleThreadScheduledExecutor(r -> {
         Thread t = new Thread(r, "nbd-client-deadline");
@@ -115,7 +68,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         this.server = server;
         this.channel = channel;
         this.transmissionFlags = transmissionFlags;
-        this.readOnly = readOnly || (transmissionFlags & TFLAG_READ_ONLY) != 0;
+        this.readOnly = readOnly || (transmissionFlags & Protocol.FLAG_READ_ONLY) != 0;
         this.writethrough = writethrough;
         this.requestTimeoutMillis = requestTimeoutMillis;
     }
@@ -131,8 +84,8 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             long requestTimeoutMillis) throws IOException {
         String server = serverName;
         byte[] name = export.getBytes(StandardCharsets.UTF_8);
-        if (name.length > MAX_NAME) {
-            throw new IOException("NBD server '" + server + "': export name longer than " + MAX_NAME + " bytes");
+        if (name.length > Protocol.MAX_STRING_SIZE) {
+            throw new IOException("NBD server '" + server + "': export name longer than " + Protocol.MAX_STRING_SIZE + " bytes");
         }
         SocketChannel ch = address instanceof UnixDomainSocketAddress ? SocketChannel.open(StandardProtocolFamily.UNIX)
                 : SocketChannel.open();
@@ -182,20 +135,20 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         server = "NBD server '" + server + "'";
         ByteBuffer b = read(ch, server, 16, "greeting");
         long magic = b.getLong();
-        if (magic != NBDMAGIC) {
+        if (magic != Protocol.NBDMAGIC) {
             throw new IOException(server + ": bad greeting magic 0x" + Long.toHexString(magic) + " (not an NBD server)");
         }
         long opt = b.getLong();
-        if (opt == OLDSTYLE_MAGIC) {
+        if (opt == Protocol.OLDSTYLE_MAGIC) {
             throw new IOException(server + ": oldstyle NBD servers are not supported");
         }
-        if (opt != IHAVEOPT) {
+        if (opt != Protocol.IHAVEOPT) {
             throw new IOException(server + ": bad newstyle magic 0x" + Long.toHexString(opt));
         }
         int globalFlags = read(ch, server, 2, "handshake flags").getShort() & 0xffff;
-        boolean fixed = (globalFlags & FLAG_FIXED_NEWSTYLE) != 0;
-        boolean noZeroes = (globalFlags & FLAG_NO_ZEROES) != 0;
-        int clientFlags = (fixed ? FLAG_FIXED_NEWSTYLE : 0) | (noZeroes ? FLAG_NO_ZEROES : 0);
+        boolean fixed = (globalFlags & Protocol.FLAG_FIXED_NEWSTYLE) != 0;
+        boolean noZeroes = (globalFlags & Protocol.FLAG_NO_ZEROES) != 0;
+        int clientFlags = (fixed ? Protocol.FLAG_FIXED_NEWSTYLE : 0) | (noZeroes ? Protocol.FLAG_NO_ZEROES : 0);
         write(ch, ByteBuffer.allocate(4).putInt(clientFlags).flip());
         if (fixed) {
             boolean structured = optStructuredReply(ch, server);
@@ -217,7 +170,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     private static long[] exportName(SocketChannel ch, String server, byte[] name, boolean noZeroes)
             throws IOException {
         ByteBuffer req = ByteBuffer.allocate(16 + name.length);
-        req.putLong(IHAVEOPT).putInt(OPT_EXPORT_NAME).putInt(name.length).put(name).flip();
+        req.putLong(Protocol.IHAVEOPT).putInt(Protocol.OPT_EXPORT_NAME).putInt(name.length).put(name).flip();
         write(ch, req);
         ByteBuffer r = read(ch, server, 10, "export information (the server may not know the export)");
         long size = r.getLong();
@@ -233,7 +186,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             throws IOException {
         ByteBuffer h = read(ch, server, 20, "option reply");
         long magic = h.getLong();
-        if (magic != OPTION_REPLY_MAGIC) {
+        if (magic != Protocol.OPTION_REPLY_MAGIC) {
             throw new IOException(server + ": bad option reply magic 0x" + Long.toHexString(magic));
         }
         int option = h.getInt();
@@ -251,10 +204,10 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
 
     /** NBD_OPT_STRUCTURED_REPLY: whether the server agreed. */
     private static boolean optStructuredReply(SocketChannel ch, String server) throws IOException {
-        write(ch, ByteBuffer.allocate(16).putLong(IHAVEOPT).putInt(OPT_STRUCTURED_REPLY).putInt(0).flip());
+        write(ch, ByteBuffer.allocate(16).putLong(Protocol.IHAVEOPT).putInt(Protocol.OPT_STRUCTURED_REPLY).putInt(0).flip());
         int[] type = new int[1];
-        ByteBuffer data = optionReply(ch, server, OPT_STRUCTURED_REPLY, type);
-        if (type[0] == REP_ACK) {
+        ByteBuffer data = optionReply(ch, server, Protocol.OPT_STRUCTURED_REPLY, type);
+        if (type[0] == Protocol.REP_ACK) {
             if (data.remaining() != 0) {
                 throw new IOException(server + ": ACK reply with length " + data.remaining());
             }
@@ -270,25 +223,25 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     private static long optSetMetaContext(SocketChannel ch, String server, byte[] name, String context)
             throws IOException {
         byte[] q = context.getBytes(StandardCharsets.UTF_8);
-        if (q.length > MAX_NAME) {
-            throw new IOException(server + ": meta context name longer than " + MAX_NAME + " bytes");
+        if (q.length > Protocol.MAX_STRING_SIZE) {
+            throw new IOException(server + ": meta context name longer than " + Protocol.MAX_STRING_SIZE + " bytes");
         }
         int len = 4 + name.length + 4 + 4 + q.length;
         ByteBuffer req = ByteBuffer.allocate(16 + len);
-        req.putLong(IHAVEOPT).putInt(OPT_SET_META_CONTEXT).putInt(len).putInt(name.length).put(name).putInt(1)
+        req.putLong(Protocol.IHAVEOPT).putInt(Protocol.OPT_SET_META_CONTEXT).putInt(len).putInt(name.length).put(name).putInt(1)
                 .putInt(q.length).put(q);
         write(ch, req.flip());
         long id = -1;
         int[] type = new int[1];
         for (int n = 0; n < MAX_OPTION_REPLIES; n++) {
-            ByteBuffer data = optionReply(ch, server, OPT_SET_META_CONTEXT, type);
-            if (type[0] == REP_ACK) {
+            ByteBuffer data = optionReply(ch, server, Protocol.OPT_SET_META_CONTEXT, type);
+            if (type[0] == Protocol.REP_ACK) {
                 return id;
             }
             if ((type[0] & 0x80000000) != 0) {
                 return -1; // no meta contexts here (QEMU goes on without them)
             }
-            if (type[0] != REP_META_CONTEXT) {
+            if (type[0] != Protocol.REP_META_CONTEXT) {
                 continue;
             }
             if (data.remaining() < 4) {
@@ -307,16 +260,16 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     /** NBD_OPT_GO: {size, flags}, or null when the server does not know the option. */
     private static long[] optGo(SocketChannel ch, String server, byte[] name) throws IOException {
         ByteBuffer req = ByteBuffer.allocate(16 + 4 + name.length + 2);
-        req.putLong(IHAVEOPT).putInt(OPT_GO).putInt(4 + name.length + 2).putInt(name.length).put(name).putShort((short) 0);
+        req.putLong(Protocol.IHAVEOPT).putInt(Protocol.OPT_GO).putInt(4 + name.length + 2).putInt(name.length).put(name).putShort((short) 0);
         write(ch, req.flip());
         long size = -1;
         int flags = 0;
         int[] t = new int[1];
         for (int n = 0; n < MAX_OPTION_REPLIES; n++) {
-            ByteBuffer data = optionReply(ch, server, OPT_GO, t);
+            ByteBuffer data = optionReply(ch, server, Protocol.OPT_GO, t);
             int type = t[0];
             long length = data.remaining();
-            if (type == REP_ACK) {
+            if (type == Protocol.REP_ACK) {
                 if (length != 0) {
                     throw new IOException(server + ": ACK reply with length " + length);
                 }
@@ -325,7 +278,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                 }
                 return new long[] {size, flags};
             }
-            if (type == REP_ERR_UNSUP) {
+            if (type == Protocol.REP_ERR_UNSUP) {
                 return null;
             }
             if ((type & 0x80000000) != 0) {
@@ -333,12 +286,12 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                 abort(ch);
                 throw new IOException("Requested export not available" + (text.isEmpty() ? "" : "\nserver reported: " + text));
             }
-            if (type == REP_INFO) {
+            if (type == Protocol.REP_INFO) {
                 if (length < 2) {
                     throw new IOException(server + ": NBD_REP_INFO of length " + length);
                 }
                 int info = data.getShort() & 0xffff;
-                if (info == INFO_EXPORT) {
+                if (info == Protocol.INFO_EXPORT) {
                     if (length != 12) {
                         throw new IOException(server + ": NBD_INFO_EXPORT of length " + length + ", expected 12");
                     }
@@ -359,7 +312,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     /** NBD_OPT_ABORT, best effort: the server then ends the connection without complaint. */
     private static void abort(SocketChannel ch) {
         try {
-            write(ch, ByteBuffer.allocate(16).putLong(IHAVEOPT).putInt(OPT_ABORT).putInt(0).flip());
+            write(ch, ByteBuffer.allocate(16).putLong(Protocol.IHAVEOPT).putInt(Protocol.OPT_ABORT).putInt(0).flip());
         } catch (IOException ignored) {
             // the server is gone already
         }
@@ -449,7 +402,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
         }
         long handle = nextHandle++;
         ByteBuffer h = ByteBuffer.allocate(28);
-        h.putInt(REQUEST_MAGIC).putShort((short) flags).putShort((short) type).putLong(handle).putLong(offset)
+        h.putInt(Protocol.REQUEST_MAGIC).putShort((short) flags).putShort((short) type).putLong(handle).putLong(offset)
                 .putInt((int) length).flip();
         ScheduledFuture<?> deadline = WATCHDOG.schedule(() -> {
             timedOut = true;
@@ -461,14 +414,14 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                 write(channel, payload);
             }
             int magic = read(channel, server, 4, "reply").getInt();
-            if (magic == STRUCTURED_REPLY_MAGIC) {
+            if (magic == Protocol.STRUCTURED_REPLY_MAGIC) {
                 if (!structured) {
                     throw new IOException(server + ": structured reply, which was not negotiated");
                 }
                 structuredReply(handle, type, offset, length, readInto, status);
                 return;
             }
-            if (magic != SIMPLE_REPLY_MAGIC) {
+            if (magic != Protocol.SIMPLE_REPLY_MAGIC) {
                 throw new IOException(server + ": bad reply magic 0x" + Integer.toHexString(magic));
             }
             // a simple reply: any command's without structured replies, and with them any but a read's or block
@@ -482,8 +435,8 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             if (error != 0) {
                 throw new NbdErrorException(server, error);
             }
-            if (structured && (type == CMD_READ || type == CMD_BLOCK_STATUS)) {
-                throw new IOException(server + ": simple reply to a " + (type == CMD_READ ? "read" : "block status")
+            if (structured && (type == Protocol.CMD_READ || type == Protocol.CMD_BLOCK_STATUS)) {
+                throw new IOException(server + ": simple reply to a " + (type == Protocol.CMD_READ ? "read" : "block status")
                         + " with structured replies negotiated");
             }
             if (readInto != null) {
@@ -516,7 +469,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             } else {
                 h = read(channel, server, 20, "reply chunk");
                 int magic = h.getInt();
-                if (magic != STRUCTURED_REPLY_MAGIC) {
+                if (magic != Protocol.STRUCTURED_REPLY_MAGIC) {
                     throw new IOException(server + ": bad structured reply magic 0x" + Integer.toHexString(magic));
                 }
             }
@@ -527,16 +480,16 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             if (got != handle) {
                 throw new IOException(server + ": reply handle " + Long.toUnsignedString(got) + ", expected " + handle);
             }
-            boolean done = (chunkFlags & REPLY_FLAG_DONE) != 0;
+            boolean done = (chunkFlags & Protocol.REPLY_FLAG_DONE) != 0;
             switch (chunkType) {
-                case REPLY_TYPE_NONE -> {
+                case Protocol.REPLY_TYPE_NONE -> {
                     if (chunkLength != 0 || !done) {
                         throw new IOException(server + ": NBD_REPLY_TYPE_NONE of length " + chunkLength
                                 + (done ? "" : " without DONE"));
                     }
                 }
-                case REPLY_TYPE_OFFSET_DATA -> {
-                    if (type != CMD_READ || chunkLength < 8 || chunkLength - 8 > length) {
+                case Protocol.REPLY_TYPE_OFFSET_DATA -> {
+                    if (type != Protocol.CMD_READ || chunkLength < 8 || chunkLength - 8 > length) {
                         throw new IOException(server + ": unexpected data chunk of length " + chunkLength);
                     }
                     long at = read(channel, server, 8, "chunk offset").getLong();
@@ -548,8 +501,8 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                     readFully(channel, server, part, "read data");
                     covered += n2;
                 }
-                case REPLY_TYPE_OFFSET_HOLE -> {
-                    if (type != CMD_READ || chunkLength != 12) {
+                case Protocol.REPLY_TYPE_OFFSET_HOLE -> {
+                    if (type != Protocol.CMD_READ || chunkLength != 12) {
                         throw new IOException(server + ": unexpected hole chunk of length " + chunkLength);
                     }
                     ByteBuffer b = read(channel, server, 12, "hole chunk");
@@ -564,8 +517,8 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                     }
                     covered += n2;
                 }
-                case REPLY_TYPE_BLOCK_STATUS -> {
-                    if (type != CMD_BLOCK_STATUS || chunkLength < 12 || chunkLength % 8 != 4
+                case Protocol.REPLY_TYPE_BLOCK_STATUS -> {
+                    if (type != Protocol.CMD_BLOCK_STATUS || chunkLength < 12 || chunkLength % 8 != 4
                             || chunkLength > 4 + 8L * 1024 * 1024) {
                         throw new IOException(server + ": unexpected block status chunk of length " + chunkLength);
                     }
@@ -586,14 +539,14 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                     status[0] = Math.min(extentLength, length);
                     status[1] = extentFlags;
                 }
-                case REPLY_TYPE_ERROR, REPLY_TYPE_ERROR_OFFSET -> {
+                case Protocol.REPLY_TYPE_ERROR, Protocol.REPLY_TYPE_ERROR_OFFSET -> {
                     if (chunkLength < 6 || chunkLength > 6 + 4096 + 8) {
                         throw new IOException(server + ": error chunk of length " + chunkLength);
                     }
                     ByteBuffer b = read(channel, server, (int) chunkLength, "error chunk");
                     int errno = b.getInt();
                     int msgLength = b.getShort() & 0xffff;
-                    if (msgLength > chunkLength - 6 - (chunkType == REPLY_TYPE_ERROR_OFFSET ? 8 : 0)) {
+                    if (msgLength > chunkLength - 6 - (chunkType == Protocol.REPLY_TYPE_ERROR_OFFSET ? 8 : 0)) {
                         throw new IOException(server + ": error message of " + msgLength + " bytes in a chunk of "
                                 + chunkLength);
                     }
@@ -605,7 +558,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                     }
                 }
                 default -> {
-                    if ((chunkType & 0x8000) != 0 || chunkLength > MAX_REQUEST) {
+                    if ((chunkType & 0x8000) != 0 || chunkLength > Protocol.MAX_BUFFER_SIZE) {
                         throw new IOException(server + ": unknown reply chunk type " + chunkType + " of length "
                                 + chunkLength);
                     }
@@ -616,10 +569,10 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                 if (error != null) {
                     throw error;
                 }
-                if (type == CMD_BLOCK_STATUS && !gotStatus) {
+                if (type == Protocol.CMD_BLOCK_STATUS && !gotStatus) {
                     throw new IOException(server + ": block status reply without an extent");
                 }
-                if (type == CMD_READ && covered != length) {
+                if (type == Protocol.CMD_READ && covered != length) {
                     throw new IOException(server + ": read reply chunks cover " + covered + " of " + length + " bytes");
                 }
                 return;
@@ -641,9 +594,9 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     public void read(ByteBuffer dst, long offset) throws IOException {
         checkRange(offset, dst.remaining());
         while (dst.hasRemaining()) {
-            int n = Math.min(dst.remaining(), MAX_REQUEST);
+            int n = Math.min(dst.remaining(), Protocol.MAX_BUFFER_SIZE);
             ByteBuffer part = dst.slice(dst.position(), n);
-            request(CMD_READ, 0, offset, n, null, part);
+            request(Protocol.CMD_READ, 0, offset, n, null, part);
             dst.position(dst.position() + n);
             offset += n;
         }
@@ -660,10 +613,10 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             return new Extent(offset, n, 0, true, false, true, offset);
         }
         long[] status = new long[2];
-        request(CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, offset, Math.min(n, 0x7fff_fe00L), null, null, status);
+        request(Protocol.CMD_BLOCK_STATUS, Protocol.CMD_FLAG_REQ_ONE, offset, Math.min(n, 0x7fff_fe00L), null, null, status);
         // as QEMU's nbd driver: HOLE clears DATA, ZERO sets ZERO; neither is "not allocated" (no offset)
-        boolean data = (status[1] & STATE_HOLE) == 0;
-        boolean zero = (status[1] & STATE_ZERO) != 0;
+        boolean data = (status[1] & Protocol.STATE_HOLE) == 0;
+        boolean zero = (status[1] & Protocol.STATE_ZERO) != 0;
         boolean present = data || zero;
         return new Extent(offset, status[0], 0, present, zero, data, present ? offset : -1);
     }
@@ -678,11 +631,11 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     public void write(ByteBuffer src, long offset) throws IOException {
         checkWritable();
         checkRange(offset, src.remaining());
-        boolean fua = writethrough && (transmissionFlags & TFLAG_SEND_FUA) != 0;
+        boolean fua = writethrough && (transmissionFlags & Protocol.FLAG_SEND_FUA) != 0;
         while (src.hasRemaining()) {
-            int n = Math.min(src.remaining(), MAX_REQUEST);
+            int n = Math.min(src.remaining(), Protocol.MAX_BUFFER_SIZE);
             ByteBuffer part = src.slice(src.position(), n);
-            request(CMD_WRITE, fua ? CMD_FLAG_FUA : 0, offset, n, part, null);
+            request(Protocol.CMD_WRITE, fua ? Protocol.CMD_FLAG_FUA : 0, offset, n, part, null);
             src.position(src.position() + n);
             offset += n;
         }
@@ -701,7 +654,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     public void writeZeroes(long offset, long length, boolean mayUnmap) throws IOException {
         checkWritable();
         checkRange(offset, length);
-        if ((transmissionFlags & TFLAG_SEND_WRITE_ZEROES) == 0) {
+        if ((transmissionFlags & Protocol.FLAG_SEND_WRITE_ZEROES) == 0) {
             ByteBuffer zeros = ByteBuffer.allocate((int) Math.min(length, 1 << 20));
             while (length > 0) {
                 int n = (int) Math.min(length, zeros.capacity());
@@ -711,11 +664,11 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
             }
             return;
         }
-        boolean fua = writethrough && (transmissionFlags & TFLAG_SEND_FUA) != 0;
-        int flags = (mayUnmap ? 0 : CMD_FLAG_NO_HOLE) | (fua ? CMD_FLAG_FUA : 0);
+        boolean fua = writethrough && (transmissionFlags & Protocol.FLAG_SEND_FUA) != 0;
+        int flags = (mayUnmap ? 0 : Protocol.CMD_FLAG_NO_HOLE) | (fua ? Protocol.CMD_FLAG_FUA : 0);
         while (length > 0) {
             long n = Math.min(length, 1L << 30);
-            request(CMD_WRITE_ZEROES, flags, offset, n, null, null);
+            request(Protocol.CMD_WRITE_ZEROES, flags, offset, n, null, null);
             offset += n;
             length -= n;
         }
@@ -728,12 +681,12 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
     public void discard(long offset, long length) throws IOException {
         checkWritable();
         checkRange(offset, length);
-        if ((transmissionFlags & TFLAG_SEND_TRIM) == 0) {
+        if ((transmissionFlags & Protocol.FLAG_SEND_TRIM) == 0) {
             return; // a discard is a hint
         }
         while (length > 0) {
             long n = Math.min(length, 1L << 30);
-            request(CMD_TRIM, 0, offset, n, null, null);
+            request(Protocol.CMD_TRIM, 0, offset, n, null, null);
             offset += n;
             length -= n;
         }
@@ -741,10 +694,10 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
 
     @Override
     public void flush() throws IOException {
-        if (readOnly || (transmissionFlags & TFLAG_SEND_FLUSH) == 0) {
+        if (readOnly || (transmissionFlags & Protocol.FLAG_SEND_FLUSH) == 0) {
             return;
         }
-        request(CMD_FLUSH, 0, 0, 0, null, null);
+        request(Protocol.CMD_FLUSH, 0, 0, 0, null, null);
     }
 
     @Override
@@ -838,7 +791,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
                     flush();
                 } finally {
                     ByteBuffer h = ByteBuffer.allocate(28);
-                    h.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) CMD_DISC).putLong(nextHandle++)
+                    h.putInt(Protocol.REQUEST_MAGIC).putShort((short) 0).putShort((short) Protocol.CMD_DISC).putLong(nextHandle++)
                             .putLong(0).putInt(0).flip();
                     try {
                         write(channel, h);

@@ -14,6 +14,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 import org.qcow4j.Extent;
 import org.qcow4j.nbd.TlsCredentials;
+import org.qcow4j.nbd.wire.Protocol;
 
 /**
  * One client: the handshake, then the transmission phase. This connection's thread reads requests in order and

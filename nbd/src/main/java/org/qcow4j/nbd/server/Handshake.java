@@ -5,6 +5,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import org.qcow4j.nbd.TlsCredentials;
+import org.qcow4j.nbd.wire.Protocol;
 
 /**
  * The option haggling of one connection (qemu's {@code nbd_negotiate_options}), fixed newstyle: each option is

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.locks.ReentrantLock;
+import org.qcow4j.nbd.wire.Protocol;
 
 /**
  * The replies of one connection in the transmission phase: simple replies, or structured chunks once negotiated.

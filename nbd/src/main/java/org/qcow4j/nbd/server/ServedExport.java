@@ -7,6 +7,7 @@ import org.qcow4j.Extent;
 import org.qcow4j.WritableImage;
 import org.qcow4j.format.Header;
 import org.qcow4j.nbd.NbdExport;
+import org.qcow4j.nbd.wire.Protocol;
 
 /**
  * An export as the protocol sees it: its size and transmission flags (qemu's {@code nbd_export_create}), and the
