@@ -25,22 +25,6 @@ class NbdClientTest {
     @TempDir
     Path dir;
 
-    private static void awaitSocket(Path socket, Process p) throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (System.nanoTime() < deadline && p.isAlive()) {
-            if (Files.exists(socket)) {
-                try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
-                    ch.connect(UnixDomainSocketAddress.of(socket));
-                    return;
-                } catch (IOException e) {
-                    // not yet
-                }
-            }
-            Thread.sleep(20);
-        }
-        throw new AssertionError("qemu-nbd not listening on " + socket + " (alive: " + p.isAlive() + ")");
-    }
-
     /** qemu-io's timing line ("4 KiB, 1 ops; 00.00 sec (...)") differs from run to run: dropped. */
     private static String untimed(String out) {
         return out.replaceAll("(?m)^.* ops; .*$", "TIMING");
@@ -55,7 +39,7 @@ class NbdClientTest {
                 .directory(dir.toFile()).redirectErrorStream(true).redirectOutput(dir.resolve("qemu-nbd.log").toFile())
                 .start();
         try {
-            awaitSocket(socket, p);
+            NbdCommandTest.awaitSocket(socket, p);
             for (String name : new String[] {"nbd:unix:" + socket, "nbd+unix:///?socket=" + socket}) {
                 String[] io = {"-f", "raw", "-r", "-c", "read -P 0xa 0x1000 0x1000", "-c", "read -v 0xff8 0x10",
                     "-c", "read -P 0x5c 1M 64k", "-c", "read -P 0 2M 4k", name};
@@ -88,7 +72,7 @@ class NbdClientTest {
                 .directory(dir.toFile()).redirectErrorStream(true).redirectOutput(dir.resolve("qemu-nbd-w.log").toFile())
                 .start();
         try {
-            awaitSocket(socket, p);
+            NbdCommandTest.awaitSocket(socket, p);
             String name = "nbd:unix:" + socket;
             Qemu.Result r = Qemu.asQemuIo("-f", "raw", "-c", "write -P 0x11 1M 64k", "-c", "write -z 2M 64k", "-c",
                     "discard 3M 64k", "-c", "flush", "-c", "read -P 0x11 1M 64k", name).ok();
@@ -119,7 +103,7 @@ class NbdClientTest {
                 top.toString()).directory(dir.toFile()).redirectErrorStream(true)
                 .redirectOutput(dir.resolve("qemu-nbd-map.log").toFile()).start();
         try {
-            awaitSocket(socket, p);
+            NbdCommandTest.awaitSocket(socket, p);
             String img = "driver=nbd,server.type=unix,server.path=" + socket;
             for (String opts : new String[] {img, img + ",x-dirty-bitmap=qemu:allocation-depth"}) {
                 String[] map = {"map", "--output=json", "--image-opts", opts};

@@ -38,7 +38,8 @@ class NbdCommandTest {
         return Files.readString(dir.resolve(program + ".log"), StandardCharsets.UTF_8);
     }
 
-    private static void awaitSocket(Path socket, Process p) throws Exception {
+    /** Waits (20 s at most) until {@code p} accepts connections on {@code socket}. */
+    static void awaitSocket(Path socket, Process p) throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (System.nanoTime() < deadline && p.isAlive()) {
             if (Files.exists(socket)) {
