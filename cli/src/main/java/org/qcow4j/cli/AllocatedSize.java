@@ -2,7 +2,6 @@ package org.qcow4j.cli;
 
 import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
-import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.FutureTask;
 import org.qcow4j.Images;
@@ -18,21 +17,7 @@ final class AllocatedSize {
 
     private AllocatedSize(Path file) {
         this.file = file;
-        this.task = new FutureTask<>(new Stat(file));
-    }
-
-    /** A class, not a lambda: the first lambda a run links sets up java.lang.invoke, milliseconds of start-up. */
-    private static final class Stat implements Callable<Long> {
-        private final Path file;
-
-        Stat(Path file) {
-            this.file = file;
-        }
-
-        @Override
-        public Long call() {
-            return Images.allocatedBytes(file);
-        }
+        this.task = new FutureTask<>(() -> Images.allocatedBytes(file));
     }
 
     /** Started for {@code name} if it names a file the plain way (not {@code json:} or a protocol), else null. */
