@@ -467,6 +467,14 @@ public final class Images {
     }
 
     /**
+     * A channel over {@code image}'s guest bytes, as {@link WritableImage#channel} gives it: for implementations
+     * outside this module (the NBD client) to serve the same contract as the engine's images.
+     */
+    public static java.nio.channels.SeekableByteChannel channel(WritableImage image) {
+        return new org.qcow4j.io.ImageChannel(image);
+    }
+
+    /**
      * The index of the first non-zero byte of {@code buf[from, to)}, or -1: how a {@link BlockWriter.Source} tells the
      * blocks it need not write (the writers' own zero test, by mismatch against zeros: fast before the JIT has
      * compiled anything).

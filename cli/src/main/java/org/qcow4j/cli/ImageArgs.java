@@ -113,18 +113,7 @@ final class ImageArgs {
         if (!format.equals("raw")) {
             throw new UnsupportedFeatureException(filename, "the format '" + format + "' over NBD (qcow4j writes raw there)");
         }
-        org.qcow4j.nbd.NbdClient.Target t;
-        try {
-            t = org.qcow4j.nbd.NbdClient.parse(filename);
-        } catch (IllegalArgumentException e) {
-            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
-        }
-        WritableImage image;
-        try {
-            image = org.qcow4j.nbd.NbdClient.open(t, false, false);
-        } catch (IOException e) {
-            throw new IOException("Could not open '" + filename + "': " + e.getMessage(), e);
-        }
+        WritableImage image = connectNbd(filename, false);
         if (image.readOnly()) {
             image.close();
             throw new IOException("Could not open '" + filename + "': Block node is read-only");
@@ -134,18 +123,7 @@ final class ImageArgs {
 
     /** Opens the NBD export {@code filename} names (read-only), raw over it; a qcow2 image on it is refused by name. */
     static DiskImage openNbd(String filename, String format) throws IOException {
-        org.qcow4j.nbd.NbdClient.Target t;
-        try {
-            t = org.qcow4j.nbd.NbdClient.parse(filename);
-        } catch (IllegalArgumentException e) {
-            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
-        }
-        DiskImage image;
-        try {
-            image = org.qcow4j.nbd.NbdClient.open(t, true, false);
-        } catch (IOException e) {
-            throw new IOException("Could not open '" + filename + "': " + e.getMessage(), e);
-        }
+        DiskImage image = connectNbd(filename, true);
         try {
             String f = format != null ? format : probeNbd(image);
             if (!f.equals("raw")) {
@@ -155,6 +133,21 @@ final class ImageArgs {
         } catch (IOException | RuntimeException e) {
             image.close();
             throw e;
+        }
+    }
+
+    /** The NBD export the name {@code filename} gives, connected; a bad name or a failed connection worded as qemu-img's. */
+    private static WritableImage connectNbd(String filename, boolean readOnly) throws IOException {
+        org.qcow4j.nbd.NbdClient.Target t;
+        try {
+            t = org.qcow4j.nbd.NbdClient.parse(filename);
+        } catch (IllegalArgumentException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage());
+        }
+        try {
+            return org.qcow4j.nbd.NbdClient.open(t, readOnly, false);
+        } catch (IOException e) {
+            throw new IOException("Could not open '" + filename + "': " + e.getMessage(), e);
         }
     }
 

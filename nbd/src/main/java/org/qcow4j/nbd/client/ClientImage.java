@@ -7,7 +7,6 @@ import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
-import java.nio.channels.NonWritableChannelException;
 import java.nio.channels.SeekableByteChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
@@ -18,6 +17,7 @@ import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import org.qcow4j.AbstractDiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.Images;
 import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WritableImage;
@@ -707,66 +707,7 @@ public final class ClientImage extends AbstractDiskImage implements WritableImag
 
     @Override
     public SeekableByteChannel channel() {
-        return new SeekableByteChannel() {
-            private long position;
-            private boolean open = true;
-
-            @Override
-            public int read(ByteBuffer dst) throws IOException {
-                long left = size() - position;
-                if (left <= 0) {
-                    return -1;
-                }
-                int n = (int) Math.min(dst.remaining(), left);
-                ByteBuffer part = dst.slice(dst.position(), n);
-                ClientImage.this.read(part, position);
-                dst.position(dst.position() + n);
-                position += n;
-                return n;
-            }
-
-            @Override
-            public int write(ByteBuffer src) throws IOException {
-                if (readOnly) {
-                    throw new NonWritableChannelException();
-                }
-                int n = src.remaining();
-                ClientImage.this.write(src, position);
-                position += n;
-                return n;
-            }
-
-            @Override
-            public long position() {
-                return position;
-            }
-
-            @Override
-            public SeekableByteChannel position(long newPosition) {
-                position = newPosition;
-                return this;
-            }
-
-            @Override
-            public long size() {
-                return ClientImage.this.size();
-            }
-
-            @Override
-            public SeekableByteChannel truncate(long size) throws IOException {
-                throw new UnsupportedFeatureException(filename(), "resizing an NBD export");
-            }
-
-            @Override
-            public boolean isOpen() {
-                return open;
-            }
-
-            @Override
-            public void close() {
-                open = false;
-            }
-        };
+        return Images.channel(this);
     }
 
     @Override
