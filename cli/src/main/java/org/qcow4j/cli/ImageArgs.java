@@ -99,7 +99,7 @@ final class ImageArgs {
      * The format of the image on an NBD export, probed as QEMU probes it among the formats qcow4j knows: "qcow2"
      * when it starts with qcow2's magic, else "raw".
      */
-    static String probeNbd(DiskImage image) throws IOException {
+    private static String probeNbd(DiskImage image) throws IOException {
         if (image.size() < 4) {
             return "raw";
         }
@@ -108,27 +108,39 @@ final class ImageArgs {
         return b.getInt(0) == 0x514649fb ? "qcow2" : "raw";
     }
 
+    /**
+     * The format of the image on a connected NBD export: {@code given}, else probed. qcow4j reads and writes raw
+     * there ("nbd", the protocol driver named as the format, is raw too); anything else is refused by name, so a
+     * qcow2 image on an export is never served as its raw bytes by mistake. The caller closes the image on a refusal.
+     */
+    static String rawOverNbd(DiskImage image, String given, String name) throws IOException {
+        String format = given != null ? given : probeNbd(image);
+        if (!format.equals("raw") && !format.equals("nbd")) {
+            throw new UnsupportedFeatureException(name, "the format '" + format + "' over NBD (qcow4j reads and writes raw there)");
+        }
+        return format;
+    }
+
     /** Opens the NBD export {@code filename} names for writing (convert -n's target), raw over it. */
     static WritableImage openNbdWritable(String filename, String format) throws IOException {
-        if (!format.equals("raw")) {
-            throw new UnsupportedFeatureException(filename, "the format '" + format + "' over NBD (qcow4j writes raw there)");
-        }
         WritableImage image = connectNbd(filename, false);
-        if (image.readOnly()) {
+        try {
+            rawOverNbd(image, format, filename);
+            if (image.readOnly()) {
+                throw new IOException("Could not open '" + filename + "': Block node is read-only");
+            }
+            return image;
+        } catch (IOException | RuntimeException e) {
             image.close();
-            throw new IOException("Could not open '" + filename + "': Block node is read-only");
+            throw e;
         }
-        return image;
     }
 
     /** Opens the NBD export {@code filename} names (read-only), raw over it; a qcow2 image on it is refused by name. */
     static DiskImage openNbd(String filename, String format) throws IOException {
         DiskImage image = connectNbd(filename, true);
         try {
-            String f = format != null ? format : probeNbd(image);
-            if (!f.equals("raw")) {
-                throw new UnsupportedFeatureException(filename, "the format '" + f + "' over NBD (qcow4j reads raw there)");
-            }
+            rawOverNbd(image, format, filename);
             return image;
         } catch (IOException | RuntimeException e) {
             image.close();
@@ -173,11 +185,7 @@ final class ImageArgs {
             throw new IOException(prefix + e.getMessage(), e);
         }
         try {
-            String f = spec.format() != null ? spec.format() : probeNbd(image);
-            if (!f.equals("raw") && !f.equals("nbd")) {
-                throw new UnsupportedFeatureException(optstr, "the format '" + f + "' over NBD (qcow4j reads raw there)");
-            }
-            spec.checkFormatKeys(f);
+            spec.checkFormatKeys(rawOverNbd(image, spec.format(), optstr));
             return image;
         } catch (ImageSpec.Refused e) {
             image.close();

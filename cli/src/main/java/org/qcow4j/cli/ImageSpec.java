@@ -358,7 +358,7 @@ final class ImageSpec {
         }
         b.nbd = dirtyBitmap == null ? t : t.withDirtyBitmap(dirtyBitmap);
         b.filename = filename != null ? filename : t.qemuName();
-        fileOptions(b, o, top);
+        protocolOptions(b, "nbd", o, top);
     }
 
     /**
@@ -453,9 +453,24 @@ final class ImageSpec {
      * (driver=file), whose unknown keys QEMU words the same way.
      */
     private static void fileOptions(Builder b, Map<String, String> file, boolean top) throws Refused {
-        for (Map.Entry<String, String> e : file.entrySet()) {
+        protocolOptions(b, "file", file, top);
+    }
+
+    /**
+     * The options left to a protocol node ({@code protocol} "file" or "nbd"): file-posix's own for "file", the
+     * generic ones for both; any other key refused as QEMU refuses it, naming the protocol.
+     */
+    private static void protocolOptions(Builder b, String protocol, Map<String, String> options, boolean top)
+            throws Refused {
+        for (Map.Entry<String, String> e : options.entrySet()) {
             String k = e.getKey();
             String v = e.getValue();
+            if (!protocol.equals("file") && !k.equals("node-name")) {
+                if (top ? generic(b, k, v) : fileGeneric(b, k, v)) {
+                    continue;
+                }
+                throw new Refused("Block protocol '" + protocol + "' doesn't support the option '" + k + "'");
+            }
             switch (k) {
                 case "aio" -> b.aio = oneOf(v, List.of("threads", "native", "io_uring"));
                 case "locking" -> b.lockingOff = oneOf(v, List.of("on", "off", "auto")).equals("off");

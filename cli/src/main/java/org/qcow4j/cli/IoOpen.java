@@ -240,10 +240,7 @@ final class IoOpen {
             throw new Failed(prefix, e.getMessage(), null, null);
         }
         try {
-            String format = spec.format() != null ? spec.format() : ImageArgs.probeNbd(image);
-            if (!format.equals("raw") && !format.equals("nbd")) {
-                throw new ImageSpec.Refused("the format '" + format + "' over NBD is not supported by qcow4j (raw only)");
-            }
+            String format = ImageArgs.rawOverNbd(image, spec.format(), spec.filename());
             if (spec.format() == null && !readOnly) {
                 err.println("WARNING: Image format was not specified for '" + image.filename() + "' and probing guessed raw.");
                 err.println("         Automatically detecting the format is dangerous for raw images, write operations on "
@@ -260,7 +257,7 @@ final class IoOpen {
             throw new Failed(prefix, e.getMessage(), e.hint(), null);
         } catch (IOException | RuntimeException e) {
             closeQuietly(image);
-            throw new Failed(prefix, e.getMessage(), null, e);
+            throw new Failed(prefix, ExitCodes.openReason(spec.filename(), e), null, e);
         }
     }
 

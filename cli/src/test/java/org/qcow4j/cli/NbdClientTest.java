@@ -117,6 +117,54 @@ class NbdClientTest {
         }
     }
 
+    /**
+     * A qcow2 image exported as its raw bytes: every way of opening the export as an image probes it (or takes the
+     * format named) and refuses qcow2 by name, through the one rule of ImageArgs.rawOverNbd, instead of serving its
+     * raw bytes as the disk.
+     */
+    @Test
+    void qcow2OnAnExportIsRefusedByNameEverywhere() throws Exception {
+        Path image = Qemu.createQcow2(dir, "q.qcow2", "1M");
+        Path src = dir.resolve("src.raw");
+        Files.write(src, new byte[1 << 20]);
+        Path socket = dir.resolve("q");
+        Process p = new ProcessBuilder("qemu-nbd", "-t", "-f", "raw", "-k", socket.toString(), image.toString())
+                .directory(dir.toFile()).redirectErrorStream(true).redirectOutput(dir.resolve("qemu-nbd-q.log").toFile())
+                .start();
+        try {
+            NbdCommandTest.awaitSocket(socket, p);
+            String name = "nbd+unix:///?socket=" + socket;
+            String refused = "unsupported feature: the format 'qcow2' over NBD (qcow4j reads and writes raw there)";
+            Qemu.Result[] results = {
+                Qemu.asQemuImg("info", name),
+                Qemu.asQemuImg("info", "--image-opts", "driver=qcow2,file.driver=nbd,file.server.type=unix,"
+                        + "file.server.path=" + socket),
+                Qemu.asQemuImg("convert", "-n", "-O", "qcow2", src.toString(), name),
+                Qemu.asQemuIo("-c", "read 0 512", name),
+            };
+            for (Qemu.Result r : results) {
+                assertEquals(1, r.exit(), r.out() + r.err());
+                assertTrue(r.err().contains(refused), r.err());
+            }
+            // driver=nbd with no format above it is the export's bytes, in QEMU as here: nothing to refuse
+            String[] raw = {"info", "--image-opts", "driver=nbd,server.type=unix,server.path=" + socket};
+            assertEquals(Qemu.img(dir, raw).out(), Qemu.asQemuImg(raw).ok().out());
+            // file-posix's keys are not the NBD node's: QEMU's words name the protocol
+            for (String key : new String[] {"x=1", "locking=off", "aio=native"}) {
+                for (String opts : new String[] {raw[2] + "," + key, "driver=raw,file.driver=nbd,file.server.type=unix,"
+                        + "file.server.path=" + socket + ",file." + key}) {
+                    Qemu.Result theirs = Qemu.run(dir, "qemu-img", "info", "--image-opts", opts);
+                    Qemu.Result ours = Qemu.asQemuImg("info", "--image-opts", opts);
+                    assertEquals(theirs.err(), ours.err(), opts);
+                    assertEquals(theirs.exit(), ours.exit(), opts);
+                }
+            }
+        } finally {
+            p.destroyForcibly();
+            p.waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
     @Test
     void silentServerTimesOut() throws Exception {
         Path socket = dir.resolve("mute");
