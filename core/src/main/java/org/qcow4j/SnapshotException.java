@@ -3,7 +3,8 @@ package org.qcow4j;
 /**
  * A snapshot operation refused for what it asks, as QEMU refuses it: no snapshot of that id or name, a snapshot table
  * that would grow past QEMU's limits, or an image that cannot hold internal snapshots (nothing written); or a refcount
- * that would overflow (the image stays consistent, with leaked clusters, as QEMU leaves it).
+ * that would overflow, or a damaged entry naming a cluster no refcount block counts (the image stays consistent, with
+ * leaked clusters, as QEMU leaves it).
  */
 public class SnapshotException extends QcowException {
     private static final long serialVersionUID = 1L;
@@ -25,7 +26,14 @@ public class SnapshotException extends QcowException {
          * A refcount would pass its maximum (QEMU's EINVAL from {@code update_refcount}): as in QEMU the references
          * taken until then stay, as leaked clusters, and the snapshot is not made.
          */
-        REFCOUNT_OVERFLOW
+        REFCOUNT_OVERFLOW,
+        /**
+         * A damaged entry names a cluster no refcount block counts: QEMU's {@code update_refcount} creates the block
+         * (or grows the refcount table) and fails with EAGAIN, which its snapshot walk does not retry. As in QEMU the
+         * block stays, unused, and so do the references taken until then; the snapshot is not made. Past what the
+         * refcount table can grow to, the reason is {@link #TOO_BIG}.
+         */
+        UNCOUNTED_CLUSTER
     }
 
     private final Reason reason;

@@ -119,6 +119,7 @@ final class SnapshotCommand extends Command {
                 case NOT_SUPPORTED, EXTERNAL_DATA_FILE -> "-95 (Operation not supported)";
                 case NOT_FOUND -> "-2 (No such file or directory)";
                 case REFCOUNT_OVERFLOW -> "-22 (Invalid argument)";
+                case UNCOUNTED_CLUSTER -> "-11 (Resource temporarily unavailable)";
             };
             case "-a" -> switch (e.reason()) {
                 case NOT_SUPPORTED -> "Block driver does not support snapshots";
@@ -126,6 +127,7 @@ final class SnapshotCommand extends Command {
                 case NOT_FOUND -> "Failed to load snapshot: No such file or directory";
                 case TOO_BIG -> "Failed to load snapshot: File too large";
                 case REFCOUNT_OVERFLOW -> "Failed to load snapshot: Invalid argument";
+                case UNCOUNTED_CLUSTER -> "Failed to load snapshot: Resource temporarily unavailable";
             };
             default -> switch (e.reason()) {
                 case NOT_FOUND -> "snapshot not found";
@@ -134,6 +136,7 @@ final class SnapshotCommand extends Command {
                 case EXTERNAL_DATA_FILE -> "snapshot not found";
                 case TOO_BIG -> "Failed to remove snapshot from snapshot list: File too large";
                 case REFCOUNT_OVERFLOW -> "Failed to free the cluster and L1 table: Invalid argument";
+                case UNCOUNTED_CLUSTER -> "Failed to free the cluster and L1 table: Resource temporarily unavailable";
             };
         };
     }

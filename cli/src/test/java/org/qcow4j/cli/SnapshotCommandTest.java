@@ -145,14 +145,28 @@ class SnapshotCommandTest {
      */
     @Test
     void invalidSnapshotL1OffsetFailsAsInQemuImg() throws IOException {
+        snapshotL1FaultFailsAsInQemuImg(b -> b.putLong((int) b.getLong(64), 0x400200), "Invalid argument");
+    }
+
+    /**
+     * A snapshot whose l1_size is past QEMU's limit (080's next case): the table is read as QEMU reads it, and only
+     * what reads that L1 table fails, in the same words as above with EFBIG.
+     */
+    @Test
+    void snapshotL1SizePastTheLimitFailsAsInQemuImg() throws IOException {
+        snapshotL1FaultFailsAsInQemuImg(b -> b.putInt((int) b.getLong(64) + 8, 0x10000000), "File too large");
+        assertTrue(run(Program.QEMU_IMG, "snapshot", "-l", dir.resolve("ours.qcow2").toString()).out().contains("test"));
+    }
+
+    private void snapshotL1FaultFailsAsInQemuImg(java.util.function.Consumer<ByteBuffer> poke, String strerror)
+            throws IOException {
         Path theirs = dir.resolve("theirs.qcow2");
         Path ours = dir.resolve("ours.qcow2");
         Qemu.img(dir, "create", "-q", "-f", "qcow2", theirs.toString(), "64M");
         Qemu.io(dir, theirs.toString(), "write 0 512");
         Qemu.img(dir, "snapshot", "-c", "test", theirs.toString());
         byte[] d = Files.readAllBytes(theirs);
-        ByteBuffer b = ByteBuffer.wrap(d).order(ByteOrder.BIG_ENDIAN);
-        b.putLong((int) b.getLong(64), 0x400200); // the first entry's l1_table_offset
+        poke.accept(ByteBuffer.wrap(d).order(ByteOrder.BIG_ENDIAN)); // the first entry's field
         Files.write(theirs, d);
         Files.write(ours, d);
         for (String line : List.of("convert -l test IMG IMG.snap", "amend -o compat=0.10 IMG", "snapshot -a test IMG",
@@ -164,7 +178,38 @@ class SnapshotCommandTest {
             assertEquals(null, difference(theirs, ours), line);
         }
         assertTrue(Qemu.run(dir, "qemu-img", "snapshot", "-a", "test", theirs.toString()).err()
-                .contains("Could not apply snapshot 'test': Failed to load snapshot: Invalid argument"));
+                .contains("Could not apply snapshot 'test': Failed to load snapshot: " + strerror));
+    }
+
+    /**
+     * An L2 entry naming a cluster no refcount block counts (080's huge physical offsets): snapshot -c fails as QEMU's
+     * update_refcount makes it fail, with EFBIG where the refcount table cannot grow that far and EAGAIN where QEMU
+     * adds the missing refcount block first, and the file is byte for byte what qemu-img leaves (that block included).
+     */
+    @Test
+    void snapshotOfAnUncountedClusterFailsAsInQemuImg() throws IOException {
+        for (long entry : new long[] {0xbfffffffffff0000L, 0x800000ffffff0000L}) {
+            Path theirs = dir.resolve("huge-theirs.qcow2");
+            Path ours = dir.resolve("huge-ours.qcow2");
+            Files.deleteIfExists(theirs);
+            Files.deleteIfExists(ours);
+            Qemu.img(dir, "create", "-q", "-f", "qcow2", theirs.toString(), "64M");
+            Qemu.io(dir, theirs.toString(), "write 0 512");
+            byte[] d = Files.readAllBytes(theirs);
+            ByteBuffer b = ByteBuffer.wrap(d).order(ByteOrder.BIG_ENDIAN);
+            long l2 = b.getLong((int) b.getLong(40)) & 0x00fffffffffffe00L;
+            b.putLong((int) l2, entry);
+            Files.write(theirs, d);
+            Files.write(ours, d);
+            Qemu.Result want = Qemu.run(dir, "qemu-img", "snapshot", "-c", "test", theirs.toString());
+            Qemu.Result got = run(Program.QEMU_IMG, "snapshot", "-c", "test", ours.toString());
+            assertEquals(1, want.exit());
+            assertEquals(want.exit(), got.exit());
+            assertEquals(want.err().replace(theirs.toString(), "IMG"), got.err().replace(ours.toString(), "IMG"));
+            assertTrue(got.err().contains(entry < 0xbfffffffffff0000L ? "-11 (Resource temporarily unavailable)"
+                    : "-27 (File too large)"), got.err());
+            assertEquals(null, difference(theirs, ours), Long.toHexString(entry));
+        }
     }
 
     /** The first difference of two images once the snapshot table's dates are masked, or null. */

@@ -84,9 +84,6 @@ public final class SnapshotTable {
                         + "\nYou can force-remove all " + (Integer.toUnsignedLong(h.nbSnapshots()) - i)
                         + " overhanging snapshots with qemu-img check -r all");
             }
-            if (Integer.toUnsignedLong(l1Size) > L1Entry.MAX_ENTRIES) {
-                throw new FormatException(file, field + " l1_size", Integer.toUnsignedString(l1Size), "snapshot L1 table too large");
-            }
             ByteBuffer v = reader.read(pos + Snapshot.FIXED_SIZE, (int) varSize).order(ByteOrder.BIG_ENDIAN);
             long diskSize = extraSize >= 16 ? v.getLong(8) : imageSize;
             long icount = extraSize >= 24 ? v.getLong(16) : -1;

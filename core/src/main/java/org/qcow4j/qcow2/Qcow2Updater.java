@@ -152,7 +152,9 @@ public final class Qcow2Updater {
             mark(offset, tableBytes, "snapshot table", mark);
         }
         for (SnapshotTable.Entry sn : entries) {
-            if (sn.l1Size() > 0) {
+            // A table past QEMU's limit (l1_size is untrusted) is refused by every operation that would read it
+            // (SnapshotL1Table), so nothing here guards it, and marking it would cost memory by its claimed size.
+            if (sn.l1Size() > 0 && sn.l1Size() <= L1Entry.MAX_ENTRIES) {
                 mark(sn.l1TableOffset(), sn.l1Size() * 8L, "L1 table of snapshot " + sn.id(), mark);
             }
         }

@@ -14,7 +14,7 @@ import java.util.Set;
 import java.util.TreeMap;
 import org.qcow4j.CorruptionException;
 import org.qcow4j.FormatException;
-import org.qcow4j.QcowException;
+import org.qcow4j.RefusedRequestException;
 import org.qcow4j.format.Header;
 import org.qcow4j.format.RefcountBlock;
 import org.qcow4j.io.FileStorage;
@@ -491,8 +491,8 @@ public final class RefcountTable {
         long tableSize = exact ? total : total + (total + 1) / 2;
         tableSize = (tableSize + perCluster - 1) / perCluster * perCluster;
         if (total * 8 > Header.MAX_REFTABLE_BYTES || tableSize * 8 > Header.MAX_REFTABLE_BYTES) {
-            throw new QcowException(filename, "image too large: its refcount table would exceed "
-                    + Header.MAX_REFTABLE_BYTES / (1024 * 1024) + " MiB");
+            throw new RefusedRequestException(filename, RefusedRequestException.Reason.TOO_LARGE,
+                    "image too large: its refcount table would exceed " + Header.MAX_REFTABLE_BYTES / (1024 * 1024) + " MiB");
         }
         long newClusters = tableSize / perCluster;
         int maxIndex = table.length - 1;
@@ -573,6 +573,33 @@ public final class RefcountTable {
         }
         for (long c = offset >>> clusterBits; c <= (offset + length - 1) >>> clusterBits; c++) {
             add(c, 1);
+        }
+    }
+
+    /** How many of the {@code n} clusters from {@code first}, from the first on, a refcount block counts. */
+    int countedPrefix(long first, long n) throws FormatException {
+        long done = 0;
+        while (done < n) {
+            long c = first + done;
+            long ti = c >>> blockBits;
+            checkAligned(ti);
+            if (ti >= table.length || table[(int) ti] == 0) {
+                break;
+            }
+            done += (1L << blockBits) - (c & ((1L << blockBits) - 1));
+        }
+        return (int) Math.min(done, n);
+    }
+
+    /**
+     * QEMU's {@code alloc_refcount_block} for cluster {@code c}, which no refcount block counts, as
+     * {@code update_refcount} calls it for an increment: the block is created (or the table grown, refused as
+     * {@link RefusedRequestException.Reason#TOO_LARGE} past QEMU's limit) and the caller must restart, QEMU's
+     * {@code -EAGAIN}.
+     */
+    void addMissingBlock(long c) throws IOException {
+        if (ensureBlock(c)) {
+            throw new IllegalStateException("cluster " + c + " is counted already");
         }
     }
 

@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.List;
 import org.qcow4j.FormatException;
 import org.qcow4j.QcowException;
+import org.qcow4j.RefusedRequestException;
 import org.qcow4j.SnapshotException;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Header;
@@ -447,8 +448,10 @@ final class SnapshotWriter {
             }
             long c = firstHost >>> geo.clusterBits();
             int counted = n;
+            int covered = n;
             if (addend > 0) {
-                counted = refcounts.addReferences(c, n, live);
+                covered = refcounts.countedPrefix(c, n);
+                counted = refcounts.addReferences(c, covered, live);
             } else if (addend < 0) {
                 refcounts.freeRun(c, n, RefcountTable.Discard.SNAPSHOT, live);
             } else {
@@ -461,10 +464,13 @@ final class SnapshotWriter {
                 long entry = oldEntry & ~L2Entry.COPIED;
                 set(slot, oldEntry, live[k] == 1 ? entry | L2Entry.COPIED : entry);
             }
-            if (counted < n) {
+            if (counted < covered) {
                 throw new SnapshotException(filename, SnapshotException.Reason.REFCOUNT_OVERFLOW,
                         "refcount of cluster " + (c + counted) + " would exceed "
                         + Long.toUnsignedString(org.qcow4j.format.RefcountBlock.max(header.refcountOrder())));
+            }
+            if (covered < n) {
+                uncounted(c + covered);
             }
         }
     }
@@ -492,6 +498,9 @@ final class SnapshotWriter {
         if (addend > 0) {
             long max = org.qcow4j.format.RefcountBlock.max(header.refcountOrder());
             for (long c = offset >>> geo.clusterBits(); c <= (offset + length - 1) >>> geo.clusterBits(); c++) {
+                if (refcounts.countedPrefix(c, 1) == 0) {
+                    uncounted(c); // QEMU takes cluster by cluster: the ones before keep their new reference
+                }
                 if (Long.compareUnsigned(refcounts.refcount(c), max) >= 0) {
                     throw new SnapshotException(filename, SnapshotException.Reason.REFCOUNT_OVERFLOW,
                             "refcount of cluster " + c + " would exceed " + Long.toUnsignedString(max));
@@ -501,6 +510,25 @@ final class SnapshotWriter {
         } else {
             refcounts.free(offset, length, RefcountTable.Discard.SNAPSHOT);
         }
+    }
+
+    /**
+     * A walk taking a reference to cluster {@code c}, which no refcount block counts (only a damaged entry names
+     * one): QEMU's {@code update_refcount} creates the block, or grows the table, and fails with EAGAIN (EFBIG past
+     * the table's limit), which {@code qcow2_update_snapshot_refcount} passes on.
+     */
+    private void uncounted(long c) throws IOException {
+        String what = "cluster " + c + ", which no refcount block counts";
+        try {
+            refcounts.addMissingBlock(c);
+        } catch (RefusedRequestException e) {
+            if (e.reason() != RefusedRequestException.Reason.TOO_LARGE) {
+                throw e;
+            }
+            throw new SnapshotException(filename, SnapshotException.Reason.TOO_BIG, what + ": " + e.getMessage());
+        }
+        throw new SnapshotException(filename, SnapshotException.Reason.UNCOUNTED_CLUSTER, what
+                + " (a refcount block was added for it, as QEMU adds one before it gives up)");
     }
 
     private void checkL2Offset(long l1Entry, String field) throws FormatException {
