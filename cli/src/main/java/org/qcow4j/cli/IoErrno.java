@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileSystemException;
 import java.nio.file.NoSuchFileException;
+import org.qcow4j.InvalidTableException;
 import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.WriteRefusedException;
@@ -43,6 +44,12 @@ final class IoErrno {
         }
         if (e instanceof UnsupportedFeatureException) {
             return ENOTSUP;
+        }
+        if (e instanceof InvalidTableException t) {
+            return switch (t.reason()) {
+                case TOO_LARGE -> EFBIG;
+                case OFFSET_INVALID -> EINVAL;
+            };
         }
         if (e instanceof WriteRefusedException) {
             return EPERM;

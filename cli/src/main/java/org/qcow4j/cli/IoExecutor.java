@@ -17,6 +17,7 @@ import org.qcow4j.CorruptionException;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Qcow2Metadata;
+import org.qcow4j.QcowException;
 import org.qcow4j.RefusedRequestException;
 import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.VmState;
@@ -661,8 +662,12 @@ final class IoExecutor {
             image.close();
             return true;
         } catch (IOException | RuntimeException e) {
-            out.flush();
-            err.error(IoErrno.describe(e));
+            if (e instanceof QcowException q && q.qemuWords() != null && err.program() != Program.QCOW4J) {
+                err.error(q.qemuWords()); // before what stdout still buffers, as qemu-io's stdio has it
+            } else {
+                out.flush();
+                err.error(IoErrno.describe(e));
+            }
             if (debug) {
                 e.printStackTrace(err);
             }

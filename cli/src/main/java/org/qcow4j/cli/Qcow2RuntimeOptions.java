@@ -13,8 +13,8 @@ import org.qcow4j.OpenOptions;
  * between them and against the image are checked once the image's header is known, in the order and words of
  * QEMU's {@code read_cache_sizes} and {@code qcow2_update_options_prepare} ({@link #check}); a reopen joins new and
  * old options as {@code qcow2_join_options} does ({@link #join}). Of all these, qcow4j uses the L2 and refcount
- * cache sizes (as its own cache budgets) and {@code lazy-refcounts}; the overlap checks are QEMU's guard against its
- * own bugs and have nothing to switch here.
+ * cache sizes (as its own cache budgets), {@code lazy-refcounts} and the check of inactive L2 tables; the other
+ * overlap checks are QEMU's guard against its own bugs, and qcow4j's own guard against damaged entries is always on.
  */
 final class Qcow2RuntimeOptions {
     /** QEMU's DEFAULT_L2_CACHE_MAX_SIZE on Linux. */
@@ -36,6 +36,7 @@ final class Qcow2RuntimeOptions {
     private Boolean lazyRefcounts;
     private String overlapCheck;
     private String overlapTemplate;
+    private Boolean inactiveL2;
 
     /** Whether {@code k} names one of qcow2's open options. */
     static boolean isOption(String k) {
@@ -57,6 +58,7 @@ final class Qcow2RuntimeOptions {
             case "overlap-check" -> overlapCheck = v;
             case "overlap-check.template" -> overlapTemplate = v;
             case "pass-discard-request", "pass-discard-snapshot", "pass-discard-other" -> ImageSpec.bool(k, v);
+            case "overlap-check.inactive-l2" -> inactiveL2 = ImageSpec.bool(k, v);
             default -> {
                 if (!isOption(k)) {
                     return false;
@@ -145,6 +147,11 @@ final class Qcow2RuntimeOptions {
         if (refcountCacheSize != null && refcountCacheSize > 0) {
             o = o.withRefcountCacheBytes(refcountCacheSize);
         }
+        // Of the overlap checks only the inactive L2 tables' are asked for: qcow4j keeps the others' guard always
+        // (RefcountTable's metadata), and this one, off in QEMU's default ("cached"), reads every snapshot's L1
+        // table on every write. The flag overrides the template, as in QEMU.
+        String mode = overlapCheck != null ? overlapCheck : overlapTemplate != null ? overlapTemplate : "cached";
+        o = o.withInactiveL2Check(inactiveL2 != null ? inactiveL2 : mode.equals("all"));
         return lazyRefcounts != null ? o.withLazyRefcounts(lazyRefcounts) : o;
     }
 

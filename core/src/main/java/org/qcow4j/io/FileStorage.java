@@ -18,6 +18,16 @@ public final class FileStorage implements AutoCloseable {
     private final OpenFile file;
     private final FileChannel channel;
     private volatile long length;
+    private volatile WriteCheck writeCheck;
+
+    /**
+     * A check run before each write of new content ({@link #writeFully}, {@link #writeEntries}; not zeroing, extension
+     * or truncation), as QEMU runs its pre-write overlap checks: it throws to refuse the write, nothing written.
+     */
+    @FunctionalInterface
+    public interface WriteCheck {
+        void before(long pos, long length) throws IOException;
+    }
 
     private FileStorage(Path path, OpenFile file) throws IOException {
         this.path = path;
@@ -96,7 +106,16 @@ public final class FileStorage implements AutoCloseable {
         }
     }
 
+    /** Installs {@code check} for every later write of new content (null removes it). */
+    public void setWriteCheck(WriteCheck check) {
+        writeCheck = check;
+    }
+
     public void writeFully(ByteBuffer src, long pos) throws IOException {
+        WriteCheck check = writeCheck;
+        if (check != null) {
+            check.before(pos, src.remaining());
+        }
         write(src, pos, WriteFaults.Op.WRITE);
     }
 

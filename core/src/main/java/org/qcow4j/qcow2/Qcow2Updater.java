@@ -7,6 +7,7 @@ import java.util.List;
 import org.qcow4j.CorruptionException;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
+import org.qcow4j.InvalidTableException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.RefusedRequestException;
@@ -122,6 +123,10 @@ public final class Qcow2Updater {
             }
         }
         markSnapshotMetadata();
+        if (options.inactiveL2Check()) {
+            storage.setWriteCheck(new InactiveL2Check(filename, storage, geo, () -> header.nbSnapshots() == 0 ? List.of()
+                    : SnapshotTable.read(header, storage::read, filename, storage.length(), image.size())));
+        }
         this.bitmaps = PersistentBitmaps.openForWriting(image, storage, header, this, refcounts);
         long kept = header.autoclearFeatures() & Feature.RAW_EXTERNAL_DATA.mask();
         if (header.bitmaps() == null && header.version() >= 3 && header.autoclearFeatures() != kept) {
@@ -351,7 +356,12 @@ public final class Qcow2Updater {
         }
         for (i = 0; src.hasRemaining(); i++) {
             int n = (int) Math.min(src.remaining(), clusterSize - geo.offsetInCluster(offset));
-            writeData(src.slice(src.position(), n), hosts[i] + geo.offsetInCluster(offset));
+            try {
+                writeData(src.slice(src.position(), n), hosts[i] + geo.offsetInCluster(offset));
+            } catch (CorruptionException e) {
+                signalCorruption(e); // an overlap check refused it (InactiveL2Check): as a request's would be
+                throw e;
+            }
             src.position(src.position() + n);
             offset += n;
         }
@@ -1589,7 +1599,16 @@ public final class Qcow2Updater {
         try {
             bitmaps.store(); // QEMU's qcow2_inactivate: the bitmaps first, then the caches
         } finally {
-            flush();
+            boolean blocks = refcounts.hasDirtyBlocks() || refcounts.hasDirtyEntries() || refcounts.hasPendingFrees();
+            try {
+                flush();
+            } catch (InvalidTableException e) {
+                // The inactive-L2 overlap check refused the last writes (InactiveL2Check). It refuses every write, so
+                // in QEMU no L2 table got into its cache dirty: what it cannot write at close, and reports, is the
+                // refcount block an allocation dirtied before its first checked write failed.
+                throw new QcowException(filename, "the last flush failed: " + e.getMessage(), e,
+                        blocks ? "Failed to flush the refcount block cache: " + e.reason().strerror() : null);
+            }
         }
         if (lazy) {
             writeRefcounts();
