@@ -22,12 +22,13 @@ import org.qcow4j.nbd.NbdClient;
  * {@code file.filename} (or {@code filename} with driver=file), {@code read-only}, {@code force-share},
  * {@code cache.direct} (accepted, no O_DIRECT: the JDK's FileChannel has no portable way to it), {@code cache.no-flush},
  * {@code discard}, {@code detect-zeroes}, {@code file.aio}, qcow2's cache sizes and {@code lazy-refcounts}
- * ({@link Qcow2RuntimeOptions}). Accepted as they change nothing
+ * ({@link Qcow2RuntimeOptions}), qcow2's {@code data-file.filename} (with {@code data-file.driver=file}). Accepted as they change nothing
  * observable here: {@code node-name}, {@code auto-read-only}, qcow2's {@code overlap-check*},
  * {@code pass-discard-*}, {@code cache-clean-interval}, {@code l2-cache-entry-size}, the file's {@code locking=on|auto},
  * {@code aio-max-batch}, {@code drop-cache}; blkdebug without rules as the file node (a pass-through here). Refused
  * by name: what QEMU has and qcow4j does not (other drivers and
- * protocols, {@code backing}, {@code data-file}, {@code encrypt.*}, raw's {@code offset} and
+ * protocols, {@code backing}, {@code data-file} naming a node and the data file's other options, {@code encrypt.*},
+ * raw's {@code offset} and
  * {@code size}, {@code locking=off}...). Unknown keys get QEMU's "does not support the option".
  */
 final class ImageSpec {
@@ -83,6 +84,8 @@ final class ImageSpec {
     private final String backingFilename;
     /** The NBD export the image is on (an {@code nbd:} name, driver=nbd), or null for a local file. */
     private final NbdClient.Target nbd;
+    /** qcow2's {@code data-file.filename}: the external data file, over the one the header names; or null. */
+    private final String dataFile;
 
     private ImageSpec(Builder b) {
         this.filename = b.filename;
@@ -106,6 +109,7 @@ final class ImageSpec {
         this.backingKeySecret = b.backingKeySecret;
         this.backingFilename = b.backingFilename;
         this.nbd = b.nbd;
+        this.dataFile = b.dataFile;
     }
 
     private static final class Builder {
@@ -131,6 +135,7 @@ final class ImageSpec {
         String backingKeySecret;
         String backingFilename;
         NbdClient.Target nbd;
+        String dataFile;
     }
 
     /**
@@ -549,6 +554,10 @@ final class ImageSpec {
                 b.keySecret = v;
             } else if (qcow2 && k.equals("encrypt.format") && (v.equals("luks") || v.equals("aes"))) {
                 // checked against the header by QEMU; the header decides here
+            } else if (qcow2 && k.equals("data-file.filename")) {
+                b.dataFile = v; // the data file, opened instead of the one the header names
+            } else if (qcow2 && k.equals("data-file.driver") && v.equals("file")) {
+                // the file protocol: what a data-file.filename is opened with anyway
             } else if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
                 throw new Refused("the qcow2 option '" + k + "' is not supported by qcow4j");
             } else if (k.equals("backing.node-name")) {
@@ -762,6 +771,9 @@ final class ImageSpec {
         }
         if (detectZeroes != null) {
             o = o.withDetectZeroes(detectZeroes);
+        }
+        if (dataFile != null) {
+            o = o.withDataFile(dataFile);
         }
         return o;
     }
