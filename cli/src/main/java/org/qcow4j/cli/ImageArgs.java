@@ -285,8 +285,8 @@ final class ImageArgs {
         String prefix = "Could not open '" + operand + "': ";
         ImageSpec spec;
         try {
-            spec = json ? ImageSpec.of(operand, format == null ? Map.of() : Map.of("driver", format))
-                    : ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }));
+            spec = json ? ImageSpec.of(operand, format == null ? Map.of() : Map.of("driver", format), noIo)
+                    : ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }), noIo);
         } catch (QemuOpts.Invalid e) {
             throw new IOException(e.getMessage());
         } catch (ImageSpec.Refused e) {
@@ -340,7 +340,8 @@ final class ImageArgs {
             try {
                 blkdebug = BlkdebugFilter.above(QemuOpts.json(optstr, true));
                 o = blkdebug == null ? null
-                        : resolve(optstr, ImageSpec.of(null, blkdebug.imageOptions()), args, scope == Scope.METADATA);
+                        : resolve(optstr, ImageSpec.of(null, blkdebug.imageOptions(), scope == Scope.METADATA), args,
+                        scope == Scope.METADATA);
             } catch (QemuOpts.Invalid e) {
                 throw new IOException(e.getMessage());
             } catch (ImageSpec.Refused e) {

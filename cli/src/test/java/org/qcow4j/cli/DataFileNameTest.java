@@ -176,6 +176,17 @@ class DataFileNameTest {
         assertTrue((wp.out() + wp.err()).contains("'data-file' can only be set for images with an external data file"),
                 wp.out() + wp.err());
         assertEquals(wp, Qemu.asQemuIo("-c", open));
+        // (after the file it names is opened: a missing one is the error then)
+        String missing = "open -o data-file.filename=" + tmp.resolve("missing") + ",file.filename=" + plain;
+        Qemu.Result wm = qemu("qemu-io", "-c", missing);
+        assertTrue(wm.err().contains("Could not open '" + tmp.resolve("missing") + "'"), wm.err());
+        assertEquals(wm, Qemu.asQemuIo("-c", missing));
+        // info drops the data-file options unlooked at, whatever they say
+        String opts2 = "data-file.driver=raw,data-file.file.filename=" + tmp.resolve("missing") + ",data-file.locking=off,"
+                + "file.filename=" + plain;
+        Qemu.Result wi = withoutDiskSize(qemu("qemu-img", "info", "--image-opts", opts2));
+        assertEquals(0, wi.exit(), wi.err());
+        assertEquals(wi, withoutDiskSize(Qemu.asQemuImg("info", "--image-opts", opts2)));
     }
 
     /** qemu-io on {@code theirs} and qcow4j's on {@code ours}, plainly or with the data-file.filename option. */

@@ -123,6 +123,8 @@ public final class ChainOpener {
         String option = depth == 0 ? options.dataFile() : null;
         if (!h.has(Feature.EXTERNAL_DATA_FILE)) {
             if (option != null) {
+                // QEMU opens the file the option names first, then finds the image has no use for it
+                realPath(Path.of(option), option, null, MissingFileException.Role.DATA_FILE, image, depth);
                 throw new QcowException(image, "the data-file option is given but the image has no external data file",
                         null, "'data-file' can only be set for images with an external data file");
             }
