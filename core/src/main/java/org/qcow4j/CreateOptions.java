@@ -12,7 +12,8 @@ import org.qcow4j.format.L1Entry;
  * @param version       2 (compat=0.10) or 3 (compat=1.1)
  * @param clusterBits   log2 of cluster_size, 9..21
  * @param refcountOrder log2 of refcount_bits, 0..6
- * @param dataFile      external data file name as written in the header (relative to the image), or null
+ * @param dataFile      external data file name, created and opened from the working directory as QEMU does (not
+ *                      from the image's directory); the header names it without a {@code file:} prefix; or null
  * @param backingFile   backing file name as written in the header, or null
  * @param encryption    LUKS encryption of the new image, or null for none
  */

@@ -40,9 +40,13 @@ package org.qcow4j;
  * @param backingPassphrase   unlocks the backing file if it is encrypted (QEMU's {@code backing.encrypt.key-secret});
  *                            null for none
  * @param noIo                QEMU's {@code BDRV_O_NO_IO}: the chain is opened for its metadata only (its size, its
- *                            header): encrypted images in it need no passphrase, and their encrypted data cannot be read
+ *                            header): encrypted images in it need no passphrase, and their encrypted data cannot be read;
+ *                            external data files are not opened (as qemu-img info since QEMU's fix of CVE-2024-4467,
+ *                            in Debian's 7.2), so their data cannot be read either
  * @param backingFormat       the top image's backing file format, over what its header says (QEMU's
  *                            {@code backing.driver} option): "qcow2", "raw", or null for the header's (or a probe)
+ * @param dataFile            the top image's external data file, opened instead of the one its header names (QEMU's
+ *                            {@code data-file.filename} option; an image whose header names none needs it), or null
  * @param inactiveL2Check     QEMU's {@code overlap-check.inactive-l2} (on in its {@code overlap-check=all}): before
  *                            every write of a qcow2 file, the snapshots' L1 tables are checked and read, and a write
  *                            over an L2 table of a snapshot is refused; off by default, as in QEMU, for what it costs
@@ -51,7 +55,7 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
                           boolean forceShare, boolean qemuLayout, boolean openBacking, boolean writethrough,
                           boolean discard, DetectZeroes detectZeroes, boolean copyOnRead, Boolean lazyRefcounts,
                           Passphrase passphrase, Passphrase backingPassphrase, boolean noIo, String backingFormat,
-                          boolean inactiveL2Check) {
+                          String dataFile, boolean inactiveL2Check) {
     /** The default size of the L2 table cache. */
     public static final long DEFAULT_L2_CACHE_BYTES = 4L * 1024 * 1024;
     /** The default size of the refcount block cache. */
@@ -80,7 +84,7 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
                        boolean qemuLayout, boolean openBacking, boolean writethrough, boolean discard,
                        DetectZeroes detectZeroes, boolean copyOnRead) {
         this(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking, writethrough,
-                discard, detectZeroes, copyOnRead, null, null, null, false, null, false);
+                discard, detectZeroes, copyOnRead, null, null, null, false, null, null, false);
     }
 
     /** Format probed, default caches and chain depth, backing chain opened, QEMU's locking, writeback caching, discards honoured. */
@@ -92,102 +96,109 @@ public record OpenOptions(String format, long l2CacheBytes, long refcountCacheBy
     public OpenOptions withFormat(String f) {
         return new OpenOptions(f, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withL2CacheBytes(long bytes) {
         return new OpenOptions(format, bytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withRefcountCacheBytes(long bytes) {
         return new OpenOptions(format, l2CacheBytes, bytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     /** The image alone, its backing file named but not opened (see {@link #openBacking}). */
     public OpenOptions withoutBacking() {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, false,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withForceShare(boolean share) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, share, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withQemuLayout(boolean exact) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, exact, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withWritethrough(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 on, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withDiscard(boolean unmap) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, unmap, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withCopyOnRead(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, on, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withDetectZeroes(DetectZeroes mode) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, mode, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     public OpenOptions withLazyRefcounts(Boolean lazy) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazy, passphrase, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     /** The options with {@code p} to unlock an encrypted image (null: none). */
     public OpenOptions withPassphrase(Passphrase p) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, p, backingPassphrase, noIo,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
     }
 
     /** The options with {@code p} to unlock an encrypted backing file (null: none). */
     public OpenOptions withBackingPassphrase(Passphrase p) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, p, noIo, backingFormat,
-                inactiveL2Check);
+                dataFile, inactiveL2Check);
     }
 
     /** The options with the backing file opened as {@code f} whatever the header says (null: as it says). */
     public OpenOptions withBackingFormat(String f) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                f, inactiveL2Check);
+                f, dataFile, inactiveL2Check);
     }
 
     /** The options of an open for the chain's metadata only (QEMU's BDRV_O_NO_IO): see {@link #noIo}. */
     public OpenOptions withNoIo() {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, true,
-                backingFormat, inactiveL2Check);
+                backingFormat, dataFile, inactiveL2Check);
+    }
+
+    /** The options with {@code file} as the top image's external data file: see {@link #dataFile}. */
+    public OpenOptions withDataFile(String file) {
+        return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
+                writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
+                backingFormat, file, inactiveL2Check);
     }
 
     /** The options with QEMU's inactive-L2 overlap check on or off: see {@link #inactiveL2Check}. */
     public OpenOptions withInactiveL2Check(boolean on) {
         return new OpenOptions(format, l2CacheBytes, refcountCacheBytes, maxChainDepth, forceShare, qemuLayout, openBacking,
                 writethrough, discard, detectZeroes, copyOnRead, lazyRefcounts, passphrase, backingPassphrase, noIo,
-                backingFormat, on);
+                backingFormat, dataFile, on);
     }
 }

@@ -16,8 +16,18 @@ public interface Qcow2Metadata {
     /** The persistent dirty bitmaps, in directory order. */
     List<Bitmap> bitmaps();
 
-    /** The external data file's name as written in the header, or null. */
+    /**
+     * The external data file's name as written in the header (what qemu-img info shows), or null: none, or an image
+     * whose header has the external data file bit but names no file (then opened with
+     * {@link OpenOptions#dataFile}).
+     */
     String dataFile();
+
+    /**
+     * The name the external data file was opened by ({@link OpenOptions#dataFile}, else the header's name), or null
+     * when the image has none, or it was opened for metadata only ({@link OpenOptions#noIo}) and the data file not.
+     */
+    String openedDataFile();
 
     /** The backing file's name resolved against the image's directory, or null. */
     String fullBackingFilename();

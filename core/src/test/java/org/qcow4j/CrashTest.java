@@ -103,6 +103,8 @@ class CrashTest {
     void killedAtRandomMomentsLeavesAConsistentImage(String config) throws Exception {
         boolean backing = config.endsWith(",backing");
         String options = backing ? config.substring(0, config.length() - ",backing".length()) : config;
+        // a data file name is taken from the working directory (the child JVM's is not dir): named absolutely
+        options = options.replace("data_file=crash.data", "data_file=" + dir.resolve("crash.data"));
         boolean lazy = options.contains("lazy_refcounts=on");
         boolean luks = options.contains("encrypt.format=luks");
         if (luks) {
@@ -123,7 +125,7 @@ class CrashTest {
         for (int round = 0; round < KILLS; round++) {
             Path img = dir.resolve("crash.qcow2");
             Files.deleteIfExists(img);
-            Files.deleteIfExists(dir.resolve("crash.data")); // an external data file (QEMU and we find it in dir)
+            Files.deleteIfExists(dir.resolve("crash.data")); // an external data file
             List<String> create = new ArrayList<>(List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o", options));
             if (luks) {
                 create.addAll(2, List.of("--object", SECRET));

@@ -187,7 +187,9 @@ class WritableImagePropertyTest {
                 model = raw;
             }
         } else {
-            List<String> cmd = new ArrayList<>(List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o", c.options()));
+            // a data file name is taken from the working directory (this JVM's is not dir): named absolutely
+            String opts = c.options().replace("data_file=top.data", "data_file=" + dir.resolve("top.data"));
+            List<String> cmd = new ArrayList<>(List.of("qemu-img", "create", "-q", "-f", "qcow2", "-o", opts));
             if (c.backing()) {
                 cmd.addAll(List.of("-b", "base.qcow2", "-F", "qcow2"));
             }

@@ -164,7 +164,7 @@ class WritableImageTest {
 
     @Test
     void writesAnExternalDataFileAtGuestOffsetsAndRefusesItsSnapshots() throws IOException {
-        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=d.raw", "df.qcow2", "1M");
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=" + dir.resolve("d.raw"), "df.qcow2", "1M");
         Path img = dir.resolve("df.qcow2");
         try (WritableImage image = Images.openWritable(img)) {
             image.write(ByteBuffer.wrap(pattern(100_000, 3)), 70_000);
@@ -183,7 +183,7 @@ class WritableImageTest {
     /** A lazy-refcounts image with a data file left dirty by a crash is repaired on open, as QEMU's open repairs it. */
     @Test
     void aDirtyImageWithADataFileIsRepairedOnOpen() throws IOException {
-        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=dd.raw,lazy_refcounts=on", "dd.qcow2", "4M");
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=" + dir.resolve("dd.raw") + ",lazy_refcounts=on", "dd.qcow2", "4M");
         Processes.run(dir, "qemu-io", "-c", "write -P 1 0 1M", "-c", "abort", "dd.qcow2"); // killed by SIGABRT: dirty
         Path img = dir.resolve("dd.qcow2");
         assertEquals(5, Files.readAllBytes(img)[79] & 5, "dirty, with its data file");
@@ -199,7 +199,7 @@ class WritableImageTest {
     /** Guest data written at guest offsets into the image itself would overwrite its header: QEMU's locks refuse. */
     @Test
     void refusesADataFileThatIsTheImageItself() throws IOException {
-        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=bb.qcow2", "aa.qcow2", "1M");
+        qemu("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=" + dir.resolve("bb.qcow2"), "aa.qcow2", "1M");
         Path img = dir.resolve("aa.qcow2");
         byte[] bytes = Files.readAllBytes(img);
         String header = new String(bytes, 0, 4096, java.nio.charset.StandardCharsets.ISO_8859_1);

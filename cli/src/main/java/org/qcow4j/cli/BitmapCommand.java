@@ -86,7 +86,7 @@ final class BitmapCommand extends Command {
         WritableImage target = ImageArgs.opening(image, () -> Images.openWritable(o.path(), o.options().withQemuLayout(true)));
         try (WritableImage closing = target) {
             try (DiskImage source = sourceFile == null ? null
-                    : ImageArgs.open(args, sourceFile, args.get("-F", null), false)) {
+                    : ImageArgs.open(args, sourceFile, args.get("-F", null), ImageArgs.Scope.IMAGE)) {
                 DirtyBitmaps bitmaps = bitmapsOf(target, image);
                 DirtyBitmaps from = source == null ? bitmaps : bitmapsOf(source, sourceFile);
                 for (Action a : actions) {

@@ -58,7 +58,7 @@ final class CompareCommand extends Command {
         }
         DiskImage first;
         try {
-            first = ImageArgs.open(args, name1, args.get("-f", null), true);
+            first = ImageArgs.open(args, name1, args.get("-f", null), ImageArgs.Scope.CHAIN);
         } catch (Exception e) {
             ExitCodes.report(e, err, debug);
             return OPEN_FAILED;
@@ -66,7 +66,7 @@ final class CompareCommand extends Command {
         try (first) {
             DiskImage second;
             try {
-                second = ImageArgs.open(args, name2, args.get("-F", null), true);
+                second = ImageArgs.open(args, name2, args.get("-F", null), ImageArgs.Scope.CHAIN);
             } catch (Exception e) {
                 ExitCodes.report(e, err, debug);
                 return OPEN_FAILED;

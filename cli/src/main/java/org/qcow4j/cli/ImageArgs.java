@@ -58,19 +58,40 @@ final class ImageArgs {
      * as QEMU's readers lock unless {@code -U}.
      */
     static DiskImage open(CommandLine args, String filename) throws IOException {
-        return open(args, filename, args.get("-f", null), true);
+        return open(args, filename, args.get("-f", null), Scope.CHAIN);
     }
 
-    /** {@link #open(CommandLine, String)} in {@code format}, with or without its backing chain. */
-    static DiskImage open(CommandLine args, String filename, String format, boolean backing) throws IOException {
-        if (args.has("--image-opts") || filename.startsWith("json:")) {
-            return openImageOpts(args, filename, backing);
+    /** How much of an image a command opens, as the flags qemu-img opens it with say. */
+    enum Scope {
+        /** The image with its backing chain. */
+        CHAIN,
+        /** The image alone, its backing file named but not opened (QEMU's BDRV_O_NO_BACKING). */
+        IMAGE,
+        /**
+         * The image alone and for its metadata only (BDRV_O_NO_BACKING | BDRV_O_NO_IO: qemu-img info): no secret
+         * looked up, no external data file opened.
+         */
+        METADATA;
+
+        OpenOptions apply(OpenOptions o) {
+            return switch (this) {
+                case CHAIN -> o;
+                case IMAGE -> o.withoutBacking();
+                case METADATA -> o.withoutBacking().withNoIo();
+            };
         }
-        return openByName(args, filename, format, backing);
+    }
+
+    /** {@link #open(CommandLine, String)} in {@code format}, as much of it as {@code scope} says. */
+    static DiskImage open(CommandLine args, String filename, String format, Scope scope) throws IOException {
+        if (args.has("--image-opts") || filename.startsWith("json:")) {
+            return openImageOpts(args, filename, scope);
+        }
+        return openByName(args, filename, format, scope);
     }
 
     /** {@code filename} as a file name even under {@code --image-opts} (the backing files info --backing-chain opens). */
-    static DiskImage openByName(CommandLine args, String filename, String format, boolean backing) throws IOException {
+    static DiskImage openByName(CommandLine args, String filename, String format, Scope scope) throws IOException {
         if (format != null && !format.equals("qcow2") && !format.equals("raw")) {
             if (!QEMU_FORMATS.contains(format)) {
                 throw new IOException("Could not open '" + filename + "': Unknown driver '" + format + "'");
@@ -89,10 +110,9 @@ final class ImageArgs {
         }
         if (blkdebug != null) {
             String file = blkdebug.imageName();
-            return blkdebug.wrap(opening(file, () -> Images.open(path(file),
-                    backing ? options : options.withoutBacking())));
+            return blkdebug.wrap(opening(file, () -> Images.open(path(file), scope.apply(options))));
         }
-        return opening(filename, () -> Images.open(path(filename), backing ? options : options.withoutBacking()));
+        return opening(filename, () -> Images.open(path(filename), scope.apply(options)));
     }
 
     /**
@@ -273,8 +293,8 @@ final class ImageArgs {
         String prefix = "Could not open '" + operand + "': ";
         ImageSpec spec;
         try {
-            spec = json ? ImageSpec.of(operand, format == null ? Map.of() : Map.of("driver", format))
-                    : ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }));
+            spec = json ? ImageSpec.of(operand, format == null ? Map.of() : Map.of("driver", format), noIo)
+                    : ImageSpec.of(null, QemuOpts.parse(operand, "file", QemuOpts.Kind.WITH_ID, line -> { }), noIo);
         } catch (QemuOpts.Invalid e) {
             throw new IOException(e.getMessage());
         } catch (ImageSpec.Refused e) {
@@ -320,7 +340,7 @@ final class ImageArgs {
     }
 
     /** {@link #open(CommandLine, String, String, boolean)} of an {@code --image-opts} or {@code json:} operand. */
-    private static DiskImage openImageOpts(CommandLine args, String optstr, boolean backing) throws IOException {
+    private static DiskImage openImageOpts(CommandLine args, String optstr, Scope scope) throws IOException {
         BlkdebugFilter blkdebug = null;
         Operand o;
         if (optstr.startsWith("json:")) {
@@ -328,7 +348,8 @@ final class ImageArgs {
             try {
                 blkdebug = BlkdebugFilter.above(QemuOpts.json(optstr, true));
                 o = blkdebug == null ? null
-                        : resolve(optstr, ImageSpec.of(null, blkdebug.imageOptions()), args, !backing);
+                        : resolve(optstr, ImageSpec.of(null, blkdebug.imageOptions(), scope == Scope.METADATA), args,
+                        scope == Scope.METADATA);
             } catch (QemuOpts.Invalid e) {
                 throw new IOException(e.getMessage());
             } catch (ImageSpec.Refused e) {
@@ -343,9 +364,9 @@ final class ImageArgs {
                 return nbd;
             }
         }
-        Operand operand = o != null ? o : operand(args, optstr, !backing);
+        Operand operand = o != null ? o : operand(args, optstr, scope == Scope.METADATA);
         DiskImage image = opening(optstr, () -> Images.open(operand.path(),
-                backing ? operand.options() : operand.options().withoutBacking()));
+                scope.apply(operand.options())));
         return blkdebug == null ? image : blkdebug.wrap(image);
     }
 

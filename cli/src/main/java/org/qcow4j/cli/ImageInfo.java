@@ -129,6 +129,9 @@ final class ImageInfo {
         d.put("refcount-bits", h.refcountBits());
         if (q.dataFile() != null) {
             d.put("data-file", q.dataFile());
+        }
+        if (h.has(Feature.EXTERNAL_DATA_FILE)) {
+            // (also where the header names no data file: QEMU's has_data_file_raw is has_data_file)
             d.put("data-file-raw", h.has(Feature.RAW_EXTERNAL_DATA));
         }
         q.encryption().ifPresent(e -> d.put("encrypt", encrypt(e)));

@@ -22,12 +22,13 @@ import org.qcow4j.nbd.NbdClient;
  * {@code file.filename} (or {@code filename} with driver=file), {@code read-only}, {@code force-share},
  * {@code cache.direct} (accepted, no O_DIRECT: the JDK's FileChannel has no portable way to it), {@code cache.no-flush},
  * {@code discard}, {@code detect-zeroes}, {@code file.aio}, qcow2's cache sizes and {@code lazy-refcounts}
- * ({@link Qcow2RuntimeOptions}). Accepted as they change nothing
+ * ({@link Qcow2RuntimeOptions}), qcow2's {@code data-file.filename} (with {@code data-file.driver=file}), or
+ * {@code data-file.driver=raw} with {@code data-file.file.filename} (raw over the file: the file itself). Accepted as they change nothing
  * observable here: {@code node-name}, {@code auto-read-only}, qcow2's {@code overlap-check*},
  * {@code pass-discard-*}, {@code cache-clean-interval}, {@code l2-cache-entry-size}, the file's {@code locking=on|auto},
  * {@code aio-max-batch}, {@code drop-cache}; blkdebug without rules as the file node (a pass-through here). Refused
  * by name: what QEMU has and qcow4j does not (other drivers and
- * protocols, {@code backing}, {@code data-file}, {@code encrypt.*}, raw's {@code offset} and
+ * protocols, {@code backing}, the data file's other options and drivers, {@code encrypt.*}, raw's {@code offset} and
  * {@code size}, {@code locking=off}...). Unknown keys get QEMU's "does not support the option".
  */
 final class ImageSpec {
@@ -83,6 +84,8 @@ final class ImageSpec {
     private final String backingFilename;
     /** The NBD export the image is on (an {@code nbd:} name, driver=nbd), or null for a local file. */
     private final NbdClient.Target nbd;
+    /** qcow2's {@code data-file.filename}: the external data file, over the one the header names; or null. */
+    private final String dataFile;
 
     private ImageSpec(Builder b) {
         this.filename = b.filename;
@@ -106,6 +109,7 @@ final class ImageSpec {
         this.backingKeySecret = b.backingKeySecret;
         this.backingFilename = b.backingFilename;
         this.nbd = b.nbd;
+        this.dataFile = b.dataFile;
     }
 
     private static final class Builder {
@@ -131,6 +135,11 @@ final class ImageSpec {
         String backingKeySecret;
         String backingFilename;
         NbdClient.Target nbd;
+        String dataFile;
+        /** Which key named the data file: data-file.filename (the file driver) or data-file.file.filename (raw). */
+        String dataFileKey;
+        /** data-file.driver: "file", "raw" (raw over a file: the file itself here), or null (file). */
+        String dataFileDriver;
     }
 
     /**
@@ -138,6 +147,14 @@ final class ImageSpec {
      * {@code options} (dotted keys, not changed) describe.
      */
     static ImageSpec of(String filename, Map<String, String> options) throws Refused {
+        return of(filename, options, false);
+    }
+
+    /**
+     * {@link #of(String, Map)}; with {@code noIo} (an open for metadata only, qemu-img info) the data-file options are
+     * dropped unlooked at, as QEMU's qcow2_do_open drops them then.
+     */
+    static ImageSpec of(String filename, Map<String, String> options, boolean noIo) throws Refused {
         Map<String, String> top = new LinkedHashMap<>(options);
         if (filename != null && filename.startsWith("json:")) {
             // QEMU's json: pseudo-protocol: the name is all options (given ones win, as bdrv_open merges them)
@@ -150,6 +167,9 @@ final class ImageSpec {
             json.putAll(top);
             top = json;
             filename = null;
+        }
+        if (noIo) {
+            top.keySet().removeIf(k -> k.equals("data-file") || k.startsWith("data-file."));
         }
         Map<String, String> file = new LinkedHashMap<>();
         for (String k : List.copyOf(top.keySet())) {
@@ -564,7 +584,19 @@ final class ImageSpec {
                 b.keySecret = v;
             } else if (qcow2 && k.equals("encrypt.format") && (v.equals("luks") || v.equals("aes"))) {
                 // checked against the header by QEMU; the header decides here
-            } else if (qcow2 && (k.startsWith("encrypt.") || k.equals("data-file") || k.startsWith("data-file."))) {
+            } else if (qcow2 && (k.equals("data-file.filename") || k.equals("data-file.file.filename"))) {
+                b.dataFile = v; // the data file, opened instead of the one the header names (checked below)
+                b.dataFileKey = k;
+            } else if (qcow2 && (k.equals("data-file.driver") && (v.equals("file") || v.equals("raw"))
+                    || k.equals("data-file.file.driver") && v.equals("file"))) {
+                b.dataFileDriver = k.equals("data-file.driver") ? v : b.dataFileDriver;
+            } else if (qcow2 && k.equals("data-file.driver")) {
+                checkDriver(v); // another driver for the data file (null-co, nbd...): refused by name
+                throw refusedDriver(v);
+            } else if (qcow2 && k.equals("data-file")) {
+                // a reference to another block node: qemu-img and qemu-io have none
+                throw new Refused("Cannot find device='" + v + "' nor node-name='" + v + "'");
+            } else if (qcow2 && (k.startsWith("encrypt.") || k.startsWith("data-file."))) {
                 throw new Refused("the qcow2 option '" + k + "' is not supported by qcow4j");
             } else if (k.equals("backing.node-name")) {
                 // a name for the backing node: nothing refers to it here
@@ -584,6 +616,12 @@ final class ImageSpec {
             } else {
                 b.unknown.add(k);
             }
+        }
+        if (b.dataFile != null && !b.dataFileKey.equals("raw".equals(b.dataFileDriver) ? "data-file.file.filename"
+                : "data-file.filename")) {
+            // the file given at the level the data file's driver does not have it: raw over a file, or the file itself
+            throw new Refused("the qcow2 option '" + b.dataFileKey + "' is not supported by qcow4j with data-file.driver="
+                    + (b.dataFileDriver == null ? "file" : b.dataFileDriver));
         }
         if (b.detectZeroes == OpenOptions.DetectZeroes.UNMAP && Boolean.FALSE.equals(b.discard)) {
             throw new Refused("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
@@ -777,6 +815,9 @@ final class ImageSpec {
         }
         if (detectZeroes != null) {
             o = o.withDetectZeroes(detectZeroes);
+        }
+        if (dataFile != null) {
+            o = o.withDataFile(dataFile);
         }
         return o;
     }

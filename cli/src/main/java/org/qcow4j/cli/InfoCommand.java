@@ -40,8 +40,8 @@ final class InfoCommand extends Command {
                 return ExitCodes.FAILURE;
             }
             // (only the first image is given as options: collect_image_info_list opens its backing files by name)
-            try (DiskImage d = infos.isEmpty() ? ImageArgs.open(args, filename, format, false)
-                    : ImageArgs.openByName(args, filename, format, false)) {
+            try (DiskImage d = infos.isEmpty() ? ImageArgs.open(args, filename, format, ImageArgs.Scope.METADATA)
+                    : ImageArgs.openByName(args, filename, format, ImageArgs.Scope.METADATA)) {
                 Map<String, Object> info = ImageInfo.of(d, infos.isEmpty() ? actualSize : null);
                 String shown = infos.isEmpty() ? ImageArgs.jsonName(args, filename, d) : null;
                 if (shown != null) {

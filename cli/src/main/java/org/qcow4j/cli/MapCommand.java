@@ -74,7 +74,7 @@ final class MapCommand extends Command {
         for (int i = 0; i < depth && layer.backing() != null; i++) {
             layer = layer.backing();
         }
-        return layer.qcow2().map(Qcow2Metadata::dataFile).orElse(layer.filename());
+        return layer.qcow2().map(Qcow2Metadata::openedDataFile).orElse(layer.filename());
     }
 
     private static boolean print(PrintWriter out, DiskImage d, Extent e, boolean json, boolean first) throws QcowException {

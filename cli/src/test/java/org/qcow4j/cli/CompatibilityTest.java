@@ -35,7 +35,11 @@ class CompatibilityTest {
     @TempDir
     static Path root;
 
-    /** A variant: a name and the script (run with bash in an empty directory) that makes {@code image}. */
+    /**
+     * A variant: a name and the script (run with bash in an empty directory) that makes {@code image}. Data files are
+     * named absolutely ({@code $PWD/...}): a relative name is taken from the working directory, which qcow4j's here is
+     * not.
+     */
     record Variant(String name, String image, String script) {
         /** Makes the variant in a new directory under {@code parent}; returns the image's absolute name. */
         String build(Path parent) throws IOException {
@@ -137,10 +141,10 @@ class CompatibilityTest {
                         qemu-io -c 'write -P 2 4k 4k' -c 'write -z 72k 8k' -c 'write -P 3 1M 3k' -c 'discard 2M 64k' img.qcow2 >/dev/null"""),
                 v("extended-l2-zstd", "mixed s.raw 4M; qemu-img convert -c -O qcow2 -o extended_l2=on,compression_type=zstd s.raw img.qcow2"),
                 v("external-data-file", """
-                        qemu-img create -q -f qcow2 -o data_file=img.data img.qcow2 2M
+                        qemu-img create -q -f qcow2 -o data_file=$PWD/img.data img.qcow2 2M
                         qemu-io -c 'write -P 1 64k 64k' -c 'write -z 512k 64k' -c 'write -P 2 1M 4k' img.qcow2 >/dev/null"""),
                 v("external-data-file-raw", """
-                        qemu-img create -q -f qcow2 -o data_file=img.data,data_file_raw=on img.qcow2 2M
+                        qemu-img create -q -f qcow2 -o data_file=$PWD/img.data,data_file_raw=on img.qcow2 2M
                         qemu-io -c 'write -P 1 64k 64k' -c 'write -P 2 1M 4k' img.qcow2 >/dev/null"""),
                 v("internal-snapshots", """
                         qemu-img create -q -f qcow2 img.qcow2 4M
@@ -163,7 +167,7 @@ class CompatibilityTest {
                         qemu-img create -q -f qcow2 -o preallocation=metadata,cluster_size=4k img.qcow2 4M
                         qemu-io -c 'write -P 1 1M 64k' -c 'write -z 2M 64k' -c 'write -P 2 3M 512' img.qcow2 >/dev/null"""),
                 v("preallocation-metadata-data-file", """
-                        qemu-img create -q -f qcow2 -o preallocation=metadata,data_file=data.raw img.qcow2 4M
+                        qemu-img create -q -f qcow2 -o preallocation=metadata,data_file=$PWD/data.raw img.qcow2 4M
                         qemu-io -c 'write -P 1 1M 64k' img.qcow2 >/dev/null"""),
                 v("tiny-image", "qemu-img create -q -f qcow2 img.qcow2 512"),
                 v("empty-image", "qemu-img create -q -f qcow2 img.qcow2 0"),

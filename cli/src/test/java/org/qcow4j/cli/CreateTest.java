@@ -27,15 +27,17 @@ import org.junit.jupiter.params.provider.MethodSource;
  * {@code qcow4j create} against {@code qemu-img create}: the same bytes where QEMU's layout is deterministic and
  * simple, images QEMU judges clean and usable otherwise, the same "Formatting ..." line, and clean failures.
  *
- * <p>Image names are absolute. qemu-img runs with its working directory set to the image's directory: it creates a
- * relative {@code data_file} relative to its working directory (and opens it relative to the image later), while
- * qcow4j creates it relative to the image; running qemu-img in the image's directory makes both the same file.
+ * <p>Image and data file names are absolute: both tools take a relative {@code data_file} from their working
+ * directory, and the in-process qcow4j's cannot change ({@link DataFileNameTest} covers relative names).
  */
 class CreateTest {
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final String TRY = "Try 'qcow4j create --help' for more information.";
 
-    /** Option sets where qcow4j must write exactly qemu-img's bytes ({@code NAME} is the image's base name). */
+    /**
+     * Option sets where qcow4j must write exactly qemu-img's bytes ({@code NAME} is the image's base name, in a
+     * directory given absolutely).
+     */
     private static final List<String> IDENTICAL_OPTIONS = List.of("", "cluster_size=512", "cluster_size=2048",
             "cluster_size=4k,refcount_bits=64", "compat=0.10", "cluster_size=512,refcount_bits=1",
             "extended_l2=on,compression_type=zstd,lazy_refcounts=on", "cluster_size=2M", "data_file=NAME.data",
@@ -150,7 +152,7 @@ class CreateTest {
     @MethodSource("usableCombinations")
     void makesImagesQemuCanCheckWriteAndRead(String opts, String size) throws IOException {
         Path image = tmp.resolve("img.qcow2");
-        String o = opts.replace("NAME", "img");
+        String o = opts.replace("NAME", tmp.resolve("img").toString());
         ours(o, image, size).ok();
         assertClean(image);
         assertInfoShows(image, o, null, null, TestSizes.parse(size));
@@ -211,7 +213,7 @@ class CreateTest {
     static Stream<Arguments> formattingCombinations() {
         return Stream.of("", "cluster_size=4k,refcount_bits=64", "compat=0.10", "compat=1.1,lazy_refcounts=on",
                         "extended_l2=on,compression_type=zstd,lazy_refcounts=on", "preallocation=metadata",
-                        "data_file=img.data", "data_file=img.data,data_file_raw=on", "preallocation=off", "compat=v3",
+                        "data_file=DIR/img.data", "data_file=DIR/img.data,data_file_raw=on", "preallocation=off", "compat=v3",
                         "extent_size_hint=1M", "extent_size_hint=0,preallocation=metadata")
                 .flatMap(o -> Stream.of("1M", "1000001").map(s -> Arguments.of(o, s)));
     }
@@ -222,7 +224,7 @@ class CreateTest {
         Path image = tmp.resolve("img.qcow2");
         List<String> args = Qemu.list("create", "-f", "qcow2");
         if (!opts.isEmpty()) {
-            args.addAll(List.of("-o", opts));
+            args.addAll(List.of("-o", opts.replace("DIR", tmp.toString())));
         }
         args.addAll(List.of(image.toString(), size));
         Qemu.Result q = Qemu.run(tmp, Qemu.concat("qemu-img", args.toArray(String[]::new))).ok();
@@ -293,11 +295,11 @@ class CreateTest {
                 Arguments.of("refcount_bits 128", List.of("-o", "refcount_bits=128", "DIR/x.qcow2", "1M")),
                 Arguments.of("extended_l2 with 4k clusters", List.of("-o", "extended_l2=on,cluster_size=4k", "DIR/x.qcow2", "1M")),
                 Arguments.of("compat=0.10 with refcount_bits=8", List.of("-o", "compat=0.10,refcount_bits=8", "DIR/x.qcow2", "1M")),
-                Arguments.of("compat=0.10 with a data file", List.of("-o", "compat=0.10,data_file=x.data", "DIR/x.qcow2", "1M")),
+                Arguments.of("compat=0.10 with a data file", List.of("-o", "compat=0.10,data_file=DIR/x.data", "DIR/x.qcow2", "1M")),
                 Arguments.of("-b without -F", List.of("-b", "DIR/base.qcow2", "DIR/x.qcow2", "1M")),
                 Arguments.of("backing file missing", List.of("-b", "DIR/missing.qcow2", "-F", "qcow2", "DIR/x.qcow2")),
                 Arguments.of("data file directory missing", List.of("-o", "data_file=/nonexistent-dir/x.data", "DIR/x.qcow2", "1M")),
-                Arguments.of("data file parent is a regular file", List.of("-o", "data_file=file/x.data", "DIR/x.qcow2", "1M")),
+                Arguments.of("data file parent is a regular file", List.of("-o", "data_file=DIR/file/x.data", "DIR/x.qcow2", "1M")),
                 // qemu-img: "Backing file and preallocation can only be used at the same time if extended_l2 is on"
                 Arguments.of("preallocation over a backing file without extended_l2",
                         List.of("-o", "preallocation=metadata", "-b", "DIR/base.qcow2", "-F", "qcow2", "DIR/x.qcow2")),
@@ -403,11 +405,15 @@ class CreateTest {
     private record Pair(Path qemu, Path ours) {
     }
 
-    /** qemu-img create in tmp/qemu, qcow4j create in tmp/ours, both "img.qcow2" (NAME in opts becomes "img"). */
+    /**
+     * qemu-img create in tmp/qemu, qcow4j create in tmp/ours, both "img.qcow2"; NAME in opts becomes tmp/data/img,
+     * an absolute name both headers hold alike: each tool's data file is moved from there beside its image.
+     */
     private Pair createBoth(String opts, String size) throws IOException {
         Path qdir = Files.createDirectories(tmp.resolve("qemu"));
         Path odir = Files.createDirectories(tmp.resolve("ours"));
-        String o = opts.replace("NAME", "img");
+        Path ddir = Files.createDirectories(tmp.resolve("data"));
+        String o = opts.replace("NAME", ddir.resolve("img").toString());
         Path a = qdir.resolve("img.qcow2");
         Path b = odir.resolve("img.qcow2");
         List<String> args = Qemu.list("create", "-q", "-f", "qcow2");
@@ -415,9 +421,18 @@ class CreateTest {
             args.addAll(List.of("-o", o));
         }
         Qemu.img(qdir, Stream.concat(args.stream(), Stream.of(a.toString(), size)).toArray(String[]::new));
+        moveDataFile(ddir, qdir);
         ours(o, b, size).ok();
+        moveDataFile(ddir, odir);
         assertEquals(listing(qdir), listing(odir), "files created");
         return new Pair(a, b);
+    }
+
+    private static void moveDataFile(Path from, Path to) throws IOException {
+        Path data = from.resolve("img.data");
+        if (Files.exists(data)) {
+            Files.move(data, to.resolve("img.data"));
+        }
     }
 
     private static Qemu.Result ours(String opts, Path image, String size) {

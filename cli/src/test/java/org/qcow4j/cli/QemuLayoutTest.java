@@ -40,7 +40,7 @@ class QemuLayoutTest {
      * qcow2 base or a {@code convert -c} of data (compressed clusters).
      */
     record Kind(String name, String options, long size, int clusterSize, boolean backing, boolean compressed) {
-        /** An external data file, {@code img.data} beside the image (each image in its own directory). */
+        /** An external data file, {@code img.data} beside the image (each image in its own directory, named absolutely). */
         boolean dataFile() {
             return options.contains("data_file=");
         }
@@ -140,10 +140,16 @@ class QemuLayoutTest {
     private AssertionFailedError attempt(Kind k, List<String> script) throws IOException {
         Path work = Files.createTempDirectory(dir, "run");
         try {
-            // an image and its data file keep one relative name in a directory of their own
+            // Each image and its data file in a directory of their own; both headers name the data file alike (a
+            // relative name would be taken from the working directory, which qcow4j's here is not) through a link
+            // to the directory whose image is run: first qemu-io's, then ours.
             Path theirsDir = k.dataFile() ? Files.createDirectories(work.resolve("qemu")) : work;
             Path oursDir = k.dataFile() ? Files.createDirectories(work.resolve("ours")) : work;
-            Path theirs = create(theirsDir, k, k.dataFile() ? "img.qcow2" : "theirs.qcow2");
+            Path link = work.resolve("data");
+            if (k.dataFile()) {
+                Files.createSymbolicLink(link, theirsDir);
+            }
+            Path theirs = create(theirsDir, k, k.dataFile() ? "img.qcow2" : "theirs.qcow2", link);
             Path ours = oursDir.resolve(k.dataFile() ? "img.qcow2" : "ours.qcow2");
             Files.copy(theirs, ours);
             if (k.dataFile()) {
@@ -157,8 +163,11 @@ class QemuLayoutTest {
             }
             qemu.add(theirs.toString());
             io.add(ours.toString());
-            // QEMU 7.2 opens a relative data file name from its working directory (qcow4j: from the image's)
             Qemu.Result want = Qemu.run(theirsDir, qemu.toArray(String[]::new));
+            if (k.dataFile()) {
+                Files.delete(link);
+                Files.createSymbolicLink(link, oursDir);
+            }
             Qemu.Result got = Qemu.qcow4j(io.toArray(String[]::new));
             if (want.exit() != got.exit()) {
                 return new AssertionFailedError(k.name() + " " + script + ": exit " + got.exit() + ", qemu-io's " + want.exit()
@@ -182,19 +191,25 @@ class QemuLayoutTest {
         }
     }
 
-    /** Makes the image of kind {@code k} (and its base) in {@code work} with QEMU's tools. */
+    /** Makes the image of kind {@code k} (and its base) in {@code work} with QEMU's tools; a data file in work. */
     static Path create(Path work, Kind k, String name) throws IOException {
+        return create(work, k, name, work);
+    }
+
+    /** {@link #create(Path, Kind, String)}, a data file named as {@code img.data} in {@code dataDir} (absolute). */
+    static Path create(Path work, Kind k, String name, Path dataDir) throws IOException {
         Path img = work.resolve(name);
+        String options = k.options().replace("data_file=img.data", "data_file=" + dataDir.resolve("img.data"));
         if (k.compressed()) {
             byte[] raw = new byte[(int) k.size()];
             for (int i = 0; i < raw.length * 3 / 4; i += 512) {
                 java.util.Arrays.fill(raw, i, i + 512, (byte) (0x40 + (i >>> 9)));
             }
             Files.write(work.resolve("src.raw"), raw);
-            Qemu.img(work, "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", k.options(), "src.raw", img.toString());
+            Qemu.img(work, "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", options, "src.raw", img.toString());
             return img;
         }
-        List<String> args = Qemu.list("create", "-q", "-f", "qcow2", "-o", k.options());
+        List<String> args = Qemu.list("create", "-q", "-f", "qcow2", "-o", options);
         if (k.backing()) {
             Path base = work.resolve("base.qcow2");
             if (!Files.exists(base)) {

@@ -92,7 +92,7 @@ class SnapshotCommandTest {
         Qemu.img(dir, "create", "-q", "-f", "raw", dir.resolve("r.raw").toString(), "1M");
         // an external data file: QEMU's qcow2 driver refuses snapshots (and lists none)
         Path df = dir.resolve("df.qcow2");
-        Qemu.img(dir, "create", "-q", "-f", "qcow2", "-o", "data_file=df.data", df.toString(), "1M");
+        Qemu.img(dir, "create", "-q", "-f", "qcow2", "-o", "data_file=" + dir.resolve("df.data"), df.toString(), "1M");
         for (String line : List.of("-a nope IMG", "-d nope IMG", "-l -c x IMG", "-c x -c y IMG", "-c", "-f qcow2 -l IMG",
                 "-l", "IMG", "-U -c x IMG", "-c x DIR/missing.qcow2", "-c x -f raw DIR/r.raw", "-c x DF", "-a x DF",
                 "-d x DF", "-l DF")) {

@@ -75,8 +75,10 @@ class WriteCompatibilityTest {
         return Stream.of("cluster_size=512", "cluster_size=4k", "cluster_size=2M", "refcount_bits=1", "refcount_bits=2",
                         "refcount_bits=8", "refcount_bits=64", "compat=0.10", "extended_l2=on", "lazy_refcounts=on",
                         "cluster_size=512,refcount_bits=1", "extended_l2=on,cluster_size=16k,refcount_bits=4",
-                        "data_file=out.data", "data_file=out.data,data_file_raw=on", "preallocation=metadata",
+                        "data_file=DIR/out.data", "data_file=DIR/out.data,data_file_raw=on", "preallocation=metadata",
                         "preallocation=full", "compat=0.10,cluster_size=4k")
+                // a data file named absolutely: a relative name is taken from the working directory, not dir
+                .map(opts -> opts.replace("DIR", dir.toString()))
                 .flatMap(opts -> Stream.of(false, true)
                         .filter(c -> !(c && opts.startsWith("data_file")))
                         .map(c -> DynamicTest.dynamicTest(opts + (c ? " -c" : ""), () -> {

@@ -469,10 +469,8 @@ public record Header(
             throw new FormatException(file, "autoclear_features", FormatException.hex(autoclear),
                     "raw external data bit set without the external data file bit");
         }
-        if (dataFileBit && ext.dataFile == null) {
-            throw new FormatException(file, "incompatible_features", FormatException.hex(incompatible),
-                    "external data file bit set but no data file name extension");
-        }
+        // (the external data file bit without a data file name extension is valid: QEMU opens such an image with its
+        // data-file option, and qemu-img amend -o data_file= makes one)
         if (size < 0) {
             throw new FormatException(file, "size", Long.toUnsignedString(size), "virtual size out of range");
         }

@@ -14,15 +14,16 @@ import org.qcow4j.MissingFileException;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.UnsupportedFeatureException;
+import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
 import org.qcow4j.io.Access;
 import org.qcow4j.io.FileStorage;
 import org.qcow4j.raw.RawImage;
 
 /**
- * Opens an image and, recursively, its backing chain: probes formats, resolves relative names against the
- * overlay's directory like QEMU's {@code path_combine}, and refuses loops and chains deeper than the limit
- * (qemu-img would hang on a loop).
+ * Opens an image and, recursively, its backing chain: probes formats, resolves relative backing file names against
+ * the overlay's directory like QEMU's {@code path_combine} (external data file names are taken as they are: see
+ * {@link #openDataFile}), and refuses loops and chains deeper than the limit (qemu-img would hang on a loop).
  */
 public final class ChainOpener {
     private final OpenOptions options;
@@ -103,10 +104,33 @@ public final class ChainOpener {
     }
 
     /**
-     * Opens an external data file (incompatible bit 2): for writing when it belongs to the image
-     * {@link #openForWriting} opens, else for reading; with the lock bytes QEMU's data child takes.
+     * The storage of the guest data of the qcow2 image {@code image} (layer {@code depth}, in {@code storage}, with
+     * header {@code h}), as QEMU's qcow2_do_open finds it: {@code storage} itself without an external data file
+     * (incompatible bit 2); with one, that file, opened for writing when it belongs to the image
+     * {@link #openForWriting} opens, else for reading, with the lock bytes QEMU's data child takes; or null when the
+     * image is opened for metadata only ({@link OpenOptions#noIo}: QEMU then leaves the data file closed, and drops
+     * the data-file options unlooked at).
+     *
+     * <p>The data file is the top image's {@link OpenOptions#dataFile} option, else the name the header gives. Either
+     * is a local file name taken as it is: from the working directory, not the image's directory as a backing file
+     * name is, and with no protocol prefix or {@code json:} read in it (QEMU's {@code bdrv_open_child} of
+     * {@code image_data_file}, which parses no file name since the fix of CVE-2024-4467, in Debian's 7.2).
      */
-    FileStorage openDataFile(String filename, String image, int depth) throws IOException {
+    FileStorage openDataFile(Header h, FileStorage storage, String image, int depth) throws IOException {
+        if (options.noIo()) {
+            return h.has(Feature.EXTERNAL_DATA_FILE) ? null : storage;
+        }
+        String option = depth == 0 ? options.dataFile() : null;
+        if (!h.has(Feature.EXTERNAL_DATA_FILE)) {
+            if (option != null) {
+                // QEMU opens the file the option names first, then finds the image has no use for it
+                realPath(Path.of(option), option, null, MissingFileException.Role.DATA_FILE, image, depth);
+                throw new QcowException(image, "the data-file option is given but the image has no external data file",
+                        null, "'data-file' can only be set for images with an external data file");
+            }
+            return storage;
+        }
+        String filename = dataFileName(h, option, image);
         String role = "external data file of " + image;
         Path real = realPath(Path.of(filename), filename, role, MissingFileException.Role.DATA_FILE, image, depth);
         boolean writable = writingTop && depth == 0;
@@ -120,6 +144,20 @@ public final class ChainOpener {
         }
         Access access = writable ? Access.DATA_FILE_WRITE : options.forceShare() ? Access.SHARED_READ : Access.DATA_FILE_READ;
         return openFile(Path.of(filename), real, filename, role, access);
+    }
+
+    /**
+     * The name of the external data file of {@code image} (whose header {@code h} has the external data file bit):
+     * {@code option} (the data-file.filename option), else the header's name, to be opened as it is (see
+     * {@link #openDataFile}); an image whose header names none needs the option, as in QEMU.
+     */
+    static String dataFileName(Header h, String option, String image) throws QcowException {
+        String filename = option != null ? option : h.dataFile();
+        if (filename == null) {
+            throw new QcowException(image, "the header has the external data file bit but names no data file"
+                    + " (the data-file.filename option can name it)", null, "'data-file' is required for this image");
+        }
+        return filename;
     }
 
     private static QcowException sharedDataFile(String image, String file) {
@@ -184,13 +222,27 @@ public final class ChainOpener {
             "blkverify", "json", "fat", "vvfat");
 
     /**
-     * Resolves a name written in an image against that image's name, as QEMU's
+     * Resolves a backing file name written in an image against that image's name, as QEMU's
      * {@code bdrv_get_full_backing_filename_from_filename}: absolute names stay, relative ones are taken from the
      * image's directory, and a name with QEMU's {@code file:} protocol prefix is the file after it, as it is (from
-     * the working directory, as in QEMU). Other protocol names ({@code nbd:...}, {@code json:{...}}) are refused,
-     * in QEMU's words where QEMU does not know the protocol either.
+     * the working directory, as in QEMU). Other protocol names are refused as {@link #localFileName} refuses them.
      */
     public static String resolveRelative(String imageName, String name) throws UnsupportedFeatureException {
+        String file = localFileName(imageName, name);
+        if (name.startsWith("file:") || name.startsWith("/")) {
+            return file;
+        }
+        int dirEnd = imageName.lastIndexOf('/');
+        return dirEnd < 0 ? name : imageName.substring(0, dirEnd + 1) + name;
+    }
+
+    /**
+     * The local file a name QEMU parses for a protocol prefix names ({@code imageName} is the image it is about, for
+     * messages): a name with the {@code file:} prefix is the file after it; other protocol names ({@code nbd:...},
+     * {@code json:{...}}) are refused, in QEMU's words where QEMU does not know the protocol either; any other name is
+     * the file as it is.
+     */
+    public static String localFileName(String imageName, String name) throws UnsupportedFeatureException {
         int colon = name.indexOf(':');
         int slash = name.indexOf('/');
         if (colon > 0 && (slash < 0 || colon < slash)) {
@@ -198,14 +250,10 @@ public final class ChainOpener {
             if (protocol.equals("file")) {
                 return name.substring(colon + 1);
             }
-            throw new UnsupportedFeatureException(imageName, "backing or data file protocol '" + protocol
+            throw new UnsupportedFeatureException(imageName, "file name protocol '" + protocol
                     + "' (only local files are supported)",
                     QEMU_PROTOCOLS.contains(protocol) ? null : "Unknown protocol '" + protocol + "'");
         }
-        if (name.startsWith("/")) {
-            return name;
-        }
-        int dirEnd = imageName.lastIndexOf('/');
-        return dirEnd < 0 ? name : imageName.substring(0, dirEnd + 1) + name;
+        return name;
     }
 }

@@ -295,7 +295,7 @@ public final class Qcow2Check {
                     .open(name, header.backingFormat(), 1, filename).close();
         }
         if (c.hasDataFile) {
-            String name = ChainOpener.resolveRelative(filename, header.dataFile());
+            String name = ChainOpener.dataFileName(header, null, filename);
             try {
                 FileStorage.open(Path.of(name), Access.PROBE).close(); // it only has to open
             } catch (NoSuchFileException e) {

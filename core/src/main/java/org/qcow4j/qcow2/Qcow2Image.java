@@ -48,8 +48,12 @@ import org.qcow4j.raw.WritableRawImage;
 public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     private final String filename;
     private final FileStorage storage;
+    /**
+     * Where guest data clusters live: the image's own storage, its external data file, or null for an external data
+     * file left closed (opened for metadata only, {@link OpenOptions#noIo}); so {@code dataStorage != storage} tells an
+     * image with an external data file.
+     */
     private final FileStorage dataStorage;
-    private final String dataFileName;
     private final Header header;
     private final ClusterGeometry geo;
     private final ClusterMap map;
@@ -82,7 +86,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     }
 
     private Qcow2Image(String filename, FileStorage storage, Header header, long[] l1, List<Snapshot> snapshots,
-                       List<Bitmap> bitmaps, FileStorage dataStorage, String dataFileName, OpenOptions options,
+                       List<Bitmap> bitmaps, FileStorage dataStorage, OpenOptions options,
                        DiskImage backing, String backingFilename, Encryption encryption) {
         this.filename = filename;
         this.encryption = encryption;
@@ -94,7 +98,6 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         this.snapshots = snapshots;
         this.bitmaps = bitmaps;
         this.dataStorage = dataStorage;
-        this.dataFileName = dataFileName;
         this.backing = backing;
         this.backingFilename = backingFilename;
     }
@@ -116,8 +119,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
                 depth == 0 ? o.passphrase() : depth == 1 ? o.backingPassphrase() : null, !o.openBacking() || o.noIo());
         FileStorage data;
         try {
-            data = h.has(Feature.EXTERNAL_DATA_FILE)
-                    ? chain.openDataFile(ChainOpener.resolveRelative(filename, h.dataFile()), filename, depth) : storage;
+            data = chain.openDataFile(h, storage, filename, depth);
         } catch (IOException | RuntimeException e) {
             if (encryption != null) {
                 encryption.close();
@@ -129,10 +131,10 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             DiskImage backing = backingName == null || !chain.options().openBacking() ? null
                     : chain.open(backingName, depth == 0 && chain.options().backingFormat() != null
                             ? chain.options().backingFormat() : h.backingFormat(), depth + 1, filename);
-            return new Qcow2Image(filename, storage, h, l1, snapshots, bitmaps, data, data != storage ? h.dataFile() : null, chain.options(),
+            return new Qcow2Image(filename, storage, h, l1, snapshots, bitmaps, data, chain.options(),
                     backing, backingName, encryption);
         } catch (IOException | RuntimeException e) {
-            if (data != storage) {
+            if (data != storage && data != null) {
                 data.close();
             }
             if (encryption != null) {
@@ -485,7 +487,12 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     @Override
     public String dataFile() {
-        return dataFileName;
+        return header.has(Feature.EXTERNAL_DATA_FILE) ? header.dataFile() : null;
+    }
+
+    @Override
+    public String openedDataFile() {
+        return dataStorage != storage && dataStorage != null ? dataStorage.path().toString() : null;
     }
 
     @Override
@@ -516,7 +523,7 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         return encryption;
     }
 
-    /** Where guest data clusters live: the external data file, or the image file itself. */
+    /** Where guest data clusters live: the external data file, or the image file itself (see {@link #dataStorage}). */
     FileStorage dataStorage() {
         return dataStorage;
     }
@@ -658,6 +665,9 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             ByteBuffer part = dst.slice(dst.position(), n);
             switch (run.type()) {
                 case NORMAL -> {
+                    if (dataStorage == null) {
+                        throw new QcowException(filename, "opened for its metadata only: its external data file is not open");
+                    }
                     if (encryption != null) {
                         encryption.read(dataStorage, part, run.hostOffset(), offset);
                     } else {
@@ -794,7 +804,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
      * the hole map read once.
      */
     private Extent dataExtent(long offset, long len, long host, boolean askFile) throws IOException {
-        if (writes != null || !askFile || host < 0) { // (an encrypted image maps no offset: QEMU does not recurse)
+        if (writes != null || !askFile || host < 0 || dataStorage == null) {
+            // (an encrypted image maps no offset: QEMU does not recurse; a closed data file has no holes to ask for)
             return new Extent(offset, len, 0, true, false, true, host);
         }
         if (!preallocationChecked) {

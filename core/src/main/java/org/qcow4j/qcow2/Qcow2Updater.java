@@ -728,7 +728,7 @@ public final class Qcow2Updater {
      * ({@link RefcountTable#allocateBytes}).
      */
     void writeCompressed(ByteBuffer src, long offset) throws IOException {
-        if (image.dataFile() != null) {
+        if (hasDataFile) {
             throw new RefusedRequestException(filename, RefusedRequestException.Reason.NOT_SUPPORTED,
                     "compressed writes are not possible with an external data file");
         }
@@ -1193,7 +1193,7 @@ public final class Qcow2Updater {
         long oldSize = image.size();
         boolean dataPrealloc = prealloc == CreateOptions.Preallocation.FALLOC
                 || prealloc == CreateOptions.Preallocation.FULL;
-        if (dataPrealloc && image.dataFile() != null) {
+        if (dataPrealloc && hasDataFile) {
             throw new UnsupportedFeatureException(filename, "preallocation=" + prealloc.name().toLowerCase()
                     + " when resizing a qcow2 image with an external data file");
         }

@@ -10,6 +10,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.QcowException;
+import org.qcow4j.UnsupportedFeatureException;
 import org.qcow4j.format.ClusterGeometry;
 import org.qcow4j.format.Feature;
 import org.qcow4j.format.Header;
@@ -157,7 +158,9 @@ public final class Qcow2Writer implements Closeable {
         Path createdDataFile = null;
         try {
             if (o.dataFile() != null) {
-                Path dp = Path.of(ChainOpener.resolveRelative(path.toString(), o.dataFile()));
+                // As QEMU's qcow2_co_create_opts: the name parsed as a command-line name (a file: prefix dropped),
+                // the file created from the working directory (not the image's: QEMU opens it from there too)
+                Path dp = Path.of(ChainOpener.localFileName(name, o.dataFile()));
                 createdDataFile = Files.exists(dp) ? null : dp;
                 d = FileChannel.open(dp, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
             }
@@ -530,8 +533,10 @@ public final class Qcow2Writer implements Closeable {
         }
     }
 
-    private Header header() {
+    private Header header() throws UnsupportedFeatureException {
         CreateOptions o = options;
+        // the name QEMU's data file node has: the file name given, without a file: prefix
+        String dataFileName = o.dataFile() == null ? null : ChainOpener.localFileName(name, o.dataFile());
         long incompatible = (o.dataFile() != null ? Feature.EXTERNAL_DATA_FILE.mask() : 0)
                 | (o.compressionType() != Header.COMPRESSION_ZLIB ? Feature.COMPRESSION_TYPE.mask() : 0)
                 | (o.extendedL2() ? Feature.EXTENDED_L2.mask() : 0);
@@ -539,7 +544,7 @@ public final class Qcow2Writer implements Closeable {
         long autoclear = o.dataFileRaw() ? Feature.RAW_EXTERNAL_DATA.mask() : 0;
         Header h = Header.newImage(o.version(), clusterBits, o.size(), l1.length, l1Offset, reftableOffset,
                 (int) (reftable.length * 8L / clusterSize), incompatible, compatible, autoclear, refcountOrder,
-                o.compressionType(), o.backingFile(), o.backingFormat(), o.dataFile());
+                o.compressionType(), o.backingFile(), o.backingFormat(), dataFileName);
         return cryptoRegion == null ? h : h.withEncryption(cryptoRegion);
     }
 
