@@ -320,6 +320,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         });
     }
 
+    /** The header now on disk (which the updater changes field by field in place), read under the write lock. */
+    Header headerOnDisk() throws IOException {
+        return withUpdater((updater, file, opened) -> readHeader(file, filename));
+    }
+
     /** A change of the header on disk, which may refuse it. */
     @FunctionalInterface
     public interface HeaderChange {
