@@ -57,7 +57,8 @@ public final class Qcow2Amend {
                 Header h = HeaderUpdate.openedHeader(path, name, report);
                 requireKey(h, name, o);
                 List<Snapshot> snapshots;
-                try (DiskImage image = new ChainOpener(o.open().withoutBacking()).open(name, "qcow2", 0, null)) {
+                // with its backing chain, as QEMU's open: a backing file that does not open fails the amend here
+                try (DiskImage image = new ChainOpener(o.open()).open(name, "qcow2", 0, null)) {
                     snapshots = image.qcow2().orElseThrow().snapshots();
                 }
                 amend(path, name, null, h, snapshots, o, progress);

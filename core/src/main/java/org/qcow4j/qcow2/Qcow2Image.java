@@ -366,7 +366,17 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             Qcow2Check.repairDirty(path, repairLines::add);
             notes.add(filename + ": repaired the refcounts of a dirty image (lazy refcounts, not closed cleanly)");
         }
-        Qcow2Image image = new ChainOpener(options).openForWriting(filename);
+        Qcow2Image image;
+        try {
+            image = new ChainOpener(options).openForWriting(filename);
+        } catch (org.qcow4j.MissingFileException e) {
+            if (e.role() == org.qcow4j.MissingFileException.Role.BACKING_FILE && HeaderUpdate.opensWithBitmaps(h)) {
+                // QEMU opens the image itself, flagging its bitmaps in use, before its backing file fails; closing
+                // it then stores them anew: the open fails, the file has changed all the same
+                openAndClose(path, null);
+            }
+            throw e;
+        }
         try {
             image.writes = new Qcow2Updater(image, filename, image.storage, image.header, image.map, image.backing, options);
         } catch (IOException | RuntimeException e) {
