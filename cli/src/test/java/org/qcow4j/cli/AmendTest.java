@@ -134,6 +134,16 @@ class AmendTest {
         bitmapsInSnapshots.addAll(List.of("SNAPSHOT", "write -z 64k 64k", "write -P 4 6M 64k"));
         tests.add(DynamicTest.dynamicTest("bitmaps and snapshots: compat=0.10", () -> compareWithCheck(
                 new Kind("snapshots-bitmaps", "compat=1.1", bitmapsInSnapshots), "compat=0.10")));
+        List<String> dataFileBitmaps = List.of("BITMAP b0", "write -P 1 0 64k", "write -z 1M 64k");
+        for (Kind k : List.of(new Kind("data-file-bitmaps", "data_file=img.data", dataFileBitmaps),
+                new Kind("raw-data-file-bitmaps", "data_file=img.data,data_file_raw=on", dataFileBitmaps))) {
+            for (String o : List.of("data_file=new.data", "data_file_raw=off", "size=16M", "size=4M", "compat=0.10")) {
+                tests.add(DynamicTest.dynamicTest(k.name() + ": " + o, () -> compare(k, o)));
+            }
+        }
+        tests.add(DynamicTest.dynamicTest("zstd-bitmaps: compat=0.10 (compressed clusters refused)", () -> compare(
+                new Kind("zstd-bitmaps", "compression_type=zstd", List.of("BITMAP b0", "write -c -P 1 0 64k")),
+                "compat=0.10")));
         tests.add(DynamicTest.dynamicTest("bitmaps: compat=0.10,size=16M -p", () -> compare(
                 new Kind("bitmaps", "compat=1.1", BITMAPS), "compat=0.10,size=16M", "-p")));
         // qemu-io killed: a dirty lazy-refcounts image repaired by the open (its lines), an inconsistent bitmap (in use)
