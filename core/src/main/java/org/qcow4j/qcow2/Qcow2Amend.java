@@ -31,6 +31,11 @@ import org.qcow4j.io.OpenFiles;
  * before or after each step.
  *
  * The refcount width changes as QEMU's {@code qcow2_change_refcount_order} ({@link RefcountOrderChange}).
+ *
+ * <p>An image with persistent bitmaps is amended on one read-write open, as QEMU amends it: the open flags the bitmaps
+ * in use, every step goes through that image (the header rewritten under its lock, its resize, its zero-cluster
+ * expansion), and its close stores the bitmaps anew, after a refusal as after the last step. The refcount width
+ * change and the removal of the data file name are refused by name on such images before anything is written.
  */
 public final class Qcow2Amend {
     private Qcow2Amend() {

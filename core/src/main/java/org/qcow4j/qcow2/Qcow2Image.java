@@ -288,8 +288,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /**
      * QEMU's read-write open and close of a qcow2 image with persistent bitmaps that qemu-img writes nothing else to
-     * (the header of {@code rebase -u}, the overlay of {@code commit -d}): opened without its backing chain (the old
-     * backing file need not exist), which flags the bitmaps in use; cluster 0 rewritten from the header now on disk as
+     * (the header of {@code rebase -u}, the overlay of {@code commit -d}, an image whose backing file failed the open):
+     * opened without its backing chain (the old backing file need not exist), which flags the bitmaps in use; cluster 0 rewritten from the header now on disk as
      * {@code changed} makes it (null: left alone), as {@code qcow2_update_header} does; the bitmaps stored anew as the
      * image closes.
      */
