@@ -448,11 +448,12 @@ public final class Images {
      * 2 and 3 both ways (a downgrade expands zero clusters and refuses what version 2 cannot hold), lazy refcounts,
      * the refcount width (the refcount structure rewritten), the raw flag and name of an external data file, the
      * size; the backing file only as it is. In QEMU's order, each header change one write of cluster 0 once what it
-     * names is on disk.
+     * names is on disk. Persistent bitmaps are flagged in use by the image's open and stored anew when it closes, as
+     * QEMU's amend leaves them, a refused amend included.
      *
      * @throws ImageOperationException what QEMU refuses, in its words
-     * @throws UnsupportedFeatureException version changes QEMU makes by rewriting snapshot tables (not done yet),
-     *         before anything is written
+     * @throws UnsupportedFeatureException on an image with persistent bitmaps, a refcount width change or the removal
+     *         of the data file name (which qemu-img makes), before anything is written
      */
     public static void amend(Path path, AmendOptions options) throws IOException {
         org.qcow4j.qcow2.Qcow2Amend.amend(path, options);

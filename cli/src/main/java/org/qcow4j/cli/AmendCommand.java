@@ -82,6 +82,9 @@ final class AmendCommand extends Command {
                 }
             });
             if (help) {
+                if (detected.equals("qcow2")) {
+                    openAndClose(image, o, err);
+                }
                 return printHelp(detected, out, err);
             }
             if (!detected.equals("qcow2")) {
@@ -92,6 +95,7 @@ final class AmendCommand extends Command {
             try {
                 checked = ImageOptions.check(given, QCOW2_AMEND, "");
             } catch (CommandLine.UsageException e) {
+                openAndClose(image, o, err);
                 err.error(e.getMessage());
                 if (e.getMessage().startsWith("Invalid parameter '")) {
                     try {
@@ -135,6 +139,20 @@ final class AmendCommand extends Command {
         } finally {
             progress.end();
         }
+    }
+
+    /**
+     * qemu-img amend opens the image for writing before it reads the options, so what it prints or refuses then (the
+     * options' help, an option it cannot parse) comes after that open and the close: a dirty image repaired (its lines
+     * printed), persistent bitmaps flagged in use and stored anew. The image is opened and closed here alike.
+     */
+    private static void openAndClose(String image, ImageArgs.Operand o, Stderr err) throws java.io.IOException {
+        ImageArgs.opening(image, () -> {
+            try (org.qcow4j.WritableImage opened = Images.openWritable(o.path(), o.options())) {
+                opened.repairDiagnostics().forEach(err::println);
+            }
+            return null;
+        });
     }
 
     /** The encrypt.* options (null if none): secrets looked up by id, null where none has it (the core says so). */

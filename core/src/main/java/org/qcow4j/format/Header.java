@@ -176,7 +176,10 @@ public record Header(
             }
             putExtension(b, EXT_FEATURE_TABLE, t.array());
         }
-        if (bitmaps != null && bitmaps.count() > 0 && has(Feature.BITMAPS)) {
+        // QEMU's qcow2_update_header writes it while its open image holds bitmaps (nb_bitmaps > 0), whatever the version
+        // and the autoclear word: a version 2 header after an amend's downgrade names them (a stale extension, which
+        // QEMU's open forgets, is dropped by whoever read the header: withoutStaleBitmaps)
+        if (bitmaps != null && bitmaps.count() > 0) {
             putExtension(b, EXT_BITMAPS, ByteBuffer.allocate(BitmapsExtension.SIZE).putInt(bitmaps.count()).putInt(0)
                     .putLong(bitmaps.directorySize()).putLong(bitmaps.directoryOffset()).array());
         }
@@ -300,6 +303,20 @@ public record Header(
                 l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset,
                 incompatible, compatible, autoclear, refcountOrder, headerLength, compressionType,
                 backingFile, backingFormat, dataFile, crypto, featureNames, bitmaps, unknownExtensions);
+    }
+
+    /**
+     * This header as QEMU's read-write open leaves it: a bitmaps extension whose autoclear bit is clear (a program
+     * without bitmap support wrote the image; always so in version 2, which has no autoclear word) forgotten.
+     */
+    public Header withoutStaleBitmaps() {
+        if (bitmaps == null || has(Feature.BITMAPS)) {
+            return this;
+        }
+        return new Header(version, backingFileOffset, backingFileSize, clusterBits, size, cryptMethod, l1Size,
+                l1TableOffset, refcountTableOffset, refcountTableClusters, nbSnapshots, snapshotsOffset,
+                incompatibleFeatures, compatibleFeatures, autoclearFeatures, refcountOrder, headerLength, compressionType,
+                backingFile, backingFormat, dataFile, crypto, featureNames, null, unknownExtensions);
     }
 
     /** This header with another external data file name (null: none; the feature bits are the caller's). */

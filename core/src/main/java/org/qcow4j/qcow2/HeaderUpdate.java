@@ -70,7 +70,7 @@ public final class HeaderUpdate {
     public static void changeBackingFile(Path path, String backingFile, String backingFormat) throws IOException {
         String name = path.toString();
         Header onDisk = read(path, name);
-        if (onDisk.has(Feature.BITMAPS) && !onDisk.has(Feature.CORRUPT)) {
+        if (opensWithBitmaps(onDisk)) {
             // refused before the open flags the bitmaps in use, where QEMU would fail after it
             checkedBackingChange(onDisk, name, backingFile, backingFormat);
             Qcow2Image.openAndClose(path, now -> checkedBackingChange(now, name, backingFile, backingFormat));
@@ -100,6 +100,15 @@ public final class HeaderUpdate {
         return true;
     }
 
+    /**
+     * Whether QEMU's read-write open of an image with header {@code onDisk} loads persistent bitmaps (and flags them in
+     * use), so that a change of the image must run on the open image ({@link Qcow2Image#openWritable}) for its close
+     * to store them anew, as QEMU's does. A corrupt image does not open for writing at all.
+     */
+    static boolean opensWithBitmaps(Header onDisk) {
+        return onDisk.has(Feature.BITMAPS) && !onDisk.has(Feature.CORRUPT);
+    }
+
     /** {@code h} naming the new backing file, or what QEMU refuses about it. */
     private static Header checkedBackingChange(Header h, String name, String backingFile, String backingFormat)
             throws RefusedException {
@@ -119,7 +128,7 @@ public final class HeaderUpdate {
 
     /**
      * The header of {@code path} as QEMU sees it once opened for writing: a qcow2 image, not corrupt, repaired if
-     * dirty, unknown autoclear bits gone.
+     * dirty, unknown autoclear bits and a stale bitmaps extension gone.
      */
     static Header openedHeader(Path path, String name) throws IOException {
         return openedHeader(path, name, line -> { });
@@ -140,7 +149,7 @@ public final class HeaderUpdate {
             Qcow2Check.repairDirty(path, repairLines);
             h = read(path, name);
         }
-        return h.withFeatures(h.version(), h.incompatibleFeatures(), h.compatibleFeatures(),
+        return h.withoutStaleBitmaps().withFeatures(h.version(), h.incompatibleFeatures(), h.compatibleFeatures(),
                 h.autoclearFeatures() & KNOWN_AUTOCLEAR);
     }
 

@@ -694,10 +694,20 @@ final class PersistentBitmaps implements DirtyBitmaps {
         storage.writeFully(BitmapTable.encodeDirectory(directory), directoryOffset);
         storage.force();
         Header current = Qcow2Image.readHeader(storage, filename);
-        ByteBuffer rewritten = current.rewritten(extension(), autoclear).toCluster();
+        ByteBuffer rewritten = current.rewritten(extension(), autoclearOver(current)).toCluster();
         if (storage.length() < clusterSize || !rewritten.equals(storage.read(0, (int) clusterSize))) {
             writeHeader(extension());
         }
+    }
+
+    /**
+     * The autoclear bits of a header written over {@code current}: the bitmaps bit as this object keeps it, QEMU's
+     * other known bits as the header now on disk has them (an amend may have cleared the raw data file bit since
+     * the open, as QEMU's {@code s->autoclear_features}), the unknown ones cleared as QEMU's read-write open does.
+     */
+    private long autoclearOver(Header current) {
+        return (current.autoclearFeatures() & KNOWN_AUTOCLEAR & ~Feature.BITMAPS.mask())
+                | (autoclear & Feature.BITMAPS.mask());
     }
 
     private BitmapsExtension extension() {
@@ -710,7 +720,7 @@ final class PersistentBitmaps implements DirtyBitmaps {
      */
     private void writeHeader(BitmapsExtension ext) throws IOException {
         Header current = Qcow2Image.readHeader(storage, filename);
-        storage.writeFully(current.rewritten(ext, autoclear).toCluster(), 0);
+        storage.writeFully(current.rewritten(ext, autoclearOver(current)).toCluster(), 0);
         storage.force();
     }
 }

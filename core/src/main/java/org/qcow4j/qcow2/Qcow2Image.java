@@ -290,8 +290,8 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
 
     /**
      * QEMU's read-write open and close of a qcow2 image with persistent bitmaps that qemu-img writes nothing else to
-     * (the header of {@code rebase -u}, the overlay of {@code commit -d}): opened without its backing chain (the old
-     * backing file need not exist), which flags the bitmaps in use; cluster 0 rewritten from the header now on disk as
+     * (the header of {@code rebase -u}, the overlay of {@code commit -d}, an image whose backing file failed the open):
+     * opened without its backing chain (the old backing file need not exist), which flags the bitmaps in use; cluster 0 rewritten from the header now on disk as
      * {@code changed} makes it (null: left alone), as {@code qcow2_update_header} does; the bitmaps stored anew as the
      * image closes.
      */
@@ -320,6 +320,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             }
             HeaderUpdate.write(storage, cluster0);
         });
+    }
+
+    /** The header now on disk (which the updater changes field by field in place), read under the write lock. */
+    Header headerOnDisk() throws IOException {
+        return withUpdater((updater, file, opened) -> readHeader(file, filename));
     }
 
     /** A change of the header on disk, which may refuse it. */
@@ -363,7 +368,17 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             Qcow2Check.repairDirty(path, repairLines::add);
             notes.add(filename + ": repaired the refcounts of a dirty image (lazy refcounts, not closed cleanly)");
         }
-        Qcow2Image image = new ChainOpener(options).openForWriting(filename);
+        Qcow2Image image;
+        try {
+            image = new ChainOpener(options).openForWriting(filename);
+        } catch (org.qcow4j.MissingFileException e) {
+            if (e.role() == org.qcow4j.MissingFileException.Role.BACKING_FILE && HeaderUpdate.opensWithBitmaps(h)) {
+                // QEMU opens the image itself, flagging its bitmaps in use, before its backing file fails; closing
+                // it then stores them anew: the open fails, the file has changed all the same
+                openAndClose(path, null);
+            }
+            throw e;
+        }
         try {
             image.writes = new Qcow2Updater(image, filename, image.storage, image.header, image.map, image.backing, options);
         } catch (IOException | RuntimeException e) {

@@ -49,6 +49,29 @@ class HeaderTest {
         assertEquals("zlib", h.compressionTypeName());
     }
 
+    /**
+     * A bitmaps extension is written whenever the header carries one (QEMU's nb_bitmaps > 0), version 2 included (an
+     * amend's downgrade of an image with bitmaps); one whose autoclear bit is clear is stale, and QEMU's read-write open
+     * forgets it (withoutStaleBitmaps).
+     */
+    @Test
+    void aBitmapsExtensionIsKeptWhileLiveInVersion2TooAndDroppedWhenStale() throws Exception {
+        ByteBuffer b = v3();
+        b.putInt(112, Header.EXT_BITMAPS).putInt(116, BitmapsExtension.SIZE).putInt(120, 1).putInt(124, 0)
+                .putLong(128, 40).putLong(136, 2L * CLUSTER).putInt(144, Header.EXT_END);
+        Header stale = parse(b);
+        assertTrue(stale.bitmaps() != null && !stale.has(Feature.BITMAPS));
+        assertEquals(null, stale.withoutStaleBitmaps().bitmaps());
+        b.putLong(88, Feature.BITMAPS.mask());
+        Header live = parse(b);
+        assertEquals(live.bitmaps(), live.withoutStaleBitmaps().bitmaps());
+        ByteBuffer v2 = ByteBuffer.wrap(live.withFeatures(2, 0, 0, 0).qemuCluster0());
+        assertEquals(Header.EXT_BITMAPS, v2.getInt(Header.V2_HEADER_LENGTH));
+        assertEquals(2L * CLUSTER, v2.getLong(Header.V2_HEADER_LENGTH + 24));
+        ByteBuffer forgotten = ByteBuffer.wrap(stale.withoutStaleBitmaps().withFeatures(2, 0, 0, 0).qemuCluster0());
+        assertEquals(Header.EXT_END, forgotten.getInt(Header.V2_HEADER_LENGTH));
+    }
+
     /** QEMU's report_unsupported_feature: the table's names (a short entry zero-padded), then the unnamed mask. */
     @Test
     void unknownIncompatibleFeaturesAreWordedAsQemuWordsThem() throws Exception {
