@@ -288,6 +288,11 @@ public final class Qcow2Amend {
                 throw refused(name, "compat", "0.10", "Internal snapshots prevent downgrade of image");
             }
         }
+        if (open != null) {
+            // "clear incompatible features": the open image marked clean (its lazy refcounts written) first
+            open.leaveLazyRefcounts();
+            h = reread(path, open, name, h);
+        }
         long incompatible = h.incompatibleFeatures() & ~Feature.COMPRESSION_TYPE.mask();
         if (incompatible != 0) {
             throw refused(name, "compat", "0.10", "Cannot downgrade an image with incompatible features 0x"
@@ -296,12 +301,12 @@ public final class Qcow2Amend {
         // QEMU's amend progress: L1 entries expanded (the active table's, then every snapshot's)
         long l1Entries = h.l1Size();
         for (Snapshot s : snapshots) {
-            l1Entries += s.l1Size();
+            l1Entries += Integer.toUnsignedLong(s.l1Size());
         }
         long total = l1Entries;
         try {
             if (open != null) {
-                open.expandZeroClusters(v -> steps.report(v, total));
+                open.expandZeroClustersForDowngrade(v -> steps.report(v, total));
             } else {
                 try (WritableImage image = Qcow2Image.openWritable(path, o.open().withQemuLayout(true))) {
                     ((Qcow2Image) image).expandZeroClusters(v -> steps.report(v, total));

@@ -297,10 +297,14 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
      */
     @SuppressWarnings("try") // the hold is there only for its locks
     public static void openAndClose(Path path, HeaderChange changed) throws IOException {
+        openAndClose(path, OpenOptions.defaults(), changed);
+    }
+
+    /** {@link #openAndClose(Path, HeaderChange)} with the caller's options (a passphrase, a data file) otherwise. */
+    static void openAndClose(Path path, OpenOptions options, HeaderChange changed) throws IOException {
         String filename = path.toString();
         try (OpenFile hold = OpenFiles.open(path, Access.WRITE, filename);
-             WritableImage opened = openHeld(path, OpenOptions.defaults().withFormat("qcow2").withoutBacking()
-                     .withQemuLayout(true))) {
+             WritableImage opened = openHeld(path, options.withFormat("qcow2").withoutBacking().withQemuLayout(true))) {
             if (!(opened instanceof Qcow2Image q) || q.writes == null) {
                 throw new WriteRefusedException(filename, "the image could not be opened for writing");
             }
@@ -375,7 +379,11 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
             if (e.role() == org.qcow4j.MissingFileException.Role.BACKING_FILE && HeaderUpdate.opensWithBitmaps(h)) {
                 // QEMU opens the image itself, flagging its bitmaps in use, before its backing file fails; closing
                 // it then stores them anew: the open fails, the file has changed all the same
-                openAndClose(path, null);
+                try {
+                    openAndClose(path, options, null);
+                } catch (IOException | RuntimeException second) {
+                    e.addSuppressed(second);
+                }
             }
             throw e;
         }
@@ -957,6 +965,16 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
     /** QEMU's {@code qcow2_expand_zero_clusters} (the active L1 table, then the snapshots'): see {@link Qcow2Updater#expandZeroClusters}. */
     void expandZeroClusters(java.util.function.IntConsumer visited) throws IOException {
         update(() -> writes.expandZeroClusters(visited));
+    }
+
+    /** {@link #expandZeroClusters} on an image that stays open while it becomes version 2: see the updater's. */
+    void expandZeroClustersForDowngrade(java.util.function.IntConsumer visited) throws IOException {
+        update(() -> writes.expandZeroClustersForDowngrade(visited));
+    }
+
+    /** The image marked clean and lazy refcounts no longer used, before a downgrade: see the updater's. */
+    void leaveLazyRefcounts() throws IOException {
+        update(writes::leaveLazyRefcounts);
     }
 
     /** Runs {@code op} on the updater, its storage and header with the write lock held alone. */

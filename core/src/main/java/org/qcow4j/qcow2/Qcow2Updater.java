@@ -69,7 +69,7 @@ public final class Qcow2Updater {
     private final ClusterMap map;
     private final RefcountTable refcounts;
     private final DiskImage backing;
-    private final boolean lazy;
+    private boolean lazy; // left by a downgrade to version 2 (expandZeroClustersForDowngrade)
     /** {@link OpenOptions#qemuLayout}: QEMU's layout also where it costs more. */
     private final boolean qemuLayout;
     private final long clusterSize;
@@ -158,7 +158,9 @@ public final class Qcow2Updater {
         }
         for (SnapshotTable.Entry sn : entries) {
             // A table past QEMU's limit (l1_size is untrusted) is refused by every operation that would read it
-            // (SnapshotL1Table), so nothing here guards it, and marking it would cost memory by its claimed size.
+            // (SnapshotL1Table), and marking it would cost memory by its claimed size: it is not guarded. QEMU's
+            // cached overlap check guards the whole claimed range, refusing a write there and marking the image
+            // corrupt, where qcow4j writes.
             if (sn.l1Size() > 0 && sn.l1Size() <= L1Entry.MAX_ENTRIES) {
                 mark(sn.l1TableOffset(), sn.l1Size() * 8L, "L1 table of snapshot " + sn.id(), mark);
             }
@@ -1054,6 +1056,34 @@ public final class Qcow2Updater {
         }
     }
 
+    /**
+     * QEMU's {@code qcow2_downgrade} before its checks, for an image that stays open while its header becomes version 2
+     * (an amend of an image with persistent bitmaps): the image marked clean, its lazy refcounts written, and lazy
+     * refcounts no longer used, as QEMU clears the dirty bit and the compatible features (a version 2 header has no
+     * dirty bit, and nothing may write one at the close).
+     */
+    void leaveLazyRefcounts() throws IOException {
+        flush();
+        if (lazy) {
+            writeRefcounts();
+            if (dirtyBitSet) {
+                setIncompatible(header.incompatibleFeatures() & ~Feature.DIRTY.mask());
+                dirtyBitSet = false;
+            }
+            lazy = false;
+        }
+    }
+
+    /**
+     * {@link #expandZeroClusters} for a downgrade of an image that stays open ({@link #leaveLazyRefcounts} first):
+     * everything durable before the caller writes the version 2 header, which must not name tables that still hold
+     * zero clusters ({@code qcow2_cache_empty} before {@code qcow2_update_header}).
+     */
+    void expandZeroClustersForDowngrade(java.util.function.IntConsumer visited) throws IOException {
+        expandZeroClusters(visited);
+        flush();
+    }
+
     /** QEMU's {@code expand_zero_clusters_in_l1} over one L1 table's entries. */
     private void expandZeroClustersInL1(long[] l1, java.util.function.IntConsumer visited, int[] done)
             throws IOException {
@@ -1571,6 +1601,9 @@ public final class Qcow2Updater {
     }
 
     private void setIncompatible(long bits) throws IOException {
+        if (storage.read(4, 4).getInt(0) < 3) {
+            return; // a version 2 header (a downgrade has just written one) has no such field: offset 72 is its extensions'
+        }
         storage.writeFully(ByteBuffer.allocate(8).putLong(0, bits), Header.INCOMPATIBLE_FEATURES_AT);
         storage.force();
     }

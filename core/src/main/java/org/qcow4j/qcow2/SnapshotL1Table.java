@@ -16,7 +16,8 @@ final class SnapshotL1Table {
 
     /**
      * Refuses snapshot {@code id}'s L1 table of {@code entries} entries (l1_size, unsigned) at {@code offset} in a file
-     * of {@code fileLength} bytes.
+     * of {@code fileLength} bytes ({@code Long.MAX_VALUE}: QEMU's {@code qcow2_validate_table} alone, the file's end
+     * not checked).
      */
     static void validate(String file, String id, long offset, long entries, ClusterGeometry geo, long fileLength)
             throws FormatException {

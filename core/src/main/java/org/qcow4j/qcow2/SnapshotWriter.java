@@ -499,7 +499,7 @@ final class SnapshotWriter {
             long max = org.qcow4j.format.RefcountBlock.max(header.refcountOrder());
             for (long c = offset >>> geo.clusterBits(); c <= (offset + length - 1) >>> geo.clusterBits(); c++) {
                 if (refcounts.countedPrefix(c, 1) == 0) {
-                    uncounted(c); // QEMU takes cluster by cluster: the ones before keep their new reference
+                    uncounted(c); // (QEMU's update_refcount undoes its partial update: nothing taken here yet)
                 }
                 if (Long.compareUnsigned(refcounts.refcount(c), max) >= 0) {
                     throw new SnapshotException(filename, SnapshotException.Reason.REFCOUNT_OVERFLOW,
