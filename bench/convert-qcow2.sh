@@ -4,6 +4,7 @@
 #
 #   bench/convert-qcow2.sh            # 3 rounds (compressing runs take several seconds each)
 #   ROUNDS=5 bench/convert-qcow2.sh
+#   GIB=8 JOBS=plain ROUNDS=3 bench/convert-qcow2.sh   # the same layout over 8 GiB, plain output only
 #
 # The source image is built once under bench/work/ and reused; `rm bench/work/src.raw` rebuilds it.
 # Companion of convert-raw.sh (same layout, timing and output conventions); the two share bench/work/
@@ -17,17 +18,20 @@ VERSION_RUNS="${VERSION_RUNS:-10}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 WORK="$ROOT/bench/work"
-SRC="$WORK/src.raw"
+GIB="${GIB:-1}"                 # virtual size in GiB: the seeded layout simply runs on
+# The 1 GiB source keeps its historical name; other sizes get their own, so neither rebuilds the other.
+SUFFIX=""; (( GIB == 1 )) || SUFFIX="-${GIB}g"
+SRC="$WORK/src$SUFFIX.raw"
 OUT="$WORK/out.qcow2"
 ERR="$WORK/stderr-qcow2.txt"    # not convert-raw.sh's stderr.txt
 CHECK="$WORK/check-qcow2.txt"   # output of qemu-img check / compare / info, shown when they fail
 
 MIB=$((1024 * 1024))
 CHUNK_MIB=1                     # layout granularity: each 1 MiB chunk gets one kind of content
-DISK_MIB=1024                   # 1 GiB
+DISK_MIB=$((GIB * 1024))
 SEED=4242                       # fixed, so every machine builds the same layout (as convert-raw.sh)
 
-JOBS=(plain zlib zstd)
+read -r -a JOBS <<< "${JOBS:-plain zlib zstd}"
 
 # die, log, check_tools, text_chunk, prepare, timed, mean_s, min_s, bench_startup, machine
 . "$ROOT/bench/lib.sh"
@@ -50,7 +54,7 @@ make_source() {
   local tmp=$SRC.tmp i
   mkdir -p "$WORK"
   [ -f "$SRC" ] && return
-  log "building $SRC (1 GiB raw, mixed content)"
+  log "building $SRC ($GIB GiB raw, mixed content)"
   rm -f "$tmp"
   truncate -s "$((DISK_MIB * MIB))" "$tmp"
   RANDOM=$SEED
@@ -79,7 +83,7 @@ describe_source() {
       *)     n_hole=$(( n_hole + 1 )) ;;
     esac
   done
-  echo "src.raw: $(( $(stat -c %s "$SRC") / MIB )) MiB, $(( $(stat -c '%b * %B' "$SRC") / MIB )) MiB allocated;" \
+  echo "${SRC##*/}: $(( $(stat -c %s "$SRC") / MIB )) MiB, $(( $(stat -c '%b * %B' "$SRC") / MIB )) MiB allocated;" \
     "random $(( n_random * CHUNK_MIB )) MiB, text $(( n_text * CHUNK_MIB )) MiB," \
     "zero bytes $(( n_zero * CHUNK_MIB )) MiB, holes $(( n_hole * CHUNK_MIB )) MiB"
 }
@@ -206,7 +210,7 @@ main() {
   bench_startup
 
   echo
-  echo "convert -O qcow2 of a 1 GiB raw image, mean wall seconds of $ROUNDS rounds (tools interleaved, after an untimed check round)"
+  echo "convert -O qcow2 of a $GIB GiB raw image, mean wall seconds of $ROUNDS rounds (tools interleaved, after an untimed check round)"
   echo "ratio = qemu-img / qcow4j (> 1.00: qcow4j faster); size = output file, qcow4j / qemu-img (goal: within 2%)"
   echo
   # The columns' commands differ per job (see run_tool for why), so spell them out.

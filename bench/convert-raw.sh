@@ -4,6 +4,7 @@
 #
 #   bench/convert-raw.sh              # 5 rounds
 #   ROUNDS=3 bench/convert-raw.sh
+#   GIB=8 IMAGES=plain ROUNDS=3 bench/convert-raw.sh   # the same layout over 8 GiB, the plain image only
 #
 # Test images are built once under bench/work/ and reused; `rm -rf bench/work` rebuilds them.
 set -euo pipefail
@@ -21,7 +22,11 @@ ERR="$WORK/stderr.txt"
 
 MIB=$((1024 * 1024))
 CHUNK_MIB=1                     # layout granularity: each 1 MiB chunk gets one kind of content
-DISK_MIB=1024                   # 1 GiB virtual size
+GIB="${GIB:-1}"                 # virtual size in GiB: the seeded layout simply runs on
+DISK_MIB=$((GIB * 1024))
+IMAGES="${IMAGES:-plain zlib zstd}"
+# The 1 GiB images keep their historical names; other sizes get their own, so neither rebuilds the other.
+SUFFIX=""; (( GIB == 1 )) || SUFFIX="-${GIB}g"
 SEED=4242                       # fixed, so every machine builds the same layout
 
 # die, log, check_tools, text_chunk, prepare, timed, mean_s, min_s, bench_startup, machine
@@ -37,9 +42,9 @@ SEED=4242                       # fixed, so every machine builds the same layout
 #                                       half over data: zero clusters that keep their allocation)
 #   20% never written                  -> unallocated
 make_plain() {
-  local img=$WORK/plain.qcow2 raw=$WORK/plain.raw.tmp tmp=$WORK/plain.qcow2.tmp
+  local img=$WORK/plain$SUFFIX.qcow2 raw=$WORK/plain$SUFFIX.raw.tmp tmp=$WORK/plain$SUFFIX.qcow2.tmp
   local i kind zero_cmds=()
-  log "building $img (1 GiB, mixed content)"
+  log "building $img ($GIB GiB, mixed content)"
   rm -f "$raw" "$tmp"
   truncate -s "$((DISK_MIB * MIB))" "$raw"
   RANDOM=$SEED
@@ -65,28 +70,30 @@ make_plain() {
 
 # zlib.qcow2 / zstd.qcow2: every data cluster of plain.qcow2 compressed.
 make_compressed() {
-  local type=$1 img=$WORK/$1.qcow2 tmp=$WORK/$1.qcow2.tmp
+  local type=$1 img=$WORK/$1$SUFFIX.qcow2 tmp=$WORK/$1$SUFFIX.qcow2.tmp
   log "building $img"
   rm -f "$tmp"
-  qemu-img convert -c -f qcow2 -O qcow2 -o "cluster_size=65536,compression_type=$type" "$WORK/plain.qcow2" "$tmp"
+  qemu-img convert -c -f qcow2 -O qcow2 -o "cluster_size=65536,compression_type=$type" "$WORK/plain$SUFFIX.qcow2" "$tmp"
   mv "$tmp" "$img"
 }
 
 # Images are built under a .tmp name and renamed at the end, so an interrupted build is never reused.
 make_images() {
   mkdir -p "$WORK"
-  [ -f "$WORK/plain.qcow2" ] || make_plain
-  [ -f "$WORK/zlib.qcow2" ] || make_compressed zlib
-  [ -f "$WORK/zstd.qcow2" ] || make_compressed zstd
+  local name
+  [ -f "$WORK/plain$SUFFIX.qcow2" ] || make_plain
+  for name in $IMAGES; do
+    [ "$name" = plain ] || [ -f "$WORK/$name$SUFFIX.qcow2" ] || make_compressed "$name"
+  done
 }
 
 # One line per image: file size and, from `qemu-img map`, how the guest bytes are stored.
 describe_images() {
   local img
-  for img in plain zlib zstd; do
-    printf '%-6s file %5d MiB' "$img" "$(( $(stat -c %s "$WORK/$img.qcow2") / MIB ))"
+  for img in $IMAGES; do
+    printf '%-6s file %5d MiB' "$img" "$(( $(stat -c %s "$WORK/$img$SUFFIX.qcow2") / MIB ))"
     if command -v python3 >/dev/null 2>&1; then
-      qemu-img map -f qcow2 --output=json "$WORK/$img.qcow2" | python3 -c '
+      qemu-img map -f qcow2 --output=json "$WORK/$img$SUFFIX.qcow2" | python3 -c '
 import json, sys
 data = zero = hole = 0
 for e in json.load(sys.stdin):
@@ -120,7 +127,7 @@ run_tool() {
 # into the page cache, and (on a VM) the host backing fresh guest memory for the output's page cache,
 # which made every tool's first run several times slower than the next ones.
 check_image() {
-  local name=$1 img=$WORK/$1.qcow2
+  local name=$1 img=$WORK/$1$SUFFIX.qcow2
   cat "$img" >/dev/null
   timed run_tool qemu "$img"
   mv "$OUT" "$REF"
@@ -136,7 +143,7 @@ check_image() {
 # Sets the globals MEAN_x and MIN_x (seconds) for x in qemu, qemuW, qcow4j.
 bench_image() {
   check_image "$1"
-  IMG=$WORK/$1.qcow2
+  IMG=$WORK/$1$SUFFIX.qcow2
   interleave_rounds "$1" timed run_on_image qemu qemuW qcow4j
   rm -f "$OUT"
 }
@@ -152,7 +159,7 @@ main() {
   LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
   local rows=() name
-  for name in plain zlib zstd; do
+  for name in $IMAGES; do
     bench_image "$name"
     rows+=("$(printf '%-6s %9s %14s %9s %8s   %s/%s/%s' "$name" "$MEAN_qemu" "$MEAN_qemuW" "$MEAN_qcow4j" \
       "$(awk -v a="$MEAN_qemu" -v b="$MEAN_qcow4j" 'BEGIN { printf "%.2f", a / b }')" \
@@ -161,7 +168,7 @@ main() {
   bench_startup
 
   echo
-  echo "convert -O raw of a 1 GiB image, mean wall seconds of $ROUNDS rounds (tools interleaved, after an untimed check round)"
+  echo "convert -O raw of a $GIB GiB image, mean wall seconds of $ROUNDS rounds (tools interleaved, after an untimed check round)"
   echo "ratio = qemu-img / qcow4j (> 1.00: qcow4j faster)"
   echo
   printf '%-6s %9s %14s %9s %8s   %s\n' image qemu-img "qemu-img -m2 -W" qcow4j ratio "min qemu/-W/qcow4j"

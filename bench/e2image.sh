@@ -5,6 +5,8 @@
 #
 #   bench/e2image.sh              # 3 rounds
 #   ROUNDS=5 bench/e2image.sh
+#   SCALE=1m ROUNDS=3 bench/e2image.sh   # a 64 GiB ext4 with 1,000,000 files of the same mix (fs1m.img; ~10 GB of
+#                                        # disk while it is built, ~6 GB kept)
 #
 # The filesystem image is built once under bench/work/ and reused; `rm bench/work/fs100k.img` rebuilds it.
 # Companion of convert-raw.sh and convert-qcow2.sh (same timing and output conventions, bench/lib.sh);
@@ -18,7 +20,6 @@ VERSION_RUNS="${VERSION_RUNS:-10}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 WORK="$ROOT/bench/work"
-FS="$WORK/fs100k.img"
 TREE="$WORK/tree"               # the files mke2fs -d copies in; removed once the image is built
 OUT_QCOW2="$WORK/out.qcow2"     # what the -Q commands write
 OUT_RAW="$WORK/out.raw"         # what the -r commands write
@@ -32,13 +33,16 @@ E2_RAW="$WORK/e2image.raw"      # e2image -r fs100k.img: the reference for every
 BACK_RAW="$WORK/back.raw"       # e2image -r of qcow4j's -Q output
 
 MIB=$((1024 * 1024))
-FS_SIZE=4G
+SCALE="${SCALE:-100k}"
+case $SCALE in
+  100k) FS_SIZE=4G;  TOP=20; SUB=20; FILES=250 ;;
+  1m)   FS_SIZE=64G; TOP=40; SUB=50; FILES=500 ;;
+  *)    echo "e2image.sh: SCALE is 100k or 1m, not '$SCALE'" >&2; exit 1 ;;
+esac
+FS="$WORK/fs$SCALE.img"
 # The tree: TOP top-level directories of SUB subdirectories of FILES files each, so TOP * SUB * FILES files
 # in TOP * (SUB + 1) directories; plus a few slow (> 60 byte) symlinks and sparse files with many extents,
 # whose blocks (symlink targets, extent tree leaves) are metadata too.
-TOP=20
-SUB=20
-FILES=250
 SYMLINKS=200
 SPARSE_FILES=20
 SEED=4242                       # fixed, so every machine builds the same tree
