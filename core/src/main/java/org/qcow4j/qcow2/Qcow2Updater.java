@@ -69,7 +69,7 @@ public final class Qcow2Updater {
     private final ClusterMap map;
     private final RefcountTable refcounts;
     private final DiskImage backing;
-    private boolean lazy; // left by a downgrade to version 2 (expandZeroClustersForDowngrade)
+    private boolean lazy; // left by a downgrade to version 2 (leaveLazyRefcounts)
     /** {@link OpenOptions#qemuLayout}: QEMU's layout also where it costs more. */
     private final boolean qemuLayout;
     private final long clusterSize;
