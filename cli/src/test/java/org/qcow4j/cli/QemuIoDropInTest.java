@@ -359,19 +359,19 @@ class QemuIoDropInTest {
         int snapshotL1 = (int) h.getLong(snapshotEntry);
         record Variant(String name, java.util.function.Consumer<java.nio.ByteBuffer> poke, String options, String err) {
         }
+        // the active table's first entry made to point, COPIED, at the snapshot's L2 table
+        java.util.function.Consumer<java.nio.ByteBuffer> overSnapshotL2 = b -> {
+            long activeL2 = b.getLong((int) b.getLong(40)) & 0x00fffffffffffe00L;
+            b.putLong((int) activeL2, (b.getLong(snapshotL1) & 0x00fffffffffffe00L) | 1L << 63);
+        };
         List<Variant> variants = List.of(
                 new Variant("offset", b -> b.putLong(snapshotEntry, 0x400200), "overlap-check.inactive-l2=on",
                         "Failed to flush the refcount block cache: Invalid argument"),
                 new Variant("size", b -> b.putInt(snapshotEntry + 8, 0x10000000), "overlap-check=all",
                         "Failed to flush the refcount block cache: File too large"),
-                new Variant("overlap", b -> {
-                    long activeL2 = b.getLong((int) b.getLong(40)) & 0x00fffffffffffe00L;
-                    b.putLong((int) activeL2, (b.getLong(snapshotL1) & 0x00fffffffffffe00L) | 1L << 63);
-                }, "overlap-check.inactive-l2=on", "Preventing invalid write on metadata (overlaps with inactive L2 table)"),
-                new Variant("overlap-unchecked", b -> {
-                    long activeL2 = b.getLong((int) b.getLong(40)) & 0x00fffffffffffe00L;
-                    b.putLong((int) activeL2, (b.getLong(snapshotL1) & 0x00fffffffffffe00L) | 1L << 63);
-                }, "overlap-check=all,overlap-check.inactive-l2=off", null));
+                new Variant("overlap", overSnapshotL2, "overlap-check.inactive-l2=on",
+                        "Preventing invalid write on metadata (overlaps with inactive L2 table)"),
+                new Variant("overlap-unchecked", overSnapshotL2, "overlap-check=all,overlap-check.inactive-l2=off", null));
         for (Variant v : variants) {
             Path theirs = dir.resolve("inactive-" + v.name() + "-qemu.qcow2");
             Path ours = dir.resolve("inactive-" + v.name() + "-ours.qcow2");

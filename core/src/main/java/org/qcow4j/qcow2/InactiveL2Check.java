@@ -20,18 +20,13 @@ import org.qcow4j.io.FileStorage;
  * default, and so does qcow4j.
  */
 final class InactiveL2Check implements FileStorage.WriteCheck {
-    /** The snapshot table as it is now. */
-    @FunctionalInterface
-    interface Snapshots {
-        List<SnapshotTable.Entry> entries() throws IOException;
-    }
-
     private final String filename;
     private final FileStorage storage;
     private final ClusterGeometry geo;
-    private final Snapshots snapshots;
+    /** The snapshot table the image was opened with (QEMU checks the one it holds in memory). */
+    private final List<SnapshotTable.Entry> snapshots;
 
-    InactiveL2Check(String filename, FileStorage storage, ClusterGeometry geo, Snapshots snapshots) {
+    InactiveL2Check(String filename, FileStorage storage, ClusterGeometry geo, List<SnapshotTable.Entry> snapshots) {
         this.filename = filename;
         this.storage = storage;
         this.geo = geo;
@@ -46,7 +41,7 @@ final class InactiveL2Check implements FileStorage.WriteCheck {
         // "align range to test to cluster boundaries"
         long start = geo.startOfCluster(pos);
         long end = geo.startOfCluster(pos + length - 1) + geo.clusterSize();
-        for (SnapshotTable.Entry sn : snapshots.entries()) {
+        for (SnapshotTable.Entry sn : snapshots) {
             long entries = Integer.toUnsignedLong(sn.l1Size());
             // qcow2_validate_table's checks only: QEMU reads a table past the file's end as zeros
             SnapshotL1Table.validate(filename, sn.id(), sn.l1TableOffset(), entries, geo, Long.MAX_VALUE);

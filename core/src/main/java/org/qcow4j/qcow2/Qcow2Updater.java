@@ -122,10 +122,14 @@ public final class Qcow2Updater {
                 refcounts.markMetadata(l2, 1, "L1 entry " + i); // two structures in one cluster: refused here
             }
         }
-        markSnapshotMetadata();
+        // QEMU's cached overlap checks also know the snapshot table and the snapshots' L1 tables (not their L2
+        // tables, which may be the active ones): a damaged entry must not make a guest write destroy them. The
+        // check of inactive L2 tables, when asked for, goes through the same table, read once here.
+        List<SnapshotTable.Entry> snapshots = header.nbSnapshots() == 0 ? List.of()
+                : SnapshotTable.read(header, storage::read, filename, storage.length(), image.size());
+        markSnapshotMetadata(header.snapshotsOffset(), snapshots, true);
         if (options.inactiveL2Check()) {
-            storage.setWriteCheck(new InactiveL2Check(filename, storage, geo, () -> header.nbSnapshots() == 0 ? List.of()
-                    : SnapshotTable.read(header, storage::read, filename, storage.length(), image.size())));
+            storage.setWriteCheck(new InactiveL2Check(filename, storage, geo, snapshots));
         }
         this.bitmaps = PersistentBitmaps.openForWriting(image, storage, header, this, refcounts);
         long kept = header.autoclearFeatures() & Feature.RAW_EXTERNAL_DATA.mask();
@@ -135,19 +139,6 @@ public final class Qcow2Updater {
             storage.writeFully(ByteBuffer.allocate(8).putLong(0, kept), Header.AUTOCLEAR_FEATURES_AT);
             storage.force();
         }
-    }
-
-    /**
-     * QEMU's cached overlap checks also know the snapshot table and the snapshots' L1 tables (not their L2 tables,
-     * which may be the active ones): a damaged entry must not make a guest write destroy them.
-     */
-    private void markSnapshotMetadata() throws IOException {
-        if (header.nbSnapshots() == 0) {
-            return;
-        }
-        List<SnapshotTable.Entry> entries = SnapshotTable.read(header, storage::read, filename, storage.length(),
-                image.size());
-        markSnapshotMetadata(header.snapshotsOffset(), entries, true);
     }
 
     /** Marks (or with {@code mark} false forgets) a snapshot table at {@code offset} and its L1 tables as metadata. */
@@ -1065,11 +1056,7 @@ public final class Qcow2Updater {
     void leaveLazyRefcounts() throws IOException {
         flush();
         if (lazy) {
-            writeRefcounts();
-            if (dirtyBitSet) {
-                setIncompatible(header.incompatibleFeatures() & ~Feature.DIRTY.mask());
-                dirtyBitSet = false;
-            }
+            markClean();
             lazy = false;
         }
     }
@@ -1547,7 +1534,7 @@ public final class Qcow2Updater {
     /** Makes everything written so far durable, in the order described above. */
     void flush() throws IOException {
         forceData(); // data before the tables that point at it
-        if (!map.dirty() && !refcounts.hasDirtyBlocks() && !refcounts.hasDirtyEntries() && !refcounts.hasPendingFrees()) {
+        if (!map.dirty() && !refcountsChanged()) {
             return;
         }
         if (lazy) {
@@ -1569,6 +1556,11 @@ public final class Qcow2Updater {
                 writeRefcounts();
             }
         }
+    }
+
+    /** Whether refcount blocks, table entries or frees wait for a flush. */
+    private boolean refcountsChanged() {
+        return refcounts.hasDirtyBlocks() || refcounts.hasDirtyEntries() || refcounts.hasPendingFrees();
     }
 
     /** Guest data durable, and every new cluster in the file that holds it. */
@@ -1632,7 +1624,7 @@ public final class Qcow2Updater {
         try {
             bitmaps.store(); // QEMU's qcow2_inactivate: the bitmaps first, then the caches
         } finally {
-            boolean blocks = refcounts.hasDirtyBlocks() || refcounts.hasDirtyEntries() || refcounts.hasPendingFrees();
+            boolean blocks = refcountsChanged();
             try {
                 flush();
             } catch (InvalidTableException e) {
@@ -1644,11 +1636,16 @@ public final class Qcow2Updater {
             }
         }
         if (lazy) {
-            writeRefcounts();
-            if (dirtyBitSet) {
-                setIncompatible(header.incompatibleFeatures() & ~Feature.DIRTY.mask());
-                dirtyBitSet = false;
-            }
+            markClean();
+        }
+    }
+
+    /** Lazy refcounts, after a flush: the refcounts written, then the dirty bit cleared (QEMU's qcow2_mark_clean). */
+    private void markClean() throws IOException {
+        writeRefcounts();
+        if (dirtyBitSet) {
+            setIncompatible(header.incompatibleFeatures() & ~Feature.DIRTY.mask());
+            dirtyBitSet = false;
         }
     }
 }
