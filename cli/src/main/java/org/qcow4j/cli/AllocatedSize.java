@@ -2,6 +2,7 @@ package org.qcow4j.cli;
 
 import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
+import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.FutureTask;
 import org.qcow4j.Images;
@@ -11,13 +12,19 @@ import org.qcow4j.Images;
  * JDK has no st_blocks, so {@link Images#allocatedBytes} starts a process: begun before the image opens, it runs
  * beside the open instead of after it, which takes it off a short command's wall time on two cores.
  */
-final class AllocatedSize {
+final class AllocatedSize implements Callable<Long> {
     private final Path file;
     private final FutureTask<Long> task;
 
     private AllocatedSize(Path file) {
         this.file = file;
-        this.task = new FutureTask<>(() -> Images.allocatedBytes(file));
+        this.task = new FutureTask<>(this); // not a lambda: see ImageArgs.openNamed
+    }
+
+    /** The asking, on the thread {@link #start} starts. */
+    @Override
+    public Long call() {
+        return Images.allocatedBytes(file);
     }
 
     /** Started for {@code name} if it names a file the plain way (not {@code json:} or a protocol), else null. */

@@ -1,9 +1,11 @@
 package org.qcow4j.cli;
 
+import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.function.Consumer;
 import org.qcow4j.CheckFailedException;
 import org.qcow4j.CheckResult;
 import org.qcow4j.Images;
@@ -57,7 +59,11 @@ final class CheckCommand extends Command {
         Path file = operand.path();
         String format = operand.format();
         if (format == null) {
-            format = ImageArgs.opening(image, () -> Images.probeFormat(file));
+            try {
+                format = Images.probeFormat(file);
+            } catch (IOException e) {
+                throw ImageArgs.openFailure(image, e);
+            }
         }
         switch (format) {
             case "qcow2" -> {
@@ -91,10 +97,18 @@ final class CheckCommand extends Command {
         Path file = operand.path();
         CheckResult r;
         if (fixErrors == null) {
-            r = ImageArgs.opening(image, () -> Images.check(file, operand.options(), err::println));
+            try {
+                r = Images.check(file, operand.options(), new Lines(err));
+            } catch (IOException e) {
+                throw ImageArgs.openFailure(image, e);
+            }
         } else {
             RepairMode repair = fixErrors ? RepairMode.ALL : RepairMode.LEAKS;
-            r = ImageArgs.opening(image, () -> Images.repair(file, repair, err::println));
+            try {
+                r = Images.repair(file, repair, new Lines(err));
+            } catch (IOException e) {
+                throw ImageArgs.openFailure(image, e);
+            }
             if ((r.leaksFixed() != 0 || r.corruptionsFixed() != 0) && !json && !args.has("-q")) {
                 // qemu-img says what was repaired, then checks again (the library did) and reports that check
                 out.print("The following inconsistencies were found and repaired:\n\n"
@@ -177,5 +191,13 @@ final class CheckCommand extends Command {
      */
     private static String percent(long part, long whole) {
         return IoFormat.fixed(part * 100.0 / whole, 2);
+    }
+
+    /** The check's diagnostics, a line of stderr each (a class, not err::println: see {@link ImageArgs#openNamed}). */
+    private record Lines(Stderr err) implements Consumer<String> {
+        @Override
+        public void accept(String line) {
+            err.println(line);
+        }
     }
 }

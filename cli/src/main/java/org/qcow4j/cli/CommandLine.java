@@ -187,7 +187,12 @@ final class CommandLine {
     /** The last value wins, as getopt users usually do; {@link #all} keeps them all. */
     private void put(Option o, String value) {
         values.put(o.key(), value);
-        all.computeIfAbsent(o.key(), k -> new ArrayList<>()).add(value);
+        List<String> seen = all.get(o.key());
+        if (seen == null) {
+            seen = new ArrayList<>();
+            all.put(o.key(), seen);
+        }
+        seen.add(value);
         inOrder.add(Map.entry(o.key(), value));
     }
 

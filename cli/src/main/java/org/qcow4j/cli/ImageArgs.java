@@ -110,9 +110,9 @@ final class ImageArgs {
         }
         if (blkdebug != null) {
             String file = blkdebug.imageName();
-            return blkdebug.wrap(opening(file, () -> Images.open(path(file), scope.apply(options))));
+            return blkdebug.wrap(openNamed(file, scope.apply(options)));
         }
-        return opening(filename, () -> Images.open(path(filename), scope.apply(options)));
+        return openNamed(filename, scope.apply(options));
     }
 
     /**
@@ -404,18 +404,36 @@ final class ImageArgs {
     static <T> T opening(String filename, Opening<T> open) throws IOException {
         try {
             return open.open();
-        } catch (MissingFileException e) {
-            throw new IOException("Could not open '" + filename + "': " + ExitCodes.openReason(filename, e), e);
-        } catch (NoSuchFileException e) {
-            throw new IOException("Could not open '" + filename + "': " + ExitCodes.noSuchFile(filename), e);
-        } catch (InvalidTableException e) {
-            throw e; // a snapshot's table, checked once the image is open: the operation's failure, worded by its command
-        } catch (QcowException e) {
-            if (e.qemuWords() == null) {
-                throw e;
-            }
-            throw new QemuWorded("Could not open '" + filename + "': " + e.qemuWords(), e);
+        } catch (IOException e) {
+            throw openFailure(filename, e);
         }
+    }
+
+    /**
+     * {@link Images#open} of the file {@code filename} names, worded as {@link #opening} words it. Without a lambda:
+     * the first one a JVM links sets up java.lang.invoke, 5-10 ms of a short command's start-up, and info, map and
+     * check run without one.
+     */
+    static DiskImage openNamed(String filename, OpenOptions options) throws IOException {
+        try {
+            return Images.open(path(filename), options);
+        } catch (IOException e) {
+            throw openFailure(filename, e);
+        }
+    }
+
+    /** What opening {@code filename} failing with {@code e} throws: a missing file worded as qemu-img words it. */
+    static IOException openFailure(String filename, IOException e) {
+        if (e instanceof MissingFileException m) {
+            return new IOException("Could not open '" + filename + "': " + ExitCodes.openReason(filename, m), e);
+        } else if (e instanceof NoSuchFileException) {
+            return new IOException("Could not open '" + filename + "': " + ExitCodes.noSuchFile(filename), e);
+        } else if (e instanceof InvalidTableException) {
+            return e; // a snapshot's table, checked once the image is open: the operation's failure, worded by its command
+        } else if (e instanceof QcowException q && q.qemuWords() != null) {
+            return new QemuWorded("Could not open '" + filename + "': " + q.qemuWords(), q);
+        }
+        return e;
     }
 
     /** {@code --output}: true for json, false for human. */

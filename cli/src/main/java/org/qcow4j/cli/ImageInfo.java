@@ -134,7 +134,9 @@ final class ImageInfo {
             // (also where the header names no data file: QEMU's has_data_file_raw is has_data_file)
             d.put("data-file-raw", h.has(Feature.RAW_EXTERNAL_DATA));
         }
-        q.encryption().ifPresent(e -> d.put("encrypt", encrypt(e)));
+        if (q.encryption().isPresent()) {
+            d.put("encrypt", encrypt(q.encryption().get()));
+        }
         d.put("corrupt", h.has(Feature.CORRUPT));
         d.put("extended-l2", h.has(Feature.EXTENDED_L2));
         return d;

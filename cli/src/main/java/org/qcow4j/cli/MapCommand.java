@@ -3,7 +3,6 @@ package org.qcow4j.cli;
 import java.io.PrintWriter;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
-import org.qcow4j.Qcow2Metadata;
 import org.qcow4j.QcowException;
 import org.qcow4j.format.CFormat;
 
@@ -74,7 +73,8 @@ final class MapCommand extends Command {
         for (int i = 0; i < depth && layer.backing() != null; i++) {
             layer = layer.backing();
         }
-        return layer.qcow2().map(Qcow2Metadata::openedDataFile).orElse(layer.filename());
+        String data = layer.qcow2().isPresent() ? layer.qcow2().get().openedDataFile() : null; // null: no data file
+        return data != null ? data : layer.filename();
     }
 
     private static boolean print(PrintWriter out, DiskImage d, Extent e, boolean json, boolean first) throws QcowException {

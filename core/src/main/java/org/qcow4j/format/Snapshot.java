@@ -34,6 +34,11 @@ public record Snapshot(long l1TableOffset, int l1Size, String id, String name, l
      * ({@link SnapshotTable#read}, which parses it); an entry without a disk size in its extra data has -1.
      */
     public static List<Snapshot> readTable(Header h, Reader reader, String file, long fileLength) throws IOException {
-        return SnapshotTable.read(h, reader, file, fileLength, -1).stream().map(SnapshotTable.Entry::snapshot).toList();
+        List<SnapshotTable.Entry> entries = SnapshotTable.read(h, reader, file, fileLength, -1);
+        Snapshot[] snapshots = new Snapshot[entries.size()];
+        for (int i = 0; i < snapshots.length; i++) {
+            snapshots[i] = entries.get(i).snapshot(); // a loop, not a stream: info's start-up (see Qcow2Image.open)
+        }
+        return List.of(snapshots);
     }
 }

@@ -30,7 +30,16 @@ public final class ClusterMap {
         this.l1 = l1;
         this.l1Offset = l1Offset;
         this.tableLongs = (int) (geo.clusterSize() / 8);
-        this.l2Cache = new TableCache<>((int) Math.min(Integer.MAX_VALUE, cacheBytes / geo.clusterSize()), this::load);
+        this.l2Cache = new TableCache<>((int) Math.min(Integer.MAX_VALUE, cacheBytes / geo.clusterSize()),
+                new L2Loader(this));
+    }
+
+    /** Loads L2 tables for the cache (a class, not this::load: see Qcow2Image.open). */
+    private record L2Loader(ClusterMap map) implements TableCache.Loader<long[]> {
+        @Override
+        public long[] load(long offset) throws IOException {
+            return map.load(offset);
+        }
     }
 
     private long[] load(long offset) throws IOException {

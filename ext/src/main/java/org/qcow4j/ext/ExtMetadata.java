@@ -92,8 +92,7 @@ public final class ExtMetadata {
     public static void writeQcow2(MetadataImage image, Path dest) throws IOException {
         // Clusters are blocks: the refcount table is sized for every block of the image, as a conversion sizes it
         // from the data extents.
-        Images.writeSequentially(dest, image.size(), qcow2Options(image, null), image.blockCount(), false,
-                image::copyBlocks);
+        Images.writeSequentially(dest, image.size(), qcow2Options(image, null), image.blockCount(), false, image);
     }
 
     /**
@@ -102,6 +101,6 @@ public final class ExtMetadata {
      * own loop, sequentially on the calling thread. Not flushed, like e2image's.
      */
     public static void writeRaw(MetadataImage image, Path dest) throws IOException {
-        Images.writeSequentially(dest, image.size(), null, 0, false, image::copyBlocks);
+        Images.writeSequentially(dest, image.size(), null, 0, false, image);
     }
 }

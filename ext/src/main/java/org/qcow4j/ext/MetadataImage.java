@@ -16,9 +16,9 @@ import org.qcow4j.QcowException;
  * {@link DiskImage} it feeds the converters unchanged: {@code -Q} is a qcow2 conversion of it, {@code -r} a raw one.
  * Open one with {@link ExtMetadata#image}; it owns the device and closes it.
  */
-public final class MetadataImage extends AbstractDiskImage {
+public final class MetadataImage extends AbstractDiskImage implements BlockWriter.Source {
     private static final byte[] ZEROS = new byte[64 * 1024];
-    /** Bytes {@link #copyBlocks} reads at a time. */
+    /** Bytes {@link #writeTo} reads at a time. */
     private static final int BATCH = 256 * 1024;
     private final FileChannel device;
     private final long deviceOffset;
@@ -119,7 +119,8 @@ public final class MetadataImage extends AbstractDiskImage {
      * batch buffer allocated: a short command then runs little code, where a conversion's pipeline would spend more
      * on interpreting and compiling itself than on copying.
      */
-    void copyBlocks(BlockWriter out) throws IOException {
+    @Override
+    public void writeTo(BlockWriter out) throws IOException {
         int perBatch = Math.max(1, BATCH / blockSize);
         ByteBuffer buf = ByteBuffer.allocateDirect(perBatch * blockSize);
         for (int r = 0; r < blocks.size(); r++) {

@@ -12,7 +12,7 @@
  * <li>walks: {@code InodeScanner} (e2fsprogs' lazy inode scan), {@code InodeBlockWalker} (its block iterator, for
  *     indirect blocks and extent trees, with loop and size bounds), {@code MetadataScan} (e2image's selection);</li>
  * <li>{@code BlockDevice} (bounds-checked block reads), {@code BlockRangesBuilder}, {@code VisitedBlocks};</li>
- * <li>{@code MetadataImage.copyBlocks}: e2image's output loop, for {@code ExtMetadata.writeQcow2} and
+ * <li>{@code MetadataImage.writeTo}: e2image's output loop, for {@code ExtMetadata.writeQcow2} and
  *     {@code writeRaw}.</li>
  * </ul>
  */
