@@ -96,26 +96,18 @@ final class CheckCommand extends Command {
                       ImageArgs.Operand operand, Boolean fixErrors) throws Exception {
         Path file = operand.path();
         CheckResult r;
-        if (fixErrors == null) {
-            try {
-                r = Images.check(file, operand.options(), new Lines(err));
-            } catch (IOException e) {
-                throw ImageArgs.openFailure(image, e);
-            }
-        } else {
-            RepairMode repair = fixErrors ? RepairMode.ALL : RepairMode.LEAKS;
-            try {
-                r = Images.repair(file, repair, new Lines(err));
-            } catch (IOException e) {
-                throw ImageArgs.openFailure(image, e);
-            }
-            if ((r.leaksFixed() != 0 || r.corruptionsFixed() != 0) && !json && !args.has("-q")) {
-                // qemu-img says what was repaired, then checks again (the library did) and reports that check
-                out.print("The following inconsistencies were found and repaired:\n\n"
-                        + "    " + r.leaksFixed() + " leaked clusters\n"
-                        + "    " + r.corruptionsFixed() + " corruptions\n\n"
-                        + "Double checking the fixed image now...\n");
-            }
+        try {
+            r = fixErrors == null ? Images.check(file, operand.options(), new Lines(err))
+                    : Images.repair(file, fixErrors ? RepairMode.ALL : RepairMode.LEAKS, new Lines(err));
+        } catch (IOException e) {
+            throw ImageArgs.openFailure(image, e);
+        }
+        if (fixErrors != null && (r.leaksFixed() != 0 || r.corruptionsFixed() != 0) && !json && !args.has("-q")) {
+            // qemu-img says what was repaired, then checks again (the library did) and reports that check
+            out.print("The following inconsistencies were found and repaired:\n\n"
+                    + "    " + r.leaksFixed() + " leaked clusters\n"
+                    + "    " + r.corruptionsFixed() + " corruptions\n\n"
+                    + "Double checking the fixed image now...\n");
         }
         if (!args.has("-q")) {
             out.print(json ? QemuJson.render(toJson(r, image)) + "\n" : human(r));
