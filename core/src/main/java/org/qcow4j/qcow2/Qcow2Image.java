@@ -577,6 +577,14 @@ public final class Qcow2Image implements WritableImage, Qcow2Metadata {
         }
         long host = type.hasHostOffset() ? L2Entry.hostOffset(entry) + geo.offsetInCluster(guest) : -1;
         long pos = (guest / unit + 1) * unit;
+        if (!ext && host < 0) {
+            // Equal entries classify alike: a run of them (a sparse image's unallocated or zero clusters) costs one
+            // compare each, not a classify; map walks whole tables, in a short command before the JIT has compiled it.
+            // (pos < limit keeps i inside this L2 table: a cluster per entry.)
+            for (int i = index + 1; pos < limit && table[i] == entry; i++) {
+                pos += unit;
+            }
+        }
         while (pos < limit) {
             int i = geo.l2Index(pos);
             if (classify(table, i, geo.subclusterIndex(pos), l2Offset) != type) {
