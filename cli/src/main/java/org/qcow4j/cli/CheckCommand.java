@@ -182,7 +182,7 @@ final class CheckCommand extends Command {
      * where Java's formatter rounds half up (12.125 is "12.12" in C, "12.13" in Java).
      */
     private static String percent(long part, long whole) {
-        return IoFormat.fixed(part * 100.0 / whole, 2);
+        return CPrintf.fixed(part * 100.0 / whole, 2);
     }
 
     /** The check's diagnostics, a line of stderr each (a class, not err::println: see {@link ImageArgs#openNamed}). */

@@ -1,13 +1,11 @@
 package org.qcow4j.cli;
 
 import java.io.PrintWriter;
-import java.math.BigDecimal;
-import java.math.RoundingMode;
 
 /**
  * qemu-io's (QEMU 7.2) output, byte for byte: the report lines ({@code cvtstr}, {@code timestr},
- * {@code print_report}) and {@code dump_buffer}. Floating point is printed from the exact binary value rounded half
- * to even, as glibc's printf does. (Numbers are read by {@link QemuNumbers}.)
+ * {@code print_report}) and {@code dump_buffer}. Floating point is printed as glibc's printf prints it
+ * ({@link CPrintf}). (Numbers are read by {@link QemuNumbers}.)
  */
 final class IoFormat {
     /** QEMU's BDRV_REQUEST_MAX_BYTES: the largest single request. */
@@ -25,10 +23,10 @@ final class IoFormat {
         for (int i = CVTSTR_UNITS.length - 1; i >= 0; i--) {
             double unit = Math.scalb(1.0, 10 * (i + 1));
             if (value >= unit) {
-                return trimmed(fixed(value / unit, 3)) + CVTSTR_UNITS[i];
+                return trimmed(CPrintf.fixed(value / unit, 3)) + CVTSTR_UNITS[i];
             }
         }
-        return trimmed(fixed(value, 6)) + " bytes";
+        return trimmed(CPrintf.fixed(value, 6)) + " bytes";
     }
 
     /** The number up to ".000" if it has that (cvtstr's "4.000 KiB" is "4 KiB"). */
@@ -42,9 +40,9 @@ final class IoFormat {
         long sec = nanos / 1_000_000_000L;
         double frac = (nanos % 1_000_000_000L) / 1e9;
         if (verbose || sec != 0) {
-            return (sec / 3600) + ":" + two(sec % 3600 / 60) + ":" + padded(fixed(sec % 60 + frac, 2), 5);
+            return (sec / 3600) + ":" + two(sec % 3600 / 60) + ":" + padded(CPrintf.fixed(sec % 60 + frac, 2), 5);
         }
-        return padded(fixed(frac, 2), 5) + " sec";
+        return padded(CPrintf.fixed(frac, 2), 5) + " sec";
     }
 
     /** print_report: the "read 4096/4096 bytes at offset 0" line and its statistics (or the -C line). */
@@ -55,9 +53,10 @@ final class IoFormat {
         if (!csv) {
             out.println(op + " " + total + "/" + count + " bytes at offset " + offset);
             out.println(cvtstr(total) + ", " + ops + " ops; " + ts + " (" + cvtstr(total / seconds) + "/sec and "
-                    + fixed(ops / seconds, 4) + " ops/sec)");
+                    + CPrintf.fixed(ops / seconds, 4) + " ops/sec)");
         } else {
-            out.println(total + "," + ops + "," + ts + "," + fixed(total / seconds, 3) + "," + fixed(ops / seconds, 3));
+            out.println(total + "," + ops + "," + ts + "," + CPrintf.fixed(total / seconds, 3) + ","
+                    + CPrintf.fixed(ops / seconds, 3));
         }
     }
 
@@ -84,17 +83,6 @@ final class IoFormat {
             }
             out.println(sb);
         }
-    }
-
-    /** printf("%.Nf") as glibc: the exact binary value rounded half to even; "inf" and "nan" spelled as glibc. */
-    static String fixed(double v, int decimals) {
-        if (Double.isNaN(v)) {
-            return "nan";
-        }
-        if (Double.isInfinite(v)) {
-            return v > 0 ? "inf" : "-inf";
-        }
-        return new BigDecimal(v).setScale(decimals, RoundingMode.HALF_EVEN).toPlainString();
     }
 
     private static String padded(String s, int width) {

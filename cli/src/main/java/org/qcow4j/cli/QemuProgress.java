@@ -43,7 +43,7 @@ final class QemuProgress {
      * commands.
      */
     static String line(float current) {
-        return "    (" + IoFormat.fixed(current, 2) + "/100%)\r";
+        return "    (" + CPrintf.fixed(current, 2) + "/100%)\r";
     }
 
     /** qemu_progress_end. */

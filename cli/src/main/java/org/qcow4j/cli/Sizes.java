@@ -1,9 +1,5 @@
 package org.qcow4j.cli;
 
-import java.math.BigDecimal;
-import java.math.MathContext;
-import java.math.RoundingMode;
-
 /** Human sizes as qemu-img prints them ({@code size_to_str}: "%0.3g" of the value in the best binary unit). */
 final class Sizes {
     private static final String[] SUFFIXES = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
@@ -17,15 +13,6 @@ final class Sizes {
         int exp = scaled == 0 ? 0 : Math.getExponent(scaled) + 1;
         int i = Math.max(0, Math.min(SUFFIXES.length - 1, (exp - 1) / 10));
         double v = (double) bytes / (1L << (i * 10));
-        return g3(v) + " " + SUFFIXES[i] + "B";
-    }
-
-    /** C's {@code %0.3g} for 0 <= v < 1000. */
-    static String g3(double v) {
-        if (v == 0) {
-            return "0";
-        }
-        BigDecimal d = new BigDecimal(v).round(new MathContext(3, RoundingMode.HALF_EVEN)).stripTrailingZeros();
-        return d.toPlainString();
+        return CPrintf.g3(v) + " " + SUFFIXES[i] + "B";
     }
 }
