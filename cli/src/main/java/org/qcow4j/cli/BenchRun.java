@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import org.qcow4j.DiskImage;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.WritableImage;
 
 /**
@@ -101,7 +102,7 @@ final class BenchRun {
     void run(int threads) throws Failure, InterruptedException {
         List<Thread> workers = new ArrayList<>();
         for (int t = 0; t < threads; t++) {
-            ByteBuffer buf = ByteBuffer.allocateDirect(bufsize);
+            ByteBuffer buf = IoBuffers.allocate(bufsize);
             if (writable != null) {
                 for (int k = 0; k < bufsize; k++) {
                     buf.put(k, pattern);

@@ -9,6 +9,7 @@ import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.ImageOperationException;
 import org.qcow4j.Images;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.WritableImage;
 import org.qcow4j.format.Feature;
@@ -118,7 +119,7 @@ public final class Commit {
         long baseCluster = base.qcow2().map(q -> q.header().clusterSize()).orElse(0L);
         Source source = new Source(top, depth, base);
         long total = dirtyBytes(top, depth, size, g);
-        ByteBuffer buf = ByteBuffer.allocateDirect(BUF_SIZE);
+        ByteBuffer buf = IoBuffers.allocate(BUF_SIZE);
         long done = 0;
         long copied = 0;
         long started = System.nanoTime();

@@ -8,6 +8,7 @@ import org.qcow4j.CompareResult.Verdict;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.ImageOperationException;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.format.ClusterGeometry;
 
 /**
@@ -33,8 +34,8 @@ public final class ImageComparison {
 
     private final DiskImage first;
     private final DiskImage second;
-    private final ByteBuffer buf1 = ByteBuffer.allocateDirect(CHUNK);
-    private final ByteBuffer buf2 = ByteBuffer.allocateDirect(CHUNK);
+    private final ByteBuffer buf1 = IoBuffers.allocate(CHUNK);
+    private final ByteBuffer buf2 = IoBuffers.allocate(CHUNK);
 
     /** Reads the second image beside the first; made when first needed, ended with the comparison. */
     private java.util.concurrent.ExecutorService helper;

@@ -7,6 +7,7 @@ import java.util.function.LongConsumer;
 import org.qcow4j.ConvertOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.QcowException;
 import org.qcow4j.WritableImage;
 import org.qcow4j.io.Zeros;
@@ -45,7 +46,7 @@ public final class ImageCopier {
             throw new QcowException(target.filename(), "output file is smaller than input file"); // qemu-img's words
         }
         LongConsumer progress = options.progress() == null ? n -> { } : options.progress();
-        ByteBuffer buf = ByteBuffer.allocateDirect(BUFFER);
+        ByteBuffer buf = IoBuffers.allocate(BUFFER);
         for (long pos = 0; pos < total; ) {
             Extent e = in.extentAt(pos, total - pos);
             boolean zero = e.zero() && !e.data();

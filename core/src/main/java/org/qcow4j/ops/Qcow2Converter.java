@@ -9,6 +9,7 @@ import java.util.function.LongConsumer;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.QcowException;
 import org.qcow4j.io.Workers;
 import org.qcow4j.io.Zeros;
@@ -165,8 +166,8 @@ public final class Qcow2Converter {
         int len = (int) (end - start);
         ByteBuffer[] bufs = buffers.poll();
         if (bufs == null || bufs[0].capacity() < len) {
-            bufs = new ByteBuffer[] {ByteBuffer.allocateDirect(Math.max(len, CHUNK)), backing == null ? null
-                    : ByteBuffer.allocateDirect(Math.max(len, CHUNK))};
+            bufs = new ByteBuffer[] {IoBuffers.allocate(Math.max(len, CHUNK)), backing == null ? null
+                    : IoBuffers.allocate(Math.max(len, CHUNK))};
         }
         ByteBuffer data = bufs[0].clear().limit(len);
         readPadded(in, data, start);

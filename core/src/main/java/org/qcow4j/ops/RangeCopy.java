@@ -6,6 +6,7 @@ import java.nio.file.Path;
 import org.qcow4j.ConvertOptions;
 import org.qcow4j.CreateOptions;
 import org.qcow4j.DiskImage;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.WritableImage;
 import org.qcow4j.qcow2.Qcow2Image;
@@ -36,7 +37,7 @@ public final class RangeCopy {
         }
         OpenOptions open = OpenOptions.defaults().withFormat(qcow2 == null ? "raw" : "qcow2").withQemuLayout(true);
         try (WritableImage out = Qcow2Image.openWritable(output, open)) {
-            ByteBuffer buf = ByteBuffer.allocateDirect((int) Math.min(blockSize, Math.max(512, Math.min(length, MAX_PIECE))));
+            ByteBuffer buf = IoBuffers.allocate((int) Math.min(blockSize, Math.max(512, Math.min(length, MAX_PIECE))));
             for (long done = 0; done < length; ) {
                 long block = Math.min(blockSize, length - done);
                 for (long in = 0; in < block; ) {

@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.function.LongConsumer;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.QcowException;
 import org.qcow4j.io.FileExtents;
 import org.qcow4j.io.Workers;
@@ -91,7 +92,7 @@ public final class RawConverter {
             if (data == null) {
                 data = new long[] {0, existing};
             }
-            ByteBuffer zeros = ByteBuffer.allocateDirect(CHUNK);
+            ByteBuffer zeros = IoBuffers.allocate(CHUNK);
             for (int i = 0; i < data.length; i += 2) {
                 for (long p = Math.max(data[i], outOffset); p < Math.min(data[i + 1], end); p += CHUNK) {
                     writeAll(out, outName, zeros.clear().limit((int) Math.min(CHUNK, Math.min(data[i + 1], end) - p)), p);
@@ -109,7 +110,7 @@ public final class RawConverter {
     /** Copies every range that may hold data, the image's byte {@code g} going to {@code base + g}. */
     private void copyAll(List<DiskImage> inputs, FileChannel out, String outName, long base) throws IOException {
         long total = totalSize(inputs);
-        ThreadLocal<ByteBuffer> buffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(CHUNK));
+        ThreadLocal<ByteBuffer> buffers = ThreadLocal.withInitial(() -> IoBuffers.allocate(CHUNK));
         DiskImage in = ConcatenatedImage.of(inputs);
         CopyRange offload = new CopyRange(copyRange);
         try (Workers<Long> workers = new Workers<>(threads)) {

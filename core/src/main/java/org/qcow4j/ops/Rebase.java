@@ -8,6 +8,7 @@ import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.ImageOperationException;
 import org.qcow4j.Images;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.OpenOptions;
 import org.qcow4j.QcowException;
 import org.qcow4j.RebaseOptions;
@@ -136,8 +137,8 @@ public final class Rebase {
         long size = image.size();
         long oldSize = old == null ? 0 : old.size();
         long newSize = fresh == null ? 0 : fresh.size();
-        ByteBuffer bufOld = ByteBuffer.allocateDirect(IO_BUF_SIZE);
-        ByteBuffer bufNew = ByteBuffer.allocateDirect(IO_BUF_SIZE);
+        ByteBuffer bufOld = IoBuffers.allocate(IO_BUF_SIZE);
+        ByteBuffer bufNew = IoBuffers.allocate(IO_BUF_SIZE);
         float step = size == 0 ? 0 : (float) 100 / (size / Math.min(size, IO_BUF_SIZE));
         float done = 0;
         long n;

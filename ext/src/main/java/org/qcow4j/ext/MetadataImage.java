@@ -8,6 +8,7 @@ import org.qcow4j.BlockWriter;
 import org.qcow4j.DiskImage;
 import org.qcow4j.Extent;
 import org.qcow4j.Images;
+import org.qcow4j.IoBuffers;
 import org.qcow4j.QcowException;
 
 /**
@@ -122,7 +123,7 @@ public final class MetadataImage extends AbstractDiskImage implements BlockWrite
     @Override
     public void writeTo(BlockWriter out) throws IOException {
         int perBatch = Math.max(1, BATCH / blockSize);
-        ByteBuffer buf = ByteBuffer.allocateDirect(perBatch * blockSize);
+        ByteBuffer buf = IoBuffers.allocate(perBatch * blockSize);
         for (int r = 0; r < blocks.size(); r++) {
             long end = blocks.end(r);
             for (long b = blocks.start(r); b < end; ) {

@@ -3,6 +3,7 @@ package org.qcow4j.nbd.server;
 import java.nio.ByteBuffer;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.qcow4j.IoBuffers;
 
 /**
  * The server's payload buffers: direct buffers of {@link #SLAB} bytes, shared by all connections and reused, so a read
@@ -28,7 +29,7 @@ final class BufferPool {
         if (n <= SLAB) {
             ByteBuffer b = free.poll();
             if (b == null && created.getAndIncrement() < maxSlabs) {
-                b = ByteBuffer.allocateDirect(SLAB);
+                b = IoBuffers.allocate(SLAB);
             } else if (b == null) {
                 created.decrementAndGet();
             }
