@@ -1,10 +1,14 @@
 package org.qcow4j.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -33,5 +37,27 @@ class SizesTest {
             String line = out.lines().filter(l -> l.startsWith("virtual size: ")).findFirst().orElseThrow();
             assertEquals(line, "virtual size: " + Sizes.human(size) + " (" + size + " bytes)", out);
         }
+    }
+
+    /**
+     * A snapshot's VM state size is QEMU's uint64_t: 2^64 - 4096 (as a hostile or damaged image may say) is "16 EiB",
+     * not "-4 KiB", and no failure.
+     */
+    @Test
+    void vmStateSizeAsUnsigned() throws IOException {
+        Path img = Qemu.createQcow2(dir, "vm.qcow2", "64M");
+        Qemu.img(dir, "snapshot", "-c", "s1", img.toString());
+        try (FileChannel ch = FileChannel.open(img, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            ByteBuffer header = ByteBuffer.allocate(72);
+            ch.read(header, 0);
+            long table = header.getLong(64); // snapshots_offset
+            // vm_state_size_large: the first field of the entry's extra data, 40 bytes into the entry
+            ch.write(ByteBuffer.allocate(8).putLong(0, 0xFFFF_FFFF_FFFF_F000L), table + 40);
+        }
+        Qemu.Result want = Qemu.img(dir, "info", img.toString());
+        Qemu.Result got = Qemu.qcow4j("info", img.toString());
+        assertTrue(want.out().contains(" 16 EiB "), want.out());
+        assertEquals(want.out(), got.out());
+        assertEquals(want.exit(), got.exit());
     }
 }
